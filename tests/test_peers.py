@@ -1,0 +1,75 @@
+"""OpenCV peer trackers behind the project's init/update API."""
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from tracker.errors import UserError
+from tracker.evaluation import peers
+from tracker.result import TrackResult
+
+
+def square_clip(n=15, size=(120, 96), box=(30.0, 30.0, 20.0, 16.0), step=2):
+    """A textured rectangle moving right on a noisy background; returns frames and GT boxes."""
+    rng = np.random.default_rng(1)
+    W, H = size
+    patch = rng.integers(0, 255, (int(box[3]), int(box[2]), 3), dtype=np.uint8)
+    frames, gts = [], []
+    for i in range(n):
+        f = rng.integers(90, 110, (H, W, 3), dtype=np.uint8)
+        x, y = int(box[0]) + step * i, int(box[1])
+        f[y:y + patch.shape[0], x:x + patch.shape[1]] = patch
+        frames.append(f)
+        gts.append((float(x), float(y), box[2], box[3]))
+    return frames, gts
+
+
+def test_names_and_availability():
+    assert peers.parse_peer_names("CSRT, kcf,kcf") == ["csrt", "kcf"]
+    assert peers.parse_peer_names(None) == []
+    with pytest.raises(UserError, match="unknown peer tracker.*nope"):
+        peers.parse_peer_names("kcf,nope")
+    av = peers.availability()
+    assert set(av) == set(peers.PEERS)
+    assert av["mil"] is None  # MIL is in every OpenCV 4 build
+    for name, why in av.items():
+        assert why is None or name.upper() in why
+
+
+def test_int_box_rounding():
+    assert peers.int_box((10.4, 20.6, 30.2, 40.5), (100, 100, 3)) == (10, 21, 31, 40)
+    assert peers.int_box((-5.0, -5.0, 20.0, 20.0), (100, 100, 3)) == (0, 0, 15, 15)   # clipped to the frame
+    assert peers.int_box((95.0, 10.0, 20.0, 0.2), (100, 100, 3)) == (95, 10, 5, 1)    # at least 1 px
+
+
+@pytest.mark.parametrize("name", ["mil", "kcf", "csrt"])
+def test_peer_tracks_synthetic_clip(name):
+    if peers.availability()[name]:
+        pytest.skip(peers.availability()[name])
+    frames, gts = square_clip()
+    trk = peers.make_peer(name)
+    trk.init(frames[0], gts[0])
+    results = [trk.update(f) for f in frames[1:]]
+    assert all(isinstance(r, TrackResult) for r in results)
+    assert all(math.isnan(r.score) and len(r.box) == 4 for r in results)
+    last = results[-1]
+    assert not last.lost
+    assert abs(last.box[0] - gts[-1][0]) < 8 and abs(last.box[1] - gts[-1][1]) < 8
+
+
+def test_failure_keeps_last_box():
+    frames, gts = square_clip(n=3)
+    trk = peers.make_peer("mil")
+    trk.init(frames[0], gts[0])
+    good = trk.update(frames[1])
+
+    class Failing:
+        def update(self, frame):
+            return False, (0, 0, 0, 0)
+
+    trk._cv = Failing()
+    r = trk.update(frames[2])
+    assert r.lost and r.box == good.box
+    with pytest.raises(RuntimeError):
+        peers.make_peer("mil").update(frames[0])

@@ -1,0 +1,10 @@
+"""Evaluation toolkit: datasets (OTB / GOT-10k), metrics, OpenCV peers, one-pass runner, plots, bench.
+
+It uses only the tracker package's public API (``SiamTracker``), ``TrackResult`` and ``UserError``.
+"""
+from .datasets import Sequence, load_dataset
+from .metrics import overall_metrics, rect_iou, sequence_metrics
+from .peers import OpenCVTracker, availability, make_peer
+
+__all__ = ["Sequence", "load_dataset", "rect_iou", "sequence_metrics", "overall_metrics",
+           "OpenCVTracker", "availability", "make_peer"]

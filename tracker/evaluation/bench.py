@@ -1,0 +1,142 @@
+"""Per-stage timing of trackers on a clip: every tracker sees the same decoded frames in one run."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from tracker.errors import UserError
+
+from .datasets import IMAGE_EXTS, parse_boxes
+
+STAGES = ("crop", "backbone", "correlation", "postprocess")
+
+
+def default_box(source: Path):
+    """The first GT / init box stored next to a clip (``<stem>_groundtruth.txt``, ``<stem>_init.txt``,
+    or ``groundtruth.txt`` / ``groundtruth_rect.txt`` in an image folder), else None."""
+    source = Path(source)
+    if source.is_dir():
+        cands = [source / "groundtruth.txt", source / "groundtruth_rect.txt"]
+    else:
+        cands = [source.with_name(source.stem + "_groundtruth.txt"), source.with_name(source.stem + "_init.txt")]
+    for c in cands:
+        if c.is_file():
+            box = parse_boxes(c)[0]
+            if c.name == "groundtruth_rect.txt":
+                box[:2] -= 1.0
+            return tuple(float(v) for v in box)
+    return None
+
+
+def frames(source: Path, limit: int | None):
+    """Yield (frame, decode_seconds) from a video file or a folder of images."""
+    source = Path(source)
+    if source.is_dir():
+        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
+        for p in files[:limit]:
+            t0 = time.perf_counter()
+            f = cv2.imread(str(p), cv2.IMREAD_COLOR)
+            yield f, time.perf_counter() - t0
+        return
+    cap = cv2.VideoCapture(str(source))
+    if not cap.isOpened():
+        raise UserError(f"cannot open video {source}: is it a video file OpenCV can decode?")
+    n = 0
+    try:
+        while limit is None or n < limit:
+            t0 = time.perf_counter()
+            ok, f = cap.read()
+            dt = time.perf_counter() - t0
+            if not ok:
+                return
+            n += 1
+            yield f, dt
+    finally:
+        cap.release()
+
+
+def run_bench(source: Path, box, trackers: dict, limit: int | None = None, progress: bool = True) -> dict:
+    """Init every tracker on frame 1 with ``box``, update on the following frames; times in seconds."""
+    it = frames(source, limit)
+    first = next(it, (None, 0.0))
+    if first[0] is None:
+        raise UserError(f"no frames could be decoded from {source}")
+    frame, _ = first
+    H, W = frame.shape[:2]
+    x, y, w, h = box
+    if w <= 1 or h <= 1 or x + w <= 0 or y + h <= 0 or x >= W or y >= H:
+        raise UserError(f"--box {x:g},{y:g},{w:g},{h:g} is empty or outside the {W}x{H} frame")
+    rec = {n: {"init": 0.0, "update": [], "stages": {s: [] for s in STAGES}, "lost": 0} for n in trackers}
+    for name, trk in trackers.items():
+        t0 = time.perf_counter()
+        trk.init(frame, tuple(box))
+        rec[name]["init"] = time.perf_counter() - t0
+    decode = []
+    total = None if limit is None else max(limit - 1, 0)
+    for frame, dt in tqdm(it, total=total, desc="bench", unit="frame", disable=not progress, file=sys.stderr,
+                          leave=False):
+        decode.append(dt)
+        for name, trk in trackers.items():
+            t0 = time.perf_counter()
+            r = trk.update(frame)
+            rec[name]["update"].append(time.perf_counter() - t0)
+            rec[name]["lost"] += bool(r.lost)
+            st = getattr(trk, "stage_times", None)
+            if isinstance(st, dict):
+                for s in STAGES:
+                    if s in st:
+                        rec[name]["stages"][s].append(float(st[s]))
+    return {"source": str(source), "box": list(box), "frame_size": [W, H], "frames": len(decode) + 1,
+            "decode": decode, "trackers": rec}
+
+
+def _ms(v) -> float:
+    return float(np.median(v)) * 1e3 if len(v) else float("nan")
+
+
+def summarize(res: dict) -> dict:
+    """Median milliseconds per stage and fps per tracker."""
+    dec = np.asarray(res["decode"])
+    out = {"source": res["source"], "box": res["box"], "frames": res["frames"], "decode_ms": _ms(dec),
+           "trackers": {}}
+    for name, r in res["trackers"].items():
+        upd = np.asarray(r["update"])
+        e2e = upd + dec[:len(upd)]
+        row = {"init_ms": r["init"] * 1e3, "update_ms": _ms(upd), "end_to_end_ms": _ms(e2e),
+               "fps": 1e3 / _ms(upd) if len(upd) else float("nan"),
+               "fps_end_to_end": 1e3 / _ms(e2e) if len(upd) else float("nan"),
+               "fps_mean": len(upd) / upd.sum() if upd.sum() > 0 else float("nan"),
+               "lost_frames": r["lost"]}
+        stages = {s: _ms(v) for s, v in r["stages"].items() if len(v) == len(upd) and len(v)}
+        if stages:
+            row["stages_ms"] = stages
+            row["other_ms"] = _ms(upd - np.sum([r["stages"][s] for s in stages], axis=0))
+        out["trackers"][name] = row
+    return out
+
+
+def format_summary(s: dict) -> str:
+    lines = [f"{s['source']}: {s['frames']} frames, box {','.join(f'{v:g}' for v in s['box'])}",
+             "median ms per frame (updates after the init frame)", ""]
+    for name, r in s["trackers"].items():
+        if "stages_ms" in r:
+            lines.append(f"{name} stages:")
+            lines.append(f"  {'decode':<14}{s['decode_ms']:8.2f} ms")
+            for k, v in r["stages_ms"].items():
+                lines.append(f"  {k:<14}{v:8.2f} ms")
+            lines.append(f"  {'other':<14}{r['other_ms']:8.2f} ms   (update time not in a stage)")
+            lines.append(f"  {'total':<14}{r['update_ms']:8.2f} ms   tracker {r['fps']:.1f} fps; "
+                         f"with decode {r['end_to_end_ms']:.2f} ms = {r['fps_end_to_end']:.1f} fps")
+            lines.append("")
+    lines.append(f"{'tracker':<12}{'init ms':>9}{'update ms':>11}{'fps':>8}{'+decode ms':>12}"
+                 f"{'e2e fps':>9}{'mean fps':>10}{'lost':>6}")
+    for name, r in s["trackers"].items():
+        lines.append(f"{name:<12}{r['init_ms']:9.2f}{r['update_ms']:11.2f}{r['fps']:8.1f}"
+                     f"{r['end_to_end_ms']:12.2f}{r['fps_end_to_end']:9.1f}{r['fps_mean']:10.1f}{r['lost_frames']:6d}")
+    lines.append(f"(decode median {s['decode_ms']:.2f} ms/frame, shared by all trackers)")
+    return "\n".join(lines)

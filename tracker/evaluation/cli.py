@@ -1,0 +1,132 @@
+"""The ``eval`` and ``bench`` subcommands of ``siamtrack``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tracker.errors import UserError
+
+from . import bench, peers, runner
+from .datasets import load_dataset
+
+
+def add_subcommands(subparsers) -> None:
+    e = subparsers.add_parser(
+        "eval", help="one-pass evaluation on an OTB or GOT-10k folder, optionally against OpenCV trackers",
+        description="One-pass evaluation (init on the first GT box, never re-init). Writes per-frame result "
+                    "files, summary.json, summary.md and success/precision plots to --out.")
+    e.add_argument("dataset", metavar="DATASET_DIR", help="OTB or GOT-10k layout folder (or one sequence folder)")
+    e.add_argument("--sequences", help="comma-separated subset of sequence names")
+    e.add_argument("--compare", help=f"comma-separated OpenCV peers: {','.join(peers.PEERS)}")
+    e.add_argument("--out", help="output folder (default: results/<dataset name>; with --rescore: that folder)")
+    e.add_argument("--no-siamtrack", action="store_true", help="run only the --compare peers")
+    e.add_argument("--rescore", metavar="RESULT_DIR", help="score existing result files instead of tracking")
+    _tracker_args(e)
+    e.set_defaults(func=cmd_eval)
+
+    b = subparsers.add_parser(
+        "bench", help="median per-stage milliseconds and fps on a clip, next to OpenCV peers",
+        description="Tracks a clip and prints median ms per stage (decode, crop, backbone, correlation, "
+                    "postprocess, total) and fps; the --compare peers run on the same decoded frames.")
+    b.add_argument("source", metavar="SOURCE", help="video file (or folder of frames)")
+    b.add_argument("--box", help="initial box x,y,w,h in 0-based pixels (default: <clip>_groundtruth.txt "
+                                 "or <clip>_init.txt next to the clip)")
+    b.add_argument("--frames", type=int, help="track at most N frames (default: the whole clip)")
+    b.add_argument("--compare", help=f"comma-separated OpenCV peers: {','.join(peers.PEERS)}")
+    b.add_argument("--no-siamtrack", action="store_true", help="time only the --compare peers")
+    b.add_argument("--json", metavar="FILE", help="also write the medians to FILE as JSON")
+    _tracker_args(b)
+    b.set_defaults(func=cmd_bench)
+
+
+def _tracker_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", help="siamtrack weights file (default: the packaged weights)")
+    p.add_argument("--device", default="auto", help="torch device for siamtrack (default: auto)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _split(text: str | None) -> list[str] | None:
+    return [s.strip() for s in text.split(",") if s.strip()] if text else None
+
+
+def _trackers(args) -> tuple[dict, dict]:
+    """(name -> tracker object, unavailable peer -> reason)."""
+    names = peers.parse_peer_names(args.compare)
+    avail = peers.availability()
+    missing = {n: avail[n] for n in names if avail[n]}
+    for n, why in missing.items():
+        print(f"warning: peer {n} skipped: {why}", file=sys.stderr)
+    trackers: dict = {}
+    if not args.no_siamtrack:
+        from tracker import SiamTracker
+        trackers["siamtrack"] = SiamTracker.from_pretrained(weights=args.weights, device=args.device)
+    for n in names:
+        if n not in missing:
+            trackers[n] = peers.make_peer(n)
+    if not trackers:
+        raise UserError("nothing to run: drop --no-siamtrack or give --compare with an available peer")
+    return trackers, missing
+
+
+def cmd_eval(args) -> int:
+    root = Path(args.dataset)
+    peers.parse_peer_names(args.compare)  # fail fast on a typo, before loading anything
+    layout, seqs, problems = load_dataset(root, _split(args.sequences))
+    for name, why in problems.items():
+        print(f"warning: sequence {name} skipped: {why}", file=sys.stderr)
+    for s in seqs:
+        if s.note:
+            print(f"note: {s.name}: {s.note}", file=sys.stderr)
+    if not seqs:
+        raise UserError(f"no usable sequences in {root}" + (" (see the warnings above)" if problems else ""))
+    summary = {"dataset": str(root), "layout": layout, "sequences": [s.name for s in seqs], "skipped": problems}
+    if args.rescore:
+        src = Path(args.rescore)
+        if not src.is_dir() or not runner.find_trackers(src, [s.name for s in seqs]):
+            raise UserError(f"--rescore {src}: no result files <tracker>/<sequence>.txt for these sequences")
+        out = Path(args.out) if args.out else src
+        scores = runner.score(src, seqs)
+    else:
+        out = Path(args.out) if args.out else Path("results") / (root.resolve().name or "eval")
+        trackers, missing = _trackers(args)
+        summary["peers_unavailable"] = missing
+        print(f"{layout}: {len(seqs)} sequences, {sum(len(s) for s in seqs)} frames; trackers: "
+              f"{', '.join(trackers)}; results -> {out}", file=sys.stderr)
+        summary["failures"] = runner.run(seqs, trackers, out, progress=not args.no_progress)
+        scores = runner.score(out, seqs, list(trackers))
+    summary["trackers"] = scores
+    paths = runner.write_summary(out, summary)
+    md = runner.markdown(summary)
+    print(md.split("## Per sequence")[0].rstrip())
+    print("\nwrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _parse_box(text: str):
+    try:
+        box = tuple(float(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 4:
+        raise UserError(f"--box {text!r}: expected four numbers x,y,w,h")
+    return box
+
+
+def cmd_bench(args) -> int:
+    src = Path(args.source)
+    if not src.exists():
+        raise UserError(f"clip not found: {src}")
+    if args.frames is not None and args.frames < 2:
+        raise UserError("--frames must be at least 2 (one init frame, then updates)")
+    box = _parse_box(args.box) if args.box else bench.default_box(src)
+    if box is None:
+        raise UserError(f"{src.name} has no ground truth or init file next to it: pass --box x,y,w,h")
+    trackers, _ = _trackers(args)
+    res = bench.run_bench(src, box, trackers, args.frames, progress=not args.no_progress)
+    summ = bench.summarize(res)
+    print(bench.format_summary(summ))
+    if args.json:
+        Path(args.json).write_text(json.dumps(runner._jsonable(summ), indent=1))
+    return 0

@@ -1,0 +1,198 @@
+"""Benchmark sequences on disk: OTB and GOT-10k layouts.
+
+Boxes are ``x,y,w,h`` in 0-based continuous pixels everywhere in this package
+(OTB files are 1-based Matlab coordinates: x-1, y-1 on loading).
+
+* OTB:     ``<root>/<Seq>/img/0001.jpg ...`` + ``<Seq>/groundtruth_rect.txt``
+           (or ``groundtruth_rect.1.txt``, ``.2.txt`` for several targets, which
+           become sequences ``<Seq>.1``, ``<Seq>.2``).
+* GOT-10k: ``<root>/list.txt`` (optional), ``<root>/<seq>/00000001.jpg ...`` +
+           ``<seq>/groundtruth.txt``; ``absence.label`` / ``cover.label`` are honoured.
+
+A single sequence folder of either kind may also be given as the root.
+GT line i belongs to the i-th image in name order (OTB ``David`` starts at image 300,
+as in the OTB toolkit); images past the last GT line are not tracked.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tracker.errors import UserError
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp"}
+OTB_START_FRAME = {"david": 300}  # 1-based first annotated image (OTB toolkit cfg)
+
+
+@dataclass
+class Sequence:
+    name: str
+    frames: list[Path]
+    gt: np.ndarray                      # (N, 4) float, NaN rows allowed
+    valid: np.ndarray                   # (N,) bool: frame is scored
+    note: str = ""
+    _size: tuple[int, int] | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(width, height) of the first frame, read from the file header."""
+        if self._size is None:
+            from PIL import Image
+            with Image.open(self.frames[0]) as im:
+                self._size = im.size
+        return self._size
+
+
+def parse_boxes(path: Path) -> np.ndarray:
+    """Read ``x,y,w,h`` lines separated by commas, tabs or spaces (NaN allowed)."""
+    rows = []
+    for i, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = [p for p in re.split(r"[,\s;]+", line.strip()) if p]
+        try:
+            vals = [float(p) for p in parts]
+        except ValueError:
+            raise ValueError(f"{path.name} line {i}: not numbers: {line.strip()!r}") from None
+        if len(vals) != 4:
+            raise ValueError(f"{path.name} line {i}: expected 4 values x,y,w,h, got {len(vals)}")
+        rows.append(vals)
+    if not rows:
+        raise ValueError(f"{path.name} is empty")
+    return np.asarray(rows, dtype=float)
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+
+
+def _label(path: Path, n: int) -> np.ndarray | None:
+    if not path.is_file():
+        return None
+    vals = np.asarray([float(v) for v in path.read_text().split()])
+    return vals[:n] if len(vals) >= n else None
+
+
+def _make(name: str, images: list[Path], gt: np.ndarray, note: str = "",
+          absent: np.ndarray | None = None) -> Sequence:
+    if not images:
+        raise ValueError("no images")
+    if len(gt) > len(images):
+        raise ValueError(f"{len(gt)} GT lines but only {len(images)} images")
+    if len(images) > len(gt):
+        note = (note + "; " if note else "") + f"{len(images)} images, {len(gt)} GT lines: tracking the first {len(gt)}"
+        images = images[:len(gt)]
+    valid = np.isfinite(gt).all(1) & (np.nan_to_num(gt[:, 2]) > 0) & (np.nan_to_num(gt[:, 3]) > 0)
+    if absent is not None:
+        valid &= ~absent
+    if not valid[0]:
+        raise ValueError("first GT box is missing or empty: cannot initialise")
+    return Sequence(name, images, gt, valid, note)
+
+
+def _otb_gt_files(seq_dir: Path) -> list[Path]:
+    return sorted(p for p in seq_dir.glob("groundtruth_rect*.txt")
+                  if re.fullmatch(r"groundtruth_rect(\.\d+)?\.txt", p.name))
+
+
+def _load_otb(seq_dir: Path) -> list[Sequence]:
+    files = _otb_gt_files(seq_dir)
+    if not files:
+        raise ValueError("no groundtruth_rect.txt")
+    img_dir = seq_dir / "img"
+    if not img_dir.is_dir():
+        raise ValueError("no img/ folder")
+    images = _images(img_dir)
+    start = OTB_START_FRAME.get(seq_dir.name.lower(), 1)
+    if start > 1 and len(images) >= start:
+        images = images[start - 1:]
+    seqs = []
+    for f in files:
+        gt = parse_boxes(f)
+        gt[:, :2] -= 1.0  # Matlab 1-based -> 0-based
+        suffix = f.name[len("groundtruth_rect"):-len(".txt")]  # "" or ".2"
+        seqs.append(_make(seq_dir.name + suffix, images, gt))
+    return seqs
+
+
+def _load_got(seq_dir: Path) -> list[Sequence]:
+    f = seq_dir / "groundtruth.txt"
+    if not f.is_file():
+        raise ValueError("no groundtruth.txt")
+    gt = parse_boxes(f)
+    n = len(gt)
+    absent = _label(seq_dir / "absence.label", n)
+    absent = absent > 0 if absent is not None else None
+    cover = _label(seq_dir / "cover.label", n)
+    if cover is not None:
+        absent = (cover <= 0) if absent is None else (absent | (cover <= 0))
+    if absent is not None:
+        absent[0] = False  # the first frame is always the initialisation box
+    return [_make(seq_dir.name, _images(seq_dir), gt, absent=absent)]
+
+
+def detect_layout(root: Path) -> str:
+    """'otb', 'got10k', 'otb-seq' or 'got10k-seq' (a single sequence folder)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"dataset folder not found: {root}")
+    if (root / "groundtruth.txt").is_file():
+        return "got10k-seq"
+    if _otb_gt_files(root) and (root / "img").is_dir():
+        return "otb-seq"
+    if (root / "list.txt").is_file():
+        return "got10k"
+    subdirs = [d for d in root.iterdir() if d.is_dir()]
+    if any(_otb_gt_files(d) for d in subdirs):
+        return "otb"
+    if any((d / "groundtruth.txt").is_file() for d in subdirs):
+        return "got10k"
+    raise UserError(f"unknown dataset layout in {root}: expected OTB (<Seq>/img/ + groundtruth_rect.txt) "
+                    "or GOT-10k (list.txt, <seq>/groundtruth.txt)")
+
+
+def load_dataset(root, names: list[str] | None = None):
+    """Return (layout, sequences, problems); problems maps a skipped sequence name to the reason.
+
+    ``names`` picks a subset (for OTB multi-target folders ``Jogging`` selects ``Jogging.1`` and ``.2``).
+    """
+    root = Path(root)
+    layout = detect_layout(root)
+    if layout.endswith("-seq"):
+        dirs = [root]
+    elif layout == "got10k" and (root / "list.txt").is_file():
+        dirs = [root / n.strip() for n in (root / "list.txt").read_text().split() if n.strip()]
+    else:
+        dirs = sorted(d for d in root.iterdir() if d.is_dir())
+    loader = _load_otb if layout.startswith("otb") else _load_got
+    wanted = None if names is None else list(dict.fromkeys(names))
+    sequences: list[Sequence] = []
+    problems: dict[str, str] = {}
+    found = set()
+    for d in dirs:
+        if wanted is not None and d.name not in wanted and not any(w.startswith(d.name + ".") for w in wanted):
+            continue
+        if not d.is_dir():
+            problems[d.name] = "folder missing"
+            found.add(d.name)
+            continue
+        try:
+            seqs = loader(d)
+        except (ValueError, OSError) as e:
+            problems[d.name] = str(e)
+            found.add(d.name)
+            continue
+        for s in seqs:
+            if wanted is None or s.name in wanted or d.name in wanted:
+                sequences.append(s)
+                found.update({s.name, d.name})
+    for w in wanted or []:
+        if w not in found:
+            problems[w] = "no such sequence"
+    return layout, sequences, problems

@@ -1,0 +1,96 @@
+"""OpenCV's classic trackers wrapped with the project's ``init`` / ``update -> TrackResult`` API."""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from tracker.errors import UserError
+from tracker.result import TrackResult
+
+# name -> (OpenCV class name, why it may be missing)
+_CONTRIB = "needs the opencv-contrib-python build"
+PEERS = {
+    "csrt": ("TrackerCSRT", _CONTRIB),
+    "kcf": ("TrackerKCF", _CONTRIB),
+    "mil": ("TrackerMIL", "missing from this OpenCV build"),
+    "boosting": ("TrackerBoosting", "needs opencv-contrib-python (cv2.legacy)"),
+    "medianflow": ("TrackerMedianFlow", "needs opencv-contrib-python (cv2.legacy)"),
+    "mosse": ("TrackerMOSSE", "needs opencv-contrib-python (cv2.legacy)"),
+    "tld": ("TrackerTLD", "needs opencv-contrib-python (cv2.legacy)"),
+}
+
+
+def _factory(name: str):
+    cls = PEERS[name][0]
+    fn = getattr(cv2, cls + "_create", None)
+    if fn is None and hasattr(cv2, "legacy"):
+        fn = getattr(cv2.legacy, cls + "_create", None)
+    return fn
+
+
+def availability() -> dict[str, str | None]:
+    """Map each known peer to None (available) or the reason it is not."""
+    return {n: (None if _factory(n) else f"{n.upper()} {PEERS[n][1]} (installed: OpenCV {cv2.__version__})")
+            for n in PEERS}
+
+
+def parse_peer_names(text: str | None) -> list[str]:
+    """Split ``csrt,kcf``; an unknown name is a UserError."""
+    if not text:
+        return []
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in PEERS]
+    if unknown:
+        raise UserError(f"unknown peer tracker(s) {', '.join(unknown)}: choose from {', '.join(PEERS)}")
+    return list(dict.fromkeys(names))
+
+
+def int_box(box, frame_shape) -> tuple[int, int, int, int]:
+    """Round a float box to whole pixels by its corners, clipped to the frame, at least 1x1."""
+    hgt, wid = frame_shape[:2]
+    x, y, w, h = (float(v) for v in box)
+    x0 = min(max(int(round(x)), 0), wid - 1)
+    y0 = min(max(int(round(y)), 0), hgt - 1)
+    x1 = min(max(int(round(x + w)), x0 + 1), wid)
+    y1 = min(max(int(round(y + h)), y0 + 1), hgt)
+    return x0, y0, x1 - x0, y1 - y0
+
+
+class OpenCVTracker:
+    """One OpenCV tracker instance. score is NaN (OpenCV gives none); lost = OpenCV said not ok,
+    in which case the last good box is repeated."""
+
+    def __init__(self, name: str):
+        fn = _factory(name)
+        if fn is None:
+            raise UserError(availability()[name])
+        self.name = name
+        self._create = fn
+        self._cv = None
+        self._box = None
+
+    def init(self, frame: np.ndarray, box) -> None:
+        self._cv = self._create()  # a fresh instance: OpenCV trackers cannot be re-initialised reliably
+        ib = int_box(box, frame.shape)
+        ok = self._cv.init(frame, ib)
+        if ok is False:  # legacy API returns a bool, the new one None
+            raise RuntimeError(f"OpenCV {self.name} refused the initial box {ib}")
+        self._box = tuple(float(v) for v in box)
+
+    def update(self, frame: np.ndarray) -> TrackResult:
+        if self._cv is None:
+            raise RuntimeError("call init() before update()")
+        try:
+            ok, box = self._cv.update(frame)
+        except cv2.error:
+            ok, box = False, None
+        ok = bool(ok) and box is not None and all(math.isfinite(v) for v in box) and box[2] > 0 and box[3] > 0
+        if ok:
+            self._box = tuple(float(v) for v in box)
+        return TrackResult(box=self._box, score=float("nan"), lost=not ok)
+
+
+def make_peer(name: str) -> OpenCVTracker:
+    return OpenCVTracker(name)

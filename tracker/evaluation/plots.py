@@ -1,0 +1,42 @@
+"""Success and precision plots (one curve per tracker, score in the legend, as in the OTB papers)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .metrics import CE_THRESHOLDS, IOU_THRESHOLDS  # noqa: E402
+
+_STYLES = ["-", "--", "-.", ":"]
+
+
+def _plot(trackers: dict, key: str, score_key: str, x, xlabel, ylabel, title, path: Path) -> None:
+    items = [(n, t["overall"]) for n, t in trackers.items() if t.get("overall")]
+    items.sort(key=lambda it: -(it[1].get(score_key) or 0.0))
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    for i, (name, o) in enumerate(items):
+        ax.plot(x, o[key], _STYLES[(i // 10) % len(_STYLES)], lw=2 if name == "siamtrack" else 1.4,
+                label=f"{name} [{o[score_key]:.3f}]")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title, xlim=(float(x[0]), float(x[-1])), ylim=(0, 1))
+    ax.grid(True, alpha=0.4)
+    ax.legend(loc="lower left" if key == "success_curve" else "lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_curves(summary: dict, out: Path) -> list[Path]:
+    """Write success_plot.png and precision_plot.png into ``out``; returns the paths."""
+    out = Path(out)
+    trk = summary["trackers"]
+    n = len(summary.get("sequences", []))
+    paths = [out / "success_plot.png", out / "precision_plot.png"]
+    _plot(trk, "success_curve", "auc", IOU_THRESHOLDS, "Overlap threshold", "Success rate",
+          f"Success plots of OPE ({n} sequences)", paths[0])
+    _plot(trk, "precision_curve", "precision", CE_THRESHOLDS, "Location error threshold (px)",
+          "Precision", f"Precision plots of OPE ({n} sequences)", paths[1])
+    return paths
+

@@ -1,0 +1,208 @@
+"""One-pass evaluation: run trackers on sequences, write result files, score them from the files.
+
+Layout of an output folder::
+
+    <out>/<tracker>/<seq>.txt                 x,y,w,h per tracked frame (OTB/got10k result format)
+    <out>/<tracker>/times/<seq>_time.txt      tracker seconds per frame (init, then update)
+    <out>/<tracker>/times/<seq>_decode.txt    image decoding seconds per frame
+    <out>/summary.json, summary.md, success_plot.png, precision_plot.png
+
+Scores are always computed from these files, so ``--rescore`` reproduces them exactly.
+"""
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from . import metrics
+from .datasets import Sequence
+
+
+def run_sequence(seq: Sequence, trackers: dict, progress: bool = True):
+    """Track ``seq`` with every tracker on the same decoded frames (one decode per frame).
+
+    Returns (boxes, track_times, decode_times, errors): dicts by tracker name, except decode_times.
+    """
+    n = len(seq)
+    boxes = {k: np.full((n, 4), np.nan) for k in trackers}
+    times = {k: np.zeros(n) for k in trackers}
+    decode = np.zeros(n)
+    errors: dict[str, str] = {}
+    init_box = tuple(float(v) for v in seq.gt[0])
+    bar = tqdm(seq.frames, desc=f"  {seq.name}", unit="frame", leave=False, disable=not progress,
+               file=sys.stderr, dynamic_ncols=True)
+    for i, path in enumerate(bar):
+        t0 = time.perf_counter()
+        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        decode[i] = time.perf_counter() - t0
+        if frame is None:
+            raise ValueError(f"cannot decode {path.name}")
+        for name, trk in trackers.items():
+            if name in errors:
+                continue
+            try:
+                t0 = time.perf_counter()
+                if i == 0:
+                    trk.init(frame, init_box)
+                    box = init_box
+                else:
+                    box = trk.update(frame).box
+                times[name][i] = time.perf_counter() - t0
+            except Exception as e:  # one tracker crashing must not stop the others
+                errors[name] = f"frame {i + 1}: {type(e).__name__}: {e}"
+                traceback.print_exc(file=sys.stderr)
+                continue
+            boxes[name][i] = box
+    return boxes, times, decode, errors
+
+
+def write_result(out: Path, tracker: str, seq: str, boxes, track_t, decode_t) -> None:
+    d = Path(out) / tracker
+    (d / "times").mkdir(parents=True, exist_ok=True)
+    np.savetxt(d / f"{seq}.txt", np.asarray(boxes), fmt="%.4f", delimiter=",")
+    np.savetxt(d / "times" / f"{seq}_time.txt", np.asarray(track_t), fmt="%.8f")
+    np.savetxt(d / "times" / f"{seq}_decode.txt", np.asarray(decode_t), fmt="%.8f")
+
+
+def read_result(out: Path, tracker: str, seq: str):
+    """(boxes (N,4), track times or None, decode times or None) from a result folder."""
+    d = Path(out) / tracker
+    boxes = np.loadtxt(d / f"{seq}.txt", delimiter=",", ndmin=2)
+    def opt(p):
+        return np.loadtxt(p, ndmin=1) if p.is_file() else None
+    return boxes, opt(d / "times" / f"{seq}_time.txt"), opt(d / "times" / f"{seq}_decode.txt")
+
+
+def run(sequences: list[Sequence], trackers: dict, out: Path, progress: bool = True) -> dict[str, str]:
+    """Run and write results; returns {'tracker/seq': error} for runs that failed."""
+    failures: dict[str, str] = {}
+    bar = tqdm(sequences, desc="sequences", unit="seq", disable=not progress, file=sys.stderr,
+               dynamic_ncols=True)
+    for seq in bar:
+        bar.set_postfix_str(seq.name)
+        try:
+            boxes, times, decode, errors = run_sequence(seq, trackers, progress)
+        except ValueError as e:
+            failures[f"*/{seq.name}"] = str(e)
+            tqdm.write(f"skipping {seq.name}: {e}", file=sys.stderr)
+            continue
+        for name in trackers:
+            if name in errors:
+                failures[f"{name}/{seq.name}"] = errors[name]
+                tqdm.write(f"{name} failed on {seq.name}: {errors[name]}", file=sys.stderr)
+            else:
+                write_result(out, name, seq.name, boxes[name], times[name], decode)
+    return failures
+
+
+def _fps(frames: int, seconds: float) -> float:
+    return float(frames / seconds) if seconds > 0 else float("nan")
+
+
+def find_trackers(out: Path, seq_names: list[str]) -> list[str]:
+    """Tracker folders in ``out`` holding a result for at least one of ``seq_names``
+    ('siamtrack' first, then alphabetical)."""
+    names = sorted(d.name for d in Path(out).iterdir()
+                   if d.is_dir() and any((d / f"{s}.txt").is_file() for s in seq_names))
+    return sorted(names, key=lambda n: (n != "siamtrack", n))
+
+
+def score(out: Path, sequences: list[Sequence], tracker_names: list[str] | None = None) -> dict:
+    """Score every tracker's result files in ``out`` against ``sequences``' ground truth."""
+    out = Path(out)
+    names = tracker_names if tracker_names is not None else find_trackers(out, [s.name for s in sequences])
+    result: dict = {}
+    for name in names:
+        per_seq, seq_json, missing = [], {}, {}
+        tot = {"frames": 0, "track": 0.0, "e2e": 0.0}
+        for seq in sequences:
+            try:
+                boxes, tt, dt = read_result(out, name, seq.name)
+                m = metrics.sequence_metrics(boxes, seq.gt, seq.valid, seq.image_size)
+            except (OSError, ValueError) as e:
+                missing[seq.name] = str(e).splitlines()[0]
+                continue
+            per_seq.append(m)
+            entry = {k: v for k, v in m.items() if k != "got_ious"}
+            if tt is not None:
+                track_s, e2e_s = float(tt.sum()), float(tt.sum() + (dt.sum() if dt is not None else 0.0))
+                entry["fps_tracker"] = _fps(len(tt), track_s)
+                entry["fps_end_to_end"] = _fps(len(tt), e2e_s)
+                tot["frames"] += len(tt)
+                tot["track"] += track_s
+                tot["e2e"] += e2e_s
+            seq_json[seq.name] = entry
+        overall = metrics.overall_metrics(per_seq)
+        if overall:
+            overall["fps_tracker"] = _fps(tot["frames"], tot["track"])
+            overall["fps_end_to_end"] = _fps(tot["frames"], tot["e2e"])
+        result[name] = {"overall": overall, "sequences": seq_json, "missing": missing}
+    return _jsonable(result)
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return [_jsonable(v) for v in x.tolist()]
+    if isinstance(x, (np.floating, float)):
+        return None if not np.isfinite(x) else float(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+_COLUMNS = [("auc", "AUC"), ("precision", "P@20px"), ("norm_precision", "NormP@0.2"),
+            ("ao", "AO"), ("sr50", "SR@0.5"), ("sr75", "SR@0.75"),
+            ("fps_tracker", "fps (tracker)"), ("fps_end_to_end", "fps (end-to-end)")]
+
+
+def _fmt(v, key) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.1f}" if key.startswith("fps") else f"{v:.3f}"
+
+
+def markdown(summary: dict) -> str:
+    trk = summary["trackers"]
+    head = "| " + " | ".join(["tracker", "seqs"] + [c for _, c in _COLUMNS]) + " |"
+    sep = "|" + "---|" * (len(_COLUMNS) + 2)
+    lines = [f"# Evaluation on {summary.get('dataset', '?')} ({summary.get('layout', '?')} layout)", "",
+             "One-pass evaluation (initialised on the first GT box, never re-initialised). "
+             "AUC / P@20px / NormP are OTB-style (per-sequence curves averaged over sequences); "
+             "AO / SR follow GOT-10k (frames after the first, pooled). Frames without GT are not scored.",
+             "", "## Overall", "", head, sep]
+    for name, t in trk.items():
+        o = t.get("overall") or {}
+        lines.append("| " + " | ".join([name, str(o.get("sequences", 0))] + [_fmt(o.get(k), k) for k, _ in _COLUMNS]) + " |")
+    lines += ["", "## Per sequence", "", "| sequence | tracker | frames | " + " | ".join(c for _, c in _COLUMNS) + " |",
+              "|" + "---|" * (len(_COLUMNS) + 3)]
+    for seq in summary.get("sequences", []):
+        for name, t in trk.items():
+            e = t["sequences"].get(seq)
+            if e:
+                lines.append("| " + " | ".join([seq, name, str(e["frames"])] + [_fmt(e.get(k), k) for k, _ in _COLUMNS]) + " |")
+    notes = [f"- sequence {k}: {v}" for k, v in summary.get("skipped", {}).items()]
+    notes += [f"- {k}: {v}" for k, v in summary.get("failures", {}).items()]
+    notes += [f"- peer {k} not run: {v}" for k, v in summary.get("peers_unavailable", {}).items()]
+    if notes:
+        lines += ["", "## Not evaluated", ""] + notes
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(out: Path, summary: dict) -> list[Path]:
+    import json
+    from .plots import plot_curves
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    (out / "summary.md").write_text(markdown(summary))
+    return [out / "summary.json", out / "summary.md"] + plot_curves(summary, out)
