@@ -1,0 +1,13 @@
+"""siamtrack: a real-time siamese (SiamFC) single-object tracker."""
+from importlib.metadata import PackageNotFoundError, version
+
+from .errors import UserError
+from .result import TrackResult
+from .tracking import SiamTracker
+
+try:
+    __version__ = version("siamtrack")
+except PackageNotFoundError:  # running from a source checkout without installing
+    __version__ = "0+unknown"
+
+__all__ = ["SiamTracker", "TrackResult", "UserError", "__version__"]

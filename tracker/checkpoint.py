@@ -1,0 +1,63 @@
+"""Self-describing checkpoints: weights plus both configs, loaded with weights_only=True (no unpickling)."""
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import ModelConfig, TrackerConfig
+from .errors import UserError
+from .model import SiamNet
+
+FORMAT = "siamtrack-checkpoint/1"
+DEFAULT_WEIGHTS = "siamtrack_default.pt"
+
+
+def weights_dir() -> Path:
+    """The shipped weights: package data `tracker.weights` once installed, `weights/` in a source checkout."""
+    try:
+        return Path(str(resources.files("tracker.weights")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "weights"
+
+
+def default_weights_path() -> Path:
+    return weights_dir() / DEFAULT_WEIGHTS
+
+
+def save_checkpoint(path: str | Path, model: SiamNet, tracker_config: TrackerConfig, meta: dict[str, Any] | None = None) -> None:
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    torch.save(
+        {
+            "format": FORMAT,
+            "model_config": model.config.to_dict(),
+            "tracker_config": tracker_config.to_dict(),
+            "meta": dict(meta or {}),
+            "state_dict": state,
+        },
+        str(path),
+    )
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"weights file not found: {path} (omit --weights to use the shipped default model)")
+    try:
+        payload = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt or foreign files
+        raise UserError(f"cannot read weights file {path}: not a siamtrack checkpoint ({type(exc).__name__})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise UserError(f"{path} is not a siamtrack checkpoint (expected format {FORMAT!r})")
+    return payload
+
+
+def load_model(path: str | Path | None = None) -> tuple[SiamNet, TrackerConfig, dict[str, Any]]:
+    """Build the network a checkpoint describes and load its weights (on the CPU, in eval mode)."""
+    payload = load_checkpoint(path or default_weights_path())
+    model = SiamNet(ModelConfig.from_dict(payload["model_config"]), pretrained_backbone=False)
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    return model, TrackerConfig.from_dict(payload["tracker_config"]), payload.get("meta", {})

@@ -1,0 +1,100 @@
+"""Immutable, validated hyperparameters: one config for the network, one for the tracking loop.
+
+Both are stored inside every weights file, so a checkpoint describes itself. Unknown keys raise, so a typo in a
+recipe or an old checkpoint is caught instead of silently ignored.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping, TypeVar
+
+C = TypeVar("C", bound="_Config")
+
+BACKBONES = ("alexnet", "efficientnet_lite0")
+
+
+class _Config:
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:  # overridden
+        pass
+
+    @classmethod
+    def from_dict(cls: type[C], values: Mapping[str, Any] | None = None) -> C:
+        values = dict(values or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown key(s) {unknown}; known keys are {sorted(known)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self: C, **changes: Any) -> C:
+        return self.from_dict({**self.to_dict(), **changes})
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Config):
+    """The network: backbone (shared by both branches) -> optional neck -> cross-correlation head."""
+
+    backbone: str = "efficientnet_lite0"
+    # Total stride of the backbone cut. EfficientNet-Lite0: 8 (after stage 3, 40 ch) or 16 (after stage 5, 112 ch).
+    # AlexNet is always 8.
+    stride: int = 16
+    # 1x1 conv + BN after the backbone; 0 means no neck (the trunk's own features are correlated).
+    neck_channels: int = 0
+    # Keep only the central k x k template feature cells (0 keeps all). Border cells see mean-colour padding.
+    template_crop: int = 0
+    exemplar_size: int = 127
+    search_size: int = 255
+    # The head turns the energy-normalised correlation (1.0 = as strong as the template against itself) into
+    # logits: logit = head_scale * corr + head_bias. Both are learnt; these are their initial values.
+    head_scale: float = 10.0
+    head_bias: float = -5.0
+
+    def validate(self) -> None:
+        _check(self.backbone in BACKBONES, f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        allowed = (8,) if self.backbone == "alexnet" else (8, 16)
+        _check(self.stride in allowed, f"stride for {self.backbone} must be one of {allowed}, got {self.stride}")
+        _check(self.neck_channels >= 0, "neck_channels must be >= 0")
+        _check(self.template_crop >= 0, "template_crop must be >= 0")
+        _check(0 < self.exemplar_size < self.search_size, "need 0 < exemplar_size < search_size")
+        _check(self.head_scale > 0, "head_scale must be > 0")
+
+
+@dataclass(frozen=True)
+class TrackerConfig(_Config):
+    """The SiamFC tracking loop (Bertinetto et al. 2016), per-frame search over a small scale pyramid."""
+
+    context_amount: float = 0.5
+    num_scales: int = 3
+    scale_step: float = 1.0375
+    scale_penalty: float = 0.9745
+    scale_damping: float = 0.59  # learning rate of the size update
+    window_influence: float = 0.176
+    response_upsample: int = 16
+    min_scale_factor: float = 0.2  # search size clamped to [min, max] x its initial value
+    max_scale_factor: float = 5.0
+    lost_threshold: float = 0.3  # r.lost when the raw peak score (a probability) falls below this
+    min_box_side: float = 4.0  # pixels; keeps a shrinking box from collapsing to nothing
+
+    def validate(self) -> None:
+        _check(0 <= self.context_amount <= 2, "context_amount must be in [0, 2]")
+        _check(self.num_scales >= 1 and self.num_scales % 2 == 1, "num_scales must be odd and >= 1")
+        _check(self.scale_step >= 1.0, "scale_step must be >= 1")
+        _check(0 < self.scale_penalty <= 1, "scale_penalty must be in (0, 1]")
+        _check(0 <= self.scale_damping <= 1, "scale_damping must be in [0, 1]")
+        _check(0 <= self.window_influence <= 1, "window_influence must be in [0, 1]")
+        _check(self.response_upsample >= 1, "response_upsample must be >= 1")
+        _check(0 < self.min_scale_factor <= 1 <= self.max_scale_factor, "need 0 < min_scale_factor <= 1 <= max_scale_factor")
+        _check(0 <= self.lost_threshold <= 1, "lost_threshold must be in [0, 1]")
+        _check(self.min_box_side > 0, "min_box_side must be > 0")

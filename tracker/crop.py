@@ -1,0 +1,53 @@
+"""Crop geometry: square regions around a centre, resampled to a fixed size by ONE cv2.warpAffine.
+
+Coordinates are continuous pixels (the image's left edge is x = 0, the first pixel's centre is x = 0.5), the
+convention of the project's data and of the boxes users pass.
+"""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+
+def context_side(width: float, height: float, context_amount: float) -> float:
+    """SiamFC exemplar side: the box grown by context_amount * (w + h) / 2 each way, as a square of equal area."""
+    margin = context_amount * (width + height)
+    return math.sqrt((width + margin) * (height + margin))
+
+
+def crop_transform(center: tuple[float, float], side: float, out_size: int) -> np.ndarray:
+    """2x3 affine taking frame pixel indices to crop pixel indices: a square of `side` frame pixels centred at
+    `center` becomes out_size x out_size."""
+    scale = out_size / side
+    # Continuous: u = scale * (x - cx) + out/2. In pixel-index terms (index = continuous - 0.5) that adds
+    # 0.5 * (scale - 1) to the offset, so crops of the same region agree at any scale.
+    offset_x = out_size / 2 - scale * center[0] + 0.5 * (scale - 1)
+    offset_y = out_size / 2 - scale * center[1] + 0.5 * (scale - 1)
+    return np.array([[scale, 0.0, offset_x], [0.0, scale, offset_y]], dtype=np.float64)
+
+
+def crop_square(
+    frame: np.ndarray, center: tuple[float, float], side: float, out_size: int, fill: tuple[float, ...], out: np.ndarray | None = None
+) -> np.ndarray:
+    """The square region, resampled to out_size; outside the frame is filled with `fill` (the mean colour)."""
+    matrix = crop_transform(center, side, out_size)
+    return cv2.warpAffine(
+        frame, matrix, (out_size, out_size), dst=out, flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT, borderValue=fill,
+    )
+
+
+def box_to_crop(box: tuple[float, float, float, float], center: tuple[float, float], side: float, out_size: int):
+    """A frame box (x, y, w, h) in the coordinates of the crop taken at (center, side)."""
+    scale = out_size / side
+    x, y, w, h = box
+    return ((x - center[0]) * scale + out_size / 2, (y - center[1]) * scale + out_size / 2, w * scale, h * scale)
+
+
+def crop_to_box(box: tuple[float, float, float, float], center: tuple[float, float], side: float, out_size: int):
+    """Inverse of box_to_crop."""
+    scale = side / out_size
+    x, y, w, h = box
+    return ((x - out_size / 2) * scale + center[0], (y - out_size / 2) * scale + center[1], w * scale, h * scale)

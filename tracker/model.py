@@ -1,0 +1,64 @@
+"""SiamFC network: backbone -> optional neck -> correlation head, split into template(z) and track(x)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .backbones import build_backbone
+from .config import ModelConfig
+from .correlation import CorrelationHead
+
+
+class SiamNet(nn.Module):
+    def __init__(self, config: ModelConfig, pretrained_backbone: bool = True) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = build_backbone(config, pretrained_backbone)
+        channels = self.backbone.out_channels
+        if config.neck_channels:
+            self.neck: nn.Module = nn.Sequential(
+                nn.Conv2d(channels, config.neck_channels, 1, bias=False), nn.BatchNorm2d(config.neck_channels)
+            )
+        else:
+            self.neck = nn.Identity()
+        self.head = CorrelationHead(config.head_scale, config.head_bias)
+        self.template_size, self.search_feature_size, self.response_size = self._derive_sizes()
+
+    @torch.no_grad()
+    def _derive_sizes(self) -> tuple[int, int, int]:
+        """Feature and response sizes come from a dry run, so no backbone needs them typed in."""
+        was_training = self.training
+        self.eval()
+        z = self.template(torch.zeros(1, 3, self.config.exemplar_size, self.config.exemplar_size))
+        x = self.embed(torch.zeros(1, 3, self.config.search_size, self.config.search_size))
+        r = self.head(z, x)
+        self.train(was_training)
+        return z.shape[-1], x.shape[-1], r.shape[-1]
+
+    @property
+    def stride(self) -> int:
+        return self.config.stride
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """BGR float images in [0, 255], (N,3,H,W) -> features."""
+        return self.neck(self.backbone(images))
+
+    def template(self, exemplar: torch.Tensor) -> torch.Tensor:
+        """Run once per target: exemplar crops (N,3,127,127) -> template features."""
+        features = self.embed(exemplar)
+        k = self.config.template_crop
+        if k and k < features.shape[-1]:
+            start = (features.shape[-1] - k) // 2
+            features = features[..., start : start + k, start : start + k]
+        return features
+
+    def correlate(self, template: torch.Tensor, search_features: torch.Tensor) -> torch.Tensor:
+        return self.head(template, search_features)
+
+    def track(self, search: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
+        """Every frame: N search crops (N,3,255,255) against one cached template -> (N,1,R,R) logits."""
+        return self.correlate(template, self.embed(search))
+
+    def forward(self, exemplar: torch.Tensor, search: torch.Tensor) -> torch.Tensor:
+        """Training: each of B exemplars against its own search crop -> (B,1,R,R) logits."""
+        return self.correlate(self.template(exemplar), self.embed(search))

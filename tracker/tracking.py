@@ -1,0 +1,166 @@
+"""The SiamFC tracking loop: crop a small scale pyramid, score it against the cached template, move the box.
+
+OpenCV's tracker API (init / update) plus what it lacks: a score and an honest "lost" flag. All state lives in the
+SiamTracker instance, so any number of targets can be tracked in one process, sharing one network.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .config import TrackerConfig
+from .crop import context_side, crop_square
+from .errors import UserError
+from .result import Box, TrackResult
+
+STAGES = ("crop", "backbone", "correlation", "postprocess")
+
+
+def as_bgr(frame: np.ndarray) -> np.ndarray:
+    """HxWx3 BGR uint8 from what users pass: BGR, grayscale (HxW or HxWx1) or BGRA."""
+    if not isinstance(frame, np.ndarray):
+        raise UserError(f"frame must be a numpy array (HxWx3 BGR uint8), got {type(frame).__name__}")
+    if frame.dtype != np.uint8:
+        raise UserError(f"frame must be uint8 (as cv2.imread / VideoCapture give), got {frame.dtype}")
+    if frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 1):
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if frame.ndim == 3 and frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    if frame.ndim == 3 and frame.shape[2] == 3:
+        return frame
+    raise UserError(f"frame must be HxW, HxWx3 or HxWx4, got shape {frame.shape}")
+
+
+def check_box(box, frame_shape: tuple[int, ...]) -> Box:
+    """A usable (x, y, w, h) inside the frame, or a UserError saying what is wrong with it."""
+    try:
+        x, y, w, h = (float(v) for v in box)
+    except (TypeError, ValueError):
+        raise UserError(f"box must be four numbers x,y,w,h; got {box!r}") from None
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        raise UserError(f"box must be finite numbers, got {box!r}")
+    if w <= 0 or h <= 0:
+        raise UserError(f"box is empty (w={w:g}, h={h:g}): give a width and height > 0")
+    height, width = frame_shape[:2]
+    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        raise UserError(f"box {x:g},{y:g},{w:g},{h:g} lies outside the {width}x{height} frame")
+    return x, y, w, h
+
+
+@dataclass
+class _TargetState:
+    center: np.ndarray  # (cx, cy) in frame pixels
+    size: np.ndarray  # (w, h)
+    search_side: float  # side of the search region in frame pixels
+    min_side: float
+    max_side: float
+    fill: tuple[float, ...]  # mean colour of the first frame, for padding
+    template: object  # engine-specific template features
+
+
+class SiamTracker:
+    def __init__(self, engine, config: TrackerConfig | None = None) -> None:
+        """engine: a network runner (TorchEngine, or the ONNX one) with template(), search() and .config."""
+        self.engine = engine
+        self.config = config or TrackerConfig()
+        self.stage_times: dict[str, float] = {}
+        self._state: _TargetState | None = None
+
+        c, m = self.config, engine.config
+        self._scale_factors = c.scale_step ** (np.arange(c.num_scales) - (c.num_scales - 1) / 2)
+        up = c.response_upsample * engine.response_size
+        hann = np.hanning(up)
+        window = np.outer(hann, hann)
+        self._window = (window / window.sum()).astype(np.float32)
+        self._upsampled_size = up
+        # Frame pixels per upsampled-response cell, divided by the search side: the displacement factor.
+        self._cell = m.stride / c.response_upsample / m.search_size
+        self._crops = np.empty((c.num_scales, m.search_size, m.search_size, 3), np.uint8)
+
+    @classmethod
+    def from_pretrained(cls, weights: str | None = None, device: str = "auto", **tracker_overrides) -> "SiamTracker":
+        """The shipped default model (or a checkpoint); keyword arguments override the tracking hyperparameters."""
+        from .torch_engine import TorchEngine
+        from .checkpoint import load_model
+
+        model, config, _ = load_model(weights)
+        try:
+            config = config.replace(**tracker_overrides)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        return cls(TorchEngine(model, device), config)
+
+    # -- API -------------------------------------------------------------------------------------------------
+
+    def init(self, frame: np.ndarray, box) -> None:
+        frame = as_bgr(frame)
+        x, y, w, h = check_box(box, frame.shape)
+        c, m = self.config, self.engine.config
+        center = np.array([x + w / 2, y + h / 2])
+        exemplar_side = context_side(w, h, c.context_amount)
+        search_side = exemplar_side * m.search_size / m.exemplar_size
+        fill = tuple(float(v) for v in cv2.mean(frame)[:3])
+        exemplar = crop_square(frame, (center[0], center[1]), exemplar_side, m.exemplar_size, fill)
+        template = self.engine.template(exemplar[None])
+        self._state = _TargetState(
+            center=center,
+            size=np.array([w, h]),
+            search_side=search_side,
+            min_side=c.min_scale_factor * search_side,
+            max_side=c.max_scale_factor * search_side,
+            fill=fill,
+            template=template,
+        )
+
+    def update(self, frame: np.ndarray) -> TrackResult:
+        state = self._state
+        if state is None:
+            raise RuntimeError("call init(frame, box) before update(frame)")
+        frame = as_bgr(frame)
+        c, m = self.config, self.engine.config
+        t0 = time.perf_counter()
+
+        sides = state.search_side * self._scale_factors
+        for i, side in enumerate(sides):
+            crop_square(frame, (state.center[0], state.center[1]), side, m.search_size, state.fill, out=self._crops[i])
+        t1 = time.perf_counter()
+
+        probs = self.engine.search(self._crops, state.template)
+        t2 = time.perf_counter()
+        up = self._upsampled_size
+        responses = np.stack([cv2.resize(p, (up, up), interpolation=cv2.INTER_CUBIC) for p in probs])
+        t3 = time.perf_counter()
+
+        # Penalise scale changes, then pick the scale with the highest peak.
+        centre_scale = c.num_scales // 2
+        penalised = responses.reshape(c.num_scales, -1).max(axis=1)
+        penalised[np.arange(c.num_scales) != centre_scale] *= c.scale_penalty
+        best = int(np.argmax(penalised))
+        score = float(probs[best].max())
+
+        response = responses[best] - responses[best].min()
+        response /= max(float(response.sum()), 1e-12)
+        response = (1 - c.window_influence) * response + c.window_influence * self._window
+        row, col = np.unravel_index(int(np.argmax(response)), response.shape)
+        displacement = (np.array([col, row]) - (up - 1) / 2) * self._cell * sides[best]
+
+        frame_h, frame_w = frame.shape[:2]
+        state.center = np.clip(state.center + displacement, 0, [frame_w, frame_h])
+        damped = (1 - c.scale_damping) + c.scale_damping * self._scale_factors[best]
+        new_side = float(np.clip(state.search_side * damped, state.min_side, state.max_side))
+        state.size = state.size * (new_side / state.search_side)
+        state.size = np.clip(state.size, c.min_box_side, [max(frame_w, c.min_box_side), max(frame_h, c.min_box_side)])
+        state.search_side = new_side
+
+        cx, cy = state.center
+        w, h = state.size
+        result = TrackResult(box=(float(cx - w / 2), float(cy - h / 2), float(w), float(h)), score=score, lost=score < c.lost_threshold)
+        t4 = time.perf_counter()
+        # Engines that run backbone and correlation as one call report it all as "backbone".
+        backbone = self.engine.last_split.get("backbone", t2 - t1)
+        self.stage_times = {"crop": t1 - t0, "backbone": backbone, "correlation": (t3 - t1) - backbone, "postprocess": t4 - t3}
+        return result

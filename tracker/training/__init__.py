@@ -1,0 +1,1 @@
+"""Training: pair sampling from the crop cache, the response-map loss, the training loop and its CLI."""
