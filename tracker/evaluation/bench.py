@@ -138,5 +138,6 @@ def format_summary(s: dict) -> str:
     for name, r in s["trackers"].items():
         lines.append(f"{name:<12}{r['init_ms']:9.2f}{r['update_ms']:11.2f}{r['fps']:8.1f}"
                      f"{r['end_to_end_ms']:12.2f}{r['fps_end_to_end']:9.1f}{r['fps_mean']:10.1f}{r['lost_frames']:6d}")
-    lines.append(f"(decode median {s['decode_ms']:.2f} ms/frame, shared by all trackers)")
+    lines.append(f"(decode median {s['decode_ms']:.2f} ms/frame, shared by all trackers; fps = 1000 / median ms; "
+                 "a tracker with many lost frames may skip work on them, so its times flatter it)")
     return "\n".join(lines)
