@@ -1,4 +1,4 @@
-"""CLI for making models: `siamtrack init-weights` (the untrained ImageNet-trunk model)."""
+"""CLI for making models: `siamtrack train`, `siamtrack init-weights` (the untrained ImageNet-trunk model)."""
 from __future__ import annotations
 
 import argparse
@@ -46,7 +46,72 @@ def cmd_init_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+RECIPES = Path(__file__).resolve().parent / "recipes"
+DATA = Path("..") / "shared" / "data"
+
+
+def resolve_recipe(name: str) -> Path:
+    """A recipe file path, or the name of a packaged recipe (e.g. 'default')."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    packaged = RECIPES / f"{name}.json"
+    if packaged.is_file():
+        return packaged
+    known = ", ".join(sorted(p.stem for p in RECIPES.glob("*.json")))
+    raise UserError(f"--config {name}: no such file, and no packaged recipe of that name (packaged: {known})")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import shutil
+    import sys
+    import time
+
+    import torch
+
+    from ..checkpoint import load_checkpoint
+    from .loop import train
+    from .recipe import TrainConfig
+
+    recipe_path = resolve_recipe(args.config)
+    try:
+        recipe = TrainConfig.load(recipe_path)
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"recipe {recipe_path}: {exc}") from None
+    val_root = None if args.no_val else Path(args.val)
+    if val_root is not None and not val_root.is_dir():
+        raise UserError(f"--val {val_root}: folder not found (or pass --no-val)")
+    run_dir = Path(args.run_dir or f"runs/{recipe_path.stem}")
+    started = time.time()
+    meta = {"command": "siamtrack " + " ".join(sys.argv[1:]), "commit": current_commit(),
+            "recipe_file": recipe_path.name, "data": str(args.data)}
+    best = train(recipe, Path(args.data), val_root, run_dir, resume=args.resume, device=args.device, meta=meta)
+    wall = time.time() - started
+    print(f"training finished in {wall / 60:.1f} min; best checkpoint {best}", file=sys.stderr)
+    if args.install_to:
+        payload = load_checkpoint(best)
+        payload["meta"]["train_wall_seconds"] = round(wall, 1)
+        Path(args.install_to).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(payload, str(args.install_to))
+        print(f"installed {best} as {args.install_to}", file=sys.stderr)
+    else:
+        shutil.copyfile(run_dir / "log.csv", run_dir / "log.final.csv")
+    return 0
+
+
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
+    tr = sub.add_parser("train", help="train a model from the crop cache",
+                        description="Train the SiamFC network on the crop cache; validate each epoch on val.")
+    tr.add_argument("--config", default="default", help="recipe JSON file or packaged recipe name (default: default)")
+    tr.add_argument("--data", default=str(DATA / "train"), help="crop-cache folder (default: ../shared/data/train)")
+    tr.add_argument("--val", default=str(DATA / "val"), help="validation sequences, GOT-10k or OTB layout")
+    tr.add_argument("--no-val", action="store_true", help="skip validation (keeps the last epoch)")
+    tr.add_argument("--run-dir", help="where logs and checkpoints go (default: runs/<recipe name>)")
+    tr.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last epoch")
+    tr.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    tr.add_argument("--install-to", help="copy the best checkpoint here when done (e.g. weights/siamtrack_default.pt)")
+    tr.set_defaults(func=cmd_train)
+
     init = sub.add_parser("init-weights", help="write an untrained model (ImageNet trunk + initial head)",
                           description="Write an untrained checkpoint: the starting point of training and the "
                                       "baseline it is measured against.")

@@ -1,0 +1,68 @@
+"""A training recipe: one JSON file, validated like every other config (unknown keys raise)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import ModelConfig, TrackerConfig, _check, _Config
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Config):
+    model: dict[str, Any] = field(default_factory=dict)  # ModelConfig keys
+    tracker: dict[str, Any] = field(default_factory=dict)  # TrackerConfig keys, saved with the weights
+    seed: int = 0
+    epochs: int = 6
+    iterations_per_epoch: int = 150
+    batch_size: int = 32
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    backbone_lr_factor: float = 0.1  # trainable pretrained blocks learn at lr * this
+    weight_decay: float = 1e-4
+    # Backbone blocks before this index stay frozen (ImageNet weights); the rest, the neck and head train.
+    # EfficientNet-Lite0 stride-16 cut has blocks 0..10: 5 trains stages 4-5.
+    trainable_from_block: int = 5
+    # Pair sampling
+    max_frame_gap: int = 100  # in original-sequence frames
+    negative_prob: float = 0.15  # exemplar and search from different folders: all-negative labels
+    still_prob: float = 0.15  # share of pairs drawn from the still-image folders
+    max_shift: float = 64.0  # search-crop pixels; uniform, so the target is not always centred
+    search_scale_jitter: float = 0.2  # log-uniform search scale in [1/(1+j), 1+j]
+    exemplar_scale_jitter: float = 0.05
+    exemplar_shift: float = 4.0
+    flip_prob: float = 0.5
+    gray_prob: float = 0.1
+    blur_prob: float = 0.15
+    color_jitter: float = 0.3  # brightness / contrast / saturation amount
+    # Loss
+    positive_radius: float = 16.0  # search-crop pixels from the target centre
+    num_workers: int = 1
+    val_sequences: tuple[str, ...] = ()  # empty: every sequence of the val folder
+
+    def validate(self) -> None:
+        ModelConfig.from_dict(self.model)
+        TrackerConfig.from_dict(self.tracker)
+        _check(self.epochs >= 0 and self.iterations_per_epoch > 0, "epochs >= 0 and iterations_per_epoch > 0")
+        _check(self.batch_size >= 2, "batch_size must be >= 2")
+        _check(0 < self.min_lr <= self.lr, "need 0 < min_lr <= lr")
+        _check(self.trainable_from_block >= 0, "trainable_from_block must be >= 0")
+        for name in ("negative_prob", "still_prob", "flip_prob", "gray_prob", "blur_prob"):
+            _check(0 <= getattr(self, name) <= 1, f"{name} must be in [0, 1]")
+        _check(self.max_shift >= 0 and self.positive_radius > 0, "max_shift >= 0 and positive_radius > 0")
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return ModelConfig.from_dict(self.model)
+
+    @property
+    def tracker_config(self) -> TrackerConfig:
+        return TrackerConfig.from_dict(self.tracker)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        values = json.loads(Path(path).read_text())
+        if "val_sequences" in values:
+            values["val_sequences"] = tuple(values["val_sequences"])
+        return cls.from_dict(values)
