@@ -98,7 +98,7 @@ class PairDataset(Dataset):
             i = int(rng.integers(len(folder.files)))
             near = np.flatnonzero(np.abs(folder.frames - folder.frames[i]) <= r.max_frame_gap)
             j = int(rng.choice(near))
-        positive = rng.random() >= r.negative_prob
+        positive = rng.random() >= r.negative_prob or len(self.videos) + len(self.stills) < 2  # else no negative exists
         search_folder = folder
         if not positive:
             pool = [f for f in self.videos + self.stills if f.path != folder.path]
