@@ -164,6 +164,8 @@ def train(recipe: TrainConfig, data_root: Path, val_root: Path | None, run_dir: 
         print(f"epoch {epoch}: loss {np.mean(losses):.4f}" +
               (f"  val AUC {scores['auc']:.3f}  precision {scores['precision']:.3f}" if scores else "") +
               f"  ({time.time() - started:.0f} s)", file=sys.stderr)
+    if not (run_dir / "best.pt").is_file():  # zero epochs without validation: the untrained model is the result
+        save_checkpoint(run_dir / "best.pt", model, recipe.tracker_config, {**meta, "epoch": 0})
     return run_dir / "best.pt"
 
 
