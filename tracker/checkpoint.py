@@ -1,7 +1,6 @@
 """Self-describing checkpoints: weights plus both configs, loaded with weights_only=True (no unpickling)."""
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -10,21 +9,10 @@ import torch
 from .config import ModelConfig, TrackerConfig
 from .errors import UserError
 from .model import SiamNet
+# weights_dir() lives in the torch-free tracker.paths (the ONNX engine needs it without PyTorch); re-exported here.
+from .paths import DEFAULT_WEIGHTS, default_weights_path, weights_dir  # noqa: F401
 
 FORMAT = "siamtrack-checkpoint/1"
-DEFAULT_WEIGHTS = "siamtrack_default.pt"
-
-
-def weights_dir() -> Path:
-    """The shipped weights: package data `tracker.weights` once installed, `weights/` in a source checkout."""
-    try:
-        return Path(str(resources.files("tracker.weights")))
-    except ModuleNotFoundError:
-        return Path(__file__).resolve().parent.parent / "weights"
-
-
-def default_weights_path() -> Path:
-    return weights_dir() / DEFAULT_WEIGHTS
 
 
 def save_checkpoint(path: str | Path, model: SiamNet, tracker_config: TrackerConfig, meta: dict[str, Any] | None = None) -> None:

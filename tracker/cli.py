@@ -52,7 +52,7 @@ def cmd_track(args: argparse.Namespace) -> int:
             raise UserError(f"cannot write {out_path}: folder {Path(out_path).parent} does not exist")
 
     source = FrameSource(args.source)
-    tracker = SiamTracker.from_pretrained(args.weights, device=args.device)
+    tracker = SiamTracker.from_pretrained(args.weights, device=args.device, engine=args.engine)
     frames = iter(source)
     first = next(frames, None)
     if first is None:
@@ -130,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     track.add_argument("--boxes", metavar="CSV", help="write frame,x,y,w,h,score,lost per frame")
     track.add_argument("--show", action="store_true", help="show the tracking live (needs a display)")
     track.add_argument("--weights", help="checkpoint to use instead of the shipped default model")
+    track.add_argument("--engine", choices=("auto", "onnx", "torch"), default="auto",
+                       help="network runner: onnx (onnxruntime, no PyTorch; --weights is then a folder with "
+                       "template.onnx + search.onnx), torch (--weights a .pt file), or auto (onnx when onnxruntime "
+                       "is installed and --weights is not a .pt file)")
     track.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     track.add_argument("--max-frames", type=int, help="stop after this many frames")
     track.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -82,17 +82,39 @@ class SiamTracker:
         self._crops = np.empty((c.num_scales, m.search_size, m.search_size, 3), np.uint8)
 
     @classmethod
-    def from_pretrained(cls, weights: str | None = None, device: str = "auto", **tracker_overrides) -> "SiamTracker":
-        """The shipped default model (or a checkpoint); keyword arguments override the tracking hyperparameters."""
-        from .torch_engine import TorchEngine
-        from .checkpoint import load_model
+    def from_pretrained(cls, weights: str | None = None, device: str = "auto", engine: str = "auto",
+                        **tracker_overrides) -> "SiamTracker":
+        """The shipped default model (or given weights); keyword arguments override the tracking hyperparameters.
 
-        model, config, _ = load_model(weights)
+        engine: "onnx" runs onnxruntime on an exported pair (`weights`: a folder holding template.onnx and
+        search.onnx, default the shipped one; no PyTorch needed); "torch" runs PyTorch on a checkpoint
+        (`weights`: a .pt file, default the shipped one); "auto" picks onnx when onnxruntime is installed and
+        `weights` is not a .pt checkpoint, else torch. The tracker config comes with the weights either way.
+        """
+        from .engines import pick_engine
+
+        kind = pick_engine(engine, weights)
+        if kind == "onnx":
+            from .onnx_engine import OnnxEngine
+
+            runner = OnnxEngine.from_dir(weights, device)
+            config = runner.tracker_config
+        else:
+            try:
+                from .checkpoint import load_model
+                from .torch_engine import TorchEngine
+            except ImportError as exc:
+                if exc.name != "torch" and not (exc.name or "").startswith("torch."):
+                    raise
+                raise UserError("the torch engine needs PyTorch: pip install 'siamtrack[train]', or use "
+                                "engine='onnx' (onnxruntime) with the exported weights") from None
+            model, config, _ = load_model(weights)
+            runner = TorchEngine(model, device)
         try:
             config = config.replace(**tracker_overrides)
         except ValueError as exc:
             raise UserError(str(exc)) from None
-        return cls(TorchEngine(model, device), config)
+        return cls(runner, config)
 
     # -- API -------------------------------------------------------------------------------------------------
 

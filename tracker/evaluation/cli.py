@@ -44,6 +44,8 @@ def add_subcommands(subparsers) -> None:
 def _tracker_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", help="siamtrack weights file (default: the packaged weights)")
     p.add_argument("--device", default="auto", help="torch device for siamtrack (default: auto)")
+    p.add_argument("--engine", default="auto", help="siamtrack network runner: auto, onnx or torch; a comma list "
+                   "(onnx,torch) runs each as its own tracker, siamtrack-<engine>")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -61,7 +63,10 @@ def _trackers(args) -> tuple[dict, dict]:
     trackers: dict = {}
     if not args.no_siamtrack:
         from tracker import SiamTracker
-        trackers["siamtrack"] = SiamTracker.from_pretrained(weights=args.weights, device=args.device)
+        engines = _split(args.engine) or ["auto"]
+        for engine in engines:
+            name = "siamtrack" if len(engines) == 1 else f"siamtrack-{engine}"
+            trackers[name] = SiamTracker.from_pretrained(weights=args.weights, device=args.device, engine=engine)
     for n in names:
         if n not in missing:
             trackers[n] = peers.make_peer(n)

@@ -1,0 +1,356 @@
+"""Export a SiamNet to two self-describing ONNX graphs, and check them against PyTorch.
+
+* ``template.onnx``: the exemplar crop (1 image) -> template features. Run once per target.
+* ``search.onnx``: N search crops + the template features (a graph input, the weight of the correlation Conv)
+  -> N response maps as probabilities (sigmoid included). N is dynamic.
+
+Images enter the graphs as the tracker crops them: uint8 BGR, NHWC (``layout="uint8_nhwc"``, the default: the
+engine passes its crop buffer as is, and a GPU gets 4x fewer bytes), or float32 BGR in [0, 255], NCHW
+(``layout="float_nchw"``, the classic layout). The network normalises inside either way (see backbones.py).
+
+Both files carry the model config, the tracker config, the siamtrack version and a fingerprint of the weights in
+their ``metadata_props`` (JSON values), so a pair is self-describing and a mixed pair is refused at load time.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import io
+import json
+import os
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..backbones import AlexNet, EfficientNetLite0Trunk
+from ..config import TrackerConfig
+from ..crop import crop_square
+from ..errors import UserError
+from ..model import SiamNet
+from ..paths import SEARCH_ONNX, TEMPLATE_ONNX
+
+FORMAT = "siamtrack-onnx/1"
+OPSET = 18
+LAYOUTS = ("uint8_nhwc", "float_nchw")
+DEFAULT_LAYOUT = "uint8_nhwc"
+# Parity: responses equal within this relative tolerance, and the same peak, torch vs onnxruntime.
+PARITY_RTOL = 1e-3
+
+
+def _to_network_input(images: torch.Tensor, layout: str) -> torch.Tensor:
+    """What the graph receives -> what SiamNet takes (float BGR in [0, 255], NCHW)."""
+    if layout == "uint8_nhwc":
+        return images.permute(0, 3, 1, 2).to(torch.float32)
+    return images
+
+
+class _FoldedLite0(nn.Module):
+    """EfficientNetLite0Trunk with its BGR->RGB flip and 1/128 scale folded into the stem conv's weights. The
+    -127 offset stays a Sub: the stem's 'same' padding pads the *normalised* image with zeros."""
+
+    def __init__(self, trunk: EfficientNetLite0Trunk) -> None:
+        super().__init__()
+        self.stem = copy.deepcopy(trunk.stem)
+        with torch.no_grad():
+            self.stem[0].weight.copy_(self.stem[0].weight.flip(1) / 128.0)
+        self.blocks, self.out_channels = trunk.blocks, trunk.out_channels
+
+    def forward(self, bgr: torch.Tensor) -> torch.Tensor:
+        x = self.stem(bgr - 127.0)
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+class _FoldedAlexNet(nn.Module):
+    """AlexNet with (x - 127) / 128 folded into conv1 (unpadded, so the offset folds into its bias exactly)."""
+
+    def __init__(self, net: AlexNet) -> None:
+        super().__init__()
+        self.features = copy.deepcopy(net.features)
+        conv = self.features[0]
+        with torch.no_grad():
+            conv.weight.div_(128.0)
+            conv.bias.sub_(127.0 * conv.weight.sum(dim=(1, 2, 3)))
+        self.out_channels = net.out_channels
+
+    def forward(self, bgr: torch.Tensor) -> torch.Tensor:
+        return self.features(bgr)
+
+
+def fold_input_normalisation(model: SiamNet) -> SiamNet:
+    """A copy of `model` whose first conv absorbs the input normalisation, so the exported graphs do not spend
+    elementwise passes over every input pixel on it (a Slice for the channel flip, a Div). The parity check
+    compares the export against the original model, so a change in backbones.py cannot slip through."""
+    folded = copy.copy(model)  # shallow: shares every submodule except the backbone replaced below
+    folded._modules = dict(model._modules)
+    if isinstance(model.backbone, EfficientNetLite0Trunk):
+        folded._modules["backbone"] = _FoldedLite0(model.backbone)
+    elif isinstance(model.backbone, AlexNet):
+        folded._modules["backbone"] = _FoldedAlexNet(model.backbone)
+    return folded
+
+
+class TemplateGraph(nn.Module):
+    def __init__(self, model: SiamNet, layout: str) -> None:
+        super().__init__()
+        self.model, self.layout = model, layout
+
+    def forward(self, exemplar: torch.Tensor) -> torch.Tensor:
+        return self.model.template(_to_network_input(exemplar, self.layout))
+
+
+class SearchGraph(nn.Module):
+    def __init__(self, model: SiamNet, layout: str) -> None:
+        super().__init__()
+        self.model, self.layout = model, layout
+
+    def forward(self, search: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
+        logits = self.model.track(_to_network_input(search, self.layout), template)
+        return torch.sigmoid(logits)[:, 0]
+
+
+@dataclass
+class ExportReport:
+    template_path: Path
+    search_path: Path
+    exporter: str
+    layout: str
+    sizes: dict[str, int]
+    ops: dict[str, dict[str, int]]
+    parity: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        lines = []
+        for name, path in (("template", self.template_path), ("search", self.search_path)):
+            ops = self.ops[name]
+            top = ", ".join(f"{k} {v}" for k, v in sorted(ops.items(), key=lambda kv: (-kv[1], kv[0])))
+            lines.append(f"wrote {path} ({self.sizes[name] / 1e6:.2f} MB; {sum(ops.values())} nodes: {top})")
+        lines.append(f"exporter: {self.exporter}, input layout: {self.layout}, opset {OPSET}")
+        if self.parity:
+            p = self.parity
+            lines.append(
+                f"parity torch vs onnxruntime: template max rel diff {p['template_max_rel']:.2e}; responses max rel "
+                f"diff {p['response_max_rel']:.2e} (max abs {p['response_max_abs']:.2e}) over batches {p['batches']}; "
+                f"argmax equal {p['argmax_equal']}/{p['argmax_total']} (tolerance {PARITY_RTOL:g} rel)"
+            )
+        return "\n".join(lines)
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """sha256 over the state dict (names, shapes, float32 bytes): the same weights give the same fingerprint."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(name.encode())
+        digest.update(str(tuple(t.shape)).encode())
+        digest.update(t.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _siamtrack_version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def _export_one(module: nn.Module, args: tuple, input_names: list[str], output_names: list[str],
+                dynamic_batch: list[str]) -> tuple["onnx.ModelProto", str]:  # noqa: F821
+    """torch.onnx.export with the dynamo exporter (clean static-padding graph, BN folded), falling back to the
+    TorchScript exporter if dynamo cannot export this model."""
+    import onnx
+
+    module = module.eval()
+    n = torch.export.Dim("n", min=1, max=1024)
+    shapes = {name: ({0: n} if name in dynamic_batch else None) for name in input_names}
+    errors = []
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(module, args, dynamo=True, input_names=input_names, output_names=output_names,
+                                        dynamic_shapes=shapes, opset_version=OPSET, optimize=True, verbose=False)
+        return program.model_proto, "dynamo"
+    except Exception as exc:  # the dynamo exporter raises many types; report it if the fallback fails too
+        errors.append(f"dynamo: {type(exc).__name__}: {exc}")
+    buffer = io.BytesIO()
+    axes = {name: {0: "n"} for name in dynamic_batch}
+    axes.update({name: {0: "n"} for name in output_names if dynamic_batch})
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, args, buffer, dynamo=False, input_names=input_names, output_names=output_names,
+                              dynamic_axes=axes, opset_version=OPSET, do_constant_folding=True)
+    except Exception as exc:
+        errors.append(f"torchscript: {type(exc).__name__}: {exc}")
+        raise RuntimeError("ONNX export failed with both exporters:\n" + "\n".join(errors)) from exc
+    return onnx.load_from_string(buffer.getvalue()), "torchscript"
+
+
+def _set_metadata(proto, values: dict[str, Any], doc: str) -> None:
+    del proto.metadata_props[:]
+    for key, value in values.items():
+        entry = proto.metadata_props.add()
+        entry.key = key
+        entry.value = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    proto.producer_name = "siamtrack"
+    proto.producer_version = _siamtrack_version()
+    proto.doc_string = doc
+
+
+def parity_inputs(model: SiamNet, batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A deterministic textured scene: an exemplar crop and `batch` search crops around it at shifted centres and
+    scales, as the tracker crops them (uint8 BGR NHWC), so every response has a real, unambiguous peak."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    cfg = model.config
+    scene = cv2.resize(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), (640, 480), interpolation=cv2.INTER_CUBIC)
+    scene = cv2.add(scene, rng.integers(0, 40, scene.shape, dtype=np.uint8))  # fine texture on the blobs
+    center = np.array([320.0, 240.0])
+    exemplar_side = 120.0
+    exemplar = crop_square(scene, tuple(center), exemplar_side, cfg.exemplar_size, (128.0, 128.0, 128.0))[None]
+    search_side = exemplar_side * cfg.search_size / cfg.exemplar_size
+    crops = np.empty((batch, cfg.search_size, cfg.search_size, 3), np.uint8)
+    for i in range(batch):
+        shift = rng.uniform(-25, 25, 2)
+        scale = 1.0375 ** (i - batch // 2)
+        crop_square(scene, tuple(center + shift), search_side * scale, cfg.search_size, (128.0, 128.0, 128.0), out=crops[i])
+    return exemplar, crops
+
+
+def _torch_reference(model: SiamNet, exemplar: np.ndarray, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    with torch.inference_mode():
+        z = model.template(torch.from_numpy(exemplar).permute(0, 3, 1, 2).float())
+        probs = torch.sigmoid(model.track(torch.from_numpy(crops).permute(0, 3, 1, 2).float(), z))[:, 0]
+    return z.numpy(), probs.numpy()
+
+
+def check_parity(model: SiamNet, template_path: str | Path, search_path: str | Path,
+                 batches: tuple[int, ...] = (1, 3), seed: int = 0) -> dict[str, Any]:
+    """Run the same crops through PyTorch and through the exported pair with the ONNX engine (onnxruntime, CPU,
+    full graph optimisation, as users run it). Relative diffs are |onnx - torch| / |torch| (responses are
+    probabilities, > 0); template diffs are relative to the largest feature magnitude."""
+    from ..onnx_engine import OnnxEngine
+
+    engine = OnnxEngine(template_path, search_path, device="cpu")
+    result = {"batches": list(batches), "template_max_rel": 0.0, "response_max_rel": 0.0, "response_max_abs": 0.0,
+              "argmax_equal": 0, "argmax_total": 0}
+    model = model.eval()
+    for batch in batches:
+        exemplar, crops = parity_inputs(model, batch, seed + batch)
+        z_ref, p_ref = _torch_reference(model, exemplar, crops)
+        z = engine.template(exemplar)
+        p = engine.search(crops, z)
+        z = engine.template_to_numpy(z)
+        if p.shape != p_ref.shape or z.shape != z_ref.shape:
+            raise RuntimeError(f"shape mismatch: onnx {z.shape}, {p.shape} vs torch {z_ref.shape}, {p_ref.shape}")
+        rel_z = float(np.max(np.abs(z - z_ref)) / max(float(np.max(np.abs(z_ref))), 1e-12))
+        rel_p = float(np.max(np.abs(p - p_ref) / np.maximum(np.abs(p_ref), 1e-12)))
+        result["template_max_rel"] = max(result["template_max_rel"], rel_z)
+        result["response_max_rel"] = max(result["response_max_rel"], rel_p)
+        result["response_max_abs"] = max(result["response_max_abs"], float(np.max(np.abs(p - p_ref))))
+        same = [int(np.argmax(a)) == int(np.argmax(b)) for a, b in zip(p, p_ref)]
+        result["argmax_equal"] += sum(same)
+        result["argmax_total"] += len(same)
+    result["ok"] = (result["template_max_rel"] <= PARITY_RTOL and result["response_max_rel"] <= PARITY_RTOL
+                    and result["argmax_equal"] == result["argmax_total"])
+    return result
+
+
+def export_onnx(model: SiamNet, tracker_config: TrackerConfig, out_dir: str | Path, *, layout: str = DEFAULT_LAYOUT,
+                source: dict[str, Any] | None = None, parity: bool = True) -> ExportReport:
+    """Write template.onnx + search.onnx for `model` into out_dir. The files are first written under temporary
+    names and only moved into place once onnx.checker and (unless parity=False) the parity check pass."""
+    import onnx
+
+    if layout not in LAYOUTS:
+        raise UserError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = model.cpu().eval()
+    cfg = model.config
+    metadata = {
+        "siamtrack_format": FORMAT,
+        "siamtrack_version": _siamtrack_version(),
+        "model_config": cfg.to_dict(),
+        "tracker_config": tracker_config.to_dict(),
+        "input_layout": layout,
+        "response_size": int(model.response_size),
+        "weights_sha256": weights_fingerprint(model),
+        "source": dict(source or {}),
+    }
+    if layout == "uint8_nhwc":
+        exemplar = torch.zeros(1, cfg.exemplar_size, cfg.exemplar_size, 3, dtype=torch.uint8)
+        search = torch.zeros(3, cfg.search_size, cfg.search_size, 3, dtype=torch.uint8)
+        image_doc = "uint8 BGR images, NHWC"
+    else:
+        exemplar = torch.zeros(1, 3, cfg.exemplar_size, cfg.exemplar_size)
+        search = torch.zeros(3, 3, cfg.search_size, cfg.search_size)
+        image_doc = "float32 BGR images in [0, 255], NCHW"
+    graph_model = fold_input_normalisation(model)
+    with torch.no_grad():
+        template = TemplateGraph(graph_model, layout)(exemplar)
+
+    protos, exporter = {}, set()
+    protos["template"], how = _export_one(TemplateGraph(graph_model, layout), (exemplar,), ["exemplar"], ["template"], [])
+    exporter.add(how)
+    protos["search"], how = _export_one(SearchGraph(graph_model, layout), (search, template), ["search", "template"],
+                                        ["response"], ["search"])
+    exporter.add(how)
+    docs = {
+        "template": f"siamtrack template graph: exemplar (1,{cfg.exemplar_size},{cfg.exemplar_size}) {image_doc} -> "
+                    f"template features {tuple(template.shape)} float32.",
+        "search": f"siamtrack search graph: search (N,{cfg.search_size},{cfg.search_size}) {image_doc} + template "
+                  f"features {tuple(template.shape)} -> response (N,{model.response_size},{model.response_size}) "
+                  "float32 probabilities (sigmoid applied).",
+    }
+    final = {"template": out_dir / TEMPLATE_ONNX, "search": out_dir / SEARCH_ONNX}
+    staged = {name: path.with_name(f".{path.name}.tmp{os.getpid()}") for name, path in final.items()}
+    ops = {}
+    try:
+        for name, proto in protos.items():
+            _set_metadata(proto, {**metadata, "graph": name, "exporter": "/".join(sorted(exporter))}, docs[name])
+            onnx.checker.check_model(proto, full_check=True)
+            ops[name] = dict(Counter(node.op_type for node in proto.graph.node))
+            if "BatchNormalization" in ops[name]:
+                raise RuntimeError(f"{name}.onnx still has BatchNormalization nodes: BN was not folded")
+            onnx.save(proto, str(staged[name]))
+        report = ExportReport(final["template"], final["search"], "/".join(sorted(exporter)), layout,
+                              {n: p.stat().st_size for n, p in staged.items()}, ops)
+        if parity:
+            report.parity = check_parity(model, staged["template"], staged["search"])
+            if not report.parity["ok"]:
+                raise RuntimeError("exported graphs differ from PyTorch beyond tolerance; nothing written.\n"
+                                   + report.describe())
+        for name in final:
+            os.replace(staged[name], final[name])
+    finally:
+        for path in staged.values():
+            path.unlink(missing_ok=True)
+    return report
+
+
+def export_checkpoint(weights: str | Path | None, out_dir: str | Path, **kwargs) -> ExportReport:
+    """Export a checkpoint file (default: the shipped model) with its tracker config."""
+    from ..checkpoint import load_model
+    from ..paths import default_weights_path
+
+    path = Path(weights) if weights else default_weights_path()
+    model, tracker_config, meta = load_model(path)
+    source = {"checkpoint": path.name, "checkpoint_sha256": file_sha256(path), "checkpoint_meta": meta}
+    return export_onnx(model, tracker_config, out_dir, source=source, **kwargs)

@@ -1,0 +1,218 @@
+"""The network behind the tracking loop, run with onnxruntime: no PyTorch needed.
+
+Runs the exported pair (``siamtrack export``): template.onnx once per target, search.onnx every frame. Same
+interface as TorchEngine (config, response_size, template(), search(), last_split), so SiamTracker takes either.
+This module must never import torch, directly or through another siamtrack module.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import warnings
+from importlib import metadata as _dist_metadata
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from .config import ModelConfig, TrackerConfig
+from .errors import UserError
+from .paths import SEARCH_ONNX, TEMPLATE_ONNX, weights_dir
+
+FORMAT = "siamtrack-onnx/1"
+_PAIR_KEYS = ("siamtrack_format", "model_config", "input_layout", "response_size", "weights_sha256")
+
+
+def physical_cores() -> int:
+    """Physical cores this process may run on (hyper-threads share a core's FPU, so ORT gains nothing from them),
+    capped by a cgroup CPU quota when there is one."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = list(range(os.cpu_count() or 1))
+    cores = set()
+    try:
+        for cpu in cpus:
+            topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+            cores.add(((topology / "physical_package_id").read_text().strip(), (topology / "core_id").read_text().strip()))
+    except OSError:
+        cores = set(cpus)
+    count = len(cores) or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            count = min(count, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return count
+
+
+def _check_one_onnxruntime() -> None:
+    """onnxruntime and onnxruntime-gpu install the same `onnxruntime` module over each other: with both present,
+    whichever came last wins, and uninstalling either breaks the other. Say so, with the fix."""
+    installed = []
+    for dist in ("onnxruntime", "onnxruntime-gpu"):
+        try:
+            installed.append(f"{dist} {_dist_metadata.version(dist)}")
+        except _dist_metadata.PackageNotFoundError:
+            pass
+    if len(installed) > 1:
+        warnings.warn(f"both {' and '.join(installed)} are installed and overwrite each other; keep one: "
+                      "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu (CUDA) "
+                      "or ... && pip install onnxruntime (CPU)", RuntimeWarning, stacklevel=3)
+
+
+def pick_providers(device: str) -> list:
+    """onnxruntime execution providers for 'auto' (CUDA when this onnxruntime build has it), 'cpu' or 'cuda'."""
+    available = ort.get_available_providers()
+    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise UserError(f"unknown device {device!r}: use 'auto', 'cpu' or 'cuda'")
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in available:
+        if device == "auto":
+            return ["CPUExecutionProvider"]
+        raise UserError("device 'cuda' asked for but this onnxruntime has no CUDAExecutionProvider: install "
+                        "onnxruntime-gpu instead of onnxruntime (see README, Deployment), or use device='cpu'")
+    return [("CUDAExecutionProvider", {"device_id": _device_id(device)}), "CPUExecutionProvider"]
+
+
+def _device_id(device: str) -> int:
+    try:
+        return int(device.split(":")[1]) if device.startswith("cuda:") else 0
+    except ValueError:
+        raise UserError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+
+
+def read_metadata(session: ort.InferenceSession, path: Path) -> dict:
+    raw = session.get_modelmeta().custom_metadata_map
+    if raw.get("siamtrack_format") != FORMAT:
+        raise UserError(f"{path} is not a siamtrack ONNX graph (format {raw.get('siamtrack_format')!r}, expected "
+                        f"{FORMAT!r}): export one with `siamtrack export`")
+    meta = {}
+    for key, value in raw.items():
+        try:
+            meta[key] = json.loads(value)
+        except json.JSONDecodeError:
+            meta[key] = value
+    return meta
+
+
+def resolve_pair(weights: str | Path | None) -> tuple[Path, Path]:
+    """A folder holding template.onnx + search.onnx (default: the shipped weights), or one of the two files."""
+    path = Path(weights) if weights is not None else weights_dir()
+    if path.is_file() and path.suffix == ".onnx":
+        path = path.parent
+    if not path.is_dir():
+        raise UserError(f"ONNX weights not found: {path} is not a folder holding {TEMPLATE_ONNX} + {SEARCH_ONNX}")
+    pair = path / TEMPLATE_ONNX, path / SEARCH_ONNX
+    missing = [p.name for p in pair if not p.is_file()]
+    if missing:
+        raise UserError(f"{path} lacks {' and '.join(missing)}: write them with `siamtrack export --out {path}`")
+    return pair
+
+
+class OnnxEngine:
+    name = "onnx"
+
+    def __init__(self, template_path: str | Path, search_path: str | Path, device: str = "auto",
+                 threads: int | None = None) -> None:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.intra_op_num_threads = threads or physical_cores()
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # onnxruntime's own warnings (e.g. a CUDA fallback) only when they matter
+        _check_one_onnxruntime()
+        providers = pick_providers(device)
+        sessions, metas = [], []
+        for path in (Path(template_path), Path(search_path)):
+            try:
+                session = ort.InferenceSession(str(path), options, providers=providers)
+            except Exception as exc:  # onnxruntime raises its own types for missing / corrupt files
+                raise UserError(f"cannot load ONNX graph {path}: {type(exc).__name__}: {exc}") from None
+            sessions.append(session)
+            metas.append(read_metadata(session, path))
+        self._template_session, self._search_session = sessions
+        template_meta, search_meta = metas
+        if template_meta.get("graph") != "template" or search_meta.get("graph") != "search":
+            raise UserError(f"{template_path} / {search_path}: expected a template graph and a search graph, got "
+                            f"{template_meta.get('graph')!r} / {search_meta.get('graph')!r}")
+        if any(template_meta.get(k) != search_meta.get(k) for k in _PAIR_KEYS):
+            raise UserError(f"{template_path} and {search_path} come from different exports: re-export both with "
+                            "`siamtrack export`")
+        self.metadata = search_meta
+        try:
+            self.config = ModelConfig.from_dict(search_meta["model_config"])
+            self.tracker_config = TrackerConfig.from_dict(search_meta["tracker_config"])
+            self.response_size = int(search_meta["response_size"])
+            self.layout = search_meta["input_layout"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UserError(f"{search_path}: metadata this siamtrack cannot use ({type(exc).__name__}: {exc}); "
+                            "re-export with this version: `siamtrack export`") from None
+        if self.layout not in ("uint8_nhwc", "float_nchw"):
+            raise UserError(f"{search_path}: unknown input layout {self.layout!r}; re-export with `siamtrack export`")
+        self.providers = self._search_session.get_providers()
+        if device.startswith("cuda") and "CUDAExecutionProvider" not in self.providers:
+            raise UserError("device 'cuda' asked for but onnxruntime could not start CUDA (check the CUDA and "
+                            "cuDNN libraries onnxruntime-gpu needs), or use device='cpu'")
+        self.on_gpu = "CUDAExecutionProvider" in self.providers
+        self._device_id = _device_id(device) if self.on_gpu else 0
+        self._template_in = self._template_session.get_inputs()[0].name
+        self._template_out = self._template_session.get_outputs()[0].name
+        self._search_in, self._search_template_in = (i.name for i in self._search_session.get_inputs())
+        self._search_out = self._search_session.get_outputs()[0].name
+        self._float_buffers: dict[int, np.ndarray] = {}
+        self.last_split: dict[str, float] = {}
+
+    @classmethod
+    def from_dir(cls, weights: str | Path | None = None, device: str = "auto", threads: int | None = None) -> "OnnxEngine":
+        return cls(*resolve_pair(weights), device=device, threads=threads)
+
+    def _images(self, images: np.ndarray) -> np.ndarray:
+        """uint8 (N,H,W,3) BGR -> what the graphs take. The default uint8 NHWC graphs take the crops as they are;
+        float NCHW graphs get them converted into a buffer kept per batch size."""
+        if self.layout == "uint8_nhwc":
+            return np.ascontiguousarray(images)  # a no-op for the tracker's own crop buffer
+        buffer = self._float_buffers.get(images.shape[0])
+        if buffer is None or buffer.shape[2:] != images.shape[1:3]:
+            buffer = np.empty((images.shape[0], 3, *images.shape[1:3]), np.float32)
+            self._float_buffers[images.shape[0]] = buffer
+        np.copyto(buffer, images.transpose(0, 3, 1, 2), casting="unsafe")
+        return buffer
+
+    def template(self, exemplar: np.ndarray):
+        """(1,127,127,3) uint8 -> template features: a numpy array on the CPU, an OrtValue kept on the GPU."""
+        images = self._images(exemplar)
+        if not self.on_gpu:
+            return self._template_session.run([self._template_out], {self._template_in: images})[0]
+        binding = self._template_session.io_binding()
+        binding.bind_cpu_input(self._template_in, images)
+        binding.bind_output(self._template_out, "cuda", self._device_id)
+        self._template_session.run_with_iobinding(binding)
+        return binding.get_outputs()[0]
+
+    def search(self, crops: np.ndarray, template) -> np.ndarray:
+        """(N,255,255,3) uint8 -> (N,R,R) float32 probabilities."""
+        start = time.perf_counter()
+        images = self._images(crops)
+        middle = time.perf_counter()
+        if not self.on_gpu:
+            probs = self._search_session.run([self._search_out], {self._search_in: images, self._search_template_in: template})[0]
+        else:
+            binding = self._search_session.io_binding()
+            binding.bind_cpu_input(self._search_in, images)
+            binding.bind_ortvalue_input(self._search_template_in, template)
+            binding.bind_output(self._search_out, "cpu")
+            self._search_session.run_with_iobinding(binding)
+            probs = binding.copy_outputs_to_cpu()[0]
+        end = time.perf_counter()
+        # One graph does backbone and correlation: the tracking loop books it all as "backbone".
+        self.last_split = {"backbone": end - start, "convert": middle - start, "run": end - middle}
+        return probs
+
+    @staticmethod
+    def template_to_numpy(template) -> np.ndarray:
+        return template if isinstance(template, np.ndarray) else template.numpy()
