@@ -46,7 +46,24 @@ def _tracker_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="torch device for siamtrack (default: auto)")
     p.add_argument("--engine", default="auto", help="siamtrack network runner: auto, onnx or torch; a comma list "
                    "(onnx,torch) runs each as its own tracker, siamtrack-<engine>")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a tracking hyperparameter (TrackerConfig key), e.g. --set window_influence=0.3; "
+                        "repeatable")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """--set KEY=VALUE items -> keyword arguments for SiamTracker.from_pretrained (which validates the keys)."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {item!r}: use KEY=VALUE, e.g. --set window_influence=0.3")
+        try:
+            overrides[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else float(value)
+        except ValueError:
+            raise UserError(f"--set {item!r}: the value must be a number") from None
+    return overrides
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -66,7 +83,8 @@ def _trackers(args) -> tuple[dict, dict]:
         engines = _split(args.engine) or ["auto"]
         for engine in engines:
             name = "siamtrack" if len(engines) == 1 else f"siamtrack-{engine}"
-            trackers[name] = SiamTracker.from_pretrained(weights=args.weights, device=args.device, engine=engine)
+            trackers[name] = SiamTracker.from_pretrained(weights=args.weights, device=args.device, engine=engine,
+                                                         **parse_overrides(args.set))
     for n in names:
         if n not in missing:
             trackers[n] = peers.make_peer(n)
