@@ -129,3 +129,18 @@ def test_missing_prediction_is_a_miss():
     pred = np.array([[0, 0, 10, 10], [np.nan] * 4])
     m = M.sequence_metrics(pred, gt, np.ones(2, bool), (50, 50))
     assert m["ao"] == 0.0 and m["precision"] == 0.5
+
+
+def test_lost_flag_stats_hand_computed():
+    from tracker.evaluation.metrics import lost_flag_stats
+
+    # frame 0 is the init frame and is ignored; frames 1-2 tracked (IoU >= 0.5), frames 3-4 missed (IoU 0).
+    scores = np.array([[1.0, 0], [0.9, 0], [0.4, 1], [0.2, 1], [0.6, 0]])
+    ious = np.array([1.0, 0.8, 0.6, 0.0, 0.0])
+    stats = lost_flag_stats([(scores, ious, np.ones(5, bool))])
+    assert stats["missed_frames"] == 2 and stats["tracked_frames"] == 2
+    assert stats["lost_on_missed"] == 0.5 and stats["lost_on_tracked"] == 0.5
+    # t in (0.2, 0.4]: flags the 0.2 miss only, J = 0.5 - 0; (0.4, 0.6]: J = 0.5 - 0.5; (0.6, 0.9]: J = 1 - 0.5.
+    # The first threshold with the best J is 0.21.
+    assert stats["best_threshold"] == 0.21
+    assert stats["best_threshold_recall"] == 0.5 and stats["best_threshold_false_alarm"] == 0.0

@@ -125,3 +125,32 @@ def overall_metrics(per_seq: list[dict]) -> dict:
     return {"sequences": len(per_seq), "frames": int(sum(m["frames"] for m in per_seq)),
             "success_curve": succ, "precision_curve": prec, "norm_precision_curve": nprec,
             **_scores(succ, prec, nprec, ious)}
+
+
+def lost_flag_stats(runs) -> dict:
+    """How honest a tracker's lost flag is, pooled over frames after the first with a usable GT box.
+
+    runs: (scores (N,2) = score, lost flag; ious (N,); valid (N,)) per sequence. A frame is *missed* when the box
+    does not touch the target (IoU = 0) and *tracked* when IoU >= 0.5. Reports how often the flag is raised on
+    each, and the score threshold that best separates them (largest recall - false alarm, Youden's J): the
+    measurement behind TrackerConfig.lost_threshold.
+    """
+    score, lost, iou = [], [], []
+    for sc, ious, valid in runs:
+        keep = np.asarray(valid, bool).copy()
+        keep[0] = False
+        score.append(sc[keep, 0])
+        lost.append(sc[keep, 1] > 0)
+        iou.append(np.asarray(ious)[keep])
+    score, lost, iou = np.concatenate(score), np.concatenate(lost), np.concatenate(iou)
+    missed, tracked = iou <= 0, iou >= 0.5
+    out = {"missed_frames": int(missed.sum()), "tracked_frames": int(tracked.sum()),
+           "lost_on_missed": float(lost[missed].mean()) if missed.any() else float("nan"),
+           "lost_on_tracked": float(lost[tracked].mean()) if tracked.any() else float("nan")}
+    if missed.any() and tracked.any():
+        thresholds = np.round(np.arange(0.01, 1.0, 0.01), 2)
+        j = [(score[missed] < t).mean() - (score[tracked] < t).mean() for t in thresholds]
+        best = int(np.argmax(j))
+        out.update({"best_threshold": float(thresholds[best]), "best_threshold_recall": float((score[missed] < thresholds[best]).mean()),
+                    "best_threshold_false_alarm": float((score[tracked] < thresholds[best]).mean())})
+    return out

@@ -27,11 +27,13 @@ from .datasets import Sequence
 def run_sequence(seq: Sequence, trackers: dict, progress: bool = True):
     """Track ``seq`` with every tracker on the same decoded frames (one decode per frame).
 
-    Returns (boxes, track_times, decode_times, errors): dicts by tracker name, except decode_times.
+    Returns (boxes, track_times, decode_times, errors, scores): dicts by tracker name, except decode_times.
+    scores[name] is (N, 2): the tracker's score and lost flag per frame (NaN, 0 where it gives none).
     """
     n = len(seq)
     boxes = {k: np.full((n, 4), np.nan) for k in trackers}
     times = {k: np.zeros(n) for k in trackers}
+    scores = {k: np.column_stack([np.full(n, np.nan), np.zeros(n)]) for k in trackers}
     decode = np.zeros(n)
     errors: dict[str, str] = {}
     init_box = tuple(float(v) for v in seq.gt[0])
@@ -52,31 +54,38 @@ def run_sequence(seq: Sequence, trackers: dict, progress: bool = True):
                     trk.init(frame, init_box)
                     box = init_box
                 else:
-                    box = trk.update(frame).box
+                    result = trk.update(frame)
+                    box = result.box
+                    scores[name][i] = (result.score, float(result.lost))
                 times[name][i] = time.perf_counter() - t0
             except Exception as e:  # one tracker crashing must not stop the others
                 errors[name] = f"frame {i + 1}: {type(e).__name__}: {e}"
                 traceback.print_exc(file=sys.stderr)
                 continue
             boxes[name][i] = box
-    return boxes, times, decode, errors
+    return boxes, times, decode, errors, scores
 
 
-def write_result(out: Path, tracker: str, seq: str, boxes, track_t, decode_t) -> None:
+def write_result(out: Path, tracker: str, seq: str, boxes, track_t, decode_t, scores=None) -> None:
     d = Path(out) / tracker
     (d / "times").mkdir(parents=True, exist_ok=True)
     np.savetxt(d / f"{seq}.txt", np.asarray(boxes), fmt="%.4f", delimiter=",")
     np.savetxt(d / "times" / f"{seq}_time.txt", np.asarray(track_t), fmt="%.8f")
     np.savetxt(d / "times" / f"{seq}_decode.txt", np.asarray(decode_t), fmt="%.8f")
+    if scores is not None and np.isfinite(scores[:, 0]).any():  # OpenCV peers give no score
+        (d / "scores").mkdir(exist_ok=True)
+        np.savetxt(d / "scores" / f"{seq}.txt", scores, fmt=["%.5f", "%d"], delimiter=",", header="score,lost")
 
 
 def read_result(out: Path, tracker: str, seq: str):
-    """(boxes (N,4), track times or None, decode times or None) from a result folder."""
+    """(boxes (N,4), track times or None, decode times or None, scores (N,2) or None) from a result folder."""
     d = Path(out) / tracker
     boxes = np.loadtxt(d / f"{seq}.txt", delimiter=",", ndmin=2)
     def opt(p):
         return np.loadtxt(p, ndmin=1) if p.is_file() else None
-    return boxes, opt(d / "times" / f"{seq}_time.txt"), opt(d / "times" / f"{seq}_decode.txt")
+    scores = d / "scores" / f"{seq}.txt"
+    return (boxes, opt(d / "times" / f"{seq}_time.txt"), opt(d / "times" / f"{seq}_decode.txt"),
+            np.loadtxt(scores, delimiter=",", ndmin=2) if scores.is_file() else None)
 
 
 def run(sequences: list[Sequence], trackers: dict, out: Path, progress: bool = True) -> dict[str, str]:
@@ -87,7 +96,7 @@ def run(sequences: list[Sequence], trackers: dict, out: Path, progress: bool = T
     for seq in bar:
         bar.set_postfix_str(seq.name)
         try:
-            boxes, times, decode, errors = run_sequence(seq, trackers, progress)
+            boxes, times, decode, errors, scores = run_sequence(seq, trackers, progress)
         except ValueError as e:
             failures[f"*/{seq.name}"] = str(e)
             tqdm.write(f"skipping {seq.name}: {e}", file=sys.stderr)
@@ -97,7 +106,7 @@ def run(sequences: list[Sequence], trackers: dict, out: Path, progress: bool = T
                 failures[f"{name}/{seq.name}"] = errors[name]
                 tqdm.write(f"{name} failed on {seq.name}: {errors[name]}", file=sys.stderr)
             else:
-                write_result(out, name, seq.name, boxes[name], times[name], decode)
+                write_result(out, name, seq.name, boxes[name], times[name], decode, scores[name])
     return failures
 
 
@@ -119,12 +128,14 @@ def score(out: Path, sequences: list[Sequence], tracker_names: list[str] | None 
     names = tracker_names if tracker_names is not None else find_trackers(out, [s.name for s in sequences])
     result: dict = {}
     for name in names:
-        per_seq, seq_json, missing = [], {}, {}
+        per_seq, seq_json, missing, lost_frames = [], {}, {}, []
         tot = {"frames": 0, "track": 0.0, "e2e": 0.0}
         for seq in sequences:
             try:
-                boxes, tt, dt = read_result(out, name, seq.name)
+                boxes, tt, dt, sc = read_result(out, name, seq.name)
                 m = metrics.sequence_metrics(boxes, seq.gt, seq.valid, seq.image_size)
+                if sc is not None and len(sc) == len(boxes):
+                    lost_frames.append((sc, metrics.rect_iou(np.nan_to_num(boxes, nan=-1e6), seq.gt), seq.valid))
             except (OSError, ValueError) as e:
                 missing[seq.name] = str(e).splitlines()[0]
                 continue
@@ -142,6 +153,8 @@ def score(out: Path, sequences: list[Sequence], tracker_names: list[str] | None 
         if overall:
             overall["fps_tracker"] = _fps(tot["frames"], tot["track"])
             overall["fps_end_to_end"] = _fps(tot["frames"], tot["e2e"])
+        if overall and lost_frames:
+            overall["lost_flag"] = metrics.lost_flag_stats(lost_frames)
         result[name] = {"overall": overall, "sequences": seq_json, "missing": missing}
     return _jsonable(result)
 
@@ -190,6 +203,16 @@ def markdown(summary: dict) -> str:
             e = t["sequences"].get(seq)
             if e:
                 lines.append("| " + " | ".join([seq, name, str(e["frames"])] + [_fmt(e.get(k), k) for k, _ in _COLUMNS]) + " |")
+    lost_rows = [(name, t["overall"]["lost_flag"]) for name, t in trk.items() if (t.get("overall") or {}).get("lost_flag")]
+    if lost_rows:
+        lines += ["", "## Lost flag", "", "Frames after the first: *missed* = IoU 0, *tracked* = IoU >= 0.5. "
+                  "The best threshold maximises (lost on missed) - (lost on tracked) over the scores.", "",
+                  "| tracker | missed | tracked | lost on missed | lost on tracked | best threshold | recall | false alarm |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for name, f in lost_rows:
+            lines.append(f"| {name} | {f['missed_frames']} | {f['tracked_frames']} | {_fmt(f['lost_on_missed'], 'r')} | "
+                         f"{_fmt(f['lost_on_tracked'], 'r')} | {f.get('best_threshold', float('nan')):.2f} | "
+                         f"{_fmt(f.get('best_threshold_recall'), 'r')} | {_fmt(f.get('best_threshold_false_alarm'), 'r')} |")
     notes = [f"- sequence {k}: {v}" for k, v in summary.get("skipped", {}).items()]
     notes += [f"- {k}: {v}" for k, v in summary.get("failures", {}).items()]
     notes += [f"- peer {k} not run: {v}" for k, v in summary.get("peers_unavailable", {}).items()]
