@@ -42,7 +42,8 @@ def add_subcommands(subparsers) -> None:
 
 
 def _tracker_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", help="siamtrack weights file (default: the packaged weights)")
+    p.add_argument("--weights", help="siamtrack weights: a .pt checkpoint or a folder with the ONNX pair (default: the "
+                   "packaged weights); a comma list runs each as its own tracker, siamtrack-<name>")
     p.add_argument("--device", default="auto", help="torch device for siamtrack (default: auto)")
     p.add_argument("--engine", default="auto", help="siamtrack network runner: auto, onnx or torch; a comma list "
                    "(onnx,torch) runs each as its own tracker, siamtrack-<engine>")
@@ -81,10 +82,19 @@ def _trackers(args) -> tuple[dict, dict]:
     if not args.no_siamtrack:
         from tracker import SiamTracker
         engines = _split(args.engine) or ["auto"]
-        for engine in engines:
-            name = "siamtrack" if len(engines) == 1 else f"siamtrack-{engine}"
-            trackers[name] = SiamTracker.from_pretrained(weights=args.weights, device=args.device, engine=engine,
-                                                         **parse_overrides(args.set))
+        weights_list = _split(args.weights) or [None]
+        overrides = parse_overrides(args.set)
+        for weights in weights_list:
+            for engine in engines:
+                name = "siamtrack"
+                if len(engines) > 1:
+                    name += f"-{engine}"
+                if len(weights_list) > 1:
+                    name += f"-{Path(weights).stem if Path(weights).suffix else Path(weights).name}"
+                if name in trackers:
+                    raise UserError(f"--weights: two entries would both be called {name}; give them distinct names")
+                trackers[name] = SiamTracker.from_pretrained(weights=weights, device=args.device, engine=engine,
+                                                             **overrides)
     for n in names:
         if n not in missing:
             trackers[n] = peers.make_peer(n)
