@@ -84,7 +84,7 @@ class TrackerConfig(_Config):
     response_upsample: int = 16
     min_scale_factor: float = 0.2  # search size clamped to [min, max] x its initial value
     max_scale_factor: float = 5.0
-    lost_threshold: float = 0.3  # r.lost when the raw peak score (a probability) falls below this
+    lost_threshold: float = 0.3  # r.lost when the score (sigmoid of the raw peak logit) falls below this
     min_box_side: float = 4.0  # pixels; keeps a shrinking box from collapsing to nothing
 
     def validate(self) -> None:

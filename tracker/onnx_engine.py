@@ -200,7 +200,7 @@ class OnnxEngine:
         return binding.get_outputs()[0]
 
     def search(self, crops: np.ndarray, template) -> np.ndarray:
-        """(N,255,255,3) uint8 -> (N,R,R) float32 probabilities."""
+        """(N,255,255,3) uint8 -> (N,R,R) float32 logits."""
         start = time.perf_counter()
         images = self._images(crops)
         middle = time.perf_counter()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 DEFAULT_WEIGHTS = "siamtrack_default.pt"  # the PyTorch checkpoint (training, export, the torch engine)
 TEMPLATE_ONNX = "template.onnx"  # exemplar image -> template features
-SEARCH_ONNX = "search.onnx"  # search crops + template features -> response maps (probabilities)
+SEARCH_ONNX = "search.onnx"  # search crops + template features -> response maps (logits)
 
 
 def weights_dir() -> Path:

@@ -42,16 +42,16 @@ class TorchEngine:
             return self.model.template(self._to_tensor(exemplar))
 
     def search(self, crops: np.ndarray, template: torch.Tensor) -> np.ndarray:
-        """(N,255,255,3) uint8 -> (N,R,R) float32 probabilities."""
+        """(N,255,255,3) uint8 -> (N,R,R) float32 logits."""
         with torch.inference_mode():
             start = time.perf_counter()
             features = self.model.embed(self._to_tensor(crops))
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
             middle = time.perf_counter()
-            probs = torch.sigmoid(self.model.correlate(template, features))[:, 0].cpu().numpy()
+            logits = self.model.correlate(template, features)[:, 0].cpu().numpy()
         self.last_split = {"backbone": middle - start, "correlation": time.perf_counter() - middle}
-        return probs
+        return logits
 
     def _to_tensor(self, images: np.ndarray) -> torch.Tensor:
         # Move the uint8 batch first: 4x less to copy to a GPU, and the float conversion runs there.

@@ -151,18 +151,21 @@ class SiamTracker:
             crop_square(frame, (state.center[0], state.center[1]), side, m.search_size, state.fill, out=self._crops[i])
         t1 = time.perf_counter()
 
-        probs = self.engine.search(self._crops, state.template)
+        # Localise on logits, not probabilities: a confident sigmoid saturates into a plateau around the target
+        # whose argmax the cosine window then drags towards the centre.
+        logits = self.engine.search(self._crops, state.template)
         t2 = time.perf_counter()
         up = self._upsampled_size
-        responses = np.stack([cv2.resize(p, (up, up), interpolation=cv2.INTER_CUBIC) for p in probs])
+        responses = np.stack([cv2.resize(r, (up, up), interpolation=cv2.INTER_CUBIC) for r in logits])
         t3 = time.perf_counter()
 
-        # Penalise scale changes, then pick the scale with the highest peak.
+        # Penalise scale changes, then pick the scale with the highest peak. Logits can be negative: shift them to
+        # start at 0 so that the multiplicative SiamFC penalty means the same whatever the logit range.
         centre_scale = c.num_scales // 2
-        penalised = responses.reshape(c.num_scales, -1).max(axis=1)
+        penalised = responses.reshape(c.num_scales, -1).max(axis=1) - responses.min()
         penalised[np.arange(c.num_scales) != centre_scale] *= c.scale_penalty
         best = int(np.argmax(penalised))
-        score = float(probs[best].max())
+        score = 1.0 / (1.0 + math.exp(-float(logits[best].max())))
 
         response = responses[best] - responses[best].min()
         response /= max(float(response.sum()), 1e-12)

@@ -28,7 +28,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export", help="export a model to ONNX (template.onnx + search.onnx) for the onnxruntime engine",
         description="Write template.onnx (exemplar -> template features) and search.onnx (N search crops + "
-                    "template features -> N response maps, probabilities) with the model and tracker configs in "
+                    "template features -> N response maps, logits) with the model and tracker configs in "
                     "their metadata, then check them against PyTorch (same responses within 1e-3 relative, same "
                     "peak). Re-run `siamtrack export --out weights/` after retraining the shipped model.")
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write template.onnx and search.onnx to")

@@ -2,7 +2,7 @@
 
 * ``template.onnx``: the exemplar crop (1 image) -> template features. Run once per target.
 * ``search.onnx``: N search crops + the template features (a graph input, the weight of the correlation Conv)
-  -> N response maps as probabilities (sigmoid included). N is dynamic.
+  -> N response maps as logits (the tracker localises on logits; sigmoid of the peak is the score). N is dynamic.
 
 Images enter the graphs as the tracker crops them: uint8 BGR, NHWC (``layout="uint8_nhwc"``, the default: the
 engine passes its crop buffer as is, and a GPU gets 4x fewer bytes), or float32 BGR in [0, 255], NCHW
@@ -113,8 +113,7 @@ class SearchGraph(nn.Module):
         self.model, self.layout = model, layout
 
     def forward(self, search: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
-        logits = self.model.track(_to_network_input(search, self.layout), template)
-        return torch.sigmoid(logits)[:, 0]
+        return self.model.track(_to_network_input(search, self.layout), template)[:, 0]
 
 
 @dataclass
@@ -236,15 +235,15 @@ def parity_inputs(model: SiamNet, batch: int, seed: int = 0) -> tuple[np.ndarray
 def _torch_reference(model: SiamNet, exemplar: np.ndarray, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     with torch.inference_mode():
         z = model.template(torch.from_numpy(exemplar).permute(0, 3, 1, 2).float())
-        probs = torch.sigmoid(model.track(torch.from_numpy(crops).permute(0, 3, 1, 2).float(), z))[:, 0]
-    return z.numpy(), probs.numpy()
+        logits = model.track(torch.from_numpy(crops).permute(0, 3, 1, 2).float(), z)[:, 0]
+    return z.numpy(), logits.numpy()
 
 
 def check_parity(model: SiamNet, template_path: str | Path, search_path: str | Path,
                  batches: tuple[int, ...] = (1, 3), seed: int = 0) -> dict[str, Any]:
     """Run the same crops through PyTorch and through the exported pair with the ONNX engine (onnxruntime, CPU,
-    full graph optimisation, as users run it). Relative diffs are |onnx - torch| / |torch| (responses are
-    probabilities, > 0); template diffs are relative to the largest feature magnitude."""
+    full graph optimisation, as users run it). Diffs are relative to the largest magnitude of the torch output
+    (responses are logits, which cross zero, so a per-element ratio would be meaningless there)."""
     from ..onnx_engine import OnnxEngine
 
     engine = OnnxEngine(template_path, search_path, device="cpu")
@@ -260,7 +259,7 @@ def check_parity(model: SiamNet, template_path: str | Path, search_path: str | P
         if p.shape != p_ref.shape or z.shape != z_ref.shape:
             raise RuntimeError(f"shape mismatch: onnx {z.shape}, {p.shape} vs torch {z_ref.shape}, {p_ref.shape}")
         rel_z = float(np.max(np.abs(z - z_ref)) / max(float(np.max(np.abs(z_ref))), 1e-12))
-        rel_p = float(np.max(np.abs(p - p_ref) / np.maximum(np.abs(p_ref), 1e-12)))
+        rel_p = float(np.max(np.abs(p - p_ref)) / max(float(np.max(np.abs(p_ref))), 1e-12))
         result["template_max_rel"] = max(result["template_max_rel"], rel_z)
         result["response_max_rel"] = max(result["response_max_rel"], rel_p)
         result["response_max_abs"] = max(result["response_max_abs"], float(np.max(np.abs(p - p_ref))))
@@ -317,7 +316,7 @@ def export_onnx(model: SiamNet, tracker_config: TrackerConfig, out_dir: str | Pa
                     f"template features {tuple(template.shape)} float32.",
         "search": f"siamtrack search graph: search (N,{cfg.search_size},{cfg.search_size}) {image_doc} + template "
                   f"features {tuple(template.shape)} -> response (N,{model.response_size},{model.response_size}) "
-                  "float32 probabilities (sigmoid applied).",
+                  "float32 logits (score = sigmoid of the peak).",
     }
     final = {"template": out_dir / TEMPLATE_ONNX, "search": out_dir / SEARCH_ONNX}
     staged = {name: path.with_name(f".{path.name}.tmp{os.getpid()}") for name, path in final.items()}

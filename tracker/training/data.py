@@ -115,7 +115,8 @@ class PairDataset(Dataset):
                                        format="XYWH", canvas_size=x.shape[-2:])
         z, x, box = self.flip(z, x, box)  # one decision for the whole pair
         if rng.random() < r.gray_prob:  # grayscale footage: both images
-            z, x = v2.functional.rgb_to_grayscale(z, 3), v2.functional.rgb_to_grayscale(x, 3)
+            # The crops are BGR: flip to RGB so the luma weights fall on the right channels.
+            z, x = v2.functional.rgb_to_grayscale(z.flip(-3), 3), v2.functional.rgb_to_grayscale(x.flip(-3), 3)
         z, x = self.photometric(z), self.photometric(x)
         cx, cy = float(box[0, 0] + box[0, 2] / 2), float(box[0, 1] + box[0, 3] / 2)
         return z.as_subclass(torch.Tensor).contiguous(), x.as_subclass(torch.Tensor).contiguous(), torch.tensor([cx, cy], dtype=torch.float32), torch.tensor(float(positive))

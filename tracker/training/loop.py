@@ -153,6 +153,7 @@ def train(recipe: TrainConfig, data_root: Path, val_root: Path | None, run_dir: 
         scores = validate(model, recipe, val_root, dev) if val_root is not None else {}
         epoch_meta = {**meta, "epoch": epoch, "val": _brief(scores)}
         save_checkpoint(run_dir / "last.pt", model, recipe.tracker_config, epoch_meta)
+        save_checkpoint(run_dir / f"epoch_{epoch:03d}.pt", model, recipe.tracker_config, epoch_meta)
         if scores and scores["auc"] > best_auc:
             best_auc = scores["auc"]
             save_checkpoint(run_dir / "best.pt", model, recipe.tracker_config, epoch_meta)
