@@ -144,3 +144,14 @@ def test_lost_flag_stats_hand_computed():
     # The first threshold with the best J is 0.21.
     assert stats["best_threshold"] == 0.21
     assert stats["best_threshold_recall"] == 0.5 and stats["best_threshold_false_alarm"] == 0.0
+
+
+def test_lost_threshold_suggestion_respects_false_alarm_budget():
+    from tracker.evaluation.lost import separating_threshold
+
+    tracked = np.array([0.95] * 90 + [0.6] * 5 + [0.3] * 5)  # 5% at 0.3, another 5% at 0.6
+    absent = np.array([0.2] * 50 + [0.5] * 50)
+    r = separating_threshold(tracked, absent, max_false_alarm=0.05)
+    # Up to 0.30 nothing tracked is flagged; 0.31..0.60 flags 5% (allowed); 0.61 would flag 10%.
+    assert r["threshold"] == 0.6 and r["false_alarm"] == 0.05 and r["recall"] == 1.0
+    assert r["youden_threshold"] == 0.51 and r["youden_recall"] == 1.0

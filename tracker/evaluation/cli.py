@@ -41,6 +41,45 @@ def add_subcommands(subparsers) -> None:
     b.set_defaults(func=cmd_bench)
 
 
+    lost = subparsers.add_parser(
+        "calibrate-lost", help="measure scores with the target present and absent; suggest lost_threshold",
+        description="Tracks each sequence normally (scores on frames with IoU >= 0.5), then feeds the tracker "
+                    "another sequence's frames, where its target is absent. Prints both score distributions and "
+                    "the threshold that best separates them (the measurement behind lost_threshold).")
+    lost.add_argument("dataset", metavar="DATASET_DIR", help="OTB or GOT-10k layout folder")
+    lost.add_argument("--sequences", help="comma-separated subset of sequence names")
+    lost.add_argument("--absent-frames", type=int, default=30, help="frames of another sequence per sequence")
+    lost.add_argument("--max-false-alarm", type=float, default=0.05,
+                      help="largest share of tracked frames the suggested threshold may flag (default 0.05)")
+    _tracker_args(lost)
+    lost.set_defaults(func=cmd_calibrate_lost)
+
+
+def cmd_calibrate_lost(args) -> int:
+    from tracker import SiamTracker
+
+    from .lost import collect_scores, separating_threshold
+
+    _, sequences, problems = load_dataset(Path(args.dataset), _split(args.sequences))
+    for name, why in problems.items():
+        print(f"skipping {name}: {why}", file=sys.stderr)
+    if len(sequences) < 2:
+        raise UserError("calibrate-lost needs at least 2 sequences (the absent target comes from another one)")
+    if args.absent_frames < 1:
+        raise UserError("--absent-frames must be >= 1")
+    engine = (_split(args.engine) or ["auto"])[0]
+    shared = SiamTracker.from_pretrained(weights=args.weights, device=args.device, engine=engine,
+                                         **parse_overrides(args.set))
+    tracked, absent = collect_scores(sequences, lambda: SiamTracker(shared.engine, shared.config),
+                                     args.absent_frames, progress=not args.no_progress)
+    result = separating_threshold(tracked, absent, args.max_false_alarm)
+    print(json.dumps(result, indent=2))
+    print(f"suggested lost_threshold {result['threshold']:.2f}: flags {100 * result['recall']:.1f}% of "
+          f"target-absent frames and {100 * result['false_alarm']:.1f}% of tracked frames "
+          f"(current: {shared.config.lost_threshold:.2f})")
+    return 0
+
+
 def _tracker_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", help="siamtrack weights: a .pt checkpoint or a folder with the ONNX pair (default: the "
                    "packaged weights); a comma list runs each as its own tracker, siamtrack-<name>")

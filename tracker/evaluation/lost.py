@@ -1,0 +1,64 @@
+"""Calibrating the lost flag: how high is the score when the tracker is on its target, and when the target is gone?
+
+Val sequences rarely lose the target outright, so "gone" is made on purpose: the tracker is initialised on one
+sequence and then fed another sequence's frames, where its target does not exist. The threshold that best
+separates the two score distributions (largest recall - false alarm) is what TrackerConfig.lost_threshold is set
+from.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from . import metrics
+from .datasets import Sequence
+
+
+def _frame(seq: Sequence, i: int) -> np.ndarray:
+    frame = cv2.imread(str(seq.frames[i]), cv2.IMREAD_COLOR)
+    if frame is None:
+        raise ValueError(f"cannot decode {seq.frames[i]}")
+    return frame
+
+
+def collect_scores(sequences: list[Sequence], make_tracker, absent_frames: int = 30, progress: bool = True):
+    """(scores on tracked frames (IoU >= 0.5), scores with the target absent) over all sequences."""
+    tracked, absent = [], []
+    bar = tqdm(total=sum(len(s) + absent_frames for s in sequences), unit="frame", desc="lost-flag scores",
+               disable=not progress, dynamic_ncols=True)
+    for k, seq in enumerate(sequences):
+        tracker = make_tracker()
+        tracker.init(_frame(seq, 0), tuple(seq.gt[0]))
+        for i in range(1, len(seq)):
+            result = tracker.update(_frame(seq, i))
+            if seq.valid[i] and metrics.rect_iou(np.array([result.box]), seq.gt[i:i + 1])[0] >= 0.5:
+                tracked.append(result.score)
+        bar.update(len(seq))
+        other = sequences[(k + 1) % len(sequences)]
+        tracker.init(_frame(seq, 0), tuple(seq.gt[0]))
+        step = max(len(other) // absent_frames, 1)
+        for i in range(0, min(len(other), absent_frames * step), step):
+            absent.append(tracker.update(_frame(other, i)).score)
+        bar.update(absent_frames)
+    bar.close()
+    return np.array(tracked), np.array(absent)
+
+
+def separating_threshold(tracked: np.ndarray, absent: np.ndarray, max_false_alarm: float = 0.05) -> dict:
+    """Two candidate thresholds with their rates: the one flagging the most target-absent frames while flagging at
+    most `max_false_alarm` of the tracked frames (the suggestion: a lost flag that cries wolf is ignored), and the
+    one with the largest (absent flagged) - (tracked flagged)."""
+    thresholds = np.round(np.arange(0.01, 1.0, 0.01), 2)
+    recall = np.array([(absent < t).mean() for t in thresholds])
+    false_alarm = np.array([(tracked < t).mean() for t in thresholds])
+    best_j = int(np.argmax(recall - false_alarm))
+    allowed = np.flatnonzero(false_alarm <= max_false_alarm)
+    best = int(allowed[-1]) if len(allowed) else 0
+    return {"threshold": float(thresholds[best]), "recall": float(recall[best]),
+            "false_alarm": float(false_alarm[best]), "max_false_alarm": max_false_alarm,
+            "youden_threshold": float(thresholds[best_j]), "youden_recall": float(recall[best_j]),
+            "youden_false_alarm": float(false_alarm[best_j]), "tracked_frames": int(len(tracked)),
+            "absent_frames": int(len(absent)),
+            "tracked_score_percentiles": {p: round(float(np.percentile(tracked, p)), 3) for p in (1, 5, 50)},
+            "absent_score_percentiles": {p: round(float(np.percentile(absent, p)), 3) for p in (50, 95, 99)}}
