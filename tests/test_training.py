@@ -336,3 +336,17 @@ def test_train_cli_missing_config(capsys):
     err = capsys.readouterr().err
     assert err.startswith("siamtrack: error: --config nonexistent") and err.count("\n") == 1
     assert "default" in err  # names the packaged recipes
+
+
+def test_configure_rewrites_tracker_config(tmp_path):
+    from tracker.checkpoint import load_checkpoint, save_checkpoint
+    from tracker.cli import main
+    from tracker.config import ModelConfig, TrackerConfig
+    from tracker.model import SiamNet
+
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, SiamNet(ModelConfig(backbone="alexnet", stride=8), pretrained_backbone=False), TrackerConfig())
+    assert main(["configure", str(path), "--set", "lost_threshold=0.7", "--out", str(tmp_path / "n.pt")]) == 0
+    assert load_checkpoint(tmp_path / "n.pt")["tracker_config"]["lost_threshold"] == 0.7
+    assert load_checkpoint(path)["tracker_config"]["lost_threshold"] == TrackerConfig().lost_threshold
+    assert main(["configure", str(path), "--set", "num_scales=2"]) == 2  # validated: a one-line error, exit 2

@@ -114,7 +114,36 @@ def cmd_prepare_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_configure(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..checkpoint import load_checkpoint
+    from ..config import TrackerConfig
+    from ..evaluation.cli import parse_overrides
+
+    payload = load_checkpoint(args.weights)
+    try:
+        config = TrackerConfig.from_dict(payload["tracker_config"]).replace(**parse_overrides(args.set))
+    except (KeyError, ValueError) as exc:
+        raise UserError(f"{args.weights}: {exc}") from None
+    payload["tracker_config"] = config.to_dict()
+    out = Path(args.out or args.weights)
+    torch.save(payload, str(out))
+    print(f"wrote {out}: " + ", ".join(f"{k}={v}" for k, v in config.to_dict().items()))
+    print("re-export the ONNX pair if this checkpoint is the shipped one: siamtrack export --out weights/")
+    return 0
+
+
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
+    conf = sub.add_parser("configure", help="change the tracking hyperparameters stored in a checkpoint",
+                          description="Rewrite the TrackerConfig inside a checkpoint (validated; unknown keys raise), "
+                                      "e.g. the lost_threshold measured by `siamtrack calibrate-lost`.")
+    conf.add_argument("weights", metavar="WEIGHTS", help="a .pt checkpoint")
+    conf.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", required=True,
+                      help="TrackerConfig key and value; repeatable")
+    conf.add_argument("--out", help="write here instead of overwriting WEIGHTS")
+    conf.set_defaults(func=cmd_configure)
+
     tr = sub.add_parser("train", help="train a model from the crop cache",
                         description="Train the SiamFC network on the crop cache; validate each epoch on val.")
     tr.add_argument("--config", default="default", help="recipe JSON file or packaged recipe name (default: default)")
