@@ -134,16 +134,22 @@ def test_five_scale_tracker_runs(synthetic):
 
 
 def test_static_target_stays_put(synthetic, default_tracker_factory):
-    """No drift on a still frame: the box stays within a pixel of the target and keeps its size."""
+    """No drift on a still frame: the box stays within a pixel of the target, its size within one damped scale
+    step of the initial size (the trained model may settle one step off), and then it stops changing."""
     frame, box = synthetic[0][0], tuple(synthetic[1][0])
     tracker = default_tracker_factory()
     tracker.init(frame, box)
+    c = tracker.config
+    one_step = c.scale_damping * (c.scale_step - 1)  # relative size change of one damped scale decision
     for _ in range(20):
         result = tracker.update(frame)
     x, y, w, h = result.box
     assert abs(x + w / 2 - (box[0] + box[2] / 2)) < 1.0 and abs(y + h / 2 - (box[1] + box[3] / 2)) < 1.0
-    assert w == pytest.approx(box[2], rel=0.02) and h == pytest.approx(box[3], rel=0.02)
+    assert w == pytest.approx(box[2], rel=one_step * 1.01) and h == pytest.approx(box[3], rel=one_step * 1.01)
     assert not result.lost
+    for _ in range(20):
+        later = tracker.update(frame)
+    assert later.box == pytest.approx(result.box, abs=0.5)
 
 
 def test_reinit_forgets_the_previous_target(default_tracker_factory):
