@@ -1,0 +1,97 @@
+"""int8 search graph: onnxruntime static quantisation (QDQ, per-channel weights), calibrated on real crops.
+
+Only search.onnx runs every frame, so only it is quantised; the template graph stays float. The correlation
+conv, whose "weights" are the template features, stays float too: quantising it moved the response peak.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..crop import context_side, crop_square
+from ..errors import UserError
+from ..onnx_engine import OnnxEngine, resolve_pair
+from ..paths import SEARCH_ONNX, TEMPLATE_ONNX
+
+
+def calibration_inputs(engine: OnnxEngine, cache_dir: Path, count: int, seed: int = 0) -> list[dict]:
+    """Search batches shaped like tracking's (all scales of one frame) from crop-cache images."""
+    from ..training.data import load_crop_cache
+
+    folders = load_crop_cache(cache_dir, min_crops=1)
+    rng = np.random.default_rng(seed)
+    m, scales = engine.config, engine.tracker_config
+    factors = scales.scale_step ** (np.arange(scales.num_scales) - (scales.num_scales - 1) / 2)
+    batches = []
+    for _ in range(count):
+        folder = folders[rng.integers(len(folders))]
+        k = int(rng.integers(len(folder.files)))
+        image = cv2.imread(str(folder.path / folder.files[k]), cv2.IMREAD_COLOR)
+        if image is None:
+            raise UserError(f"cannot read calibration image {folder.path / folder.files[k]}")
+        x, y, w, h = folder.boxes[k]
+        center = (x + w / 2, y + h / 2)
+        fill = tuple(float(v) for v in cv2.mean(image)[:3])
+        side = context_side(w, h, scales.context_amount)
+        exemplar = crop_square(image, center, side, m.exemplar_size, fill)[None]
+        shift = rng.uniform(-32, 32, 2) * side / m.exemplar_size
+        search = np.stack([crop_square(image, (center[0] + shift[0], center[1] + shift[1]),
+                                       side * m.search_size / m.exemplar_size * f, m.search_size, fill)
+                           for f in factors])
+        batches.append({"exemplar": exemplar, "search": search})
+    return batches
+
+
+def quantize_pair(weights: str | Path | None, out_dir: str | Path, cache_dir: str | Path, count: int = 64) -> dict:
+    """Write template.onnx (copied) + an int8 search.onnx to out_dir; returns how far int8 is from float."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    template_path, search_path = resolve_pair(weights)
+    engine = OnnxEngine(template_path, search_path, device="cpu")
+    if engine.layout != "uint8_nhwc":
+        raise UserError("quantize takes the default uint8_nhwc export")
+    batches = calibration_inputs(engine, Path(cache_dir), count)
+    feeds = [{"search": b["search"], "template": engine.template(b["exemplar"])} for b in batches]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._feeds = iter(feeds)
+
+        def get_next(self):
+            return next(self._feeds, None)
+
+    model = onnx.load(str(search_path))
+    correlation = [n.name for n in model.graph.node if n.op_type == "Conv" and "template" in n.input]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared, quantized = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
+        quant_pre_process(str(search_path), str(prepared))
+        quantize_static(str(prepared), str(quantized), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=correlation)
+        result = onnx.load(str(quantized))
+        del result.metadata_props[:]
+        for prop in model.metadata_props:  # same pair fingerprint: the engine accepts it with the float template
+            result.metadata_props.append(prop)
+        result.metadata_props.add(key="quantized", value="int8 (search graph; correlation conv kept float)")
+        onnx.save(result, str(out_dir / SEARCH_ONNX))
+    if template_path.resolve() != (out_dir / TEMPLATE_ONNX).resolve():
+        shutil.copyfile(template_path, out_dir / TEMPLATE_ONNX)
+
+    int8 = OnnxEngine(out_dir / TEMPLATE_ONNX, out_dir / SEARCH_ONNX, device="cpu")
+    diffs, same = [], 0
+    for feed in feeds:
+        a = engine.search(feed["search"], feed["template"])
+        b = int8.search(feed["search"], feed["template"])
+        diffs.append(float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(a))), 1e-12)))
+        same += int(np.argmax(a.max(axis=(1, 2))) == np.argmax(b.max(axis=(1, 2))) and
+                    np.argmax(a[np.argmax(a.max(axis=(1, 2)))]) == np.argmax(b[np.argmax(b.max(axis=(1, 2)))]))
+    return {"batches": len(feeds), "max_rel_diff": max(diffs), "median_rel_diff": float(np.median(diffs)),
+            "same_peak": same, "excluded": correlation,
+            "size_mb": round((out_dir / SEARCH_ONNX).stat().st_size / 1e6, 2)}
