@@ -118,7 +118,7 @@ def garbage_checkpoint(tmp_path):
         ("negative box", ["{clip}", "--box", "10,10,20,-5"], ["empty"]),
         ("nan box", ["{clip}", "--box", "nan,10,20,20"], ["finite"]),
         ("malformed box", ["{clip}", "--box", "10,10,a,20"], ["--box must be x,y,w,h numbers"]),
-        ("three numbers", ["{clip}", "--box", "10,10,20"], ["4 numbers"]),
+        ("three numbers", ["{clip}", "--box", "10,10,20"], ["four numbers"]),
         ("semicolons", ["{clip}", "--box", "10;10;20;20"], ["--box"]),
         ("empty --box", ["{clip}", "--box", ""], ["--box"]),
         ("no box", ["{clip}"], ["--box x,y,w,h", "--select"]),

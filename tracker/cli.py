@@ -9,17 +9,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import UserError
-
-
-def parse_box(text: str) -> tuple[float, float, float, float]:
-    parts = text.replace(" ", "").split(",")
-    try:
-        values = tuple(float(p) for p in parts)
-    except ValueError:
-        raise UserError(f"--box must be x,y,w,h numbers, e.g. --box 120,80,60,40; got {text!r}") from None
-    if len(values) != 4:
-        raise UserError(f"--box needs 4 numbers x,y,w,h; got {len(values)} in {text!r}")
-    return values  # type: ignore[return-value]
+from .result import parse_box
 
 
 def select_box(frame) -> tuple[float, float, float, float]:

@@ -17,7 +17,7 @@ from .crop import context_side, crop_square
 from .errors import UserError
 from .result import Box, TrackResult
 
-STAGES = ("crop", "backbone", "correlation", "postprocess")
+STAGES = ("crop", "backbone", "correlation", "postprocess")  # the keys of SiamTracker.stage_times
 
 
 def as_bgr(frame: np.ndarray) -> np.ndarray:

@@ -10,10 +10,9 @@ import numpy as np
 from tqdm import tqdm
 
 from tracker.errors import UserError
+from tracker.tracking import STAGES
 
 from .datasets import IMAGE_EXTS, parse_boxes
-
-STAGES = ("crop", "backbone", "correlation", "postprocess")
 
 
 def default_box(source: Path):

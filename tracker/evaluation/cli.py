@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from tracker.errors import UserError
+from tracker.result import parse_box
 
 from . import bench, peers, runner
 from .datasets import load_dataset
@@ -176,23 +177,13 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def _parse_box(text: str):
-    try:
-        box = tuple(float(v) for v in text.replace(" ", "").split(","))
-    except ValueError:
-        box = ()
-    if len(box) != 4:
-        raise UserError(f"--box {text!r}: expected four numbers x,y,w,h")
-    return box
-
-
 def cmd_bench(args) -> int:
     src = Path(args.source)
     if not src.exists():
         raise UserError(f"clip not found: {src}")
     if args.frames is not None and args.frames < 2:
         raise UserError("--frames must be at least 2 (one init frame, then updates)")
-    box = _parse_box(args.box) if args.box else bench.default_box(src)
+    box = parse_box(args.box) if args.box else bench.default_box(src)
     if box is None:
         raise UserError(f"{src.name} has no ground truth or init file next to it: pass --box x,y,w,h")
     trackers, _ = _trackers(args)
