@@ -17,6 +17,11 @@ def context_side(width: float, height: float, context_amount: float) -> float:
     return math.sqrt((width + margin) * (height + margin))
 
 
+def mean_colour(image: np.ndarray) -> tuple[float, ...]:
+    """Per-channel mean: the border colour for crops that reach outside the image (SiamFC's padding)."""
+    return tuple(float(v) for v in cv2.mean(image)[:3])
+
+
 def crop_transform(center: tuple[float, float], side: float, out_size: int) -> np.ndarray:
     """2x3 affine taking frame pixel indices to crop pixel indices: a square of `side` frame pixels centred at
     `center` becomes out_size x out_size."""

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from .config import TrackerConfig
-from .crop import context_side, crop_square
+from .crop import context_side, crop_square, mean_colour
 from .errors import UserError
 from .result import Box, TrackResult
 
@@ -125,7 +125,7 @@ class SiamTracker:
         center = np.array([x + w / 2, y + h / 2])
         exemplar_side = context_side(w, h, c.context_amount)
         search_side = exemplar_side * m.search_size / m.exemplar_size
-        fill = tuple(float(v) for v in cv2.mean(frame)[:3])
+        fill = mean_colour(frame)
         exemplar = crop_square(frame, (center[0], center[1]), exemplar_side, m.exemplar_size, fill)
         template = self.engine.template(exemplar[None])
         self._state = _TargetState(

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..crop import context_side, crop_square
+from ..crop import context_side, crop_square, mean_colour
 from ..errors import UserError
 from ..onnx_engine import OnnxEngine, resolve_pair
 from ..paths import SEARCH_ONNX, TEMPLATE_ONNX
@@ -35,7 +35,7 @@ def calibration_inputs(engine: OnnxEngine, cache_dir: Path, count: int, seed: in
             raise UserError(f"cannot read calibration image {folder.path / folder.files[k]}")
         x, y, w, h = folder.boxes[k]
         center = (x + w / 2, y + h / 2)
-        fill = tuple(float(v) for v in cv2.mean(image)[:3])
+        fill = mean_colour(image)
         side = context_side(w, h, scales.context_amount)
         exemplar = crop_square(image, center, side, m.exemplar_size, fill)[None]
         shift = rng.uniform(-32, 32, 2) * side / m.exemplar_size

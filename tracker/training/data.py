@@ -18,7 +18,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from ..config import ModelConfig
-from ..crop import context_side, crop_square
+from ..crop import context_side, crop_square, mean_colour
 from ..errors import UserError
 from .recipe import TrainConfig
 
@@ -128,12 +128,12 @@ class PairDataset(Dataset):
             raise UserError(f"cannot read {folder.path / folder.files[k]}")
         x, y, w, h = folder.boxes[k]
         m = self.model
-        side = context_side(w, h, 0.5) * out_size / m.exemplar_size
+        side = context_side(w, h, self.recipe.tracker_config.context_amount) * out_size / m.exemplar_size
         side *= math.exp(rng.uniform(-1, 1) * math.log1p(scale_jitter))
         shift = rng.uniform(-max_shift, max_shift, size=2)  # in output pixels
         per_pixel = side / out_size
         center = (x + w / 2 - shift[0] * per_pixel, y + h / 2 - shift[1] * per_pixel)
-        fill = tuple(float(v) for v in cv2.mean(image)[:3])
+        fill = mean_colour(image)
         crop = crop_square(image, center, side, out_size, fill)
         target_center = (out_size / 2 + shift[0], out_size / 2 + shift[1])
         return crop, target_center, (w / per_pixel, h / per_pixel)

@@ -31,7 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..crop import box_to_crop, context_side, crop_square
+from ..crop import box_to_crop, context_side, crop_square, mean_colour
 from ..errors import UserError
 
 CROP_SIZE = 447
@@ -71,7 +71,7 @@ def crop_geometry(box) -> tuple[tuple[float, float], float, tuple[float, float, 
 def make_crop(frame: np.ndarray, box) -> tuple[np.ndarray, tuple[float, float, float, float]]:
     """The 447x447 crop of one frame around `box` and the box in crop pixels."""
     center, side, crop_box = crop_geometry(box)
-    fill = tuple(float(v) for v in cv2.mean(frame)[:3])
+    fill = mean_colour(frame)
     return crop_square(frame, center, side, CROP_SIZE, fill), crop_box
 
 
