@@ -92,6 +92,8 @@ def test_configs_are_frozen_and_replace_validates():
         ({"backbone": "efficientnet_lite0", "stride": 16}, 8, 16, 9),
         ({"backbone": "efficientnet_lite0", "stride": 16, "neck_channels": 32}, 8, 16, 9),
         ({"backbone": "efficientnet_lite0", "stride": 8, "template_crop": 8}, 8, 32, 25),
+        ({"backbone": "efficientnet_lite0", "stride": 16, "template_crop": 6, "box_head_channels": 16}, 6, 16, 11),
+        ({"backbone": "alexnet", "stride": 8, "neck_channels": 32, "box_head_channels": 8}, 6, 22, 17),
     ],
 )
 def test_derived_sizes(values, template, search, response):
@@ -103,8 +105,14 @@ def test_derived_sizes(values, template, search, response):
     with torch.no_grad():
         z = torch.rand(2, 3, config.exemplar_size, config.exemplar_size) * 255
         x = torch.rand(2, 3, config.search_size, config.search_size) * 255
-        assert net(z, x).shape == (2, 1, response, response)
-        assert net.track(x, net.template(z[:1])).shape == (2, 1, response, response)
+        logits, boxes = net(z, x)
+        assert logits.shape == (2, 1, response, response)
+        assert (boxes is None) == (not config.box_head_channels)
+        if boxes is not None:  # four positive side distances for every cell
+            assert boxes.shape == (2, 4, response, response) and bool((boxes > 0).all())
+        logits, boxes = net.track(x, net.template(z[:1]))
+        assert logits.shape == (2, 1, response, response)
+        assert boxes is None or boxes.shape == (2, 4, response, response)
     assert net.response_size == net.search_feature_size - net.template_size + 1
     if not config.template_crop:
         # The response centre is the search centre: (R - 1) / 2 cells of `stride` pixels = half the size difference.

@@ -17,9 +17,10 @@ import pytest
 import torch
 
 from tracker.cli import main
+from tracker.crop import response_cell_positions
 from tracker.errors import UserError
 from tracker.training.data import PairDataset, load_crop_cache
-from tracker.training.loss import balanced_logistic_loss, response_labels
+from tracker.training.loss import balanced_logistic_loss, box_regression_loss, cell_boxes, response_labels
 from tracker.training.recipe import TrainConfig
 
 HEADER = ["file", "frame", "x", "y", "w", "h", "src_x", "src_y", "src_w", "src_h", "frame_w", "frame_h"]
@@ -75,6 +76,11 @@ def dataset(cache: Path, recipe: TrainConfig, length: int = 16) -> PairDataset:
     return PairDataset(load_crop_cache(cache), recipe, recipe.model_config, length)
 
 
+def centre_of(box: torch.Tensor) -> torch.Tensor:
+    """(x1, y1, x2, y2) -> (cx, cy)"""
+    return (box[:2] + box[2:]) / 2
+
+
 def colour_class(pixel: torch.Tensor):
     """The marker colour a (3,) BGR pixel shows, or None for background."""
     p = pixel.to(torch.int32).tolist()
@@ -98,10 +104,10 @@ def marker_centroid(image: torch.Tensor, colour) -> tuple[float, float]:
 def test_items_shapes_and_determinism(cache):
     recipe = TrainConfig(seed=3)  # full augmentation
     ds = dataset(cache, recipe)
-    z, x, centre, positive = ds[5]
+    z, x, box, positive = ds[5]
     assert z.shape == (3, 127, 127) and x.shape == (3, 255, 255)
     assert z.dtype == x.dtype == torch.uint8 and z.is_contiguous() and x.is_contiguous()
-    assert centre.shape == (2,) and centre.dtype == torch.float32
+    assert box.shape == (4,) and box.dtype == torch.float32 and bool((box[2:] > box[:2]).all())
     assert positive.shape == () and positive.dtype == torch.float32 and float(positive) in (0.0, 1.0)
 
     def same(a, b):
@@ -120,9 +126,9 @@ def test_items_shapes_and_determinism(cache):
 def test_positive_pairs_centre_is_on_the_target(cache, flip_prob):
     ds = dataset(cache, clean(flip_prob=flip_prob, negative_prob=0.0, still_prob=0.3), length=24)
     for k in range(len(ds)):
-        z, x, centre, positive = ds[k]
+        z, x, box, positive = ds[k]
         assert positive == 1
-        cx, cy = centre.tolist()
+        cx, cy = centre_of(box).tolist()
         colour = colour_class(x[:, int(cy), int(cx)])
         assert colour is not None, (k, cx, cy)  # the pixel at the returned centre is on the marker
         assert colour_class(z[:, 63, 63]) == colour  # exemplar and search show the same target
@@ -135,19 +141,19 @@ def test_positive_pairs_centre_is_on_the_target(cache, flip_prob):
 def test_flip_mirrors_image_and_centre(cache):
     plain, flipped = dataset(cache, clean(flip_prob=0.0)), dataset(cache, clean(flip_prob=1.0))
     for k in range(6):
-        z0, x0, c0, p0 = plain[k]
-        z1, x1, c1, p1 = flipped[k]
+        z0, x0, b0, p0 = plain[k]
+        z1, x1, b1, p1 = flipped[k]
         assert torch.equal(z1, z0.flip(-1)) and torch.equal(x1, x0.flip(-1)) and p0 == p1
-        assert c1[0].item() == pytest.approx(255 - c0[0].item(), abs=1e-4)
-        assert c1[1].item() == pytest.approx(c0[1].item(), abs=1e-4)
+        # x1' = 255 - x2, x2' = 255 - x1; y unchanged
+        torch.testing.assert_close(b1, torch.stack([255 - b0[2], b0[1], 255 - b0[0], b0[3]]), atol=1e-4, rtol=0)
 
 
 def test_negative_pairs_come_from_another_folder(cache):
     ds = dataset(cache, clean(negative_prob=1.0, still_prob=0.0), length=20)
     for k in range(len(ds)):
-        z, x, centre, positive = ds[k]
+        z, x, box, positive = ds[k]
         assert positive == 0
-        cx, cy = centre.tolist()
+        cx, cy = centre_of(box).tolist()
         exemplar_colour = colour_class(z[:, 63, 63])
         search_colour = colour_class(x[:, int(cy), int(cx)])  # the centre still points at that crop's target
         assert exemplar_colour in VIDEO_COLOURS.values() and search_colour is not None
@@ -165,8 +171,8 @@ def test_stills_pair_with_themselves(cache):
     ds = dataset(cache, clean(still_prob=1.0, negative_prob=0.0), length=16)
     seen = set()
     for k in range(len(ds)):
-        z, x, centre, positive = ds[k]
-        cx, cy = centre.tolist()
+        z, x, box, positive = ds[k]
+        cx, cy = centre_of(box).tolist()
         colour = colour_class(x[:, int(cy), int(cx)])
         assert positive == 1 and colour in STILL_COLOURS and colour_class(z[:, 63, 63]) == colour
         seen.add(colour)
@@ -176,8 +182,8 @@ def test_stills_pair_with_themselves(cache):
 def test_video_positive_pairs_stay_in_their_folder(cache):
     ds = dataset(cache, clean(still_prob=0.0, negative_prob=0.0), length=16)
     for k in range(len(ds)):
-        z, x, centre, _ = ds[k]
-        cx, cy = centre.tolist()
+        z, x, box, _ = ds[k]
+        cx, cy = centre_of(box).tolist()
         assert colour_class(z[:, 63, 63]) == colour_class(x[:, int(cy), int(cx)]) in VIDEO_COLOURS.values()
 
 
@@ -186,8 +192,8 @@ def test_max_shift_respected(cache, max_shift):
     ds = dataset(cache, clean(max_shift=max_shift, negative_prob=0.0, flip_prob=0.5), length=24)
     offsets = []
     for k in range(len(ds)):
-        _, x, centre, _ = ds[k]
-        offsets.append((centre - SEARCH_CENTRE).abs().max().item())
+        _, x, box, _ = ds[k]
+        offsets.append((centre_of(box) - SEARCH_CENTRE).abs().max().item())
         if max_shift == 0:
             colour = colour_class(x[:, 127, 127])
             mx, my = marker_centroid(x, colour)
@@ -252,6 +258,57 @@ def test_perfect_logits_beat_inverted_ones():
     good, bad = balanced_logistic_loss(perfect, labels), balanced_logistic_loss(-perfect, labels)
     assert good.item() < 0.01 < 7 < bad.item()
     assert balanced_logistic_loss(torch.zeros_like(labels), labels).item() == pytest.approx(math.log(2), rel=1e-6)
+
+
+def test_box_sizes_follow_the_cache_boxes(cache):
+    """Without scale jitter the search box is the cache box at search scale: 127 / s_z times its size."""
+    from tracker.crop import context_side
+
+    ds = dataset(cache, clean(search_scale_jitter=0.0, negative_prob=0.0, still_prob=0.0), length=12)
+    expected = [(w * 127 / context_side(w, h, 0.5), h * 127 / context_side(w, h, 0.5)) for w, h in SIZES]
+    for k in range(len(ds)):
+        box = ds[k][2]
+        w, h = (box[2] - box[0]).item(), (box[3] - box[1]).item()
+        assert min(abs(w - ew) + abs(h - eh) for ew, eh in expected) < 1e-3, (w, h)
+
+
+def test_cell_boxes_by_hand():
+    cells = torch.tensor([100.0, 116.0])
+    distances = torch.zeros(1, 4, 2, 2)
+    distances[0, :, 1, 0] = torch.tensor([10.0, 20.0, 30.0, 40.0])  # row 1 (y = 116), column 0 (x = 100)
+    boxes = cell_boxes(distances, cells)
+    assert boxes.shape == (1, 2, 2, 4)
+    assert boxes[0, 1, 0].tolist() == [90.0, 96.0, 130.0, 156.0]
+    assert boxes[0, 0, 1].tolist() == [116.0, 100.0, 116.0, 100.0]
+
+
+def test_box_regression_loss():
+    size, stride, search = 11, 16, 255
+    cells = torch.as_tensor(response_cell_positions(size, stride, search), dtype=torch.float32)
+    target = torch.tensor([[100.0, 90.0, 160.0, 170.0], [20.0, 20.0, 60.0, 50.0]])
+    positive = torch.ones(2)
+    cx, cy = cells.view(1, 1, -1), cells.view(1, -1, 1)
+    # Distances that put every cell's box exactly on its pair's target: the loss is zero.
+    sides = [cx - target[:, 0, None, None], cy - target[:, 1, None, None],
+             target[:, 2, None, None] - cx, target[:, 3, None, None] - cy]
+    exact = torch.stack(torch.broadcast_tensors(*sides), dim=1)
+    assert box_regression_loss(exact, target, positive, stride, search).item() == pytest.approx(0.0, abs=1e-5)
+    # Every right side 30 px too far: the loss (mean GIoU loss over the cells inside the targets) is > 0.
+    wrong = exact.clone()
+    wrong[:, 2] += 30.0
+    loss = box_regression_loss(wrong, target, positive, stride, search)
+    assert 0.05 < loss.item() < 2.0
+    # Cells outside the target box and negative pairs do not count: changing them changes nothing.
+    outside = wrong.clone()
+    outside[0, :, 0, 0] = 500.0  # cell (0, 0) lies at (47.5, 47.5), outside target 0
+    outside[1] = 3.0  # pair 1 becomes a negative pair below
+    assert box_regression_loss(outside, target, torch.tensor([1.0, 0.0]), stride, search).item() == pytest.approx(
+        box_regression_loss(wrong, target, torch.tensor([1.0, 0.0]), stride, search).item(), rel=1e-6)
+    # Only negative pairs: zero, and still a tensor that backpropagates.
+    d = wrong.clone().requires_grad_(True)
+    none = box_regression_loss(d, target, torch.zeros(2), stride, search)
+    none.backward()
+    assert none.item() == 0.0 and d.grad is not None
 
 
 # -- training --------------------------------------------------------------------------------------------------

@@ -60,6 +60,10 @@ class ModelConfig(_Config):
     # logits: logit = head_scale * corr + head_bias. Both are learnt; these are their initial values.
     head_scale: float = 10.0
     head_bias: float = -5.0
+    # Box-regression branch (SiamFC++ style): 0 = none, the SiamFC head alone (the tracker then estimates scale
+    # with a pyramid of crops); > 0 = a depthwise-correlation branch of this width that predicts, at every
+    # response cell, the target's distances to its four sides, so one crop per frame gives position and size.
+    box_head_channels: int = 0
 
     def validate(self) -> None:
         _check(self.backbone in BACKBONES, f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
@@ -69,17 +73,23 @@ class ModelConfig(_Config):
         _check(self.template_crop >= 0, "template_crop must be >= 0")
         _check(0 < self.exemplar_size < self.search_size, "need 0 < exemplar_size < search_size")
         _check(self.head_scale > 0, "head_scale must be > 0")
+        _check(self.box_head_channels >= 0, "box_head_channels must be >= 0")
 
 
 @dataclass(frozen=True)
 class TrackerConfig(_Config):
-    """The SiamFC tracking loop (Bertinetto et al. 2016), per-frame search over a small scale pyramid."""
+    """The tracking loop. With the SiamFC head alone (Bertinetto et al. 2016) it searches a small scale pyramid
+    each frame; with a box-regression head (SiamFC++, Xu et al. 2020) it takes one crop, and num_scales must be 1.
+    """
 
     context_amount: float = 0.5
     num_scales: int = 3
     scale_step: float = 1.0375
     scale_penalty: float = 0.9745
     scale_damping: float = 0.59  # learning rate of the size update
+    # Box head only (SiamRPN's penalty_k): the size update's rate is scaled by exp(-(change - 1) * size_penalty),
+    # where change >= 1 measures how much the predicted box would change the target's size and aspect ratio.
+    size_penalty: float = 0.04
     window_influence: float = 0.176
     response_upsample: int = 16
     min_scale_factor: float = 0.2  # search size clamped to [min, max] x its initial value
@@ -93,6 +103,7 @@ class TrackerConfig(_Config):
         _check(self.scale_step >= 1.0, "scale_step must be >= 1")
         _check(0 < self.scale_penalty <= 1, "scale_penalty must be in (0, 1]")
         _check(0 <= self.scale_damping <= 1, "scale_damping must be in [0, 1]")
+        _check(self.size_penalty >= 0, "size_penalty must be >= 0")
         _check(0 <= self.window_influence <= 1, "window_influence must be in [0, 1]")
         _check(self.response_upsample >= 1, "response_upsample must be >= 1")
         _check(0 < self.min_scale_factor <= 1 <= self.max_scale_factor, "need 0 < min_scale_factor <= 1 <= max_scale_factor")

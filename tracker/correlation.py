@@ -4,6 +4,8 @@ Runs on whatever device the tensors are on; exports to ONNX as a plain Conv whos
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,6 +21,16 @@ def xcorr_pairwise(search: torch.Tensor, template: torch.Tensor) -> torch.Tensor
     b, c, h, w = search.shape
     out = F.conv2d(search.reshape(1, b * c, h, w), template, groups=b)
     return out.reshape(b, 1, out.shape[-2], out.shape[-1])
+
+
+def xcorr_depthwise(search: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
+    """Channel by channel: N search maps (N,C,H,W) against one template (1,C,h,w) or one each (N,C,h,w)
+    -> (N,C,H-h+1,W-w+1), one grouped conv (SiamRPN++'s depthwise correlation)."""
+    n, c, h, w = search.shape
+    if template.shape[0] == 1:
+        return F.conv2d(search, template.reshape(c, 1, *template.shape[-2:]), groups=c)
+    out = F.conv2d(search.reshape(1, n * c, h, w), template.reshape(n * c, 1, *template.shape[-2:]), groups=n * c)
+    return out.reshape(n, c, out.shape[-2], out.shape[-1])
 
 
 class CorrelationHead(nn.Module):
@@ -40,3 +52,32 @@ class CorrelationHead(nn.Module):
         else:
             corr = xcorr_pairwise(search, template) / energy.view(-1, 1, 1, 1)
         return corr * self.scale + self.bias
+
+
+def _conv_bn_relu(cin: int, cout: int, padding: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=padding, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class BoxHead(nn.Module):
+    """Box regression in the style of SiamFC++: adjust both feature maps (3x3, unpadded, so their centres stay
+    aligned), correlate them depthwise, and predict at each response cell the distances (left, top, right,
+    bottom) from the cell's position in the search crop to the target's sides, in search-crop pixels.
+
+    The template's adjust conv runs every frame on a ~6x6 map, which costs next to nothing and keeps the template
+    features one tensor for both heads (one cached template per target, one graph input)."""
+
+    def __init__(self, in_channels: int, channels: int, stride: int) -> None:
+        super().__init__()
+        self.adjust_template = _conv_bn_relu(in_channels, channels, padding=0)
+        self.adjust_search = _conv_bn_relu(in_channels, channels, padding=0)
+        self.tower = nn.Sequential(_conv_bn_relu(channels, channels, 1), _conv_bn_relu(channels, channels, 1))
+        self.predict = nn.Conv2d(channels, 4, 1)
+        self.stride = stride
+        # exp() keeps distances positive; start every side at two strides (a typical target half-size).
+        nn.init.normal_(self.predict.weight, std=1e-3)
+        nn.init.constant_(self.predict.bias, math.log(2.0))
+
+    def forward(self, template: torch.Tensor, search: torch.Tensor) -> torch.Tensor:
+        corr = xcorr_depthwise(self.adjust_search(search), self.adjust_template(template))
+        # The clamp bounds a diverging early step (e^8 strides is far beyond any crop), not a trained output.
+        return torch.exp(self.predict(self.tower(corr)).clamp(max=8.0)) * self.stride

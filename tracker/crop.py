@@ -56,3 +56,9 @@ def crop_to_box(box: tuple[float, float, float, float], center: tuple[float, flo
     scale = side / out_size
     x, y, w, h = box
     return ((x - out_size / 2) * scale + center[0], (y - out_size / 2) * scale + center[1], w * scale, h * scale)
+
+
+def response_cell_positions(response_size: int, stride: int, search_size: int) -> np.ndarray:
+    """Where each response cell looks, in search-crop pixels along one axis: the centre cell at the crop's centre,
+    neighbours `stride` apart. The training labels, the box head's targets and the tracking loop share this."""
+    return search_size / 2 + (np.arange(response_size) - (response_size - 1) / 2) * stride

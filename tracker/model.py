@@ -1,4 +1,5 @@
-"""SiamFC network: backbone -> optional neck -> correlation head, split into template(z) and track(x)."""
+"""Siamese network: backbone -> optional neck -> correlation head (+ optional box head), split into template(z)
+and track(x)."""
 from __future__ import annotations
 
 import torch
@@ -6,7 +7,7 @@ from torch import nn
 
 from .backbones import build_backbone
 from .config import ModelConfig
-from .correlation import CorrelationHead
+from .correlation import BoxHead, CorrelationHead
 
 
 class SiamNet(nn.Module):
@@ -22,6 +23,8 @@ class SiamNet(nn.Module):
         else:
             self.neck = nn.Identity()
         self.head = CorrelationHead(config.head_scale, config.head_bias)
+        out_channels = config.neck_channels or channels
+        self.box_head = BoxHead(out_channels, config.box_head_channels, config.stride) if config.box_head_channels else None
         self.template_size, self.search_feature_size, self.response_size = self._derive_sizes()
 
     @torch.no_grad()
@@ -38,6 +41,11 @@ class SiamNet(nn.Module):
         z = self.template(torch.zeros(1, 3, self.config.exemplar_size, self.config.exemplar_size))
         x = self.embed(torch.zeros(1, 3, self.config.search_size, self.config.search_size))
         r = self.head(z, x)
+        if self.box_head is not None:
+            b = self.box_head(z, x)
+            if b.shape[-1] != r.shape[-1]:  # the two heads must describe the same cells
+                raise ValueError(f"box head map {b.shape[-1]} != response map {r.shape[-1]}: template grid too "
+                                 "small for the box head's 3x3 adjust conv; raise template_crop")
         self.train(was_training)
         return z.shape[-1], x.shape[-1], r.shape[-1]
 
@@ -58,13 +66,26 @@ class SiamNet(nn.Module):
             features = features[..., start : start + k, start : start + k]
         return features
 
-    def correlate(self, template: torch.Tensor, search_features: torch.Tensor) -> torch.Tensor:
-        return self.head(template, search_features)
+    @property
+    def has_box_head(self) -> bool:
+        return self.box_head is not None
 
-    def track(self, search: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
-        """Every frame: N search crops (N,3,255,255) against one cached template -> (N,1,R,R) logits."""
+    def correlate(self, template: torch.Tensor, search_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Template vs search features -> ((N,1,R,R) logits, (N,4,R,R) side distances in search pixels, or None
+        without a box head)."""
+        boxes = self.box_head(template, search_features) if self.box_head is not None else None
+        return self.head(template, search_features), boxes
+
+    def track(self, search: torch.Tensor, template: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Every frame: N search crops (N,3,255,255) against one cached template -> correlate()'s pair."""
         return self.correlate(template, self.embed(search))
 
-    def forward(self, exemplar: torch.Tensor, search: torch.Tensor) -> torch.Tensor:
-        """Training: each of B exemplars against its own search crop -> (B,1,R,R) logits."""
-        return self.correlate(self.template(exemplar), self.embed(search))
+    def forward(self, exemplar: torch.Tensor, search: torch.Tensor,
+                box_head_trains_trunk: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Training: each of B exemplars against its own search crop -> correlate()'s pair. With
+        box_head_trains_trunk=False the box loss reaches only the box head: the trunk learns from the response
+        map alone, exactly as without a box head."""
+        template, features = self.template(exemplar), self.embed(search)
+        if box_head_trains_trunk or self.box_head is None:
+            return self.correlate(template, features)
+        return self.head(template, features), self.box_head(template.detach(), features.detach())

@@ -167,7 +167,10 @@ class OnnxEngine:
         self._template_in = self._template_session.get_inputs()[0].name
         self._template_out = self._template_session.get_outputs()[0].name
         self._search_in, self._search_template_in = (i.name for i in self._search_session.get_inputs())
-        self._search_out = self._search_session.get_outputs()[0].name
+        self._search_outs = [o.name for o in self._search_session.get_outputs()]
+        if len(self._search_outs) != (2 if self.config.box_head_channels else 1):
+            raise UserError(f"{search_path}: {len(self._search_outs)} outputs do not fit its model config; re-export "
+                            "with `siamtrack export`")
         self._float_buffers: dict[int, np.ndarray] = {}
         self.last_split: dict[str, float] = {}
 
@@ -199,24 +202,25 @@ class OnnxEngine:
         self._template_session.run_with_iobinding(binding)
         return binding.get_outputs()[0]
 
-    def search(self, crops: np.ndarray, template) -> np.ndarray:
-        """(N,255,255,3) uint8 -> (N,R,R) float32 logits."""
+    def search(self, crops: np.ndarray, template) -> tuple[np.ndarray, np.ndarray | None]:
+        """(N,255,255,3) uint8 -> (N,R,R) float32 logits, and (N,4,R,R) side distances with a box head (else None)."""
         start = time.perf_counter()
         images = self._images(crops)
         middle = time.perf_counter()
         if not self.on_gpu:
-            probs = self._search_session.run([self._search_out], {self._search_in: images, self._search_template_in: template})[0]
+            outputs = self._search_session.run(self._search_outs, {self._search_in: images, self._search_template_in: template})
         else:
             binding = self._search_session.io_binding()
             binding.bind_cpu_input(self._search_in, images)
             binding.bind_ortvalue_input(self._search_template_in, template)
-            binding.bind_output(self._search_out, "cpu")
+            for name in self._search_outs:
+                binding.bind_output(name, "cpu")
             self._search_session.run_with_iobinding(binding)
-            probs = binding.copy_outputs_to_cpu()[0]
+            outputs = binding.copy_outputs_to_cpu()
         end = time.perf_counter()
         # One graph does backbone and correlation: the tracking loop books it all as "backbone".
         self.last_split = {"backbone": end - start, "convert": middle - start, "run": end - middle}
-        return probs
+        return outputs[0], (outputs[1] if len(outputs) > 1 else None)
 
     @staticmethod
     def template_to_numpy(template) -> np.ndarray:

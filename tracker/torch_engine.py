@@ -26,6 +26,13 @@ def pick_device(device: str) -> torch.device:
     return chosen
 
 
+def _full_float32():
+    """cuDNN runs float32 convolutions in TF32 by default (10-bit mantissa). Tracking feeds each frame's result into
+    the next crop, so those ~1e-3 differences grew into a different trajectory than the CPU's on a crowded clip;
+    full float32 keeps CUDA and CPU (and the ONNX engine) on the same boxes."""
+    return torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=False, allow_tf32=False)
+
+
 class TorchEngine:
     name = "torch"
 
@@ -38,20 +45,22 @@ class TorchEngine:
 
     def template(self, exemplar: np.ndarray) -> torch.Tensor:
         """(1,127,127,3) uint8 -> template features, kept on the device between frames."""
-        with torch.inference_mode():
+        with torch.inference_mode(), _full_float32():
             return self.model.template(self._to_tensor(exemplar))
 
-    def search(self, crops: np.ndarray, template: torch.Tensor) -> np.ndarray:
-        """(N,255,255,3) uint8 -> (N,R,R) float32 logits."""
-        with torch.inference_mode():
+    def search(self, crops: np.ndarray, template: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        """(N,255,255,3) uint8 -> (N,R,R) float32 logits, and (N,4,R,R) side distances with a box head (else None)."""
+        with torch.inference_mode(), _full_float32():
             start = time.perf_counter()
             features = self.model.embed(self._to_tensor(crops))
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
             middle = time.perf_counter()
-            logits = self.model.correlate(template, features)[:, 0].cpu().numpy()
+            logits, distances = self.model.correlate(template, features)
+            logits = logits[:, 0].cpu().numpy()
+            distances = distances.cpu().numpy() if distances is not None else None
         self.last_split = {"backbone": middle - start, "correlation": time.perf_counter() - middle}
-        return logits
+        return logits, distances
 
     def _to_tensor(self, images: np.ndarray) -> torch.Tensor:
         # Move the uint8 batch first: 4x less to copy to a GPU, and the float conversion runs there.

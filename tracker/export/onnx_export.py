@@ -2,7 +2,9 @@
 
 * ``template.onnx``: the exemplar crop (1 image) -> template features. Run once per target.
 * ``search.onnx``: N search crops + the template features (a graph input, the weight of the correlation Conv)
-  -> N response maps as logits (the tracker localises on logits; sigmoid of the peak is the score). N is dynamic.
+  -> N response maps as logits (the tracker localises on logits; sigmoid of the peak is the score), and for a
+  model with a box head a second output, ``boxes``: (N,4,R,R) distances from each cell to the target's sides,
+  in search-crop pixels. N is dynamic.
 
 Images enter the graphs as the tracker crops them: uint8 BGR, NHWC (``layout="uint8_nhwc"``, the default: the
 engine passes its crop buffer as is, and a GPU gets 4x fewer bytes), or float32 BGR in [0, 255], NCHW
@@ -112,8 +114,9 @@ class SearchGraph(nn.Module):
         super().__init__()
         self.model, self.layout = model, layout
 
-    def forward(self, search: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
-        return self.model.track(_to_network_input(search, self.layout), template)[:, 0]
+    def forward(self, search: torch.Tensor, template: torch.Tensor):
+        logits, distances = self.model.track(_to_network_input(search, self.layout), template)
+        return logits[:, 0] if distances is None else (logits[:, 0], distances)
 
 
 @dataclass
@@ -137,7 +140,9 @@ class ExportReport:
             p = self.parity
             lines.append(
                 f"parity torch vs onnxruntime: template max rel diff {p['template_max_rel']:.2e}; responses max rel "
-                f"diff {p['response_max_rel']:.2e} (max abs {p['response_max_abs']:.2e}) over batches {p['batches']}; "
+                f"diff {p['response_max_rel']:.2e} (max abs {p['response_max_abs']:.2e})"
+                + (f"; boxes max rel diff {p['boxes_max_rel']:.2e}" if "boxes_max_rel" in p else "")
+                + f" over batches {p['batches']}; "
                 f"argmax equal {p['argmax_equal']}/{p['argmax_total']} (tolerance {PARITY_RTOL:g} rel)"
             )
         return "\n".join(lines)
@@ -232,11 +237,11 @@ def parity_inputs(model: SiamNet, batch: int, seed: int = 0) -> tuple[np.ndarray
     return exemplar, crops
 
 
-def _torch_reference(model: SiamNet, exemplar: np.ndarray, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _torch_reference(model: SiamNet, exemplar: np.ndarray, crops: np.ndarray):
     with torch.inference_mode():
         z = model.template(torch.from_numpy(exemplar).permute(0, 3, 1, 2).float())
-        logits = model.track(torch.from_numpy(crops).permute(0, 3, 1, 2).float(), z)[:, 0]
-    return z.numpy(), logits.numpy()
+        logits, distances = model.track(torch.from_numpy(crops).permute(0, 3, 1, 2).float(), z)
+    return z.numpy(), logits[:, 0].numpy(), (distances.numpy() if distances is not None else None)
 
 
 def check_parity(model: SiamNet, template_path: str | Path, search_path: str | Path,
@@ -249,13 +254,19 @@ def check_parity(model: SiamNet, template_path: str | Path, search_path: str | P
     engine = OnnxEngine(template_path, search_path, device="cpu")
     result = {"batches": list(batches), "template_max_rel": 0.0, "response_max_rel": 0.0, "response_max_abs": 0.0,
               "argmax_equal": 0, "argmax_total": 0}
+    if model.has_box_head:
+        result["boxes_max_rel"] = 0.0
     model = model.eval()
     for batch in batches:
         exemplar, crops = parity_inputs(model, batch, seed + batch)
-        z_ref, p_ref = _torch_reference(model, exemplar, crops)
+        z_ref, p_ref, d_ref = _torch_reference(model, exemplar, crops)
         z = engine.template(exemplar)
-        p = engine.search(crops, z)
+        p, d = engine.search(crops, z)
         z = engine.template_to_numpy(z)
+        if (d is None) != (d_ref is None) or (d is not None and d.shape != d_ref.shape):
+            raise RuntimeError("the ONNX search graph's box output does not match the model's box head")
+        if d is not None:  # distances are positive, so a plain relative difference is meaningful
+            result["boxes_max_rel"] = max(result["boxes_max_rel"], float(np.max(np.abs(d - d_ref) / np.abs(d_ref))))
         if p.shape != p_ref.shape or z.shape != z_ref.shape:
             raise RuntimeError(f"shape mismatch: onnx {z.shape}, {p.shape} vs torch {z_ref.shape}, {p_ref.shape}")
         rel_z = float(np.max(np.abs(z - z_ref)) / max(float(np.max(np.abs(z_ref))), 1e-12))
@@ -267,6 +278,7 @@ def check_parity(model: SiamNet, template_path: str | Path, search_path: str | P
         result["argmax_equal"] += sum(same)
         result["argmax_total"] += len(same)
     result["ok"] = (result["template_max_rel"] <= PARITY_RTOL and result["response_max_rel"] <= PARITY_RTOL
+                    and result.get("boxes_max_rel", 0.0) <= PARITY_RTOL
                     and result["argmax_equal"] == result["argmax_total"])
     return result
 
@@ -308,15 +320,18 @@ def export_onnx(model: SiamNet, tracker_config: TrackerConfig, out_dir: str | Pa
     protos, exporter = {}, set()
     protos["template"], how = _export_one(TemplateGraph(graph_model, layout), (exemplar,), ["exemplar"], ["template"], [])
     exporter.add(how)
+    search_outputs = ["response", "boxes"] if model.has_box_head else ["response"]
     protos["search"], how = _export_one(SearchGraph(graph_model, layout), (search, template), ["search", "template"],
-                                        ["response"], ["search"])
+                                        search_outputs, ["search"])
     exporter.add(how)
     docs = {
         "template": f"siamtrack template graph: exemplar (1,{cfg.exemplar_size},{cfg.exemplar_size}) {image_doc} -> "
                     f"template features {tuple(template.shape)} float32.",
         "search": f"siamtrack search graph: search (N,{cfg.search_size},{cfg.search_size}) {image_doc} + template "
                   f"features {tuple(template.shape)} -> response (N,{model.response_size},{model.response_size}) "
-                  "float32 logits (score = sigmoid of the peak).",
+                  "float32 logits (score = sigmoid of the peak)" +
+                  (f" + boxes (N,4,{model.response_size},{model.response_size}) float32: distances from each cell "
+                   "to the target's left, top, right and bottom, in search-crop pixels." if model.has_box_head else "."),
     }
     final = {"template": out_dir / TEMPLATE_ONNX, "search": out_dir / SEARCH_ONNX}
     staged = {name: path.with_name(f".{path.name}.tmp{os.getpid()}") for name, path in final.items()}

@@ -87,8 +87,8 @@ def quantize_pair(weights: str | Path | None, out_dir: str | Path, cache_dir: st
     int8 = OnnxEngine(out_dir / TEMPLATE_ONNX, out_dir / SEARCH_ONNX, device="cpu")
     diffs, same = [], 0
     for feed in feeds:
-        a = engine.search(feed["search"], feed["template"])
-        b = int8.search(feed["search"], feed["template"])
+        a = engine.search(feed["search"], feed["template"])[0]
+        b = int8.search(feed["search"], feed["template"])[0]
         diffs.append(float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(a))), 1e-12)))
         same += int(np.argmax(a.max(axis=(1, 2))) == np.argmax(b.max(axis=(1, 2))) and
                     np.argmax(a[np.argmax(a.max(axis=(1, 2)))]) == np.argmax(b[np.argmax(b.max(axis=(1, 2)))]))

@@ -60,7 +60,8 @@ def load_crop_cache(root: str | Path, min_crops: int = 2) -> list[CropFolder]:
 
 class PairDataset(Dataset):
     """Random pairs, deterministic per (seed, epoch, index). Items: exemplar (3,127,127) uint8, search (3,255,255)
-    uint8, target centre in search pixels (2,), positive flag (1 = same object, 0 = a negative pair)."""
+    uint8, the target's box in the search crop as (x1, y1, x2, y2) continuous pixels (4,), and a positive flag
+    (1 = same object, 0 = a negative pair, whose box is that other crop's own target)."""
 
     def __init__(self, folders: list[CropFolder], recipe: TrainConfig, model: ModelConfig, length: int) -> None:
         self.videos = [f for f in folders if not f.is_still]
@@ -118,8 +119,9 @@ class PairDataset(Dataset):
             # The crops are BGR: flip to RGB so the luma weights fall on the right channels.
             z, x = v2.functional.rgb_to_grayscale(z.flip(-3), 3), v2.functional.rgb_to_grayscale(x.flip(-3), 3)
         z, x = self.photometric(z), self.photometric(x)
-        cx, cy = float(box[0, 0] + box[0, 2] / 2), float(box[0, 1] + box[0, 3] / 2)
-        return z.as_subclass(torch.Tensor).contiguous(), x.as_subclass(torch.Tensor).contiguous(), torch.tensor([cx, cy], dtype=torch.float32), torch.tensor(float(positive))
+        x1, y1, w, h = (float(v) for v in box[0])
+        return (z.as_subclass(torch.Tensor).contiguous(), x.as_subclass(torch.Tensor).contiguous(),
+                torch.tensor([x1, y1, x1 + w, y1 + h], dtype=torch.float32), torch.tensor(float(positive)))
 
     def _crop(self, folder: CropFolder, k: int, rng, out_size: int, scale_jitter: float, max_shift: float):
         """Crop around the target with random scale and shift; returns the crop, target centre and size in it."""

@@ -1,4 +1,5 @@
-"""The training loop: pairs -> response maps -> balanced logistic loss, validated each epoch with the eval code.
+"""The training loop: pairs -> response maps (+ boxes) -> balanced logistic loss (+ GIoU), validated each epoch
+with the eval code.
 
 A run folder holds `log.csv` (one row per epoch, epoch 0 = the untrained model), `state.pt` (everything needed to
 resume), `last.pt` and `best.pt` (siamtrack checkpoints; best = highest val success AUC).
@@ -22,7 +23,7 @@ from ..checkpoint import save_checkpoint
 from ..errors import UserError
 from ..model import SiamNet
 from .data import PairDataset, load_crop_cache
-from .loss import balanced_logistic_loss, response_labels
+from .loss import balanced_logistic_loss, box_regression_loss, response_labels
 from .recipe import TrainConfig
 
 LOG_FIELDS = ["epoch", "iterations", "train_loss", "val_auc", "val_precision", "val_norm_precision", "lr", "seconds"]
@@ -134,15 +135,24 @@ def train(recipe: TrainConfig, data_root: Path, val_root: Path | None, run_dir: 
         dataset.set_epoch(epoch)
         loader = DataLoader(dataset, batch_size=recipe.batch_size, num_workers=recipe.num_workers,
                             pin_memory=dev.type == "cuda", drop_last=True)
+        if recipe.freeze_after_epoch and epoch > recipe.freeze_after_epoch:
+            # Frozen parameters get no gradient, and AdamW leaves a parameter without one untouched.
+            for name, parameter in model.named_parameters():
+                parameter.requires_grad_(name.startswith("box_head."))
         set_train_mode(model)
         losses = []
         bar = tqdm(loader, desc=f"epoch {epoch}/{recipe.epochs}", unit="batch", dynamic_ncols=True, file=sys.stderr)
-        for exemplar, search, centers, positive in bar:
+        for exemplar, search, boxes, positive in bar:
             exemplar, search = exemplar.to(dev).float(), search.to(dev).float()
-            logits = model(exemplar, search)
-            labels = response_labels(centers.to(dev), positive.to(dev), model.response_size, m.stride,
-                                     m.search_size, recipe.positive_radius)
+            boxes, positive = boxes.to(dev), positive.to(dev)
+            logits, distances = model(exemplar, search, recipe.box_head_trains_trunk)
+            centers = (boxes[:, :2] + boxes[:, 2:]) / 2
+            labels = response_labels(centers, positive, model.response_size, m.stride, m.search_size,
+                                     recipe.positive_radius)
             loss = balanced_logistic_loss(logits, labels)
+            if distances is not None:
+                loss = loss + recipe.box_loss_weight * box_regression_loss(distances, boxes, positive, m.stride,
+                                                                           m.search_size)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -1,8 +1,11 @@
-"""SiamFC's balanced logistic loss on the response map."""
+"""Losses: SiamFC's balanced logistic loss on the response map, and a GIoU loss for the box head."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torchvision.ops import generalized_box_iou_loss
+
+from ..crop import response_cell_positions
 
 
 def response_labels(centers: torch.Tensor, positive: torch.Tensor, response_size: int, stride: int, search_size: int,
@@ -12,8 +15,8 @@ def response_labels(centers: torch.Tensor, positive: torch.Tensor, response_size
     Cell k looks at search position search_size/2 + (k - (R-1)/2) * stride, as the tracking loop assumes.
     Negative pairs (positive == 0) get no positive cell.
     """
-    offsets = (torch.arange(response_size, device=centers.device, dtype=centers.dtype) - (response_size - 1) / 2) * stride
-    cells = search_size / 2 + offsets
+    cells = torch.as_tensor(response_cell_positions(response_size, stride, search_size), device=centers.device,
+                            dtype=centers.dtype)
     dx = cells.view(1, 1, -1) - centers[:, 0].view(-1, 1, 1)
     dy = cells.view(1, -1, 1) - centers[:, 1].view(-1, 1, 1)
     inside = (dx.square() + dy.square()) <= radius**2
@@ -28,3 +31,27 @@ def balanced_logistic_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.
     if positives == 0:  # a batch of negative pairs only: negatives take the whole weight
         weights = weights * 2
     return F.binary_cross_entropy_with_logits(logits, labels, weight=weights, reduction="sum")
+
+
+def cell_boxes(distances: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+    """(B,4,R,R) side distances (left, top, right, bottom) from each cell's position -> (B,R,R,4) boxes x1,y1,x2,y2."""
+    cx, cy = cells.view(1, 1, -1), cells.view(1, -1, 1)
+    left, top, right, bottom = distances.unbind(1)
+    return torch.stack([cx - left, cy - top, cx + right, cy + bottom], dim=-1)
+
+
+def box_regression_loss(distances: torch.Tensor, boxes: torch.Tensor, positive: torch.Tensor, stride: int,
+                        search_size: int) -> torch.Tensor:
+    """GIoU loss (torchvision.ops) between the target box (B,4) and the box predicted by every cell that lies inside
+    it, as SiamFC++ trains its regression; negative pairs have no target and add nothing."""
+    size = distances.shape[-1]
+    cells = torch.as_tensor(response_cell_positions(size, stride, search_size), device=distances.device,
+                            dtype=distances.dtype)
+    cx, cy = cells.view(1, 1, -1), cells.view(1, -1, 1)
+    b = boxes.view(-1, 4, 1, 1)
+    inside = (cx > b[:, 0]) & (cx < b[:, 2]) & (cy > b[:, 1]) & (cy < b[:, 3]) & (positive.view(-1, 1, 1) > 0)
+    if not bool(inside.any()):
+        return distances.sum() * 0.0  # a zero that still backpropagates
+    predicted = cell_boxes(distances, cells)[inside]
+    target = boxes.view(-1, 1, 1, 4).expand(-1, size, size, 4)[inside]
+    return generalized_box_iou_loss(predicted, target, reduction="mean")

@@ -38,6 +38,13 @@ class TrainConfig(_Config):
     color_jitter: float = 0.3  # brightness / contrast / saturation amount
     # Loss
     positive_radius: float = 16.0  # search-crop pixels from the target centre
+    box_loss_weight: float = 1.0  # the box head's GIoU loss is added with this weight (models with a box head)
+    # False: the box loss trains the box head only, so the trunk and response head learn as they would without
+    # one. The response head overfits these 65 sequences after about one epoch while the box head keeps
+    # improving for several, which the next key handles.
+    box_head_trains_trunk: bool = False
+    # > 0: after this epoch only the box head trains; the trunk and the response head keep that epoch's weights.
+    freeze_after_epoch: int = 0
     num_workers: int = 1
     val_sequences: tuple[str, ...] = ()  # empty: every sequence of the val folder
 
@@ -51,6 +58,13 @@ class TrainConfig(_Config):
         for name in ("negative_prob", "still_prob", "flip_prob", "gray_prob", "blur_prob"):
             _check(0 <= getattr(self, name) <= 1, f"{name} must be in [0, 1]")
         _check(self.max_shift >= 0 and self.positive_radius > 0, "max_shift >= 0 and positive_radius > 0")
+        _check(self.box_loss_weight >= 0, "box_loss_weight must be >= 0")
+        _check(self.freeze_after_epoch >= 0, "freeze_after_epoch must be >= 0")
+        _check(not self.freeze_after_epoch or self.model_config.box_head_channels, "freeze_after_epoch needs a model "
+               "with a box head (model.box_head_channels > 0): without one nothing would be left to train")
+        if self.model_config.box_head_channels:
+            _check(self.tracker_config.num_scales == 1, "a model with a box head tracks with one crop: set "
+                                                       "tracker.num_scales to 1 in the recipe")
 
     @property
     def model_config(self) -> ModelConfig:
