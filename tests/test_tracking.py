@@ -117,8 +117,8 @@ def test_grayscale_and_bgra_frames(synthetic, default_tracker_factory):
 
 
 def test_tracker_overrides_as_keyword_arguments():
-    tracker = SiamTracker.from_pretrained(num_scales=5, window_influence=0.3, lost_threshold=0.1)
-    assert (tracker.config.num_scales, tracker.config.window_influence, tracker.config.lost_threshold) == (5, 0.3, 0.1)
+    tracker = SiamTracker.from_pretrained(scale_damping=0.5, window_influence=0.3, lost_threshold=0.1)
+    assert (tracker.config.scale_damping, tracker.config.window_influence, tracker.config.lost_threshold) == (0.5, 0.3, 0.1)
     with pytest.raises(UserError, match="unknown key.*bogus"):
         SiamTracker.from_pretrained(bogus=1)
     with pytest.raises(UserError, match="num_scales"):
@@ -127,20 +127,35 @@ def test_tracker_overrides_as_keyword_arguments():
         SiamTracker.from_pretrained(device="nonsense")
 
 
-def test_five_scale_tracker_runs(synthetic):
+def test_box_head_model_refuses_a_scale_pyramid():
+    """The shipped model has a box head and tracks with one crop; asking it for a pyramid is a clear error."""
+    tracker = SiamTracker.from_pretrained()
+    assert tracker.has_box_head and tracker.config.num_scales == 1
+    with pytest.raises(UserError, match="box head.*num_scales must be 1"):
+        SiamTracker.from_pretrained(num_scales=3)
+
+
+def test_siamfc_pyramid_tracker_runs(synthetic, siamfc_tracker_factory):
+    """The scale-pyramid loop (models without a box head), with 3 and 5 scales."""
     frames, gt = synthetic
-    boxes, _, _ = track(SiamTracker.from_pretrained(num_scales=5), frames[:8], tuple(gt[0]))
-    assert iou(boxes, gt[:8]).min() > 0.5
+    for scales in (3, 5):
+        tracker = siamfc_tracker_factory(num_scales=scales)
+        assert not tracker.has_box_head
+        boxes, _, _ = track(tracker, frames[:8], tuple(gt[0]))
+        assert iou(boxes, gt[:8]).min() > 0.5
 
 
-def test_static_target_stays_put(synthetic, default_tracker_factory):
-    """No drift on a still frame: the box stays within a pixel of the target, its size within one damped scale
-    step of the initial size (the trained model may settle one step off), and then it stops changing."""
+@pytest.mark.parametrize("model", ["shipped", "siamfc"])
+def test_static_target_stays_put(synthetic, default_tracker_factory, siamfc_tracker_factory, model):
+    """No drift on a still frame: the box stays within a pixel of the target, its size close to the initial size
+    (the pyramid: within one damped scale step; the box head: within 10%), and then it stops changing."""
     frame, box = synthetic[0][0], tuple(synthetic[1][0])
-    tracker = default_tracker_factory()
+    tracker = default_tracker_factory() if model == "shipped" else siamfc_tracker_factory()
     tracker.init(frame, box)
     c = tracker.config
     one_step = c.scale_damping * (c.scale_step - 1)  # relative size change of one damped scale decision
+    if tracker.has_box_head:
+        one_step = 0.1
     for _ in range(20):
         result = tracker.update(frame)
     x, y, w, h = result.box

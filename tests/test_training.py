@@ -373,6 +373,42 @@ def test_train_smoke_and_resume(cache, tmp_path, monkeypatch):
         train(recipe, cache, None, tmp_path / "empty", resume=True, device="cpu")
 
 
+def test_box_recipe_trains_box_head_alone_after_freeze(cache, tmp_path):
+    """freeze_after_epoch=1: epoch 1 trains trunk, response head and box head; epoch 2 only the box head. And with
+    box_head_trains_trunk=False the box loss does not reach the trunk in epoch 1 either."""
+    from tracker.training.loop import train
+
+    recipe = TrainConfig(model={"template_crop": 6, "box_head_channels": 8}, tracker={"num_scales": 1}, epochs=2,
+                         iterations_per_epoch=2, batch_size=2, num_workers=0, seed=1, freeze_after_epoch=1)
+    run = tmp_path / "run"
+    train(recipe, cache, None, run, device="cpu")
+    first = torch.load(run / "epoch_001.pt", weights_only=True)["state_dict"]
+    second = torch.load(run / "epoch_002.pt", weights_only=True)["state_dict"]
+    changed = {k for k in first if not torch.equal(first[k], second[k])}
+    assert changed and all(k.startswith("box_head.") for k in changed), sorted(changed)[:5]
+    assert any(k.startswith("box_head.predict") for k in changed)
+    log = _log(run)
+    assert [r["epoch"] for r in log] == ["1", "2"] and all(math.isfinite(float(r["train_loss"])) for r in log)
+
+    # Epoch 1's trunk does not depend on the box loss weight: the box head does not train it.
+    heavy = tmp_path / "heavy"
+    train(recipe.replace(box_loss_weight=5.0, epochs=1), cache, None, heavy, device="cpu")
+    light = tmp_path / "light"
+    train(recipe.replace(box_loss_weight=0.5, epochs=1), cache, None, light, device="cpu")
+    a = torch.load(heavy / "epoch_001.pt", weights_only=True)["state_dict"]
+    b = torch.load(light / "epoch_001.pt", weights_only=True)["state_dict"]
+    for key in a:
+        if not key.startswith("box_head."):
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+def test_box_recipe_validation():
+    with pytest.raises(ValueError, match="num_scales to 1"):
+        TrainConfig(model={"template_crop": 6, "box_head_channels": 8})  # tracker defaults to 3 scales
+    with pytest.raises(ValueError, match="freeze_after_epoch needs a model with a box head"):
+        TrainConfig(freeze_after_epoch=1)
+
+
 def test_recipe_unknown_key_raises(tmp_path, capsys):
     with pytest.raises(ValueError, match="bogus"):
         TrainConfig.from_dict({"epochs": 1, "bogus": 2})
@@ -386,6 +422,18 @@ def test_recipe_unknown_key_raises(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("siamtrack: error: recipe") and "itterations_per_epoch" in err and err.count("\n") == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_packaged_recipes_load():
+    """Every packaged recipe validates; the default one is the shipped model's: a box head, one crop per frame."""
+    from tracker.training.cli import RECIPES
+
+    names = sorted(p.stem for p in RECIPES.glob("*.json"))
+    assert {"default", "siamfc"} <= set(names)
+    recipes = {name: TrainConfig.load(RECIPES / f"{name}.json") for name in names}
+    default = recipes["default"]
+    assert default.model_config.box_head_channels > 0 and default.tracker_config.num_scales == 1
+    assert recipes["siamfc"].model_config.box_head_channels == 0 and recipes["siamfc"].tracker_config.num_scales == 3
 
 
 def test_train_cli_missing_config(capsys):

@@ -41,6 +41,9 @@ class SiamNet(nn.Module):
         z = self.template(torch.zeros(1, 3, self.config.exemplar_size, self.config.exemplar_size))
         x = self.embed(torch.zeros(1, 3, self.config.search_size, self.config.search_size))
         r = self.head(z, x)
+        if self.box_head is not None and z.shape[-1] < 3:
+            raise ValueError(f"the box head's 3x3 adjust conv needs a template grid of at least 3x3, got "
+                             f"{z.shape[-1]}x{z.shape[-1]}: raise template_crop (or use 0)")
         if self.box_head is not None:
             b = self.box_head(z, x)
             if b.shape[-1] != r.shape[-1]:  # the two heads must describe the same cells
