@@ -166,6 +166,35 @@ def test_onnx_engine_tracks_like_torch_engine(exported, default_model, clip):
     print(f"{clip}: {len(frames)} frames, min IoU torch vs onnx {worst:.6f}")
 
 
+def test_box_head_export_parity_and_tracking(tmp_path):
+    """A model with a box head: search.onnx gets a second output, `boxes`, checked against PyTorch at export, and
+    the onnx engine's one-crop tracking matches the torch engine's."""
+    import torch
+
+    torch.manual_seed(0)
+    config = ModelConfig(backbone="alexnet", stride=8, head_scale=2.0, head_bias=0.0, box_head_channels=8)
+    model = SiamNet(config, pretrained_backbone=False).eval()
+    tracker_config = TrackerConfig(num_scales=1)
+    report = export_onnx(model, tracker_config, tmp_path)
+    assert report.parity["ok"] and report.parity["boxes_max_rel"] <= PARITY_RTOL, report.describe()
+    search = onnx.load(str(tmp_path / SEARCH_ONNX)).graph
+    assert [o.name for o in search.output] == ["response", "boxes"]
+    assert _dims(search.output[1])[1:] == [4, model.response_size, model.response_size]
+    engine = OnnxEngine.from_dir(tmp_path, device="cpu")
+    crops = np.zeros((2, 255, 255, 3), np.uint8)
+    logits, distances = engine.search(crops, engine.template(np.zeros((1, 127, 127, 3), np.uint8)))
+    assert logits.shape == (2, model.response_size, model.response_size)
+    assert distances.shape == (2, 4, model.response_size, model.response_size) and (distances > 0).all()
+
+    frames, box = _synthetic_clip(12)
+    a, b = SiamTracker(TorchEngine(model, "cpu"), tracker_config), SiamTracker(engine, tracker_config)
+    a.init(frames[0], box)
+    b.init(frames[0], box)
+    for frame in frames[1:]:
+        ra, rb = a.update(frame), b.update(frame)
+        assert _iou(ra.box, rb.box) >= 0.99 and abs(ra.score - rb.score) <= 1e-3
+
+
 def test_engine_refuses_mixed_or_foreign_files(exported, tmp_path):
     proto = onnx.load(str(exported / SEARCH_ONNX))
     for p in proto.metadata_props:

@@ -425,15 +425,16 @@ def test_recipe_unknown_key_raises(tmp_path, capsys):
 
 
 def test_packaged_recipes_load():
-    """Every packaged recipe validates; the default one is the shipped model's: a box head, one crop per frame."""
+    """Every packaged recipe validates. 'default' makes the shipped SiamFC-head model (3 scales); 'box' the model
+    with a box head, which tracks with one crop per frame."""
     from tracker.training.cli import RECIPES
 
     names = sorted(p.stem for p in RECIPES.glob("*.json"))
-    assert {"default", "siamfc"} <= set(names)
+    assert {"default", "box"} <= set(names)
     recipes = {name: TrainConfig.load(RECIPES / f"{name}.json") for name in names}
-    default = recipes["default"]
-    assert default.model_config.box_head_channels > 0 and default.tracker_config.num_scales == 1
-    assert recipes["siamfc"].model_config.box_head_channels == 0 and recipes["siamfc"].tracker_config.num_scales == 3
+    assert recipes["default"].model_config.box_head_channels == 0 and recipes["default"].tracker_config.num_scales == 3
+    box = recipes["box"]
+    assert box.model_config.box_head_channels > 0 and box.tracker_config.num_scales == 1 and box.freeze_after_epoch == 1
 
 
 def test_train_cli_missing_config(capsys):
