@@ -147,9 +147,9 @@ def test_step_and_the_trainer_reads_it(tmp_path):
     recipe = TrainConfig(color_jitter=0.0, gray_prob=0.0, blur_prob=0.0, negative_prob=0.3)
     dataset = PairDataset(folders, recipe, recipe.model_config, length=12)
     for k in range(len(dataset)):
-        z, x, center, positive = dataset[k]
+        z, x, box, positive = dataset[k]
         assert z.shape == (3, 127, 127) and x.shape == (3, 255, 255) and z.dtype == x.dtype == torch.uint8
-        cx, cy = center.tolist()
+        cx, cy = ((box[:2] + box[2:]) / 2).tolist()
         assert 0 <= cx < 255 and 0 <= cy < 255
         # Every source frame has the white target at its box: the centre pixel of the search crop is white.
         assert x[:, int(cy), int(cx)].min() > 200, (k, cx, cy)
