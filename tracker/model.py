@@ -44,11 +44,6 @@ class SiamNet(nn.Module):
         if self.box_head is not None and z.shape[-1] < 3:
             raise ValueError(f"the box head's 3x3 adjust conv needs a template grid of at least 3x3, got "
                              f"{z.shape[-1]}x{z.shape[-1]}: raise template_crop (or use 0)")
-        if self.box_head is not None:
-            b = self.box_head(z, x)
-            if b.shape[-1] != r.shape[-1]:  # the two heads must describe the same cells
-                raise ValueError(f"box head map {b.shape[-1]} != response map {r.shape[-1]}: template grid too "
-                                 "small for the box head's 3x3 adjust conv; raise template_crop")
         self.train(was_training)
         return z.shape[-1], x.shape[-1], r.shape[-1]
 

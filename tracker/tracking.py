@@ -190,19 +190,14 @@ class SiamTracker:
         penalised = responses.reshape(c.num_scales, -1).max(axis=1) - responses.min()
         penalised[np.arange(c.num_scales) != centre_scale] *= c.scale_penalty
         best = int(np.argmax(penalised))
-        score = 1.0 / (1.0 + math.exp(-float(logits[best].max())))
-
-        response = responses[best] - responses[best].min()
-        response /= max(float(response.sum()), 1e-12)
-        response = (1 - c.window_influence) * response + c.window_influence * self._window
-        row, col = np.unravel_index(int(np.argmax(response)), response.shape)
-        state.center = state.center + (np.array([col, row]) - (up - 1) / 2) * self._cell * sides[best]
+        displacement, _ = self._windowed_peak(responses[best], sides[best])
+        state.center = state.center + displacement
 
         damped = (1 - c.scale_damping) + c.scale_damping * self._scale_factors[best]
         new_side = float(np.clip(state.search_side * damped, state.min_side, state.max_side))
         state.size = state.size * (new_side / state.search_side)
         state.search_side = new_side
-        return score
+        return _sigmoid(logits[best].max())
 
     def _step_box_head(self, frame: np.ndarray, state: _TargetState, times: list[float]) -> float:
         """One crop. The position comes from the upsampled response peak, as in _step_pyramid; the size from the
@@ -220,11 +215,8 @@ class SiamTracker:
         response = cv2.resize(logits, (up, up), interpolation=cv2.INTER_CUBIC)
         times.append(time.perf_counter())
 
-        response -= response.min()  # logits can be negative; see _step_pyramid
-        response /= max(float(response.sum()), 1e-12)
-        response = (1 - c.window_influence) * response + c.window_influence * self._window
-        row, col = np.unravel_index(int(np.argmax(response)), response.shape)
-        state.center = state.center + (np.array([col, row]) - (up - 1) / 2) * self._cell * side
+        displacement, (row, col) = self._windowed_peak(response, side)
+        state.center = state.center + displacement
 
         # The response cell under the peak, and the box it predicts (frame pixels).
         cells = logits.shape[0]
@@ -235,12 +227,26 @@ class SiamTracker:
         ratio_change = (width / height) / (state.size[0] / state.size[1])
         change = max(size_change, 1 / size_change) * max(ratio_change, 1 / ratio_change)
         penalty = math.exp(-(change - 1) * c.size_penalty)
-        confidence = 1.0 / (1.0 + math.exp(-float(logits[r, k])))
-        rate = c.scale_damping * penalty * confidence
+        rate = c.scale_damping * penalty * _sigmoid(logits[r, k])
         state.size = (1 - rate) * state.size + rate * np.array([width, height])
         new_side = context_side(*state.size, c.context_amount) * m.search_size / m.exemplar_size
         state.search_side = float(np.clip(new_side, state.min_side, state.max_side))
-        return 1.0 / (1.0 + math.exp(-float(logits.max())))
+        return _sigmoid(logits.max())
+
+    def _windowed_peak(self, response: np.ndarray, side: float) -> tuple[np.ndarray, tuple[int, int]]:
+        """The peak of an upsampled response after the cosine window: its offset from the crop centre in frame
+        pixels (for a crop of `side` frame pixels), and its (row, column). The logits are shifted to start at 0 and
+        normalised to sum 1 first, so that the window's weight means the same whatever their range."""
+        response = response - response.min()
+        response /= max(float(response.sum()), 1e-12)
+        response = (1 - self.config.window_influence) * response + self.config.window_influence * self._window
+        row, col = (int(v) for v in np.unravel_index(int(np.argmax(response)), response.shape))
+        displacement = (np.array([col, row]) - (self._upsampled_size - 1) / 2) * self._cell * side
+        return displacement, (row, col)
+
+
+def _sigmoid(logit) -> float:
+    return 1.0 / (1.0 + math.exp(-float(logit)))
 
 
 def _padded_side(width, height):

@@ -8,6 +8,10 @@ from torchvision.ops import generalized_box_iou_loss
 from ..crop import response_cell_positions
 
 
+def _cell_positions(response_size: int, stride: int, search_size: int, like: torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(response_cell_positions(response_size, stride, search_size), device=like.device, dtype=like.dtype)
+
+
 def response_labels(centers: torch.Tensor, positive: torch.Tensor, response_size: int, stride: int, search_size: int,
                     radius: float) -> torch.Tensor:
     """(B,1,R,R) labels: 1 where a response cell lies within `radius` search pixels of the target centre.
@@ -15,8 +19,7 @@ def response_labels(centers: torch.Tensor, positive: torch.Tensor, response_size
     Cell k looks at search position search_size/2 + (k - (R-1)/2) * stride, as the tracking loop assumes.
     Negative pairs (positive == 0) get no positive cell.
     """
-    cells = torch.as_tensor(response_cell_positions(response_size, stride, search_size), device=centers.device,
-                            dtype=centers.dtype)
+    cells = _cell_positions(response_size, stride, search_size, like=centers)
     dx = cells.view(1, 1, -1) - centers[:, 0].view(-1, 1, 1)
     dy = cells.view(1, -1, 1) - centers[:, 1].view(-1, 1, 1)
     inside = (dx.square() + dy.square()) <= radius**2
@@ -45,8 +48,7 @@ def box_regression_loss(distances: torch.Tensor, boxes: torch.Tensor, positive: 
     """GIoU loss (torchvision.ops) between the target box (B,4) and the box predicted by every cell that lies inside
     it, as SiamFC++ trains its regression; negative pairs have no target and add nothing."""
     size = distances.shape[-1]
-    cells = torch.as_tensor(response_cell_positions(size, stride, search_size), device=distances.device,
-                            dtype=distances.dtype)
+    cells = _cell_positions(size, stride, search_size, like=distances)
     cx, cy = cells.view(1, 1, -1), cells.view(1, -1, 1)
     b = boxes.view(-1, 4, 1, 1)
     inside = (cx > b[:, 0]) & (cx < b[:, 2]) & (cy > b[:, 1]) & (cy < b[:, 3]) & (positive.view(-1, 1, 1) > 0)
