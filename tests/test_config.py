@@ -28,6 +28,9 @@ def test_unknown_keys_raise(cls):
         (ModelConfig, {"backbone": "resnet"}, "backbone"),
         (ModelConfig, {"backbone": "alexnet", "stride": 16}, "stride"),
         (ModelConfig, {"stride": 32}, "stride"),
+        (ModelConfig, {"stride": 8, "last_stage": 4}, "last_stage"),
+        (ModelConfig, {"stride": 16, "last_stage": 3}, "last_stage"),
+        (ModelConfig, {"backbone": "alexnet", "stride": 8, "last_stage": 3}, "last_stage"),
         (ModelConfig, {"neck_channels": -1}, "neck_channels"),
         (ModelConfig, {"template_crop": -2}, "template_crop"),
         (ModelConfig, {"exemplar_size": 255, "search_size": 255}, "exemplar_size"),
@@ -98,6 +101,8 @@ def test_box_head_needs_a_3x3_template_grid():
         ({"backbone": "efficientnet_lite0", "stride": 16, "neck_channels": 32}, 8, 16, 9),
         ({"backbone": "efficientnet_lite0", "stride": 8, "template_crop": 8}, 8, 32, 25),
         ({"backbone": "efficientnet_lite0", "stride": 16, "template_crop": 6, "box_head_channels": 16}, 6, 16, 11),
+        ({"backbone": "efficientnet_lite0", "stride": 16, "last_stage": 4, "template_crop": 6, "search_size": 191}, 6, 12, 7),
+        ({"backbone": "efficientnet_lite0", "stride": 16, "last_stage": 5, "search_size": 223}, 8, 14, 7),
         ({"backbone": "alexnet", "stride": 8, "neck_channels": 32, "box_head_channels": 8}, 6, 22, 17),
     ],
 )
@@ -106,6 +111,9 @@ def test_derived_sizes(values, template, search, response):
     net = SiamNet(config, pretrained_backbone=False).eval()
     assert (net.template_size, net.search_feature_size, net.response_size) == (template, search, response)
     assert net.stride == config.stride
+    stage = config.last_stage or {8: 3, 16: 5}[config.stride]
+    expected_channels = 256 if config.backbone == "alexnet" else {3: 40, 4: 80, 5: 112}[stage]
+    assert net.backbone.out_channels == expected_channels
     # Consistent with a real forward pass, for a batch of exemplars and for a pyramid against one template.
     with torch.no_grad():
         z = torch.rand(2, 3, config.exemplar_size, config.exemplar_size) * 255

@@ -236,16 +236,51 @@ def test_from_pretrained_engines(exported):
         SiamTracker.from_pretrained(str(exported), engine="onnx", device="cpu", no_such_setting=1)
 
 
-def test_shipped_onnx_is_the_export_of_the_shipped_checkpoint(default_model):
-    """Guards against retraining the default model without re-exporting: `siamtrack export --out weights/`."""
+def test_shipped_onnx_is_the_deployment_export_of_the_shipped_checkpoint(default_model):
+    """The shipped pair is `siamtrack export --search-size 191 --set lost_threshold=...` of the shipped checkpoint,
+    with `siamtrack quantize` on its search graph (README, Speed). Guards against retraining the default model
+    without re-exporting, and against a pair whose metadata would track differently from what the README says."""
     folder = weights_dir()
     if not (folder / SEARCH_ONNX).is_file():
-        pytest.fail(f"{folder} has no {SEARCH_ONNX}: run `siamtrack export --out weights/`")
+        pytest.fail(f"{folder} has no {SEARCH_ONNX}: see README, Weights, for the commands that make it")
     model, tracker_config, _ = default_model
     for name in (TEMPLATE_ONNX, SEARCH_ONNX):
         meta = _metadata(folder / name)
         source = json.loads(meta["source"])
-        stale = f"weights/{name} is stale: re-run `siamtrack export --out weights/`"
+        stale = f"weights/{name} is stale: re-make the pair (README, Weights)"
         assert source["checkpoint_sha256"] == file_sha256(default_weights_path()), stale
         assert meta["weights_sha256"] == weights_fingerprint(model), stale
-        assert json.loads(meta["tracker_config"]) == tracker_config.to_dict(), stale
+        deployed_model = json.loads(meta["model_config"])
+        assert deployed_model == {**model.config.to_dict(), "search_size": 191}, stale
+        deployed_tracker = json.loads(meta["tracker_config"])
+        assert deployed_tracker == {**tracker_config.to_dict(), "lost_threshold": deployed_tracker["lost_threshold"]}
+    assert "int8" in _metadata(folder / SEARCH_ONNX)["quantized"]
+    graph = onnx.load(str(folder / SEARCH_ONNX)).graph
+    assert not {"Cast", "Sub"} & {n.op_type for n in graph.node}, "pixels should reach the stem without a float pass"
+
+
+def test_export_search_size_and_tracker_settings(exported, tmp_path):
+    """--search-size builds the graphs for another crop (same weights), --set stores tracking settings; both land
+    in the metadata the engine reads, and the parity check still runs."""
+    out = tmp_path / "small"
+    assert main(["export", "--out", str(out), "--search-size", "191", "--set", "lost_threshold=0.5",
+                 "--set", "num_scales=5"]) == 0
+    engine = OnnxEngine.from_dir(out, device="cpu")
+    assert engine.config.search_size == 191 and engine.response_size == 7
+    assert engine.tracker_config.lost_threshold == 0.5 and engine.tracker_config.num_scales == 5
+    assert _metadata(out / SEARCH_ONNX)["weights_sha256"] == _metadata(exported / SEARCH_ONNX)["weights_sha256"]
+    tracker = SiamTracker(engine, engine.tracker_config)
+    frames, box = _synthetic_clip(6)
+    tracker.init(frames[0], box)
+    assert all(math.isfinite(v) for f in frames[1:] for v in tracker.update(f).box)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--search-size", "100"], "search size 100"),
+    (["--set", "no_such_key=1"], "unknown key"),
+    (["--set", "lost_threshold"], "KEY=VALUE"),
+])
+def test_export_bad_options(tmp_path, capsys, args, message):
+    assert main(["export", "--out", str(tmp_path / "x"), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x" / SEARCH_ONNX).exists()

@@ -36,21 +36,22 @@ class AlexNet(nn.Module):
 
 
 # EfficientNet-Lite0 stages repeat [1, 2, 2, 3, 3, 4, 1] blocks; the cut keeps the blocks up to the end of stage 3
-# (total stride 8, 40 channels) or stage 5 (stride 16, 112 channels).
-_LITE0_CUT = {8: (5, 40), 16: (11, 112)}
+# (total stride 8, 40 channels), stage 4 (stride 16, 80 channels) or stage 5 (stride 16, 112 channels).
+_LITE0_CUT = {3: (5, 40), 4: (8, 80), 5: (11, 112)}
+_DEEPEST_STAGE = {8: 3, 16: 5}
 
 
 class EfficientNetLite0Trunk(nn.Module):
-    """EfficientNet-Lite0 (ReLU6, TF 'same' padding) cut after stride 8 or 16, from `efficientnet-lite-pytorch`."""
+    """EfficientNet-Lite0 (ReLU6, TF 'same' padding) cut after stage 3, 4 or 5, from `efficientnet-lite-pytorch`."""
 
-    def __init__(self, stride: int, pretrained: bool) -> None:
+    def __init__(self, last_stage: int, pretrained: bool) -> None:
         super().__init__()
         from efficientnet_lite_pytorch import EfficientNet
 
         net = EfficientNet.from_name("efficientnet-lite0", image_size=None)
         if pretrained:
             net.load_state_dict(_imagenet_state_dict())
-        n_blocks, self.out_channels = _LITE0_CUT[stride]
+        n_blocks, self.out_channels = _LITE0_CUT[last_stage]
         self.stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6(inplace=True))
         self.blocks = nn.ModuleList(net._blocks[:n_blocks])
 
@@ -77,4 +78,4 @@ def build_backbone(config: ModelConfig, pretrained: bool) -> nn.Module:
     """pretrained=True loads the ImageNet trunk weights (for a fresh model); False when a checkpoint follows."""
     if config.backbone == "alexnet":
         return AlexNet()
-    return EfficientNetLite0Trunk(config.stride, pretrained)
+    return EfficientNetLite0Trunk(config.last_stage or _DEEPEST_STAGE[config.stride], pretrained)

@@ -47,9 +47,12 @@ class ModelConfig(_Config):
     """The network: backbone (shared by both branches) -> optional neck -> cross-correlation head."""
 
     backbone: str = "efficientnet_lite0"
-    # Total stride of the backbone cut. EfficientNet-Lite0: 8 (after stage 3, 40 ch) or 16 (after stage 5, 112 ch).
+    # Total stride of the backbone cut. EfficientNet-Lite0: 8 (after stage 3, 40 ch) or 16 (after stage 4 or 5).
     # AlexNet is always 8.
     stride: int = 16
+    # EfficientNet-Lite0 only: the last stage kept. 0 = the deepest of the stride (3 for 8, 5 for 16); 4 cuts
+    # stride 16 after stage 4 (80 ch), which drops stage 5's ~37% of the trunk's multiply-adds.
+    last_stage: int = 0
     # 1x1 conv + BN after the backbone; 0 means no neck (the trunk's own features are correlated).
     neck_channels: int = 0
     # Keep only the central k x k template feature cells (0 keeps all). Border cells see mean-colour padding.
@@ -69,6 +72,9 @@ class ModelConfig(_Config):
         _check(self.backbone in BACKBONES, f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         allowed = (8,) if self.backbone == "alexnet" else (8, 16)
         _check(self.stride in allowed, f"stride for {self.backbone} must be one of {allowed}, got {self.stride}")
+        stages = {8: (0, 3), 16: (0, 4, 5)}.get(self.stride, (0,)) if self.backbone == "efficientnet_lite0" else (0,)
+        _check(self.last_stage in stages, f"last_stage for {self.backbone} at stride {self.stride} must be one of "
+                                          f"{stages}, got {self.last_stage}")
         _check(self.neck_channels >= 0, "neck_channels must be >= 0")
         _check(self.template_crop >= 0, "template_crop must be >= 0")
         _check(0 < self.exemplar_size < self.search_size, "need 0 < exemplar_size < search_size")

@@ -18,8 +18,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         import onnxscript  # noqa: F401
     except ModuleNotFoundError as exc:
         raise UserError(f"export needs onnx and onnxscript ({exc.name} is missing): pip install 'siamtrack[export]'") from None
+    from ..evaluation.cli import parse_overrides
+
+    overrides = parse_overrides(args.set)
     print(f"exporting {args.weights or 'the shipped default model'} -> {args.out} ...", file=sys.stderr)
-    report = export_checkpoint(args.weights, args.out, layout=args.layout, parity=not args.no_parity)
+    report = export_checkpoint(args.weights, args.out, search_size=args.search_size, tracker_overrides=overrides,
+                               layout=args.layout, parity=not args.no_parity)
     print(report.describe())
     return 0
 
@@ -46,7 +50,8 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
                     "calibrated on crop-cache images, and copy template.onnx beside it. Prints how far the int8 "
                     "responses are from the float ones; measure accuracy with `siamtrack eval --weights DIR`.")
     q.add_argument("--out", required=True, metavar="DIR", help="folder for the int8 pair")
-    q.add_argument("--weights", metavar="DIR", help="folder with the float pair (default: the shipped weights)")
+    q.add_argument("--weights", metavar="DIR", required=True,
+                   help="folder with a float pair from `siamtrack export` (the shipped pair is already int8)")
     q.add_argument("--calibration", default="../shared/data/train", metavar="CACHE",
                    help="crop-cache folder for calibration images (default: ../shared/data/train)")
     q.add_argument("--count", type=int, default=64, help="calibration batches (default 64)")
@@ -62,5 +67,11 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", help="checkpoint to export (default: the shipped default model)")
     p.add_argument("--layout", choices=("uint8_nhwc", "float_nchw"), default="uint8_nhwc",
                    help="image input of the graphs: uint8 BGR NHWC as cropped (default), or float32 BGR NCHW in [0,255]")
+    p.add_argument("--search-size", type=int, metavar="PX",
+                   help="search-crop side the graphs are built for (default: the checkpoint's, 255 for the shipped "
+                        "model); the shipped pair uses 191, see README, Speed")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="tracking hyperparameter (TrackerConfig key) to store in the graphs' metadata instead of "
+                        "the checkpoint's, e.g. --set lost_threshold=0.74; repeatable")
     p.add_argument("--no-parity", action="store_true", help="skip the torch-vs-onnxruntime parity check")
     p.set_defaults(func=cmd_export)

@@ -359,12 +359,33 @@ def export_onnx(model: SiamNet, tracker_config: TrackerConfig, out_dir: str | Pa
     return report
 
 
-def export_checkpoint(weights: str | Path | None, out_dir: str | Path, **kwargs) -> ExportReport:
-    """Export a checkpoint file (default: the shipped model) with its tracker config."""
+def with_search_size(model: SiamNet, search_size: int) -> SiamNet:
+    """The same network (same weights: every layer is convolutional) built for another search-crop size. A smaller
+    crop costs fewer multiply-adds per frame but lets the target move less far between frames."""
+    if search_size == model.config.search_size:
+        return model
+    try:
+        resized = SiamNet(model.config.replace(search_size=search_size), pretrained_backbone=False)
+    except ValueError as exc:
+        raise UserError(f"search size {search_size}: {exc}") from None
+    resized.load_state_dict(model.state_dict())
+    return resized.eval()
+
+
+def export_checkpoint(weights: str | Path | None, out_dir: str | Path, *, search_size: int | None = None,
+                      tracker_overrides: dict[str, Any] | None = None, **kwargs) -> ExportReport:
+    """Export a checkpoint file (default: the shipped model) with its tracker config; `search_size` and
+    `tracker_overrides` change what the graphs' metadata tells the tracking loop (the checkpoint stays as it is)."""
     from ..checkpoint import load_model
     from ..paths import default_weights_path
 
     path = Path(weights) if weights else default_weights_path()
     model, tracker_config, meta = load_model(path)
+    if search_size is not None:
+        model = with_search_size(model, search_size)
+    try:
+        tracker_config = tracker_config.replace(**(tracker_overrides or {}))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     source = {"checkpoint": path.name, "checkpoint_sha256": file_sha256(path), "checkpoint_meta": meta}
     return export_onnx(model, tracker_config, out_dir, source=source, **kwargs)

@@ -46,7 +46,7 @@ def calibration_inputs(engine: OnnxEngine, cache_dir: Path, count: int, seed: in
     return batches
 
 
-def quantize_pair(weights: str | Path | None, out_dir: str | Path, cache_dir: str | Path, count: int = 64) -> dict:
+def quantize_pair(weights: str | Path, out_dir: str | Path, cache_dir: str | Path, count: int = 64) -> dict:
     """Write template.onnx (copied) + an int8 search.onnx to out_dir; returns how far int8 is from float."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -56,6 +56,8 @@ def quantize_pair(weights: str | Path | None, out_dir: str | Path, cache_dir: st
     engine = OnnxEngine(template_path, search_path, device="cpu")
     if engine.layout != "uint8_nhwc":
         raise UserError("quantize takes the default uint8_nhwc export")
+    if "quantized" in engine.metadata:
+        raise UserError(f"{search_path} is already quantised: pass a float pair written by `siamtrack export`")
     batches = calibration_inputs(engine, Path(cache_dir), count)
     feeds = [{"search": b["search"], "template": engine.template(b["exemplar"])} for b in batches]
 
@@ -76,6 +78,7 @@ def quantize_pair(weights: str | Path | None, out_dir: str | Path, cache_dir: st
         quantize_static(str(prepared), str(quantized), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=correlation)
         result = onnx.load(str(quantized))
+        pixels_direct = _dequantize_pixels_directly(result)
         del result.metadata_props[:]
         for prop in model.metadata_props:  # same pair fingerprint: the engine accepts it with the float template
             result.metadata_props.append(prop)
@@ -93,5 +96,47 @@ def quantize_pair(weights: str | Path | None, out_dir: str | Path, cache_dir: st
         same += int(np.argmax(a.max(axis=(1, 2))) == np.argmax(b.max(axis=(1, 2))) and
                     np.argmax(a[np.argmax(a.max(axis=(1, 2)))]) == np.argmax(b[np.argmax(b.max(axis=(1, 2)))]))
     return {"batches": len(feeds), "max_rel_diff": max(diffs), "median_rel_diff": float(np.median(diffs)),
-            "same_peak": same, "excluded": correlation,
+            "same_peak": same, "excluded": correlation, "pixels_dequantized_directly": pixels_direct,
             "size_mb": round((out_dir / SEARCH_ONNX).stat().st_size / 1e6, 2)}
+
+
+def _dequantize_pixels_directly(model) -> bool:
+    """The float graph turns its uint8 pixels into x - 127 (Cast, Sub) and the quantiser then re-quantises that
+    (QuantizeLinear) before the stem conv: three passes over every input pixel that give back the pixels
+    themselves. Pixel values are integers, so uint8 with scale 1 and zero point 127 holds x - 127 exactly; the
+    stem's DequantizeLinear then reads the (transposed) uint8 pixels as they come, and onnxruntime fuses it into the
+    stem's QLinearConv, whose padding with the zero point pads with 0 = 127 - 127, as the float graph does.
+    Returns False (graph unchanged) when the graph does not start with that chain."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = model.graph
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+
+    def only_consumer(name: str, op_type: str):
+        nodes = consumers.get(name, [])
+        return nodes[0] if len(nodes) == 1 and nodes[0].op_type == op_type else None
+
+    pixels = graph.input[0].name
+    transpose = only_consumer(pixels, "Transpose")
+    cast = transpose and only_consumer(transpose.output[0], "Cast")
+    sub = cast and only_consumer(cast.output[0], "Sub")
+    quantize = sub and only_consumer(sub.output[0], "QuantizeLinear")
+    dequantize = quantize and only_consumer(quantize.output[0], "DequantizeLinear")
+    if dequantize is None or sub.input[0] != cast.output[0] or float(constants.get(sub.input[1], np.nan)) != 127.0:
+        return False
+    scale = numpy_helper.from_array(np.array(1.0, np.float32), "pixels_minus_127_scale")
+    zero_point = numpy_helper.from_array(np.array(127, np.uint8), "pixels_minus_127_zero_point")
+    graph.initializer.extend([scale, zero_point])
+    dequantize.input[:] = [transpose.output[0], scale.name, zero_point.name]
+    for node in (cast, sub, quantize):
+        graph.node.remove(node)
+    used = {name for node in graph.node for name in node.input}
+    for init in [init for init in graph.initializer if init.name not in used]:
+        graph.initializer.remove(init)
+    onnx.checker.check_model(model)
+    return True

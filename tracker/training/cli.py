@@ -29,7 +29,7 @@ def cmd_init_weights(args: argparse.Namespace) -> int:
 
     try:
         model_config = ModelConfig(backbone=args.backbone, stride=args.stride, neck_channels=args.neck_channels,
-                                   template_crop=args.template_crop)
+                                   template_crop=args.template_crop, last_stage=args.last_stage)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     if args.backbone == "alexnet":
@@ -163,6 +163,8 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     init.add_argument("--backbone", default="efficientnet_lite0", choices=["efficientnet_lite0", "alexnet"])
     init.add_argument("--stride", type=int, default=16, help="backbone cut: 8 or 16 (EfficientNet)")
     init.add_argument("--neck-channels", type=int, default=0, help="1x1 neck width, 0 for none")
+    init.add_argument("--last-stage", type=int, default=0,
+                      help="EfficientNet: cut after this stage (4 = stride 16 with 80 ch; 0: the deepest of the stride)")
     init.add_argument("--template-crop", type=int, default=0, help="keep the central k x k template cells (0: all)")
     init.set_defaults(func=cmd_init_weights)
 
