@@ -62,7 +62,8 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
         description="Write template.onnx (exemplar -> template features) and search.onnx (N search crops + "
                     "template features -> N response maps, logits) with the model and tracker configs in "
                     "their metadata, then check them against PyTorch (same responses within 1e-3 relative, same "
-                    "peak). Re-run `siamtrack export --out weights/` after retraining the shipped model.")
+                    "peak). After retraining the shipped model, rebuild the shipped pair (README, Weights: this command with "
+                    "--search-size 191, then `siamtrack quantize`).")
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write template.onnx and search.onnx to")
     p.add_argument("--weights", help="checkpoint to export (default: the shipped default model)")
     p.add_argument("--layout", choices=("uint8_nhwc", "float_nchw"), default="uint8_nhwc",

@@ -130,7 +130,7 @@ def cmd_configure(args: argparse.Namespace) -> int:
     out = Path(args.out or args.weights)
     torch.save(payload, str(out))
     print(f"wrote {out}: " + ", ".join(f"{k}={v}" for k, v in config.to_dict().items()))
-    print("re-export the ONNX pair if this checkpoint is the shipped one: siamtrack export --out weights/")
+    print("if this checkpoint is the shipped one, rebuild the shipped ONNX pair from it (README, Weights)")
     return 0
 
 
