@@ -14,8 +14,8 @@ from tracker import SiamTracker
 BAG = VIDEOS / "bag.avi"
 BAG_GT = VIDEOS / "bag_groundtruth.txt"
 
-# Measured with the shipped untrained default model (ImageNet EfficientNet-Lite0 trunk, initial head):
-# mean IoU 0.696 (IoU >= 0.5 on 76% of frames). A trained model must do at least as well, so this stays a floor.
+# The first shipped model, the untrained trunk with the initial head, measured mean IoU 0.696 (IoU >= 0.5 on 76% of
+# frames); the trained shipped pair (191 px, int8) measures 0.730. A shipped model must not fall below this floor.
 MEAN_IOU_FLOOR = 0.55
 
 pytestmark = pytest.mark.skipif(
