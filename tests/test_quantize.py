@@ -50,27 +50,17 @@ def test_pixels_dequantized_directly_changes_no_output(float_pair, tmp_path):
     """Dropping the Cast/Sub/QuantizeLinear chain in front of the stem gives bit-identical responses."""
     import onnx
     import onnxruntime as ort
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    from tracker.export.quantize import _dequantize_pixels_directly
+    from tracker.export.quantize import _dequantize_pixels_directly, quantize_search_graph
 
     rng = np.random.default_rng(0)
     template = ort.InferenceSession(str(float_pair / "template.onnx")).run(
         None, {"exemplar": rng.integers(0, 256, (1, 127, 127, 3), dtype=np.uint8)})[0]
     feeds = [{"search": rng.integers(0, 256, (3, 191, 191, 3), dtype=np.uint8), "template": template}
              for _ in range(3)]
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self._feeds = iter(feeds)
-
-        def get_next(self):
-            return next(self._feeds, None)
-
+    model, _ = quantize_search_graph(float_pair / "search.onnx", feeds)
     plain = tmp_path / "plain.onnx"
-    quantize_static(str(float_pair / "search.onnx"), str(plain), Reader(), quant_format=QuantFormat.QDQ,
-                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    model = onnx.load(str(plain))
+    onnx.save(model, str(plain))
     assert _dequantize_pixels_directly(model)
     assert not {"Cast", "Sub"} & {n.op_type for n in model.graph.node}
     direct = tmp_path / "direct.onnx"

@@ -36,9 +36,9 @@ class AlexNet(nn.Module):
 
 
 # EfficientNet-Lite0 stages repeat [1, 2, 2, 3, 3, 4, 1] blocks; the cut keeps the blocks up to the end of stage 3
-# (total stride 8, 40 channels), stage 4 (stride 16, 80 channels) or stage 5 (stride 16, 112 channels).
+# (total stride 8, 40 channels), stage 4 (stride 16, 80 channels) or stage 5 (stride 16, 112 channels): blocks and
+# channels by stage (config.LITE0_STAGE_STRIDE has their strides).
 _LITE0_CUT = {3: (5, 40), 4: (8, 80), 5: (11, 112)}
-_DEEPEST_STAGE = {8: 3, 16: 5}
 
 
 class EfficientNetLite0Trunk(nn.Module):
@@ -78,4 +78,4 @@ def build_backbone(config: ModelConfig, pretrained: bool) -> nn.Module:
     """pretrained=True loads the ImageNet trunk weights (for a fresh model); False when a checkpoint follows."""
     if config.backbone == "alexnet":
         return AlexNet()
-    return EfficientNetLite0Trunk(config.last_stage or _DEEPEST_STAGE[config.stride], pretrained)
+    return EfficientNetLite0Trunk(config.trunk_stage, pretrained)

@@ -12,6 +12,8 @@ from typing import Any, Mapping, TypeVar
 C = TypeVar("C", bound="_Config")
 
 BACKBONES = ("alexnet", "efficientnet_lite0")
+# EfficientNet-Lite0 stages a cut may end after, with their total stride.
+LITE0_STAGE_STRIDE = {3: 8, 4: 16, 5: 16}
 
 
 class _Config:
@@ -51,7 +53,7 @@ class ModelConfig(_Config):
     # AlexNet is always 8.
     stride: int = 16
     # EfficientNet-Lite0 only: the last stage kept. 0 = the deepest of the stride (3 for 8, 5 for 16); 4 cuts
-    # stride 16 after stage 4 (80 ch), which drops stage 5's ~37% of the trunk's multiply-adds.
+    # stride 16 after stage 4 (80 ch), which measured 18% less time per frame and a weaker untrained trunk.
     last_stage: int = 0
     # 1x1 conv + BN after the backbone; 0 means no neck (the trunk's own features are correlated).
     neck_channels: int = 0
@@ -68,11 +70,18 @@ class ModelConfig(_Config):
     # response cell, the target's distances to its four sides, so one crop per frame gives position and size.
     box_head_channels: int = 0
 
+    @property
+    def trunk_stage(self) -> int:
+        """EfficientNet-Lite0: the stage the trunk ends after (last_stage, or the deepest one of the stride)."""
+        return self.last_stage or max(k for k, stride in LITE0_STAGE_STRIDE.items() if stride == self.stride)
+
     def validate(self) -> None:
         _check(self.backbone in BACKBONES, f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         allowed = (8,) if self.backbone == "alexnet" else (8, 16)
         _check(self.stride in allowed, f"stride for {self.backbone} must be one of {allowed}, got {self.stride}")
-        stages = {8: (0, 3), 16: (0, 4, 5)}.get(self.stride, (0,)) if self.backbone == "efficientnet_lite0" else (0,)
+        stages = (0,)
+        if self.backbone == "efficientnet_lite0":
+            stages += tuple(k for k, stride in LITE0_STAGE_STRIDE.items() if stride == self.stride)
         _check(self.last_stage in stages, f"last_stage for {self.backbone} at stride {self.stride} must be one of "
                                           f"{stages}, got {self.last_stage}")
         _check(self.neck_channels >= 0, "neck_channels must be >= 0")

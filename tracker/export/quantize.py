@@ -46,11 +46,33 @@ def calibration_inputs(engine: OnnxEngine, cache_dir: Path, count: int, seed: in
     return batches
 
 
-def quantize_pair(weights: str | Path, out_dir: str | Path, cache_dir: str | Path, count: int = 64) -> dict:
-    """Write template.onnx (copied) + an int8 search.onnx to out_dir; returns how far int8 is from float."""
+def quantize_search_graph(search_path: str | Path, feeds: list[dict]):
+    """The float search graph -> (its int8 QDQ version as an onnx ModelProto, metadata as onnxruntime leaves it;
+    the names of the nodes left float: the correlation conv), calibrated on `feeds` (search graph inputs)."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._feeds = iter(feeds)
+
+        def get_next(self):
+            return next(self._feeds, None)
+
+    graph = onnx.load(str(search_path)).graph
+    correlation = [n.name for n in graph.node if n.op_type == "Conv" and "template" in n.input]
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared, quantized = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
+        quant_pre_process(str(search_path), str(prepared))
+        quantize_static(str(prepared), str(quantized), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=correlation)
+        return onnx.load(str(quantized)), correlation
+
+
+def quantize_pair(weights: str | Path, out_dir: str | Path, cache_dir: str | Path, count: int = 64) -> dict:
+    """Write template.onnx (copied) + an int8 search.onnx to out_dir; returns how far int8 is from float."""
+    import onnx
 
     template_path, search_path = resolve_pair(weights)
     engine = OnnxEngine(template_path, search_path, device="cpu")
@@ -61,29 +83,16 @@ def quantize_pair(weights: str | Path, out_dir: str | Path, cache_dir: str | Pat
     batches = calibration_inputs(engine, Path(cache_dir), count)
     feeds = [{"search": b["search"], "template": engine.template(b["exemplar"])} for b in batches]
 
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._feeds = iter(feeds)
-
-        def get_next(self):
-            return next(self._feeds, None)
-
-    model = onnx.load(str(search_path))
-    correlation = [n.name for n in model.graph.node if n.op_type == "Conv" and "template" in n.input]
+    result, excluded = quantize_search_graph(search_path, feeds)
+    pixels_direct = _dequantize_pixels_directly(result)
+    float_metadata = onnx.load(str(search_path)).metadata_props
+    del result.metadata_props[:]
+    for prop in float_metadata:  # same pair fingerprint: the engine accepts it with the float template
+        result.metadata_props.append(prop)
+    result.metadata_props.add(key="quantized", value="int8 (search graph; correlation conv kept float)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        prepared, quantized = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
-        quant_pre_process(str(search_path), str(prepared))
-        quantize_static(str(prepared), str(quantized), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=correlation)
-        result = onnx.load(str(quantized))
-        pixels_direct = _dequantize_pixels_directly(result)
-        del result.metadata_props[:]
-        for prop in model.metadata_props:  # same pair fingerprint: the engine accepts it with the float template
-            result.metadata_props.append(prop)
-        result.metadata_props.add(key="quantized", value="int8 (search graph; correlation conv kept float)")
-        onnx.save(result, str(out_dir / SEARCH_ONNX))
+    onnx.save(result, str(out_dir / SEARCH_ONNX))
     if template_path.resolve() != (out_dir / TEMPLATE_ONNX).resolve():
         shutil.copyfile(template_path, out_dir / TEMPLATE_ONNX)
 
@@ -96,7 +105,7 @@ def quantize_pair(weights: str | Path, out_dir: str | Path, cache_dir: str | Pat
         same += int(np.argmax(a.max(axis=(1, 2))) == np.argmax(b.max(axis=(1, 2))) and
                     np.argmax(a[np.argmax(a.max(axis=(1, 2)))]) == np.argmax(b[np.argmax(b.max(axis=(1, 2)))]))
     return {"batches": len(feeds), "max_rel_diff": max(diffs), "median_rel_diff": float(np.median(diffs)),
-            "same_peak": same, "excluded": correlation, "pixels_dequantized_directly": pixels_direct,
+            "same_peak": same, "excluded": excluded, "pixels_dequantized_directly": pixels_direct,
             "size_mb": round((out_dir / SEARCH_ONNX).stat().st_size / 1e6, 2)}
 
 
