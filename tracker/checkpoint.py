@@ -46,6 +46,13 @@ def load_model(path: str | Path | None = None) -> tuple[SiamNet, TrackerConfig, 
     """Build the network a checkpoint describes and load its weights (on the CPU, in eval mode)."""
     path = Path(path or default_weights_path())
     payload = load_checkpoint(path)
+    state = payload.get("state_dict")
+    if isinstance(state, dict):
+        bad = [name for name, tensor in state.items()
+               if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+        if bad:
+            raise UserError(f"{path} holds NaN or infinite weights in {len(bad)} tensor(s), e.g. {bad[0]!r}: it is "
+                            "corrupt or from a training run that diverged; use another checkpoint or the shipped one")
     try:
         model = SiamNet(ModelConfig.from_dict(payload["model_config"]), pretrained_backbone=False)
         model.load_state_dict(payload["state_dict"])

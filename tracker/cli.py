@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import csv
+import re
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import __version__
@@ -26,11 +29,75 @@ def select_box(frame) -> tuple[float, float, float, float]:
     return float(x), float(y), float(w), float(h)
 
 
+class _Signalled(BaseException):
+    """SIGTERM or SIGHUP, raised in the main thread so that a run ends like Ctrl-C: outputs finished, exit 128+N."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextmanager
+def _stop_on_signals():
+    """Turn SIGTERM and SIGHUP into _Signalled while the block runs (a service manager, `timeout` or a closed
+    terminal would otherwise kill the process before the video's index is written, leaving it unplayable)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread; an embedding app handles its own
+        return
+    handled = (signal.SIGTERM, signal.SIGHUP)
+
+    def handler(signum, _frame):
+        for s in handled:  # the first signal stops the run; more must not interrupt the finishing of the files
+            signal.signal(s, signal.SIG_IGN)
+        raise _Signalled(signum)
+
+    previous = {s: signal.signal(s, handler) for s in handled}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+@contextmanager
+def _signals_ignored():
+    """While outputs are finished: a second Ctrl-C or SIGTERM must not leave them half written."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in handled}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _check_outputs(args) -> tuple[Path | None, Path | None]:
+    """--boxes and --output checked before any frame is read: writable, not a folder, not a device, not an input."""
+    from .outputs import VIDEO_FOURCC, check_output_path
+
+    inputs = [args.source, args.weights]
+    boxes = check_output_path(args.boxes, "--boxes", inputs) if args.boxes is not None else None
+    video = None
+    if args.output is not None:
+        if Path(args.output).suffix.lower() not in VIDEO_FOURCC:
+            raise UserError(f"--output {args.output}: use a .mp4, .avi or .mov file name")
+        video = check_output_path(args.output, "--output", inputs + [args.boxes])
+    return boxes, video
+
+
+def _rate(frames: int, seconds: float) -> str:
+    return f"{frames / seconds:.1f} fps" if frames and seconds > 0 else "n/a"
+
+
 def cmd_track(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from .outputs import AnnotatedVideoWriter, BoxCsvWriter
     from .tracking import SiamTracker
-    from .video import AnnotatedWriter, FrameSource, has_display
+    from .video import FrameSource, has_display
 
     if args.max_frames is not None and args.max_frames < 1:
         raise UserError(f"--max-frames must be >= 1, got {args.max_frames}")
@@ -39,76 +106,97 @@ def cmd_track(args: argparse.Namespace) -> int:
     box = parse_box(args.box) if args.box is not None else None
     if args.show and not has_display():
         raise UserError("--show needs a display; drop --show (use --output out.mp4 to see the result later)")
-    for out_path in (args.boxes, args.output):
-        if out_path and not Path(out_path).resolve().parent.is_dir():
-            raise UserError(f"cannot write {out_path}: folder {Path(out_path).parent} does not exist")
+    boxes_path, video_path = _check_outputs(args)
 
-    source = FrameSource(args.source)
-    tracker = SiamTracker.from_pretrained(args.weights, device=args.device, engine=args.engine)
-    frames = iter(source)
-    first = next(frames, None)
-    if first is None:
-        raise UserError(f"{args.source} has no frames")
-    if box is None:
-        box = select_box(first)
-    tracker.init(first, box)  # validates the box against the frame
+    source = FrameSource(args.source, allow_truncated=args.allow_truncated)
+    try:
+        tracker = SiamTracker.from_pretrained(args.weights, device=args.device, engine=args.engine)
+        frames = iter(source)
+        first = next(frames, None)
+        if first is None:
+            raise UserError(f"{args.source} has no frames")
+        if box is None:
+            box = select_box(first)
+        tracker.init(first, box)  # validates the box against the frame
+        csv_out = BoxCsvWriter(boxes_path) if boxes_path else None
+        try:
+            video_out = AnnotatedVideoWriter(video_path, source.fps, (first.shape[1], first.shape[0])) if video_path else None
+        except UserError:
+            if csv_out:
+                csv_out.close()
+            raise
+    except BaseException:
+        source.close()
+        raise
 
-    writer = AnnotatedWriter(args.output, source.fps, (first.shape[1], first.shape[0])) if args.output else None
-    csv_file = open(args.boxes, "w", newline="") if args.boxes else None
-    rows = csv.writer(csv_file) if csv_file else None
     total = source.frame_count if args.max_frames is None else min(source.frame_count or args.max_frames, args.max_frames)
     progress = tqdm(total=total, unit="frame", desc="tracking", dynamic_ncols=True, disable=args.quiet)
-    frame_index, interrupted = 0, False
+    frame_index, how, status, error = 0, "tracked", 0, None
     track_seconds = 0.0
     loop_started = time.perf_counter()
     try:
-        result_box, score, lost = box, 1.0, False
-        frame = first
-        while True:
-            if rows:
-                rows.writerow([frame_index, *(f"{v:.2f}" for v in result_box), f"{score:.4f}", int(lost)])
-                csv_file.flush()  # a crash or Ctrl-C later keeps every box written so far
-            if writer:
-                writer.write(frame, result_box, score, lost)
-            if args.show:
-                import cv2
+        with _stop_on_signals():
+            result_box, score, lost = box, 1.0, False
+            frame = first
+            while True:
+                if video_out:
+                    video_out.ensure_room()  # before the row, so the CSV and the video stop on the same frame
+                if csv_out:
+                    csv_out.write(frame_index, result_box, score, lost)
+                if video_out:
+                    video_out.write(frame, result_box, score, lost)
+                if args.show:
+                    import cv2
 
-                from .video import draw_box
+                    from .video import draw_box
 
-                cv2.imshow("siamtrack (q to quit)", draw_box(frame, result_box, score, lost))
-                if cv2.waitKey(1) & 0xFF == ord("q"):
+                    cv2.imshow("siamtrack (q to quit)", draw_box(frame, result_box, score, lost))
+                    if cv2.waitKey(1) & 0xFF == ord("q"):
+                        break
+                progress.update(1)
+                frame_index += 1
+                if args.max_frames is not None and frame_index >= args.max_frames:
                     break
-            progress.update(1)
-            frame_index += 1
-            if args.max_frames is not None and frame_index >= args.max_frames:
-                break
-            frame = next(frames, None)
-            if frame is None:
-                break
-            start = time.perf_counter()
-            result = tracker.update(frame)
-            track_seconds += time.perf_counter() - start
-            result_box, score, lost = result.box, result.score, result.lost
-            progress.set_postfix(score=f"{score:.2f}", track_fps=f"{(frame_index) / max(track_seconds, 1e-9):.1f}")
+                frame = next(frames, None)
+                if frame is None:
+                    break
+                start = time.perf_counter()
+                result = tracker.update(frame)
+                track_seconds += time.perf_counter() - start
+                result_box, score, lost = result.box, result.score, result.lost
+                progress.set_postfix(score=f"{score:.2f}", track_fps=f"{frame_index / max(track_seconds, 1e-9):.1f}")
     except KeyboardInterrupt:
-        interrupted = True
+        how, status = "interrupted after", 130
+    except _Signalled as stop:
+        how, status = f"stopped by {signal.Signals(stop.signum).name} after", 128 + stop.signum
+    except UserError as exc:
+        how, status, error = "stopped after", 2, exc
     finally:
-        progress.close()
-        source.close()
-        if writer:
-            writer.close()
-        if csv_file:
-            csv_file.close()
-    saved = ", ".join(p for p in (args.boxes, args.output) if p) or "nothing (use --boxes/--output)"
-    updates = max(frame_index - 1, 1)
+        with _signals_ignored():
+            progress.close()
+            source.close()
+            for out in (video_out, csv_out):
+                if out is None:
+                    continue
+                try:
+                    out.close()
+                except UserError as exc:
+                    error = error or exc
+                    status = status or 2
     loop_seconds = time.perf_counter() - loop_started
-    print(
-        f"{'interrupted after' if interrupted else 'tracked'} {frame_index} frames; "
-        f"tracker {1000 * track_seconds / updates:.1f} ms/frame ({updates / max(track_seconds, 1e-9):.1f} fps), "
-        f"end to end {frame_index / max(loop_seconds, 1e-9):.1f} fps; saved {saved}",
-        file=sys.stderr,
-    )
-    return 130 if interrupted else 0
+    saved = [f"{p} ({n} {unit})" for p, n, unit in ((boxes_path, csv_out and csv_out.rows, "rows"),
+                                                      (video_path, video_out and video_out.frames, "frames"))
+             if p is not None and n]
+    updates = max(frame_index - 1, 0)
+    timing = (f"tracker {1000 * track_seconds / updates:.1f} ms/frame ({_rate(updates, track_seconds)}), "
+              f"end to end {_rate(frame_index, loop_seconds)}" if updates else "no update to time (one frame)")
+    print(f"{how} {frame_index} frame{'' if frame_index == 1 else 's'}; {timing}; saved {', '.join(saved) or 'nothing (use --boxes/--output)'}",
+          file=sys.stderr)
+    if source.truncated and error is None:
+        print(f"warning: {source.truncated} (accepted: --allow-truncated)", file=sys.stderr)
+    if error is not None:
+        raise error
+    return status
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "is installed and --weights is not a .pt file)")
     track.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     track.add_argument("--max-frames", type=int, help="stop after this many frames")
+    track.add_argument("--allow-truncated", action="store_true",
+                       help="accept a video that ends before the frame count in its header (otherwise: exit 2)")
     track.add_argument("--quiet", action="store_true", help="no progress bar")
     track.set_defaults(func=cmd_track)
 
@@ -144,9 +234,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Options whose value may start with '-' (a box left of or above the frame): argparse would take "-10,-10,50,50"
+# for an unknown option, so such a value is joined to its option as --box=-10,-10,50,50.
+_NEGATIVE_VALUE_OPTIONS = ("--box",)
+_LOOKS_NEGATIVE = re.compile(r"^-(\d|\.\d)")
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    joined, i = [], 0
+    while i < len(argv):
+        if argv[i] in _NEGATIVE_VALUE_OPTIONS and i + 1 < len(argv) and _LOOKS_NEGATIVE.match(argv[i + 1]):
+            joined.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            joined.append(argv[i])
+            i += 1
+    return joined
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_negative_values(sys.argv[1:] if argv is None else list(argv)))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -6,6 +6,8 @@ recipe or an old checkpoint is caught instead of silently ignored.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, Mapping, TypeVar
 
@@ -14,11 +16,32 @@ C = TypeVar("C", bound="_Config")
 BACKBONES = ("alexnet", "efficientnet_lite0")
 # EfficientNet-Lite0 stages a cut may end after, with their total stride.
 LITE0_STAGE_STRIDE = {3: 8, 4: 16, 5: 16}
+MAX_CROP_SIZE = 1023  # pixels; SiamFC crops are 127 / 255
+MAX_SCALES = 15
+MAX_UPSAMPLE = 64
 
 
 class _Config:
     def __post_init__(self) -> None:
+        self._check_types()
         self.validate()
+
+    def _check_types(self) -> None:
+        """Each field holds its declared type: an int field refuses 3.0 (a count must be a count), a float field
+        takes an int (stored as float) but no string, bool or non-finite number. Range checks follow in validate()."""
+        for f in dataclasses.fields(self):
+            value, where = getattr(self, f.name), f"{type(self).__name__}.{f.name}"
+            if f.type == "int":
+                _check(isinstance(value, numbers.Integral) and not isinstance(value, bool),
+                       f"{where} must be an integer, got {value!r} ({type(value).__name__})")
+                object.__setattr__(self, f.name, int(value))  # frozen dataclass: numpy ints become ints
+            elif f.type == "float":
+                _check(isinstance(value, numbers.Real) and not isinstance(value, bool),
+                       f"{where} must be a number, got {value!r} ({type(value).__name__})")
+                _check(math.isfinite(value), f"{where} must be a finite number, got {value!r}")
+                object.__setattr__(self, f.name, float(value))
+            elif f.type == "str":
+                _check(isinstance(value, str), f"{where} must be a string, got {value!r} ({type(value).__name__})")
 
     def validate(self) -> None:  # overridden
         pass
@@ -84,11 +107,12 @@ class ModelConfig(_Config):
             stages += tuple(k for k, stride in LITE0_STAGE_STRIDE.items() if stride == self.stride)
         _check(self.last_stage in stages, f"last_stage for {self.backbone} at stride {self.stride} must be one of "
                                           f"{stages}, got {self.last_stage}")
-        _check(self.neck_channels >= 0, "neck_channels must be >= 0")
+        _check(0 <= self.neck_channels <= 4096, "neck_channels must be in [0, 4096]")
         _check(self.template_crop >= 0, "template_crop must be >= 0")
         _check(0 < self.exemplar_size < self.search_size, "need 0 < exemplar_size < search_size")
+        _check(self.search_size <= MAX_CROP_SIZE, f"search_size must be <= {MAX_CROP_SIZE}, got {self.search_size}")
         _check(self.head_scale > 0, "head_scale must be > 0")
-        _check(self.box_head_channels >= 0, "box_head_channels must be >= 0")
+        _check(0 <= self.box_head_channels <= 4096, "box_head_channels must be in [0, 4096]")
 
 
 @dataclass(frozen=True)
@@ -114,13 +138,19 @@ class TrackerConfig(_Config):
 
     def validate(self) -> None:
         _check(0 <= self.context_amount <= 2, "context_amount must be in [0, 2]")
-        _check(self.num_scales >= 1 and self.num_scales % 2 == 1, "num_scales must be odd and >= 1")
-        _check(self.scale_step >= 1.0, "scale_step must be >= 1")
+        _check(1 <= self.num_scales <= MAX_SCALES and self.num_scales % 2 == 1,
+               f"num_scales must be odd, from 1 to {MAX_SCALES}, got {self.num_scales}")
+        _check(1.0 <= self.scale_step <= 2.0, f"scale_step must be in [1, 2], got {self.scale_step}")
         _check(0 < self.scale_penalty <= 1, "scale_penalty must be in (0, 1]")
         _check(0 <= self.scale_damping <= 1, "scale_damping must be in [0, 1]")
         _check(self.size_penalty >= 0, "size_penalty must be >= 0")
         _check(0 <= self.window_influence <= 1, "window_influence must be in [0, 1]")
-        _check(self.response_upsample >= 1, "response_upsample must be >= 1")
+        # The upsampled response is (upsample x response size)^2 floats per scale: 64 keeps it a few MB.
+        _check(1 <= self.response_upsample <= MAX_UPSAMPLE,
+               f"response_upsample must be from 1 to {MAX_UPSAMPLE}, got {self.response_upsample}")
         _check(0 < self.min_scale_factor <= 1 <= self.max_scale_factor, "need 0 < min_scale_factor <= 1 <= max_scale_factor")
+        _check(self.min_scale_factor >= 0.01 and self.max_scale_factor <= 100,
+               "min_scale_factor must be >= 0.01 and max_scale_factor <= 100 (the search region may shrink or grow "
+               f"100x at most), got {self.min_scale_factor:g} and {self.max_scale_factor:g}")
         _check(0 <= self.lost_threshold <= 1, "lost_threshold must be in [0, 1]")
-        _check(self.min_box_side > 0, "min_box_side must be > 0")
+        _check(0 < self.min_box_side <= 1000, "min_box_side must be in (0, 1000] pixels")

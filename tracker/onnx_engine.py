@@ -173,6 +173,21 @@ class OnnxEngine:
                             "with `siamtrack export`")
         self._float_buffers: dict[int, np.ndarray] = {}
         self.last_split: dict[str, float] = {}
+        self._check_finite(search_path)
+
+    def _check_finite(self, search_path) -> None:
+        """Run both graphs once on a fixed random image: a pair whose weights hold NaN/Inf (a diverged or damaged
+        export) would otherwise load and 'track' with NaN scores. About one frame's work, once per load."""
+        m = self.config
+        rng = np.random.default_rng(0)
+        exemplar = rng.integers(0, 256, (1, m.exemplar_size, m.exemplar_size, 3), dtype=np.uint8)
+        crop = rng.integers(0, 256, (1, m.search_size, m.search_size, 3), dtype=np.uint8)
+        template = self.template(exemplar)
+        outputs = [self.template_to_numpy(template), *(o for o in self.search(crop, template) if o is not None)]
+        if not all(np.isfinite(o).all() for o in outputs):
+            raise UserError(f"{search_path} (or its template graph) computes NaN or infinite values: the weights "
+                            "are damaged or from a training run that diverged; re-export them with `siamtrack export`")
+        self.last_split = {}
 
     @classmethod
     def from_dir(cls, weights: str | Path | None = None, device: str = "auto", threads: int | None = None,

@@ -1,11 +1,20 @@
-"""The per-frame answer every tracker in this project gives (ours and the OpenCV peers)."""
+"""Boxes and the per-frame answer every tracker in this project gives (ours and the OpenCV peers).
+
+Boxes are read and checked here and nowhere else: `parse_box` for text (--box), `check_box` for a box against
+the frame it belongs to. `track`, `bench`, `eval` and the Python API all go through them, so they accept and
+refuse the same boxes with the same messages.
+"""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .errors import UserError
 
 Box = tuple[float, float, float, float]  # x, y, w, h in 0-based pixels
+
+MIN_BOX_SIDE = 1.0  # pixels: below one pixel there is nothing to make a template of
+MAX_BOX_FACTOR = 100  # a box may be at most this many times the frame's width / height
 
 
 @dataclass(frozen=True)
@@ -15,13 +24,38 @@ class TrackResult:
     lost: bool
 
 
-def parse_box(text: str) -> Box:
-    """x,y,w,h from the command line (--box), or a UserError with an example."""
+def parse_box(text: str, flag: str = "--box") -> Box:
+    """x,y,w,h from the command line, or a UserError with an example. Range checks need the frame: check_box."""
     parts = text.replace(" ", "").split(",")
     try:
         values = tuple(float(p) for p in parts)
     except ValueError:
-        raise UserError(f"--box must be x,y,w,h numbers, e.g. --box 120,80,60,40; got {text!r}") from None
+        raise UserError(f"{flag} must be x,y,w,h numbers, e.g. {flag} 120,80,60,40; got {text!r}") from None
     if len(values) != 4:
-        raise UserError(f"--box needs four numbers x,y,w,h; got {len(values)} in {text!r}")
+        raise UserError(f"{flag} needs four numbers x,y,w,h; got {len(values)} in {text!r}")
     return values  # type: ignore[return-value]
+
+
+def check_box(box, frame_shape: tuple[int, ...]) -> Box:
+    """A usable (x, y, w, h) for a frame of this shape, as floats, or a UserError saying what is wrong with it:
+    not four finite numbers, empty, under a pixel, absurdly large, or wholly outside the frame."""
+    if isinstance(box, (str, bytes)):
+        raise UserError(f"box must be four numbers x,y,w,h (parse text with tracker.result.parse_box); got {box!r}")
+    try:
+        x, y, w, h = (float(v) for v in box)
+    except (TypeError, ValueError, OverflowError):
+        raise UserError(f"box must be four numbers x,y,w,h; got {box!r}") from None
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        raise UserError(f"box must be finite numbers, got {box!r}")
+    if w <= 0 or h <= 0:
+        raise UserError(f"box is empty (w={w:g}, h={h:g}): give a width and height > 0")
+    if w < MIN_BOX_SIDE or h < MIN_BOX_SIDE:
+        raise UserError(f"box is too small (w={w:g}, h={h:g}): width and height must be at least "
+                        f"{MIN_BOX_SIDE:g} pixel")
+    height, width = frame_shape[:2]
+    if w > MAX_BOX_FACTOR * width or h > MAX_BOX_FACTOR * height:
+        raise UserError(f"box is too large (w={w:g}, h={h:g}) for the {width}x{height} frame: width and height "
+                        f"may be at most {MAX_BOX_FACTOR}x the frame's")
+    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        raise UserError(f"box {x:g},{y:g},{w:g},{h:g} lies outside the {width}x{height} frame")
+    return x, y, w, h

@@ -18,7 +18,7 @@ import numpy as np
 from .config import TrackerConfig
 from .crop import context_side, crop_square, mean_colour
 from .errors import UserError
-from .result import Box, TrackResult
+from .result import TrackResult, check_box
 
 STAGES = ("crop", "backbone", "correlation", "postprocess")  # the keys of SiamTracker.stage_times
 
@@ -29,6 +29,9 @@ def as_bgr(frame: np.ndarray) -> np.ndarray:
         raise UserError(f"frame must be a numpy array (HxWx3 BGR uint8), got {type(frame).__name__}")
     if frame.dtype != np.uint8:
         raise UserError(f"frame must be uint8 (as cv2.imread / VideoCapture give), got {frame.dtype}")
+    if frame.size == 0:
+        raise UserError(f"frame is empty (shape {frame.shape}): a failed cv2 read gives this; check the "
+                        "capture's ok flag before passing the frame")
     if frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 1):
         return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
     if frame.ndim == 3 and frame.shape[2] == 4:
@@ -36,22 +39,6 @@ def as_bgr(frame: np.ndarray) -> np.ndarray:
     if frame.ndim == 3 and frame.shape[2] == 3:
         return frame
     raise UserError(f"frame must be HxW, HxWx3 or HxWx4, got shape {frame.shape}")
-
-
-def check_box(box, frame_shape: tuple[int, ...]) -> Box:
-    """A usable (x, y, w, h) inside the frame, or a UserError saying what is wrong with it."""
-    try:
-        x, y, w, h = (float(v) for v in box)
-    except (TypeError, ValueError):
-        raise UserError(f"box must be four numbers x,y,w,h; got {box!r}") from None
-    if not all(math.isfinite(v) for v in (x, y, w, h)):
-        raise UserError(f"box must be finite numbers, got {box!r}")
-    if w <= 0 or h <= 0:
-        raise UserError(f"box is empty (w={w:g}, h={h:g}): give a width and height > 0")
-    height, width = frame_shape[:2]
-    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
-        raise UserError(f"box {x:g},{y:g},{w:g},{h:g} lies outside the {width}x{height} frame")
-    return x, y, w, h
 
 
 @dataclass
@@ -63,6 +50,7 @@ class _TargetState:
     max_side: float
     fill: tuple[float, ...]  # mean colour of the first frame, for padding
     template: object  # engine-specific template features
+    frame_shape: tuple[int, int]  # (height, width) of the init frame: every later frame must match it
 
 
 class SiamTracker:
@@ -143,6 +131,7 @@ class SiamTracker:
             max_side=c.max_scale_factor * search_side,
             fill=fill,
             template=template,
+            frame_shape=frame.shape[:2],
         )
 
     def update(self, frame: np.ndarray) -> TrackResult:
@@ -150,7 +139,12 @@ class SiamTracker:
         if state is None:
             raise RuntimeError("call init(frame, box) before update(frame)")
         frame = as_bgr(frame)
+        if frame.shape[:2] != state.frame_shape:
+            (h0, w0), (h1, w1) = state.frame_shape, frame.shape[:2]
+            raise UserError(f"frame size changed from {w0}x{h0} (the init frame) to {w1}x{h1}: boxes would be "
+                            "wrong; call init(frame, box) again on a frame of the new size")
         times = [time.perf_counter()]
+        before = (state.center, state.size, state.search_side)
         step = self._step_box_head if self.has_box_head else self._step_pyramid
         score = step(frame, state, times)
 
@@ -158,9 +152,17 @@ class SiamTracker:
         frame_h, frame_w = frame.shape[:2]
         state.center = np.clip(state.center, 0, [frame_w, frame_h])
         state.size = np.clip(state.size, c.min_box_side, [max(frame_w, c.min_box_side), max(frame_h, c.min_box_side)])
+        finite = math.isfinite(score) and np.isfinite(state.center).all() and np.isfinite(state.size).all() \
+            and math.isfinite(state.search_side)
+        if not finite:
+            # A NaN/Inf from the network (weights that went bad, a numerical edge) must neither move the box nor
+            # pass as confident: keep the last good state and report the frame as lost.
+            state.center, state.size, state.search_side = before
+            score = 0.0
         cx, cy = state.center
         w, h = state.size
-        result = TrackResult(box=(float(cx - w / 2), float(cy - h / 2), float(w), float(h)), score=score, lost=score < c.lost_threshold)
+        result = TrackResult(box=(float(cx - w / 2), float(cy - h / 2), float(w), float(h)), score=score,
+                             lost=not finite or score < c.lost_threshold)
         times.append(time.perf_counter())
         t0, t1, t2, t3, t4 = times
         # Engines that run backbone and correlation as one call report it all as "backbone".
@@ -246,7 +248,10 @@ class SiamTracker:
 
 
 def _sigmoid(logit) -> float:
-    return 1.0 / (1.0 + math.exp(-float(logit)))
+    logit = float(logit)
+    if logit < -700:  # math.exp overflows past ~709; the score is 0 to double precision anyway
+        return 0.0
+    return 1.0 / (1.0 + math.exp(-logit))
 
 
 def _padded_side(width, height):

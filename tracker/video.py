@@ -1,8 +1,9 @@
-"""Frame sources (video file, image folder, camera) and the annotated-video writer, all through OpenCV."""
+"""Frame sources (video file, image folder, camera) and the box overlay, all through OpenCV."""
 from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -21,26 +22,64 @@ def has_display() -> bool:
     return True
 
 
-class FrameSource:
-    """Iterates BGR frames. `frame_count` is None when unknown (cameras); `fps` falls back to 30."""
+@contextmanager
+def quiet_opencv():
+    """OpenCV logs a dozen lines while it tries each camera backend; the caller gives one clear message instead."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
 
-    def __init__(self, source: str) -> None:
-        self.name = source
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+class FrameSource:
+    """Iterates BGR frames from a video file, an image folder (or its img/ subfolder, the OTB layout), a camera
+    index or a camera device such as /dev/video0.
+
+    `frame_count` is None when unknown (cameras); `fps` falls back to 30. A video that ends before the frame
+    count its header gives raises a UserError saying so, unless allow_truncated (then `truncated` says where it
+    stopped): a short file must not pass for a complete run.
+    """
+
+    def __init__(self, source: str, allow_truncated: bool = False) -> None:
+        self.name = str(source)
+        self.allow_truncated = allow_truncated
+        self.truncated: str | None = None  # the message, when a video stopped early and that was allowed
+        self.frames_read = 0
         self._images: list[Path] | None = None
         self._capture: cv2.VideoCapture | None = None
+        self._is_camera = False
         path = Path(source)
-        if source.isdigit() and not path.exists():
-            self._capture = cv2.VideoCapture(int(source))
+        if self.name.isdigit() and not path.exists():
+            self._is_camera = True
+            with quiet_opencv():
+                self._capture = cv2.VideoCapture(int(source))
             if not self._capture.isOpened():
                 raise UserError(f"cannot open camera {source}: check it is connected, or pass a video file or image folder")
+        elif path.is_char_device():
+            self._is_camera = True
+            with quiet_opencv():
+                self._capture = cv2.VideoCapture(str(path))
+            if not self._capture.isOpened():
+                raise UserError(f"cannot open camera device {source}: it exists but OpenCV cannot capture from it "
+                                "(busy, no permission, or not a video device)")
         elif path.is_dir():
-            self._images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            self._images = _image_files(path)
+            if not self._images and (path / "img").is_dir():
+                self._images = _image_files(path / "img")
             if not self._images:
                 raise UserError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {source}")
         elif path.is_file():
             self._capture = cv2.VideoCapture(str(path))
             if not self._capture.isOpened():
                 raise UserError(f"cannot read video {source}: not a video format OpenCV can decode")
+        elif path.exists():
+            raise UserError(f"{source} is neither a video file, an image folder nor a camera device")
         else:
             raise UserError(f"no such file, folder or camera index: {source}")
         self.fps = self._capture.get(cv2.CAP_PROP_FPS) if self._capture is not None else 0.0
@@ -48,6 +87,8 @@ class FrameSource:
             self.fps = 30.0
         if self._images is not None:
             self.frame_count: int | None = len(self._images)
+        elif self._is_camera:
+            self.frame_count = None
         else:
             count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
             self.frame_count = count if count > 0 else None
@@ -58,37 +99,27 @@ class FrameSource:
                 frame = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
                 if frame is None:
                     raise UserError(f"cannot read image {image_path}")
+                self.frames_read += 1
                 yield frame
             return
         while True:
             ok, frame = self._capture.read()
             if not ok:
-                return
+                break
+            self.frames_read += 1
             yield frame
+        if self._is_camera:
+            return
+        if self.frame_count is not None and self.frames_read < self.frame_count:
+            message = (f"{self.name}: stopped at frame {self.frames_read} of {self.frame_count}: the file looks "
+                       "truncated (or a frame cannot be decoded)")
+            if not self.allow_truncated:
+                raise UserError(message + "; pass --allow-truncated to accept the frames read")
+            self.truncated = message
 
     def close(self) -> None:
         if self._capture is not None:
             self._capture.release()
-
-
-class AnnotatedWriter:
-    """Writes frames with the box drawn: green while tracking, red when lost."""
-
-    def __init__(self, path: str, fps: float, size: tuple[int, int]) -> None:
-        suffix = Path(path).suffix.lower()
-        fourcc = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v"}.get(suffix)
-        if fourcc is None:
-            raise UserError(f"--output {path}: use a .mp4, .avi or .mov file name")
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), fps, size)
-        if not self._writer.isOpened():
-            raise UserError(f"cannot write video {path}: check the folder is writable")
-
-    def write(self, frame: np.ndarray, box, score: float, lost: bool) -> None:
-        self._writer.write(draw_box(frame, box, score, lost))
-
-    def close(self) -> None:
-        self._writer.release()
 
 
 def draw_box(frame: np.ndarray, box, score: float, lost: bool) -> np.ndarray:

@@ -5,14 +5,14 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from tracker.errors import UserError
+from tracker.result import check_box
 from tracker.tracking import STAGES
 
-from .datasets import IMAGE_EXTS, parse_boxes
+from .datasets import parse_boxes
 
 
 def default_box(source: Path):
@@ -33,30 +33,24 @@ def default_box(source: Path):
 
 
 def frames(source: Path, limit: int | None):
-    """Yield (frame, decode_seconds) from a video file or a folder of images."""
-    source = Path(source)
-    if source.is_dir():
-        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
-        for p in files[:limit]:
-            t0 = time.perf_counter()
-            f = cv2.imread(str(p), cv2.IMREAD_COLOR)
-            yield f, time.perf_counter() - t0
-        return
-    cap = cv2.VideoCapture(str(source))
-    if not cap.isOpened():
-        raise UserError(f"cannot open video {source}: is it a video file OpenCV can decode?")
+    """Yield (frame, decode_seconds) from a video file or a folder of images (through FrameSource, so a corrupt
+    image or a truncated video is named in a UserError, as in `siamtrack track`)."""
+    from tracker.video import FrameSource
+
+    source = FrameSource(str(source))
+    it = iter(source)
     n = 0
     try:
         while limit is None or n < limit:
             t0 = time.perf_counter()
-            ok, f = cap.read()
+            f = next(it, None)
             dt = time.perf_counter() - t0
-            if not ok:
+            if f is None:
                 return
             n += 1
             yield f, dt
     finally:
-        cap.release()
+        source.close()
 
 
 def run_bench(source: Path, box, trackers: dict, limit: int | None = None, progress: bool = True) -> dict:
@@ -67,9 +61,7 @@ def run_bench(source: Path, box, trackers: dict, limit: int | None = None, progr
         raise UserError(f"no frames could be decoded from {source}")
     frame, _ = first
     H, W = frame.shape[:2]
-    x, y, w, h = box
-    if w <= 1 or h <= 1 or x + w <= 0 or y + h <= 0 or x >= W or y >= H:
-        raise UserError(f"--box {x:g},{y:g},{w:g},{h:g} is empty or outside the {W}x{H} frame")
+    box = check_box(box, frame.shape)  # the same check as `track` and SiamTracker.init
     rec = {n: {"init": 0.0, "update": [], "stages": {s: [] for s in STAGES}, "lost": 0} for n in trackers}
     for name, trk in trackers.items():
         t0 = time.perf_counter()

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from tracker.errors import UserError
+from tracker.outputs import check_output_dir, check_output_path
 from tracker.result import parse_box
 
 from . import bench, peers, runner
@@ -162,7 +163,7 @@ def cmd_eval(args) -> int:
         out = Path(args.out) if args.out else src
         scores = runner.score(src, seqs)
     else:
-        out = Path(args.out) if args.out else Path("results") / (root.resolve().name or "eval")
+        out = check_output_dir(args.out or Path("results") / (root.resolve().name or "eval"), "--out")
         trackers, missing = _trackers(args)
         summary["peers_unavailable"] = missing
         print(f"{layout}: {len(seqs)} sequences, {sum(len(s) for s in seqs)} frames; trackers: "
@@ -174,6 +175,9 @@ def cmd_eval(args) -> int:
     md = runner.markdown(summary)
     print(md.split("## Per sequence")[0].rstrip())
     print("\nwrote " + ", ".join(str(p) for p in paths))
+    if not any(t.get("overall") for t in scores.values()):
+        reasons = "; ".join(f"{k}: {v}" for k, v in summary.get("failures", {}).items())
+        raise UserError("no sequence could be scored" + (f" ({reasons})" if reasons else ""))
     return 0
 
 
@@ -186,10 +190,15 @@ def cmd_bench(args) -> int:
     box = parse_box(args.box) if args.box else bench.default_box(src)
     if box is None:
         raise UserError(f"{src.name} has no ground truth or init file next to it: pass --box x,y,w,h")
+    if args.json:
+        check_output_path(args.json, "--json", [src])
     trackers, _ = _trackers(args)
     res = bench.run_bench(src, box, trackers, args.frames, progress=not args.no_progress)
     summ = bench.summarize(res)
     print(bench.format_summary(summ))
     if args.json:
-        Path(args.json).write_text(json.dumps(runner._jsonable(summ), indent=1))
+        try:
+            Path(args.json).write_text(json.dumps(runner._jsonable(summ), indent=1))
+        except OSError as exc:
+            raise UserError(f"cannot write --json {args.json}: {exc.strerror or exc} (the figures are printed above)") from None
     return 0

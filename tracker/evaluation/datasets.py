@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from tracker.errors import UserError
+from tracker.result import check_box
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp"}
 OTB_START_FRAME = {"david": 300}  # 1-based first annotated image (OTB toolkit cfg)
@@ -93,7 +94,13 @@ def _make(name: str, images: list[Path], gt: np.ndarray, note: str = "",
         valid &= ~absent
     if not valid[0]:
         raise ValueError("first GT box is missing or empty: cannot initialise")
-    return Sequence(name, images, gt, valid, note)
+    seq = Sequence(name, images, gt, valid, note)
+    width, height = seq.image_size
+    try:
+        check_box(gt[0], (height, width))  # the tracker's own check, so a bad first box is named here, not mid-run
+    except UserError as exc:
+        raise ValueError(f"first GT box cannot initialise a tracker: {exc}") from None
+    return seq
 
 
 def _otb_gt_files(seq_dir: Path) -> list[Path]:

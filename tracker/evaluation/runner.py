@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import sys
 import time
-import traceback
 from pathlib import Path
 
 import cv2
@@ -58,9 +57,8 @@ def run_sequence(seq: Sequence, trackers: dict, progress: bool = True):
                     box = result.box
                     scores[name][i] = (result.score, float(result.lost))
                 times[name][i] = time.perf_counter() - t0
-            except Exception as e:  # one tracker crashing must not stop the others
+            except Exception as e:  # one tracker crashing must not stop the others; run() reports it in one line
                 errors[name] = f"frame {i + 1}: {type(e).__name__}: {e}"
-                traceback.print_exc(file=sys.stderr)
                 continue
             boxes[name][i] = box
     return boxes, times, decode, errors, scores

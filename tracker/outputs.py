@@ -1,0 +1,204 @@
+"""What a tracking run writes: the boxes CSV and the annotated video, written so that nothing is lost or corrupt.
+
+* Each output is checked before the first frame (`check_output_path`): a folder, a device, the input itself or
+  an unwritable place is refused with a message, instead of failing (or overwriting the input) mid-run.
+* Each is written to a hidden partial file beside its target and renamed into place when finalised, so the
+  target is either absent or complete. After a hard kill (SIGKILL, power loss) the partial file holds what was
+  written: the CSV rows up to the last frame (each row reaches the disk as it is written).
+* A write error (disk full, permissions changed) stops the run with a `UserError` naming the path; the CSV
+  keeps every whole row written before it, never a half row.
+* A video writer cannot report a full disk (OpenCV drops the frames silently and the container, written last,
+  is then missing: "moov atom not found"), so `AnnotatedVideoWriter` stops while there is still room to finish
+  the file, and checks after finishing that it plays with every frame written.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import UserError
+from .video import draw_box
+
+VIDEO_FOURCC = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v"}
+# Room kept free on the video's disk: enough to write the container's index and close the file.
+VIDEO_RESERVE_BYTES = 2 << 20
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_output_path(path: str | Path, flag: str, inputs=()) -> Path:
+    """Refuse, before any work, an output that cannot or must not be written; return it as a Path.
+
+    inputs: paths the run reads (the video, the weights): an output naming one of them would overwrite it.
+    """
+    target = Path(path)
+    if str(path).strip() == "":
+        raise UserError(f"{flag}: give a file name")
+    if target.is_dir():
+        raise UserError(f"{flag} {path} is a folder: give a file name inside it, e.g. {target / ('out' + (target.suffix or '.csv'))}")
+    if target.exists() and not target.is_file():
+        raise UserError(f"{flag} {path} is not a regular file (a device, pipe or socket): give a file name")
+    for source in inputs:
+        if source is not None and (_same_file(target, Path(source)) or target.resolve() == Path(source).resolve()):
+            raise UserError(f"{flag} {path} is the input {source}: writing it would destroy what is being read; "
+                            "choose another file name")
+    folder = target.resolve().parent
+    if not folder.is_dir():
+        raise UserError(f"cannot write {path}: folder {target.parent} does not exist")
+    probe = folder / f".{target.name}.{os.getpid()}.probe"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write {flag} {path}: {exc.strerror or exc} (folder {folder})") from None
+    return target
+
+
+def check_output_dir(path: str | Path, flag: str) -> Path:
+    """A folder results can be written to (made if missing), checked before a long run rather than after it."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{flag} {path} is a file, not a folder: give a folder for the results")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".{os.getpid()}.probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write {flag} {path}: {exc.strerror or exc}") from None
+    return folder
+
+
+class _PartialFile:
+    """A target path and the hidden partial file beside it that is renamed onto the target when finished."""
+
+    def __init__(self, path: str | Path, flag: str) -> None:
+        self.path = Path(path)
+        self.flag = flag
+        # The suffix stays last: OpenCV picks the video container from it.
+        self.partial = self.path.with_name(f".{self.path.stem}.{os.getpid()}.partial{self.path.suffix}")
+
+    def _publish(self) -> None:
+        try:
+            os.replace(self.partial, self.path)
+        except OSError as exc:
+            raise UserError(f"cannot move the finished {self.flag} into place at {self.path}: {exc.strerror}; "
+                            f"it is kept as {self.partial}") from None
+
+    def _discard(self) -> None:
+        try:
+            self.partial.unlink()
+        except FileNotFoundError:
+            pass
+
+
+class BoxCsvWriter(_PartialFile):
+    """frame,x,y,w,h,score,lost rows, one per frame, each on disk when written (one unbuffered write per row)."""
+
+    def __init__(self, path: str | Path, flag: str = "--boxes") -> None:
+        super().__init__(path, flag)
+        try:
+            self._fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        except OSError as exc:
+            raise UserError(f"cannot write {flag} {self.path}: {exc.strerror}") from None
+        self.rows = 0
+        self._good_bytes = 0  # file length after the last complete row
+        self._failed = False
+
+    def write(self, frame_index: int, box, score: float, lost: bool) -> None:
+        if self._failed:
+            return
+        x, y, w, h = box
+        line = f"{frame_index},{x:.2f},{y:.2f},{w:.2f},{h:.2f},{score:.4f},{int(lost)}\n".encode()
+        view = memoryview(line)
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError as exc:
+            self._failed = True
+            # A failed write may have landed part of the row: cut back to the last whole row.
+            try:
+                os.ftruncate(self._fd, self._good_bytes)
+            except OSError:
+                pass
+            raise UserError(f"cannot write {self.flag} {self.path}: {exc.strerror}; stopped at frame {frame_index}, "
+                            f"the file keeps the {self.rows} rows written before") from None
+        self._good_bytes += len(line)
+        self.rows += 1
+
+    def close(self) -> None:
+        """Finish the file and move it into place (an empty run leaves no file)."""
+        try:
+            os.fsync(self._fd)
+        except OSError:
+            pass
+        os.close(self._fd)
+        if self.rows == 0:
+            self._discard()
+        else:
+            self._publish()
+
+
+class AnnotatedVideoWriter(_PartialFile):
+    """Writes frames with the box drawn (green while tracking, red when lost) to a playable video."""
+
+    def __init__(self, path: str | Path, fps: float, size: tuple[int, int], flag: str = "--output") -> None:
+        super().__init__(path, flag)
+        fourcc = VIDEO_FOURCC.get(self.path.suffix.lower())
+        if fourcc is None:
+            raise UserError(f"{flag} {path}: use a .mp4, .avi or .mov file name")
+        self.size = tuple(size)
+        self._writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter_fourcc(*fourcc), fps, self.size)
+        if not self._writer.isOpened():
+            self._writer.release()
+            self._discard()
+            raise UserError(f"cannot write video {path}: check the folder is writable")
+        self.frames = 0
+        self._largest_frame_bytes = size[0] * size[1] * 3 // 10  # a guess until frames have been measured
+        self._written_bytes = 0
+
+    def ensure_room(self) -> None:
+        """A UserError while the disk still has room to finish the video with the frames written so far."""
+        free = shutil.disk_usage(self.partial.parent).free
+        needed = VIDEO_RESERVE_BYTES + 4 * self._largest_frame_bytes + 64 * self.frames
+        if free < needed:
+            raise UserError(f"disk almost full: {free / 1e6:.1f} MB left for {self.flag} {self.path}; stopped at "
+                            f"frame {self.frames} so that the video stays playable; free some space or write "
+                            "elsewhere")
+
+    def write(self, frame: np.ndarray, box, score: float, lost: bool) -> None:
+        if (frame.shape[1], frame.shape[0]) != self.size:
+            raise UserError(f"frame {self.frames} is {frame.shape[1]}x{frame.shape[0]}, the video {self.path} is "
+                            f"{self.size[0]}x{self.size[1]}: a video holds one frame size")
+        self.ensure_room()
+        self._writer.write(draw_box(frame, box, score, lost))
+        self.frames += 1
+        try:
+            size = self.partial.stat().st_size
+        except OSError:
+            return
+        self._largest_frame_bytes = max(self._largest_frame_bytes, size - self._written_bytes)
+        self._written_bytes = size
+
+    def close(self) -> None:
+        """Finish the container, check it plays with every frame written, and move it into place."""
+        self._writer.release()
+        if self.frames == 0:
+            self._discard()
+            return
+        capture = cv2.VideoCapture(str(self.partial))
+        readable = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+        capture.release()
+        self._publish()
+        if readable < self.frames:
+            raise UserError(f"the video {self.path} could not be finished: {readable} of {self.frames} frames are "
+                            "readable (was the disk full?)")
