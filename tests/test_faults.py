@@ -504,3 +504,26 @@ def test_finished_outputs_leave_no_partial_files_and_use_lf(small_clip, tmp_path
     data = csv_path.read_bytes()
     assert b"\r" not in data and data.count(b"\n") == 12
     assert frame_count(video) == 12 and partial_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("stop,status,message", [
+    ("SIGTERM", 143, "siamtrack: stopped by SIGTERM"),
+    ("ctrl-c", 130, "siamtrack: interrupted"),
+])
+def test_stopped_while_the_model_loads_leaves_nothing(stop, status, message, small_clip, tmp_path, monkeypatch, capfd):
+    """The signal handler is in place from the start of `track`: stopped before the first frame, the run exits
+    with the signal's status and one line, and leaves no output or partial file."""
+    def load(*args, **kwargs):
+        if stop == "SIGTERM":
+            os.kill(os.getpid(), signal.SIGTERM)  # delivered to this (main) thread: the handler raises here
+            time.sleep(5)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(SiamTracker, "from_pretrained", load)
+    csv_path = tmp_path / "out.csv"
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+    assert main(["track", str(small_clip[0]), "--box", box_text(small_clip[1]), "--boxes", str(csv_path),
+                 "--quiet"]) == status
+    assert capfd.readouterr().err.strip().splitlines() == [message]
+    assert not csv_path.exists() and partial_files(tmp_path) == []
+    assert {s: signal.getsignal(s) for s in handlers} == handlers  # the caller's handlers are back

@@ -93,6 +93,11 @@ def _rate(frames: int, seconds: float) -> str:
 
 
 def cmd_track(args: argparse.Namespace) -> int:
+    with _stop_on_signals():  # from the start: a SIGTERM while the model loads ends as cleanly as one mid-run
+        return _track(args)
+
+
+def _track(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .outputs import AnnotatedVideoWriter, BoxCsvWriter
@@ -108,6 +113,7 @@ def cmd_track(args: argparse.Namespace) -> int:
         raise UserError("--show needs a display; drop --show (use --output out.mp4 to see the result later)")
     boxes_path, video_path = _check_outputs(args)
 
+    csv_out = video_out = None
     source = FrameSource(args.source, allow_truncated=args.allow_truncated)
     try:
         tracker = SiamTracker.from_pretrained(args.weights, device=args.device, engine=args.engine)
@@ -119,14 +125,12 @@ def cmd_track(args: argparse.Namespace) -> int:
             box = select_box(first)
         tracker.init(first, box)  # validates the box against the frame
         csv_out = BoxCsvWriter(boxes_path) if boxes_path else None
-        try:
-            video_out = AnnotatedVideoWriter(video_path, source.fps, (first.shape[1], first.shape[0])) if video_path else None
-        except UserError:
-            if csv_out:
-                csv_out.close()
-            raise
-    except BaseException:
+        video_out = AnnotatedVideoWriter(video_path, source.fps, (first.shape[1], first.shape[0])) if video_path else None
+    except BaseException:  # nothing is tracked yet (bad input, Ctrl-C while the model loads): leave no file behind
         source.close()
+        for out in (csv_out, video_out):
+            if out is not None:
+                out.discard()
         raise
 
     total = source.frame_count if args.max_frames is None else min(source.frame_count or args.max_frames, args.max_frames)
@@ -135,36 +139,35 @@ def cmd_track(args: argparse.Namespace) -> int:
     track_seconds = 0.0
     loop_started = time.perf_counter()
     try:
-        with _stop_on_signals():
-            result_box, score, lost = box, 1.0, False
-            frame = first
-            while True:
-                if video_out:
-                    video_out.ensure_room()  # before the row, so the CSV and the video stop on the same frame
-                if csv_out:
-                    csv_out.write(frame_index, result_box, score, lost)
-                if video_out:
-                    video_out.write(frame, result_box, score, lost)
-                if args.show:
-                    import cv2
+        result_box, score, lost = box, 1.0, False
+        frame = first
+        while True:
+            if video_out:
+                video_out.ensure_room()  # before the row, so the CSV and the video stop on the same frame
+            if csv_out:
+                csv_out.write(frame_index, result_box, score, lost)
+            if video_out:
+                video_out.write(frame, result_box, score, lost)
+            if args.show:
+                import cv2
 
-                    from .video import draw_box
+                from .video import draw_box
 
-                    cv2.imshow("siamtrack (q to quit)", draw_box(frame, result_box, score, lost))
-                    if cv2.waitKey(1) & 0xFF == ord("q"):
-                        break
-                progress.update(1)
-                frame_index += 1
-                if args.max_frames is not None and frame_index >= args.max_frames:
+                cv2.imshow("siamtrack (q to quit)", draw_box(frame, result_box, score, lost))
+                if cv2.waitKey(1) & 0xFF == ord("q"):
                     break
-                frame = next(frames, None)
-                if frame is None:
-                    break
-                start = time.perf_counter()
-                result = tracker.update(frame)
-                track_seconds += time.perf_counter() - start
-                result_box, score, lost = result.box, result.score, result.lost
-                progress.set_postfix(score=f"{score:.2f}", track_fps=f"{frame_index / max(track_seconds, 1e-9):.1f}")
+            progress.update(1)
+            frame_index += 1
+            if args.max_frames is not None and frame_index >= args.max_frames:
+                break
+            frame = next(frames, None)
+            if frame is None:
+                break
+            start = time.perf_counter()
+            result = tracker.update(frame)
+            track_seconds += time.perf_counter() - start
+            result_box, score, lost = result.box, result.score, result.lost
+            progress.set_postfix(score=f"{score:.2f}", track_fps=f"{frame_index / max(track_seconds, 1e-9):.1f}")
     except KeyboardInterrupt:
         how, status = "interrupted after", 130
     except _Signalled as stop:
@@ -189,9 +192,9 @@ def cmd_track(args: argparse.Namespace) -> int:
              if p is not None and n]
     updates = max(frame_index - 1, 0)
     timing = (f"tracker {1000 * track_seconds / updates:.1f} ms/frame ({_rate(updates, track_seconds)}), "
-              f"end to end {_rate(frame_index, loop_seconds)}" if updates else "no update to time (one frame)")
-    print(f"{how} {frame_index} frame{'' if frame_index == 1 else 's'}; {timing}; saved {', '.join(saved) or 'nothing (use --boxes/--output)'}",
-          file=sys.stderr)
+              f"end to end {_rate(frame_index, loop_seconds)}" if updates else "no update to time")
+    print(f"{how} {frame_index} frame{'' if frame_index == 1 else 's'}; {timing}; "
+          f"saved {', '.join(saved) or 'nothing (use --boxes/--output)'}", file=sys.stderr)
     if source.truncated and error is None:
         print(f"warning: {source.truncated} (accepted: --allow-truncated)", file=sys.stderr)
     if error is not None:
@@ -263,6 +266,12 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"siamtrack: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before any work was done, or in a command without outputs to finish
+        print("siamtrack: interrupted", file=sys.stderr)
+        return 130
+    except _Signalled as stop:
+        print(f"siamtrack: stopped by {signal.Signals(stop.signum).name}", file=sys.stderr)
+        return 128 + stop.signum
 
 
 if __name__ == "__main__":

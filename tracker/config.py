@@ -38,8 +38,12 @@ class _Config:
             elif f.type == "float":
                 _check(isinstance(value, numbers.Real) and not isinstance(value, bool),
                        f"{where} must be a number, got {value!r} ({type(value).__name__})")
-                _check(math.isfinite(value), f"{where} must be a finite number, got {value!r}")
-                object.__setattr__(self, f.name, float(value))
+                try:
+                    as_float = float(value)
+                except OverflowError:  # an int past 1e308
+                    as_float = math.inf
+                _check(math.isfinite(as_float), f"{where} must be a finite number, got {value!r:.40}")
+                object.__setattr__(self, f.name, as_float)
             elif f.type == "str":
                 _check(isinstance(value, str), f"{where} must be a string, got {value!r} ({type(value).__name__})")
 

@@ -135,6 +135,11 @@ class BoxCsvWriter(_PartialFile):
         self._good_bytes += len(line)
         self.rows += 1
 
+    def discard(self) -> None:
+        """Stop without leaving a file (nothing was tracked)."""
+        os.close(self._fd)
+        self._discard()
+
     def close(self) -> None:
         """Finish the file and move it into place (an empty run leaves no file)."""
         try:
@@ -188,6 +193,11 @@ class AnnotatedVideoWriter(_PartialFile):
             return
         self._largest_frame_bytes = max(self._largest_frame_bytes, size - self._written_bytes)
         self._written_bytes = size
+
+    def discard(self) -> None:
+        """Stop without leaving a file (nothing was tracked)."""
+        self._writer.release()
+        self._discard()
 
     def close(self) -> None:
         """Finish the container, check it plays with every frame written, and move it into place."""
