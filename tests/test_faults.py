@@ -1,7 +1,8 @@
 """Faults and bad input: what is on disk after signals, full disks, unwritable paths, truncated or changing video,
 extreme boxes, damaged weights and bad overrides. Each test names the item of issue 12 it covers.
 
-The CLI runs in a subprocess wherever a signal or the process's exit matters; the rest call `main()`."""
+The CLI runs in a subprocess (the installed `siamtrack` entry point), so the exit status and stderr are the real
+process's; only the test that must patch the model loader calls `main()` in-process."""
 from __future__ import annotations
 
 import hashlib
@@ -10,9 +11,9 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -25,6 +26,19 @@ from tracker.cli import main
 from tracker.result import check_box
 
 ENV = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+
+
+class Run(NamedTuple):
+    status: int
+    out: str
+    err: str
+
+
+def cli(argv) -> Run:
+    """`siamtrack ARGV` in a fresh process, with no standard input."""
+    done = subprocess.run(console_script() + [str(a) for a in argv], capture_output=True, text=True, timeout=300,
+                          env=ENV, stdin=subprocess.DEVNULL)
+    return Run(done.returncode, done.stdout, done.stderr)
 
 
 def box_text(box) -> str:
@@ -112,48 +126,52 @@ def test_signal_mid_run_keeps_a_complete_csv_and_a_playable_video(signum, status
 
 
 @pytest.mark.parametrize("flag", ["--output", "--boxes"])
-def test_output_naming_the_input_is_refused_and_the_input_kept(flag, small_clip, tmp_path, capfd):
+def test_output_naming_the_input_is_refused_and_the_input_kept(flag, small_clip, tmp_path):
     clip = tmp_path / "input.avi"
     shutil.copy(small_clip[0], clip)
     digest = hashlib.sha256(clip.read_bytes()).hexdigest()
-    assert main(["track", str(clip), "--box", box_text(small_clip[1]), flag, str(clip), "--quiet"]) == 2
-    assert_one_line_error(capfd.readouterr().err, flag, "is the input")
+    run = cli(["track", str(clip), "--box", box_text(small_clip[1]), flag, str(clip), "--quiet"])
+    assert run.status == 2, run.err
+    assert_one_line_error(run.err, flag, "is the input")
     assert hashlib.sha256(clip.read_bytes()).hexdigest() == digest
 
 
-def test_csv_and_video_naming_one_file_are_refused(small_clip, tmp_path, capfd):
+def test_csv_and_video_naming_one_file_are_refused(small_clip, tmp_path):
     out = tmp_path / "same.mp4"
-    assert main(["track", str(small_clip[0]), "--box", box_text(small_clip[1]), "--boxes", str(out),
-                 "--output", str(out), "--quiet"]) == 2
-    assert_one_line_error(capfd.readouterr().err, "--output", "is the input")
+    run = cli(["track", str(small_clip[0]), "--box", box_text(small_clip[1]), "--boxes", str(out),
+                "--output", str(out), "--quiet"])
+    assert run.status == 2, run.err
+    assert_one_line_error(run.err, "--output", "is the input")
     assert not out.exists()
 
 
 # -- 3. disk full ----------------------------------------------------------------------------------------------
 
 
-def test_disk_full_while_writing_the_video_keeps_a_playable_video(long_clip, tmpfs, tmp_path, capfd):
+def test_disk_full_while_writing_the_video_keeps_a_playable_video(long_clip, tmpfs, tmp_path):
     disk = tmpfs(8 << 20)
     fill(disk, 2_400_000)  # a little over the writer's reserve: some frames fit, then it must stop in time
     clip, box = long_clip
     csv_path, video = tmp_path / "out.csv", disk / "out.mp4"
-    assert main(["track", str(clip), "--box", box_text(box), "--boxes", str(csv_path), "--output", str(video),
-                 "--quiet", "--engine", "onnx"]) == 2
-    assert_one_line_error(capfd.readouterr().err, "disk almost full", str(video), "playable")
+    run = cli(["track", str(clip), "--box", box_text(box), "--boxes", str(csv_path), "--output", str(video),
+                "--quiet", "--engine", "onnx"])
+    assert run.status == 2, run.err
+    assert_one_line_error(run.err, "disk almost full", str(video), "playable")
     rows = read_csv(csv_path)
     assert 0 < len(rows) < 240
     assert frame_count(video) == len(rows)
     assert partial_files(disk) == [] and partial_files(tmp_path) == []
 
 
-def test_disk_full_while_writing_the_csv_keeps_whole_rows(long_clip, tmpfs, capfd):
+def test_disk_full_while_writing_the_csv_keeps_whole_rows(long_clip, tmpfs):
     disk = tmpfs(1 << 20)
     fill(disk, 4096)  # one page: about 80 rows fit
     clip, box = long_clip
     csv_path = disk / "out.csv"
-    assert main(["track", str(clip), "--box", box_text(box), "--boxes", str(csv_path), "--quiet",
-                 "--engine", "onnx"]) == 2
-    err = capfd.readouterr().err
+    run = cli(["track", str(clip), "--box", box_text(box), "--boxes", str(csv_path), "--quiet",
+                "--engine", "onnx"])
+    assert run.status == 2, run.err
+    err = run.err
     assert_one_line_error(err, "cannot write --boxes", str(csv_path), "No space left on device")
     text = csv_path.read_text()
     assert text.endswith("\n"), "no half-written last row"
@@ -177,16 +195,17 @@ def test_frame_size_change_is_an_error_in_the_api(synthetic, default_tracker_fac
     assert tracker.update(cv2.resize(frames[2], (640, 480))).box
 
 
-def test_frame_size_change_stops_the_cli_with_the_output_so_far(synthetic, tmp_path, capfd):
+def test_frame_size_change_stops_the_cli_with_the_output_so_far(synthetic, tmp_path):
     frames, gt = synthetic
     folder = tmp_path / "frames"
     folder.mkdir()
     for i, frame in enumerate(frames[:10]):
         cv2.imwrite(str(folder / f"{i:04d}.png"), frame if i < 6 else cv2.resize(frame, (400, 300)))
     csv_path, video = tmp_path / "out.csv", tmp_path / "out.mp4"
-    assert main(["track", str(folder), "--box", box_text(gt[0]), "--boxes", str(csv_path), "--output", str(video),
-                 "--quiet"]) == 2
-    assert_one_line_error(capfd.readouterr().err, "frame size changed from 320x240", "400x300")
+    run = cli(["track", str(folder), "--box", box_text(gt[0]), "--boxes", str(csv_path), "--output", str(video),
+                "--quiet"])
+    assert run.status == 2, run.err
+    assert_one_line_error(run.err, "frame size changed from 320x240", "400x300")
     assert len(read_csv(csv_path)) == 6 and frame_count(video) == 6
 
 
@@ -198,31 +217,35 @@ def test_frame_size_change_stops_the_cli_with_the_output_so_far(synthetic, tmp_p
     ("/dev/full", "not a regular file"),
     ("/proc/siamtrack.csv", "cannot write --boxes /proc/siamtrack.csv"),
 ])
-def test_unwritable_boxes_path_is_refused_before_any_output(target, fragment, small_clip, tmp_path, capfd):
+def test_unwritable_boxes_path_is_refused_before_any_output(target, fragment, small_clip, tmp_path):
     video = tmp_path / "out.mp4"
     target = target.format(tmp=tmp_path)
-    assert main(["track", str(small_clip[0]), "--box", box_text(small_clip[1]), "--boxes", target,
-                 "--output", str(video), "--quiet"]) == 2
-    assert_one_line_error(capfd.readouterr().err, fragment)
+    run = cli(["track", str(small_clip[0]), "--box", box_text(small_clip[1]), "--boxes", target,
+                "--output", str(video), "--quiet"])
+    assert run.status == 2, run.err
+    assert_one_line_error(run.err, fragment)
     assert not video.exists() and partial_files(tmp_path) == []
 
 
-def test_read_only_folder_is_refused(small_clip, tmpfs, tmp_path, capfd):
+def test_read_only_folder_is_refused(small_clip, tmpfs, tmp_path):
     read_only = tmpfs(1 << 20, "ro")
     video = tmp_path / "out.mp4"
-    assert main(["track", str(small_clip[0]), "--box", box_text(small_clip[1]), "--boxes", str(read_only / "b.csv"),
-                 "--output", str(video), "--quiet"]) == 2
-    assert_one_line_error(capfd.readouterr().err, "cannot write --boxes", "Read-only file system")
+    run = cli(["track", str(small_clip[0]), "--box", box_text(small_clip[1]), "--boxes", str(read_only / "b.csv"),
+                "--output", str(video), "--quiet"])
+    assert run.status == 2, run.err
+    assert_one_line_error(run.err, "cannot write --boxes", "Read-only file system")
     assert not video.exists()
 
 
-def test_eval_out_and_bench_json_are_checked_before_the_run(tiny_dataset, small_clip, capfd):
+def test_eval_out_and_bench_json_are_checked_before_the_run(tiny_dataset, small_clip):
     started = time.perf_counter()
-    assert main(["eval", str(tiny_dataset), "--out", "/proc/siamtrack-results", "--no-progress"]) == 2
-    assert_one_line_error(capfd.readouterr().err, "cannot write --out /proc/siamtrack-results")
-    assert main(["bench", str(small_clip[0]), "--box", box_text(small_clip[1]), "--json", "/dev/full",
-                 "--no-progress"]) == 2
-    assert_one_line_error(capfd.readouterr().err, "--json /dev/full", "not a regular file")
+    run = cli(["eval", str(tiny_dataset), "--out", "/proc/siamtrack-results", "--no-progress"])
+    assert run.status == 2, run.err
+    assert_one_line_error(run.err, "cannot write --out /proc/siamtrack-results")
+    run = cli(["bench", str(small_clip[0]), "--box", box_text(small_clip[1]), "--json", "/dev/full",
+                "--no-progress"])
+    assert run.status == 2, run.err
+    assert_one_line_error(run.err, "--json /dev/full", "not a regular file")
     assert time.perf_counter() - started < 30  # refused up front, not after tracking
 
 
@@ -245,15 +268,17 @@ def _write_got_sequence(folder: Path, frames, gt) -> None:
     np.savetxt(folder / "groundtruth.txt", gt, fmt="%.3f", delimiter=",")
 
 
-def test_eval_first_box_outside_the_image(tiny_dataset, tmp_path, capfd):
+def test_eval_first_box_outside_the_image(tiny_dataset, tmp_path):
     frames, gt = synthetic_video(n_frames=12)
     bad_gt = gt.copy()
     bad_gt[0] = (500, 400, 20, 20)  # the frames are 320x240
     _write_got_sequence(tiny_dataset / "bad", frames, bad_gt)
-    assert main(["eval", str(tiny_dataset / "bad"), "--out", str(tmp_path / "r1"), "--no-progress"]) == 2
-    assert_one_line_error(capfd.readouterr().err, "no usable sequences")
-    assert main(["eval", str(tiny_dataset), "--out", str(tmp_path / "r2"), "--no-progress"]) == 0
-    captured = capfd.readouterr()
+    run = cli(["eval", str(tiny_dataset / "bad"), "--out", str(tmp_path / "r1"), "--no-progress"])
+    assert run.status == 2, run.err
+    assert_one_line_error(run.err, "no usable sequences")
+    run = cli(["eval", str(tiny_dataset), "--out", str(tmp_path / "r2"), "--no-progress"])
+    assert run.status == 0, run.err
+    captured = run
     assert "Traceback" not in captured.err
     assert "sequence bad skipped" in captured.err and "outside the 320x240 frame" in captured.err
     assert "| siamtrack | 1 |" in captured.out  # the good sequence is scored
@@ -269,13 +294,14 @@ def test_eval_first_box_outside_the_image(tiny_dataset, tmp_path, capfd):
     ((0, 0, 32001, 10), "too large"),
     ((10, 10, 1e400, 10), "finite"),
 ])
-def test_extreme_boxes_are_refused(box, match, small_clip, tmp_path, capfd):
+def test_extreme_boxes_are_refused(box, match, small_clip, tmp_path):
     with pytest.raises(UserError, match=match):
         check_box(box, (240, 320))
     video = tmp_path / "out.mp4"
-    assert main(["track", str(small_clip[0]), "--box", ",".join(repr(float(v)) for v in box), "--output", str(video),
-                 "--quiet"]) == 2
-    assert_one_line_error(capfd.readouterr().err, match)
+    run = cli(["track", str(small_clip[0]), "--box", ",".join(repr(float(v)) for v in box), "--output", str(video),
+                "--quiet"])
+    assert run.status == 2, run.err
+    assert_one_line_error(run.err, match)
     assert not video.exists()
 
 
@@ -297,25 +323,28 @@ def truncated_clip(tmp_path):
     return truncated, tuple(gt[0])
 
 
-def test_truncated_video_is_reported(truncated_clip, tmp_path, capfd):
+def test_truncated_video_is_reported(truncated_clip, tmp_path):
     clip, box = truncated_clip
     csv_path = tmp_path / "out.csv"
-    assert main(["track", str(clip), "--box", box_text(box), "--boxes", str(csv_path), "--quiet"]) == 2
-    err = capfd.readouterr().err
+    run = cli(["track", str(clip), "--box", box_text(box), "--boxes", str(csv_path), "--quiet"])
+    assert run.status == 2, run.err
+    err = run.err
     read = len(read_csv(csv_path))
     assert 0 < read < 60
     assert_one_line_error(err, f"stopped at frame {read} of 60: the file looks truncated", "--allow-truncated")
-    assert main(["track", str(clip), "--box", box_text(box), "--boxes", str(csv_path), "--quiet",
-                 "--allow-truncated"]) == 0
-    err = capfd.readouterr().err
+    run = cli(["track", str(clip), "--box", box_text(box), "--boxes", str(csv_path), "--quiet",
+                "--allow-truncated"])
+    assert run.status == 0, run.err
+    err = run.err
     assert f"warning: {clip}: stopped at frame {read} of 60" in err and "error" not in err
     assert len(read_csv(csv_path)) == read
 
 
-def test_bench_reports_a_truncated_video(truncated_clip, capfd):
+def test_bench_reports_a_truncated_video(truncated_clip):
     clip, box = truncated_clip
-    assert main(["bench", str(clip), "--box", box_text(box), "--no-progress"]) == 2
-    assert_one_line_error(capfd.readouterr().err, "the file looks truncated")
+    run = cli(["bench", str(clip), "--box", box_text(box), "--no-progress"])
+    assert run.status == 2, run.err
+    assert_one_line_error(run.err, "the file looks truncated")
 
 
 # -- 9. empty frames -------------------------------------------------------------------------------------------
@@ -334,7 +363,7 @@ def test_empty_frame_is_a_user_error(shape, synthetic, default_tracker_factory):
 # -- 10. non-finite weights and responses ----------------------------------------------------------------------
 
 
-def test_checkpoint_with_nan_weights_is_refused(tmp_path, small_clip, capfd):
+def test_checkpoint_with_nan_weights_is_refused(tmp_path, small_clip):
     torch = pytest.importorskip("torch", reason="needs PyTorch (pip install '.[dev]')")
     from tracker.checkpoint import default_weights_path
 
@@ -346,8 +375,9 @@ def test_checkpoint_with_nan_weights_is_refused(tmp_path, small_clip, capfd):
     torch.save(payload, str(bad))
     with pytest.raises(UserError, match="NaN or infinite weights"):
         SiamTracker.from_pretrained(str(bad))
-    assert main(["track", str(small_clip[0]), "--box", box_text(small_clip[1]), "--weights", str(bad), "--quiet"]) == 2
-    assert_one_line_error(capfd.readouterr().err, "NaN or infinite weights")
+    run = cli(["track", str(small_clip[0]), "--box", box_text(small_clip[1]), "--weights", str(bad), "--quiet"])
+    assert run.status == 2, run.err
+    assert_one_line_error(run.err, "NaN or infinite weights")
 
 
 def test_onnx_pair_with_nan_weights_is_refused(tmp_path):
@@ -420,76 +450,84 @@ def test_bad_overrides_name_the_field(overrides, match):
     ("response_upsample=100000", "response_upsample"),
     ("window_influence=abc", "must be a number"),
 ])
-def test_bad_set_on_the_command_line(setting, match, small_clip, capfd):
-    assert main(["bench", str(small_clip[0]), "--box", box_text(small_clip[1]), "--set", setting,
-                 "--no-progress"]) == 2
-    assert_one_line_error(capfd.readouterr().err, match)
+def test_bad_set_on_the_command_line(setting, match, small_clip):
+    run = cli(["bench", str(small_clip[0]), "--box", box_text(small_clip[1]), "--set", setting,
+                "--no-progress"])
+    assert run.status == 2, run.err
+    assert_one_line_error(run.err, match)
 
 
 # -- 12-14. bench takes the boxes track takes; corrupt images named; negative numbers after --box ---------------
 
 
-def test_bench_and_track_accept_the_same_small_box(small_clip, tmp_path, capfd):
+def test_bench_and_track_accept_the_same_small_box(small_clip, tmp_path):
     clip = str(small_clip[0])
-    assert main(["bench", clip, "--box", "100,100,1,1", "--frames", "3", "--no-progress"]) == 0
-    assert main(["track", clip, "--box", "100,100,1,1", "--max-frames", "3", "--quiet"]) == 0
-    capfd.readouterr()
+    run = cli(["bench", clip, "--box", "100,100,1,1", "--frames", "3", "--no-progress"])
+    assert run.status == 0, run.err
+    run = cli(["track", clip, "--box", "100,100,1,1", "--max-frames", "3", "--quiet"])
+    assert run.status == 0, run.err
     for command in (["bench", clip, "--box", "100,100,0.5,1", "--no-progress"],
                     ["track", clip, "--box", "100,100,0.5,1", "--quiet"]):
-        assert main(command) == 2
-        assert_one_line_error(capfd.readouterr().err, "box is too small (w=0.5, h=1)")
+        run = cli(command)
+        assert run.status == 2, run.err
+        assert_one_line_error(run.err, "box is too small (w=0.5, h=1)")
 
 
-def test_bench_names_a_corrupt_image(synthetic, tmp_path, capfd):
+def test_bench_names_a_corrupt_image(synthetic, tmp_path):
     folder = tmp_path / "frames"
     folder.mkdir()
     for i, frame in enumerate(synthetic[0][:6]):
         cv2.imwrite(str(folder / f"{i:04d}.jpg"), frame)
     (folder / "0003.jpg").write_bytes(b"not a jpeg")
-    assert main(["bench", str(folder), "--box", box_text(synthetic[1][0]), "--no-progress"]) == 2
-    assert_one_line_error(capfd.readouterr().err, "cannot read image", "0003.jpg")
+    run = cli(["bench", str(folder), "--box", box_text(synthetic[1][0]), "--no-progress"])
+    assert run.status == 2, run.err
+    assert_one_line_error(run.err, "cannot read image", "0003.jpg")
 
 
-def test_negative_box_values_after_a_space(small_clip, tmp_path, capfd):
+def test_negative_box_values_after_a_space(small_clip, tmp_path):
     csv_path = tmp_path / "out.csv"
-    assert main(["track", str(small_clip[0]), "--box", "-10,-10,50,50", "--boxes", str(csv_path),
-                 "--max-frames", "2", "--quiet"]) == 0
+    run = cli(["track", str(small_clip[0]), "--box", "-10,-10,50,50", "--boxes", str(csv_path),
+                "--max-frames", "2", "--quiet"])
+    assert run.status == 0, run.err
     assert read_csv(csv_path)[0][1:5] == ["-10.00", "-10.00", "50.00", "50.00"]
-    assert main(["bench", str(small_clip[0]), "--box", "-10,-10,50,50", "--frames", "3", "--no-progress"]) == 0
+    run = cli(["bench", str(small_clip[0]), "--box", "-10,-10,50,50", "--frames", "3", "--no-progress"])
+    assert run.status == 0, run.err
 
 
 # -- the four messages -----------------------------------------------------------------------------------------
 
 
-def test_missing_weights_are_named_not_a_missing_package(small_clip, capfd):
-    assert main(["track", str(small_clip[0]), "--box", "1,2,30,40", "--weights", "nosuch.pt", "--quiet"]) == 2
-    err = capfd.readouterr().err
+def test_missing_weights_are_named_not_a_missing_package(small_clip):
+    run = cli(["track", str(small_clip[0]), "--box", "1,2,30,40", "--weights", "nosuch.pt", "--quiet"])
+    assert run.status == 2, run.err
+    err = run.err
     assert_one_line_error(err, "weights file not found: nosuch.pt")
     assert "install" not in err
 
 
-def test_an_existing_device_file_is_not_reported_missing(capfd):
+def test_an_existing_device_file_is_not_reported_missing():
     if not Path("/dev/null").is_char_device():
         pytest.skip("no /dev/null character device on this system")
-    assert main(["track", "/dev/null", "--box", "1,2,30,40", "--quiet"]) == 2
-    err = capfd.readouterr().err
+    run = cli(["track", "/dev/null", "--box", "1,2,30,40", "--quiet"])
+    assert run.status == 2, run.err
+    err = run.err
     assert_one_line_error(err, "cannot open camera device /dev/null")
     assert "no such file" not in err
 
 
-def test_missing_camera_gives_one_line(capfd):
+def test_missing_camera_gives_one_line():
     if any(Path("/dev").glob("video*")):
         pytest.skip("this machine has a camera device")
-    done = subprocess.run(console_script() + ["track", "0", "--box", "1,2,30,40"], capture_output=True, text=True,
-                          timeout=120, env=ENV, stdin=subprocess.DEVNULL)
-    assert done.returncode == 2
-    assert [line for line in done.stderr.splitlines() if line.strip()] == [
+    run = cli(["track", "0", "--box", "1,2,30,40"])
+    assert run.status == 2
+    assert [line for line in run.err.splitlines() if line.strip()] == [
         "siamtrack: error: cannot open camera 0: check it is connected, or pass a video file or image folder"]
 
 
-def test_one_frame_run_reports_no_fake_fps(small_clip, capfd):
-    assert main(["track", str(small_clip[0]), "--box", box_text(small_clip[1]), "--max-frames", "1", "--quiet"]) == 0
-    last = capfd.readouterr().err.strip().splitlines()[-1]
+def test_one_frame_run_reports_no_fake_fps(small_clip):
+    run = cli(["track", str(small_clip[0]), "--box", box_text(small_clip[1]), "--max-frames", "1", "--quiet"])
+    assert run.status == 0, run.err
+    last = run.err.strip().splitlines()[-1]
     assert last.startswith("tracked 1 frame;") and "no update to time" in last
     assert "1000000000" not in last
 
@@ -499,8 +537,9 @@ def test_one_frame_run_reports_no_fake_fps(small_clip, capfd):
 
 def test_finished_outputs_leave_no_partial_files_and_use_lf(small_clip, tmp_path):
     csv_path, video = tmp_path / "out.csv", tmp_path / "out.mp4"
-    assert main(["track", str(small_clip[0]), "--box", box_text(small_clip[1]), "--boxes", str(csv_path),
-                 "--output", str(video), "--quiet"]) == 0
+    run = cli(["track", str(small_clip[0]), "--box", box_text(small_clip[1]), "--boxes", str(csv_path),
+                "--output", str(video), "--quiet"])
+    assert run.status == 0, run.err
     data = csv_path.read_bytes()
     assert b"\r" not in data and data.count(b"\n") == 12
     assert frame_count(video) == 12 and partial_files(tmp_path) == []

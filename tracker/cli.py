@@ -37,41 +37,57 @@ class _Signalled(BaseException):
         self.signum = signum
 
 
-@contextmanager
-def _stop_on_signals():
-    """Turn SIGTERM and SIGHUP into _Signalled while the block runs (a service manager, `timeout` or a closed
-    terminal would otherwise kill the process before the video's index is written, leaving it unplayable)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread; an embedding app handles its own
-        return
-    handled = (signal.SIGTERM, signal.SIGHUP)
+class _SignalGuard:
+    """SIGINT, SIGTERM and SIGHUP become exceptions in the main thread (KeyboardInterrupt, _Signalled), so that a
+    run stopped by a service manager, `timeout` or a closed terminal finishes its files as Ctrl-C does; unhandled,
+    SIGTERM would kill the process before the video's index is written, leaving it unplayable.
 
-    def handler(signum, _frame):
-        for s in handled:  # the first signal stops the run; more must not interrupt the finishing of the files
-            signal.signal(s, signal.SIG_IGN)
-        raise _Signalled(signum)
+    Inside `deferred()` a signal only takes note: it is acted on when the block ends, so that one frame's CSV row
+    and video frame are written together or not at all. After the first signal, more are ignored: they must
+    not interrupt the finishing of the files."""
 
-    previous = {s: signal.signal(s, handler) for s in handled}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
+    HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
+    def __init__(self) -> None:
+        self._previous: dict = {}
+        self._deferring = False
+        self._pending: int | None = None
 
-@contextmanager
-def _signals_ignored():
-    """While outputs are finished: a second Ctrl-C or SIGTERM must not leave them half written."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {s: signal.signal(s, signal.SIG_IGN) for s in handled}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
+    def __enter__(self) -> "_SignalGuard":
+        if threading.current_thread() is threading.main_thread():  # an embedding app's threads keep their own
+            self._previous = {s: signal.signal(s, self._handle) for s in self.HANDLED}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+    @property
+    def pending(self) -> int | None:
+        """The signal that stopped (or, while the files were finished, would have stopped) the run."""
+        return self._pending
+
+    def _handle(self, signum, _frame) -> None:
+        if self._pending is not None:
+            return
+        self._pending = signum
+        if not self._deferring:
+            self._raise()
+
+    def _raise(self) -> None:
+        if self._pending == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise _Signalled(self._pending)
+
+    @contextmanager
+    def deferred(self, then_raise: bool = True):
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = False
+        if then_raise and self._pending is not None:
+            self._raise()
 
 
 def _check_outputs(args) -> tuple[Path | None, Path | None]:
@@ -93,11 +109,11 @@ def _rate(frames: int, seconds: float) -> str:
 
 
 def cmd_track(args: argparse.Namespace) -> int:
-    with _stop_on_signals():  # from the start: a SIGTERM while the model loads ends as cleanly as one mid-run
-        return _track(args)
+    with _SignalGuard() as guard:  # from the start: a SIGTERM while the model loads ends as cleanly as one mid-run
+        return _track(args, guard)
 
 
-def _track(args: argparse.Namespace) -> int:
+def _track(args: argparse.Namespace, guard: _SignalGuard) -> int:
     from tqdm import tqdm
 
     from .outputs import AnnotatedVideoWriter, BoxCsvWriter
@@ -142,12 +158,14 @@ def _track(args: argparse.Namespace) -> int:
         result_box, score, lost = box, 1.0, False
         frame = first
         while True:
-            if video_out:
-                video_out.ensure_room()  # before the row, so the CSV and the video stop on the same frame
-            if csv_out:
-                csv_out.write(frame_index, result_box, score, lost)
-            if video_out:
-                video_out.write(frame, result_box, score, lost)
+            with guard.deferred():  # the frame's row and video frame together, or neither
+                if video_out:
+                    video_out.ensure_room()  # before the row, so the CSV and the video stop on the same frame
+                if csv_out:
+                    csv_out.write(frame_index, result_box, score, lost)
+                if video_out:
+                    video_out.write(frame, result_box, score, lost)
+                frame_index += 1
             if args.show:
                 import cv2
 
@@ -157,7 +175,6 @@ def _track(args: argparse.Namespace) -> int:
                 if cv2.waitKey(1) & 0xFF == ord("q"):
                     break
             progress.update(1)
-            frame_index += 1
             if args.max_frames is not None and frame_index >= args.max_frames:
                 break
             frame = next(frames, None)
@@ -175,7 +192,7 @@ def _track(args: argparse.Namespace) -> int:
     except UserError as exc:
         how, status, error = "stopped after", 2, exc
     finally:
-        with _signals_ignored():
+        with guard.deferred(then_raise=False):
             progress.close()
             source.close()
             for out in (video_out, csv_out):
@@ -186,6 +203,8 @@ def _track(args: argparse.Namespace) -> int:
                 except UserError as exc:
                     error = error or exc
                     status = status or 2
+    if status == 0 and guard.pending is not None:  # a signal while the files were being finished: they are
+        status = 130 if guard.pending == signal.SIGINT else 128 + guard.pending
     loop_seconds = time.perf_counter() - loop_started
     saved = [f"{p} ({n} {unit})" for p, n, unit in ((boxes_path, csv_out and csv_out.rows, "rows"),
                                                       (video_path, video_out and video_out.frames, "frames"))
