@@ -130,7 +130,7 @@ def _track(args: argparse.Namespace, guard: _SignalGuard) -> int:
     boxes_path, video_path = _check_outputs(args)
 
     csv_out = video_out = None
-    source = FrameSource(args.source, allow_truncated=args.allow_truncated)
+    source = FrameSource(args.source, allow_truncated=args.allow_truncated, start=args.start_frame)
     try:
         tracker = SiamTracker.from_pretrained(args.weights, device=args.device, engine=args.engine)
         frames = iter(source)
@@ -149,7 +149,7 @@ def _track(args: argparse.Namespace, guard: _SignalGuard) -> int:
                 out.discard()
         raise
 
-    total = source.frame_count if args.max_frames is None else min(source.frame_count or args.max_frames, args.max_frames)
+    total = source.frames_left if args.max_frames is None else min(source.frames_left or args.max_frames, args.max_frames)
     progress = tqdm(total=total, unit="frame", desc="tracking", dynamic_ncols=True, disable=args.quiet)
     frame_index, how, status, error = 0, "tracked", 0, None
     track_seconds = 0.0
@@ -162,7 +162,7 @@ def _track(args: argparse.Namespace, guard: _SignalGuard) -> int:
                 if video_out:
                     video_out.ensure_room()  # before the row, so the CSV and the video stop on the same frame
                 if csv_out:
-                    csv_out.write(frame_index, result_box, score, lost)
+                    csv_out.write(args.start_frame + frame_index, result_box, score, lost)
                 if video_out:
                     video_out.write(frame, result_box, score, lost)
                 frame_index += 1
@@ -241,12 +241,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "is installed and --weights is not a .pt file)")
     track.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     track.add_argument("--max-frames", type=int, help="stop after this many frames")
+    track.add_argument("--start-frame", type=int, default=0, metavar="N",
+                       help="start at frame N (0-based; --box is then a box in frame N, and the CSV counts frames "
+                            "from N)")
     track.add_argument("--allow-truncated", action="store_true",
                        help="accept a video that ends before the frame count in its header (otherwise: exit 2)")
     track.add_argument("--quiet", action="store_true", help="no progress bar")
     track.set_defaults(func=cmd_track)
 
-    for module in ("tracker.evaluation.cli", "tracker.training.cli", "tracker.export.cli"):
+    for module in ("tracker.batch", "tracker.evaluation.cli", "tracker.training.cli", "tracker.export.cli"):
         try:
             __import__(module, fromlist=["add_subcommands"]).add_subcommands(sub)
         except ModuleNotFoundError as exc:

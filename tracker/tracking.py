@@ -78,13 +78,15 @@ class SiamTracker:
 
     @classmethod
     def from_pretrained(cls, weights: str | None = None, device: str = "auto", engine: str = "auto",
-                        **tracker_overrides) -> "SiamTracker":
+                        threads: int | None = None, **tracker_overrides) -> "SiamTracker":
         """The shipped default model (or given weights); keyword arguments override the tracking hyperparameters.
 
         engine: "onnx" runs onnxruntime on an exported pair (`weights`: a folder holding template.onnx and
         search.onnx, default the shipped one; no PyTorch needed); "torch" runs PyTorch on a checkpoint
         (`weights`: a .pt file, default the shipped one); "auto" picks onnx when onnxruntime is installed and
         `weights` is not a .pt checkpoint, else torch. The tracker config comes with the weights either way.
+        threads: onnxruntime's intra-op threads (default: the physical cores); several trackers in separate
+        processes on one machine should split the cores between them.
         """
         from .engines import pick_engine
 
@@ -92,7 +94,7 @@ class SiamTracker:
         if kind == "onnx":
             from .onnx_engine import OnnxEngine
 
-            runner = OnnxEngine.from_dir(weights, device)
+            runner = OnnxEngine.from_dir(weights, device, threads=threads)
             config = runner.tracker_config
         else:
             try:

@@ -46,9 +46,14 @@ class FrameSource:
     stopped): a short file must not pass for a complete run.
     """
 
-    def __init__(self, source: str, allow_truncated: bool = False) -> None:
+    def __init__(self, source: str, allow_truncated: bool = False, start: int = 0) -> None:
+        """start: the first frame to yield (0-based); the frames before it are decoded and dropped (a seek is not
+        frame-exact in every codec)."""
         self.name = str(source)
         self.allow_truncated = allow_truncated
+        if start < 0:
+            raise UserError(f"the start frame must be >= 0, got {start}")
+        self.start = start
         self.truncated: str | None = None  # the message, when a video stopped early and that was allowed
         self.frames_read = 0
         self._images: list[Path] | None = None
@@ -93,15 +98,30 @@ class FrameSource:
             count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
             self.frame_count = count if count > 0 else None
 
+    @property
+    def frames_left(self) -> int | None:
+        """Frames from the start frame to the end (None when unknown)."""
+        return None if self.frame_count is None else max(self.frame_count - self.start, 0)
+
+    def _skip_to_start(self) -> None:
+        for skipped in range(self.start):
+            if not self._capture.grab():
+                raise UserError(f"{self.name} has only {skipped} frames: cannot start at frame {self.start}")
+        self.frames_read = self.start
+
     def __iter__(self) -> Iterator[np.ndarray]:
         if self._images is not None:
-            for image_path in self._images:
+            if self.start >= len(self._images):
+                raise UserError(f"{self.name} has only {len(self._images)} images: cannot start at frame {self.start}")
+            self.frames_read = self.start
+            for image_path in self._images[self.start:]:
                 frame = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
                 if frame is None:
                     raise UserError(f"cannot read image {image_path}")
                 self.frames_read += 1
                 yield frame
             return
+        self._skip_to_start()
         while True:
             ok, frame = self._capture.read()
             if not ok:

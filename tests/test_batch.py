@@ -1,0 +1,231 @@
+"""`siamtrack batch`: manifests, the local pool and Ray give the CSVs a single `siamtrack track` run gives, a bad
+video is recorded while the rest finish, and a killed worker or a killed batch plus a rerun end with the same
+output, nothing tracked twice."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import synthetic_video, write_video
+from test_cli import console_script
+from tracker.batch import Job, read_manifest
+from tracker.cli import main
+from tracker.errors import UserError
+
+ENV = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+
+
+def box_text(box) -> str:
+    return ",".join(f"{v:.3f}" for v in box)
+
+
+def make_clips(folder: Path, frames_each: int, count: int = 3) -> list[tuple[Path, tuple]]:
+    folder.mkdir(parents=True, exist_ok=True)
+    clips = []
+    for k in range(count):
+        frames, gt = synthetic_video(n_frames=frames_each, seed=20 + k)
+        clips.append((write_video(folder / f"clip{k}.avi", frames), tuple(round(float(v), 3) for v in gt[0])))
+    return clips
+
+
+def write_manifest(path: Path, clips, extra_rows=()) -> Path:
+    lines = ["video,x,y,w,h"] + [f"{clip.name},{box_text(box)}" for clip, box in clips] + list(extra_rows)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def reference_csvs(clips, folder: Path) -> dict[str, bytes]:
+    """What a single `siamtrack track --boxes` run writes for each clip."""
+    folder.mkdir(exist_ok=True)
+    out = {}
+    for clip, box in clips:
+        csv_path = folder / f"{clip.stem}.csv"
+        assert main(["track", str(clip), "--box", box_text(box), "--boxes", str(csv_path), "--quiet"]) == 0
+        out[clip.stem] = csv_path.read_bytes()
+    return out
+
+
+def done_entries(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "done.jsonl").read_text().splitlines()]
+
+
+def batch(*args, timeout=600, **popen) -> subprocess.CompletedProcess:
+    return subprocess.run(console_script() + ["batch", *map(str, args), "--no-progress"], capture_output=True,
+                          text=True, timeout=timeout, env=ENV, stdin=subprocess.DEVNULL, **popen)
+
+
+@pytest.fixture(scope="module")
+def short_clips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clips")
+    clips = make_clips(folder, frames_each=24)
+    (folder / "garbage.avi").write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    return folder, clips, reference_csvs(clips, tmp_path_factory.mktemp("reference"))
+
+
+# -- manifests -------------------------------------------------------------------------------------------------
+
+
+def test_manifest_formats(tmp_path):
+    (tmp_path / "v").mkdir()
+    csv_manifest = tmp_path / "jobs.csv"
+    csv_manifest.write_text('video,box,start,name\nv/a.mp4,"1,2,30,40",5,\nv/a.mp4,"1,2,30,40",0,first\n'
+                            '/abs/b.avi,"3,4,5,6",,\n')
+    jobs, problems = read_manifest(csv_manifest)
+    assert problems == {}
+    assert jobs == [Job("a", str(tmp_path / "v" / "a.mp4"), (1.0, 2.0, 30.0, 40.0), 5),
+                    Job("first", str(tmp_path / "v" / "a.mp4"), (1.0, 2.0, 30.0, 40.0), 0),
+                    Job("b", "/abs/b.avi", (3.0, 4.0, 5.0, 6.0), 0)]
+    jsonl = tmp_path / "jobs.jsonl"
+    jsonl.write_text('{"video": "v/a.mp4", "box": [1, 2, 30, 40]}\n\n{"video": "v/a.mp4", "box": "1,2,3,4", "start": 2}\n')
+    jobs, _ = read_manifest(jsonl)
+    assert [j.name for j in jobs] == ["a", "a-2"] and jobs[1].start == 2 and jobs[1].box == (1.0, 2.0, 3.0, 4.0)
+
+
+def test_folder_manifest(tmp_path):
+    (tmp_path / "a.mp4").write_bytes(b"")
+    (tmp_path / "a_init.txt").write_text("10,20,30,40\n")
+    (tmp_path / "b.avi").write_bytes(b"")
+    (tmp_path / "b_groundtruth.txt").write_text("1\t2\t3\t4\n5,6,7,8\n")
+    (tmp_path / "c.mp4").write_bytes(b"")  # no box file
+    (tmp_path / "Seq").mkdir()
+    (tmp_path / "Seq" / "video.mp4").write_bytes(b"")
+    (tmp_path / "Seq" / "groundtruth.txt").write_text("7,8,9,10\n")
+    jobs, problems = read_manifest(tmp_path)
+    assert [(j.name, j.box) for j in jobs] == [("Seq", (7.0, 8.0, 9.0, 10.0)), ("a", (10.0, 20.0, 30.0, 40.0)),
+                                               ("b", (1.0, 2.0, 3.0, 4.0))]
+    assert list(problems) == ["c"] and "c_init.txt" in problems["c"]
+
+
+@pytest.mark.parametrize("name,text,match", [
+    ("m.csv", "video,x,y\na.mp4,1,2\n", "needs a header with video and x,y,w,h"),
+    ("m.csv", "video,x,y,w,h\na.mp4,1,2,x,4\n", "m.csv line 2: box must be x,y,w,h numbers"),
+    ("m.csv", "video,x,y,w,h,start\na.mp4,1,2,3,4,-1\n", "line 2: start must be >= 0"),
+    ("m.jsonl", '{"video": "a.mp4"}\n', "line 1: expected"),
+    ("m.jsonl", "{not json\n", "line 1: not JSON"),
+    ("m.txt", "a.mp4\n", "a .csv, a .jsonl or a folder"),
+])
+def test_bad_manifests_name_the_line(name, text, match, tmp_path):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(UserError, match=match):
+        read_manifest(path)
+
+
+def test_missing_manifest_is_one_line(tmp_path):
+    done = batch(tmp_path / "nope.csv", "--out", tmp_path / "out")
+    assert done.returncode == 2 and done.stderr.strip() == f"siamtrack: error: manifest not found: {tmp_path / 'nope.csv'}"
+
+
+# -- the local pool --------------------------------------------------------------------------------------------
+
+
+def test_pool_matches_single_runs_records_failures_and_resumes(short_clips, tmp_path):
+    folder, clips, expected = short_clips
+    manifest = write_manifest(folder / "jobs.csv", clips, ["garbage.avi,1,2,30,40", "clip0.avi,900,900,10,10"])
+    out = tmp_path / "out"
+    done = batch(manifest, "--out", out, "--workers", "2")
+    assert done.returncode == 1, done.stderr  # two jobs failed; the others finished
+    for name, data in expected.items():
+        assert (out / f"{name}.csv").read_bytes() == data, f"{name}: batch CSV differs from `siamtrack track`"
+    entries = {e["name"]: e for e in done_entries(out)}
+    assert {n: e["status"] for n, e in entries.items()} == {"clip0": "done", "clip1": "done", "clip2": "done",
+                                                             "garbage": "failed", "clip0-2": "failed"}
+    assert "cannot read video" in entries["garbage"]["error"] and "outside" in entries["clip0-2"]["error"]
+    assert not (out / "garbage.csv").exists() and list(out.glob(".*partial*")) == []
+    assert "frames/s across all videos" in done.stdout and "2 job(s) not tracked" in done.stderr
+
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("*.csv")}
+    again = batch(manifest, "--out", out, "--workers", "2")
+    assert "3 already done, 2 to track" in again.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.csv")} == mtimes  # nothing tracked twice
+    assert sum(e["status"] == "done" for e in done_entries(out)) == 3
+
+
+def test_folder_of_videos_with_init_files(short_clips, tmp_path):
+    folder, clips, expected = short_clips
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for clip, box in clips:
+        (videos / clip.name).symlink_to(clip)
+        (videos / f"{clip.stem}_init.txt").write_text(box_text(box) + "\n")
+    out = tmp_path / "out"
+    done = batch(videos, "--out", out, "--workers", "1")
+    assert done.returncode == 0, done.stderr
+    assert {p.stem: p.read_bytes() for p in out.glob("*.csv")} == expected
+
+
+def _worker_pid_of_a_running_job(out: Path, deadline: float) -> int:
+    while time.monotonic() < deadline:
+        for partial in out.glob(".*.partial.csv"):
+            if len(partial.read_bytes().splitlines()) >= 5:
+                return int(partial.name.split(".")[-3])
+        time.sleep(0.05)
+    raise AssertionError("no job started within the time limit")
+
+
+def test_a_killed_worker_is_retried_and_a_rerun_tracks_nothing(tmp_path):
+    clips = make_clips(tmp_path / "clips", frames_each=90)
+    expected = reference_csvs(clips, tmp_path / "reference")
+    manifest = write_manifest(tmp_path / "clips" / "jobs.csv", clips)
+    out = tmp_path / "out"
+    process = subprocess.Popen(console_script() + ["batch", str(manifest), "--out", str(out), "--workers", "2",
+                                                   "--no-progress"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    os.kill(_worker_pid_of_a_running_job(out, time.monotonic() + 120), signal.SIGKILL)
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr
+    assert "a worker process died; running" in stderr
+    assert {p.stem: p.read_bytes() for p in out.glob("*.csv")} == expected
+    assert sorted(e["name"] for e in done_entries(out)) == ["clip0", "clip1", "clip2"]  # one line each
+    assert list(out.glob(".*partial*")) == []
+    again = batch(manifest, "--out", out)
+    assert again.returncode == 0 and "3 already done, 0 to track" in again.stderr
+
+
+def test_a_killed_batch_resumes_without_tracking_twice(tmp_path):
+    clips = make_clips(tmp_path / "clips", frames_each=60)
+    expected = reference_csvs(clips, tmp_path / "reference")
+    manifest = write_manifest(tmp_path / "clips" / "jobs.csv", clips)
+    out = tmp_path / "out"
+    process = subprocess.Popen(console_script() + ["batch", str(manifest), "--out", str(out), "--workers", "1",
+                                                   "--no-progress"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not ((out / "done.jsonl").is_file() and done_entries(out)):
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)  # the batch and its workers, as a power cut would
+    process.wait(timeout=60)
+    finished = {e["name"] for e in done_entries(out)}
+    assert 1 <= len(finished) < 3
+    again = batch(manifest, "--out", out, "--workers", "1")
+    assert again.returncode == 0, again.stderr
+    assert f"{len(finished)} already done, {3 - len(finished)} to track" in again.stderr
+    assert {p.stem: p.read_bytes() for p in out.glob("*.csv")} == expected
+    names = [e["name"] for e in done_entries(out)]
+    assert sorted(names) == ["clip0", "clip1", "clip2"], "each job tracked exactly once"
+    assert list(out.glob(".*partial*")) == []
+
+
+# -- Ray -------------------------------------------------------------------------------------------------------
+
+
+def test_ray_local_matches_single_runs(short_clips, tmp_path):
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        pytest.skip("ray is not installed (pip install '.[batch]'); the local pool is tested without it")
+    folder, clips, expected = short_clips
+    manifest = write_manifest(folder / "ray_jobs.csv", clips, ["garbage.avi,1,2,30,40"])
+    out = tmp_path / "out"
+    done = batch(manifest, "--out", out, "--workers", "2", "--ray")
+    assert done.returncode == 1, done.stderr
+    assert "on Ray (local)" in done.stderr
+    assert {p.stem: p.read_bytes() for p in out.glob("*.csv")} == expected
+    assert {e["name"]: e["status"] for e in done_entries(out)}["garbage"] == "failed"

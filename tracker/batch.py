@@ -1,0 +1,557 @@
+"""`siamtrack batch`: track many videos on a local process pool or a Ray cluster, resumably.
+
+A manifest lists jobs (video, first box, start frame). Each finished job writes ``DIR/<name>.csv`` exactly as
+``siamtrack track --boxes`` would (through the same writer: atomic, whole rows) and then appends a line to
+``DIR/done.jsonl``. A rerun skips the jobs that line says are done, so an interrupted batch resumes where it
+stopped and nothing is tracked twice; a failed job (an undecodable video, a bad box) is recorded with its
+error, the others go on, and a rerun tries it again.
+
+Manifests:
+
+* CSV with a header: ``video,x,y,w,h`` (or ``video,box`` with "x,y,w,h" quoted), optional ``start`` and
+  ``name`` columns;
+* JSON lines: ``{"video": "a.mp4", "box": [x, y, w, h], "start": 0, "name": "a"}`` (start, name optional);
+* a folder: each video with ``<stem>_init.txt`` or ``<stem>_groundtruth.txt`` beside it (first line: the box),
+  and each subfolder holding one video plus ``groundtruth.txt`` (the val-hard layout).
+
+Relative video paths are relative to the manifest. On a Ray cluster, the videos and DIR must be on a file
+system every node sees.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import re
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import UserError
+from .result import Box, parse_box
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg"}
+DONE_LOG = "done.jsonl"
+MAX_ATTEMPTS = 3  # a job whose worker process dies is run again, at most this many times in all
+PROGRESS_EVERY = 20  # frames between a worker's progress reports
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str  # the output file's stem; unique within a batch
+    video: str  # absolute path
+    box: Box
+    start: int = 0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every worker builds its tracker from (picklable, so it reaches pool and Ray workers alike)."""
+
+    weights: str | None = None
+    engine: str = "auto"
+    device: str = "auto"
+    threads: int = 1
+    allow_truncated: bool = False
+    overrides: tuple = field(default_factory=tuple)  # (key, value) pairs of tracking hyperparameters
+
+    def identity(self) -> dict:
+        """The settings that change the boxes (not threads or device), for the job key."""
+        return {"weights": str(Path(self.weights).resolve()) if self.weights else None, "engine": self.engine,
+                "overrides": [list(kv) for kv in self.overrides]}
+
+
+def job_key(job: Job, settings: Settings) -> str:
+    """Identity of a job's result: the same video, box, start and model give the same CSV."""
+    text = json.dumps({"job": asdict(job), "settings": settings.identity()}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# -- manifests -------------------------------------------------------------------------------------------------
+
+
+def _box_from_fields(values, where: str) -> Box:
+    try:
+        return parse_box(",".join(str(v) for v in values), flag="box")
+    except UserError as exc:
+        raise UserError(f"{where}: {exc}") from None
+
+
+def _start(value, where: str) -> int:
+    if value in (None, ""):
+        return 0
+    try:
+        start = int(str(value))
+    except ValueError:
+        raise UserError(f"{where}: start must be a whole number of frames, got {value!r}") from None
+    if start < 0:
+        raise UserError(f"{where}: start must be >= 0, got {start}")
+    return start
+
+
+def _video_path(text, base: Path, where: str) -> str:
+    if not text:
+        raise UserError(f"{where}: no video given")
+    path = Path(str(text)).expanduser()
+    return str((base / path).resolve() if not path.is_absolute() else path)
+
+
+def _read_csv_manifest(path: Path) -> list[tuple[str | None, str, Box, int]]:
+    rows = []
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        columns = set(reader.fieldnames or [])
+        if "video" not in columns or not ({"x", "y", "w", "h"} <= columns or "box" in columns):
+            raise UserError(f"{path}: a CSV manifest needs a header with video and x,y,w,h (or box) columns, got "
+                            f"{sorted(columns)}")
+        for line, row in enumerate(reader, 2):
+            where = f"{path.name} line {line}"
+            values = [row["box"]] if "box" in columns and row.get("box") else [row.get(k) for k in "xywh"]
+            rows.append((row.get("name") or None, _video_path(row.get("video"), path.parent, where),
+                         _box_from_fields(values, where), _start(row.get("start"), where)))
+    return rows
+
+
+def _read_jsonl_manifest(path: Path) -> list[tuple[str | None, str, Box, int]]:
+    rows = []
+    for line, text in enumerate(path.read_text().splitlines(), 1):
+        if not text.strip():
+            continue
+        where = f"{path.name} line {line}"
+        try:
+            entry = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{where}: not JSON ({exc.msg})") from None
+        if not isinstance(entry, dict) or "video" not in entry or "box" not in entry:
+            raise UserError(f'{where}: expected {{"video": ..., "box": [x, y, w, h]}}, got {text.strip()[:80]!r}')
+        box = entry["box"]
+        values = box if isinstance(box, (list, tuple)) else [box]
+        rows.append((entry.get("name"), _video_path(entry["video"], path.parent, where),
+                     _box_from_fields(values, where), _start(entry.get("start"), where)))
+    return rows
+
+
+def _first_box(path: Path) -> Box:
+    from .evaluation.datasets import parse_boxes
+
+    try:
+        return tuple(float(v) for v in parse_boxes(path)[0])  # type: ignore[return-value]
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: {exc}") from None
+
+
+def _read_folder_manifest(folder: Path) -> tuple[list, dict[str, str]]:
+    """(jobs, problems): a video without a box file is a problem to report, not a reason to stop."""
+    rows, problems = [], {}
+    for entry in sorted(folder.iterdir()):
+        if entry.is_file() and entry.suffix.lower() in VIDEO_SUFFIXES:
+            boxes = [entry.with_name(f"{entry.stem}_{kind}.txt") for kind in ("init", "groundtruth")]
+            box_file = next((b for b in boxes if b.is_file()), None)
+            if box_file is None:
+                problems[entry.stem] = f"no {boxes[0].name} or {boxes[1].name} beside {entry.name}"
+                continue
+            rows.append((entry.stem, str(entry.resolve()), _first_box(box_file), 0))
+        elif entry.is_dir() and (entry / "groundtruth.txt").is_file():
+            videos = sorted(p for p in entry.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+            if len(videos) != 1:
+                problems[entry.name] = f"expected one video beside {entry.name}/groundtruth.txt, found {len(videos)}"
+                continue
+            rows.append((entry.name, str(videos[0].resolve()), _first_box(entry / "groundtruth.txt"), 0))
+    return rows, problems
+
+
+def read_manifest(path: str | Path) -> tuple[list[Job], dict[str, str]]:
+    """(jobs, problems) from a CSV / JSONL manifest or a folder; names are made unique (a-2, a-3...)."""
+    path = Path(path)
+    problems: dict[str, str] = {}
+    if path.is_dir():
+        rows, problems = _read_folder_manifest(path)
+    elif not path.is_file():
+        raise UserError(f"manifest not found: {path}")
+    elif path.suffix.lower() == ".csv":
+        rows = _read_csv_manifest(path)
+    elif path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
+        rows = _read_jsonl_manifest(path)
+    else:
+        raise UserError(f"{path}: a manifest is a .csv, a .jsonl or a folder of videos")
+    jobs, taken = [], set()
+    for name, video, box, start in rows:
+        stem = re.sub(r"[^\w.-]+", "_", str(name or Path(video).stem)) or "job"
+        unique, k = stem, 1
+        while unique in taken:
+            k += 1
+            unique = f"{stem}-{k}"
+        taken.add(unique)
+        jobs.append(Job(unique, video, box, start))
+    if not jobs and not problems:
+        raise UserError(f"{path}: no jobs (see the module docs: siamtrack batch --help)")
+    return jobs, problems
+
+
+# -- the work of one job (in a worker process) -----------------------------------------------------------------
+
+_TRACKERS: dict = {}  # Settings -> a loaded SiamTracker, one per worker process: the network loads once
+_PROGRESS = None  # the pool's progress queue, set by _init_pool_worker
+
+
+def _init_pool_worker(settings: Settings, progress_queue) -> None:
+    global _PROGRESS
+    _PROGRESS = progress_queue
+    _configure_threads(settings.threads)
+
+
+def _configure_threads(threads: int) -> None:
+    """Each worker keeps to its share of the cores (onnxruntime gets it explicitly, see _tracker)."""
+    import cv2
+
+    cv2.setNumThreads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+def _tracker(settings: Settings):
+    from .tracking import SiamTracker
+
+    shared = _TRACKERS.get(settings)
+    if shared is None:
+        if settings.engine == "torch" or (settings.weights or "").endswith(".pt"):
+            try:
+                import torch
+
+                torch.set_num_threads(settings.threads)
+            except ImportError:
+                pass  # from_pretrained says what to install
+        shared = SiamTracker.from_pretrained(settings.weights, device=settings.device, engine=settings.engine,
+                                             threads=settings.threads, **dict(settings.overrides))
+        _TRACKERS[settings] = shared
+    return SiamTracker(shared.engine, shared.config)
+
+
+def track_job(job: Job, settings: Settings, out_dir: str) -> dict:
+    """Track one video into out_dir/<name>.csv; never raises for a bad job: the result says what went wrong."""
+    from .outputs import BoxCsvWriter
+    from .video import FrameSource
+
+    started = time.perf_counter()
+    frames, reported = 0, 0
+    try:
+        tracker = _tracker(settings)
+        source = FrameSource(job.video, allow_truncated=settings.allow_truncated, start=job.start)
+        writer = None
+        try:
+            it = iter(source)
+            first = next(it, None)
+            if first is None:
+                raise UserError(f"{job.video} has no frames from frame {job.start}")
+            tracker.init(first, job.box)
+            writer = BoxCsvWriter(Path(out_dir) / f"{job.name}.csv", flag="CSV")
+            writer.write(job.start, job.box, 1.0, False)  # as `siamtrack track`: the first row is the given box
+            frames = 1
+            for frame in it:
+                result = tracker.update(frame)
+                writer.write(job.start + frames, result.box, result.score, result.lost)
+                frames += 1
+                if _PROGRESS is not None and frames - reported >= PROGRESS_EVERY:
+                    _PROGRESS.put(frames - reported)
+                    reported = frames
+            writer.close()
+            writer = None
+        finally:
+            source.close()
+            if writer is not None:
+                writer.discard()  # a failed job leaves no CSV: only finished ones count as done
+    except UserError as exc:
+        return {"status": "failed", "error": str(exc), "frames": frames, "seconds": time.perf_counter() - started,
+                "reported": reported}
+    except Exception as exc:  # noqa: BLE001  one bad video must not stop the batch; the error is recorded
+        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "frames": frames,
+                "seconds": time.perf_counter() - started, "reported": reported}
+    return {"status": "done", "frames": frames, "seconds": time.perf_counter() - started, "reported": reported,
+            "pid": os.getpid()}
+
+
+def _ray_track_job(job: Job, settings: Settings, out_dir: str) -> dict:
+    _configure_threads(settings.threads)
+    return track_job(job, settings, out_dir)
+
+
+# -- the done log ----------------------------------------------------------------------------------------------
+
+
+class DoneLog:
+    """DIR/done.jsonl: one JSON line per finished or failed job, appended and synced as each one ends."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.path = out_dir / DONE_LOG
+        self.done: dict[str, dict] = {}
+        if self.path.is_file():
+            for line in self.path.read_text().splitlines():
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut short by a hard kill: that job is simply not done
+                if entry.get("status") == "done":
+                    self.done[entry.get("key")] = entry
+                else:
+                    self.done.pop(entry.get("key"), None)
+
+    def is_done(self, job: Job, key: str, out_dir: Path) -> bool:
+        return key in self.done and (out_dir / f"{job.name}.csv").is_file()
+
+    def record(self, job: Job, key: str, result: dict) -> None:
+        entry = {"key": key, "name": job.name, "video": job.video, "box": list(job.box), "start": job.start,
+                 **{k: result[k] for k in ("status", "frames", "seconds") if k in result}}
+        if result.get("error"):
+            entry["error"] = result["error"]
+        entry["time"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        with open(self.path, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def remove_stale_partials(out_dir: Path) -> int:
+    """Partial CSVs left by processes that are gone (a killed worker, a killed batch)."""
+    removed = 0
+    for partial in out_dir.glob(".*.partial.csv"):
+        match = re.search(r"\.(\d+)\.partial\.csv$", partial.name)
+        if not match:
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        partial.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+# -- schedulers ------------------------------------------------------------------------------------------------
+
+
+def run_pool(jobs: list[Job], settings: Settings, out_dir: Path, workers: int, on_result, on_progress) -> None:
+    """A local process pool (spawned workers: no onnxruntime or OpenCV threads inherited through fork). A job
+    whose worker dies is run again, up to MAX_ATTEMPTS in all."""
+    context = multiprocessing.get_context("spawn")
+    progress_queue = context.Queue()
+    attempts = {job.name: 0 for job in jobs}
+    pending = list(jobs)
+    while pending:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_pool_worker,
+                                   initargs=(settings, progress_queue))
+        try:
+            futures = {pool.submit(track_job, job, settings, str(out_dir)): job for job in pending}
+            pending = []
+            while futures:
+                done, _ = wait(futures, timeout=0.2, return_when=FIRST_COMPLETED)
+                _drain(progress_queue, on_progress)
+                for future in done:
+                    job = futures.pop(future)
+                    attempts[job.name] += 1
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool:
+                        if attempts[job.name] < MAX_ATTEMPTS:
+                            pending.append(job)
+                            continue
+                        result = {"status": "failed", "frames": 0, "seconds": 0.0,
+                                  "error": f"its worker process died {attempts[job.name]} times"}
+                    _drain(progress_queue, on_progress)
+                    on_result(job, result)
+        except BaseException:
+            _terminate(pool)
+            raise
+        pool.shutdown(wait=True)
+        if pending:
+            print(f"warning: a worker process died; running {len(pending)} unfinished job(s) again",
+                  file=sys.stderr)
+
+
+def _drain(queue, on_progress) -> None:
+    import queue as queue_module
+
+    while True:
+        try:
+            on_progress(queue.get_nowait())
+        except queue_module.Empty:
+            return
+        except (OSError, EOFError, ValueError):
+            return
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Ctrl-C: stop the workers now (their partial files are removed by the next run), keep what is done."""
+    processes = list(getattr(pool, "_processes", {}).values())  # no public API for this
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=5)
+
+
+def run_ray(jobs: list[Job], settings: Settings, out_dir: Path, address: str | None, workers: int,
+            gpu_fraction: float, on_result, on_progress) -> None:
+    """One Ray task per video, retried by Ray when its worker dies; a local Ray instance when no address."""
+    try:
+        import ray
+    except ImportError:
+        raise UserError("--ray needs Ray: pip install 'siamtrack[batch]' (or pip install ray)") from None
+    quiet = {"ignore_reinit_error": True, "log_to_driver": False, "logging_level": logging.ERROR}
+    if address:
+        ray.init(address=address, **quiet)
+    else:
+        ray.init(num_cpus=workers * settings.threads, include_dashboard=False, **quiet)
+    try:
+        if gpu_fraction < 0:  # auto: share each GPU between tasks when the cluster has GPUs
+            gpu_fraction = 0.25 if ray.cluster_resources().get("GPU", 0) > 0 and settings.device != "cpu" else 0.0
+        task = ray.remote(num_cpus=settings.threads, num_gpus=gpu_fraction, max_retries=MAX_ATTEMPTS - 1)(
+            _ray_track_job)
+        refs = {task.remote(job, settings, str(out_dir)): job for job in jobs}
+        while refs:
+            ready, _ = ray.wait(list(refs), num_returns=1, timeout=0.5)
+            for ref in ready:
+                job = refs.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    result = {"status": "failed", "frames": 0, "seconds": 0.0, "error": f"Ray: {first_line}"}
+                on_result(job, result)
+    finally:
+        ray.shutdown()
+
+
+# -- the command -----------------------------------------------------------------------------------------------
+
+
+def _frame_total(jobs: list[Job]) -> int | None:
+    """Frames the pending jobs will track (from the video headers), for the progress bar; None if unknown."""
+    import cv2
+
+    total = 0
+    for job in jobs:
+        capture = cv2.VideoCapture(job.video)
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+        capture.release()
+        total += max(count - job.start, 0)
+    return total or None
+
+
+def cmd_batch(args) -> int:
+    from tqdm import tqdm
+
+    from .evaluation.cli import parse_overrides
+    from .onnx_engine import physical_cores
+    from .outputs import check_output_dir
+
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be >= 1, got {args.workers}")
+    jobs, problems = read_manifest(args.manifest)
+    out_dir = check_output_dir(args.out, "--out")
+    cores = physical_cores()
+    workers = min(args.workers or max(1, cores // 2 if cores > 2 else 1), max(len(jobs), 1))
+    threads = args.threads or max(1, cores // workers)
+    settings = Settings(weights=args.weights, engine=args.engine, device=args.device, threads=threads,
+                        allow_truncated=args.allow_truncated, overrides=tuple(sorted(parse_overrides(args.set).items())))
+    # Bad weights or settings are one error now, not one failure per video later.
+    _tracker(settings)
+    _TRACKERS.clear()
+
+    log = DoneLog(out_dir)
+    stale = remove_stale_partials(out_dir)
+    keys = {job.name: job_key(job, settings) for job in jobs}
+    todo = [job for job in jobs if not log.is_done(job, keys[job.name], out_dir)]
+    skipped = len(jobs) - len(todo)
+    for name, why in problems.items():
+        print(f"warning: {name} skipped: {why}", file=sys.stderr)
+    where = f"Ray ({args.ray or 'local'})" if args.ray is not None else f"{workers} local worker(s)"
+    print(f"{len(jobs)} job(s): {skipped} already done, {len(todo)} to track on {where}, {threads} thread(s) each"
+          + (f"; removed {stale} partial file(s) of an interrupted run" if stale else ""), file=sys.stderr)
+
+    results: dict[str, dict] = {}
+    bar = tqdm(total=_frame_total(todo) if todo else 0, unit="frame", desc="batch", dynamic_ncols=True,
+               disable=args.no_progress, file=sys.stderr)
+    counts = {"done": 0, "failed": 0}
+
+    def on_progress(frames: int) -> None:
+        bar.update(frames)
+
+    def on_result(job: Job, result: dict) -> None:
+        bar.update(max(result.get("frames", 0) - result.get("reported", 0), 0))
+        counts[result["status"]] += 1
+        bar.set_postfix(videos=f"{counts['done']}/{len(todo)}", failed=counts["failed"])
+        log.record(job, keys[job.name], result)
+        results[job.name] = result
+
+    started = time.perf_counter()
+    try:
+        if todo and args.ray is not None:
+            run_ray(todo, settings, out_dir, args.ray or None, workers, args.gpu_fraction, on_result, on_progress)
+        elif todo:
+            run_pool(todo, settings, out_dir, workers, on_result, on_progress)
+    finally:
+        bar.close()
+        remove_stale_partials(out_dir)
+    wall = time.perf_counter() - started
+    print(summary_table(jobs, results, skipped_names={j.name for j in jobs if j not in todo}))
+    frames = sum(r.get("frames", 0) for r in results.values() if r["status"] == "done")
+    rate = f"{frames / wall:.1f} frames/s" if wall > 0 and frames else "n/a"
+    print(f"{counts['done']} tracked, {skipped} already done, {counts['failed']} failed, {len(problems)} not "
+          f"understood; {frames} frames in {wall:.1f} s = {rate} across all videos ({where}); results in {out_dir}")
+    if counts["failed"] or problems:
+        print(f"siamtrack: error: {counts['failed'] + len(problems)} job(s) not tracked: see {out_dir / DONE_LOG} "
+              "and the table above; a rerun tries them again", file=sys.stderr)
+        return 1
+    return 0
+
+
+def summary_table(jobs: list[Job], results: dict[str, dict], skipped_names: set[str]) -> str:
+    lines = [f"{'video':<24}{'status':>9}{'frames':>8}{'seconds':>9}{'fps':>8}  error"]
+    for job in jobs:
+        if job.name in skipped_names:
+            lines.append(f"{job.name[:23]:<24}{'skipped':>9}")
+            continue
+        r = results.get(job.name)
+        if r is None:
+            lines.append(f"{job.name[:23]:<24}{'not run':>9}")
+            continue
+        fps = f"{r['frames'] / r['seconds']:.1f}" if r.get("seconds") and r.get("frames") else "-"
+        lines.append(f"{job.name[:23]:<24}{r['status']:>9}{r.get('frames', 0):>8}{r.get('seconds', 0):>9.1f}{fps:>8}"
+                     f"  {r.get('error', '')[:120]}")
+    return "\n".join(lines)
+
+
+def add_subcommands(sub) -> None:
+    p = sub.add_parser(
+        "batch", help="track many videos (a manifest or a folder) on a process pool or Ray; resumable",
+        description="Track every job of MANIFEST into DIR/<name>.csv (as `siamtrack track --boxes` writes it). "
+                    "MANIFEST is a CSV (header: video,x,y,w,h[,start][,name]), a JSONL file "
+                    '({"video": ..., "box": [x,y,w,h], "start": 0}) or a folder of videos with <stem>_init.txt '
+                    "or <stem>_groundtruth.txt boxes (or subfolders with one video and groundtruth.txt). "
+                    "DIR/done.jsonl records each job; a rerun skips what is done. Exit status 1 when a job failed.")
+    p.add_argument("manifest", metavar="MANIFEST", help="CSV or JSONL manifest, or a folder of videos")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the CSVs and done.jsonl")
+    p.add_argument("--workers", type=int, help="parallel jobs (default: half the physical cores, at least 1)")
+    p.add_argument("--threads", type=int, help="threads per job (default: the physical cores / workers)")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run on Ray: a cluster ADDRESS (e.g. ray://head:10001 or auto), or a local Ray instance "
+                        "when no address is given (pip install 'siamtrack[batch]')")
+    p.add_argument("--gpu-fraction", type=float, default=-1.0,
+                   help="with --ray: GPUs per task (default: 0.25 when the cluster has GPUs, else 0)")
+    p.add_argument("--weights", help="a .pt checkpoint or an ONNX folder instead of the shipped model")
+    p.add_argument("--engine", choices=("auto", "onnx", "torch"), default="auto")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a tracking hyperparameter; repeatable")
+    p.add_argument("--allow-truncated", action="store_true", help="accept videos shorter than their header says")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_batch)
