@@ -53,7 +53,9 @@ def reference_csvs(clips, folder: Path) -> dict[str, bytes]:
 
 
 def done_entries(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "done.jsonl").read_text().splitlines()]
+    """The lines of DIR/done.jsonl (none before the first job has ended)."""
+    log = out / "done.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
 
 
 def batch(*args, timeout=600, **popen) -> subprocess.CompletedProcess:
@@ -229,3 +231,25 @@ def test_ray_local_matches_single_runs(short_clips, tmp_path):
     assert "on Ray (local)" in done.stderr
     assert {p.stem: p.read_bytes() for p in out.glob("*.csv")} == expected
     assert {e["name"]: e["status"] for e in done_entries(out)}["garbage"] == "failed"
+
+
+def test_sigterm_stops_the_batch_cleanly_and_a_rerun_finishes(tmp_path):
+    clips = make_clips(tmp_path / "clips", frames_each=90)
+    expected = reference_csvs(clips, tmp_path / "reference")
+    manifest = write_manifest(tmp_path / "clips" / "jobs.csv", clips)
+    out = tmp_path / "out"
+    process = subprocess.Popen(console_script() + ["batch", str(manifest), "--out", str(out), "--workers", "2",
+                                                   "--no-progress"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    _worker_pid_of_a_running_job(out, time.monotonic() + 120)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr
+    assert stderr.strip().splitlines()[-1] == "siamtrack: stopped by SIGTERM"
+    assert list(out.glob(".*partial*")) == []  # the stopped workers' partial files are gone
+    finished = [e["name"] for e in done_entries(out)]  # every line parses
+    again = batch(manifest, "--out", out)
+    assert again.returncode == 0, again.stderr
+    assert {p.stem: p.read_bytes() for p in out.glob("*.csv")} == expected
+    assert sorted(e["name"] for e in done_entries(out)) == ["clip0", "clip1", "clip2"]
+    assert len(finished) < 3

@@ -447,6 +447,14 @@ def _frame_total(jobs: list[Job]) -> int | None:
 
 
 def cmd_batch(args) -> int:
+    from .signals import SignalGuard
+
+    # SIGTERM / SIGHUP stop the workers and keep done.jsonl whole, as Ctrl-C does: a rerun resumes.
+    with SignalGuard() as guard:
+        return _batch(args, guard)
+
+
+def _batch(args, guard) -> int:
     from tqdm import tqdm
 
     from .evaluation.cli import parse_overrides
@@ -458,7 +466,9 @@ def cmd_batch(args) -> int:
     jobs, problems = read_manifest(args.manifest)
     out_dir = check_output_dir(args.out, "--out")
     cores = physical_cores()
-    workers = min(args.workers or max(1, cores // 2 if cores > 2 else 1), max(len(jobs), 1))
+    # One single-threaded worker per core measured 1.24x the throughput of one worker with all the cores
+    # (75.8 vs 61.1 frames/s on val-hard, 2 cores): the network's small layers scale poorly across threads.
+    workers = min(args.workers or cores, max(len(jobs), 1))
     threads = args.threads or max(1, cores // workers)
     settings = Settings(weights=args.weights, engine=args.engine, device=args.device, threads=threads,
                         allow_truncated=args.allow_truncated, overrides=tuple(sorted(parse_overrides(args.set).items())))
@@ -489,7 +499,8 @@ def cmd_batch(args) -> int:
         bar.update(max(result.get("frames", 0) - result.get("reported", 0), 0))
         counts[result["status"]] += 1
         bar.set_postfix(videos=f"{counts['done']}/{len(todo)}", failed=counts["failed"])
-        log.record(job, keys[job.name], result)
+        with guard.deferred():  # a done line is written whole or not at all
+            log.record(job, keys[job.name], result)
         results[job.name] = result
 
     started = time.perf_counter()
@@ -540,7 +551,7 @@ def add_subcommands(sub) -> None:
                     "DIR/done.jsonl records each job; a rerun skips what is done. Exit status 1 when a job failed.")
     p.add_argument("manifest", metavar="MANIFEST", help="CSV or JSONL manifest, or a folder of videos")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the CSVs and done.jsonl")
-    p.add_argument("--workers", type=int, help="parallel jobs (default: half the physical cores, at least 1)")
+    p.add_argument("--workers", type=int, help="parallel jobs (default: one per physical core)")
     p.add_argument("--threads", type=int, help="threads per job (default: the physical cores / workers)")
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="run on Ray: a cluster ADDRESS (e.g. ray://head:10001 or auto), or a local Ray instance "

@@ -5,14 +5,13 @@ import argparse
 import re
 import signal
 import sys
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from . import __version__
 from .errors import UserError
 from .result import parse_box
+from .signals import SignalGuard, Signalled
 
 
 def select_box(frame) -> tuple[float, float, float, float]:
@@ -27,67 +26,6 @@ def select_box(frame) -> tuple[float, float, float, float]:
     if w == 0 or h == 0:
         raise UserError("no box was drawn (selection cancelled); draw a box or pass --box x,y,w,h")
     return float(x), float(y), float(w), float(h)
-
-
-class _Signalled(BaseException):
-    """SIGTERM or SIGHUP, raised in the main thread so that a run ends like Ctrl-C: outputs finished, exit 128+N."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-class _SignalGuard:
-    """SIGINT, SIGTERM and SIGHUP become exceptions in the main thread (KeyboardInterrupt, _Signalled), so that a
-    run stopped by a service manager, `timeout` or a closed terminal finishes its files as Ctrl-C does; unhandled,
-    SIGTERM would kill the process before the video's index is written, leaving it unplayable.
-
-    Inside `deferred()` a signal only takes note: it is acted on when the block ends, so that one frame's CSV row
-    and video frame are written together or not at all. After the first signal, more are ignored: they must
-    not interrupt the finishing of the files."""
-
-    HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-    def __init__(self) -> None:
-        self._previous: dict = {}
-        self._deferring = False
-        self._pending: int | None = None
-
-    def __enter__(self) -> "_SignalGuard":
-        if threading.current_thread() is threading.main_thread():  # an embedding app's threads keep their own
-            self._previous = {s: signal.signal(s, self._handle) for s in self.HANDLED}
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-
-    @property
-    def pending(self) -> int | None:
-        """The signal that stopped (or, while the files were finished, would have stopped) the run."""
-        return self._pending
-
-    def _handle(self, signum, _frame) -> None:
-        if self._pending is not None:
-            return
-        self._pending = signum
-        if not self._deferring:
-            self._raise()
-
-    def _raise(self) -> None:
-        if self._pending == signal.SIGINT:
-            raise KeyboardInterrupt
-        raise _Signalled(self._pending)
-
-    @contextmanager
-    def deferred(self, then_raise: bool = True):
-        self._deferring = True
-        try:
-            yield
-        finally:
-            self._deferring = False
-        if then_raise and self._pending is not None:
-            self._raise()
 
 
 def _check_outputs(args) -> tuple[Path | None, Path | None]:
@@ -109,11 +47,11 @@ def _rate(frames: int, seconds: float) -> str:
 
 
 def cmd_track(args: argparse.Namespace) -> int:
-    with _SignalGuard() as guard:  # from the start: a SIGTERM while the model loads ends as cleanly as one mid-run
+    with SignalGuard() as guard:  # from the start: a SIGTERM while the model loads ends as cleanly as one mid-run
         return _track(args, guard)
 
 
-def _track(args: argparse.Namespace, guard: _SignalGuard) -> int:
+def _track(args: argparse.Namespace, guard: SignalGuard) -> int:
     from tqdm import tqdm
 
     from .outputs import AnnotatedVideoWriter, BoxCsvWriter
@@ -187,7 +125,7 @@ def _track(args: argparse.Namespace, guard: _SignalGuard) -> int:
             progress.set_postfix(score=f"{score:.2f}", track_fps=f"{frame_index / max(track_seconds, 1e-9):.1f}")
     except KeyboardInterrupt:
         how, status = "interrupted after", 130
-    except _Signalled as stop:
+    except Signalled as stop:
         how, status = f"stopped by {signal.Signals(stop.signum).name} after", 128 + stop.signum
     except UserError as exc:
         how, status, error = "stopped after", 2, exc
@@ -291,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # before any work was done, or in a command without outputs to finish
         print("siamtrack: interrupted", file=sys.stderr)
         return 130
-    except _Signalled as stop:
+    except Signalled as stop:
         print(f"siamtrack: stopped by {signal.Signals(stop.signum).name}", file=sys.stderr)
         return 128 + stop.signum
 
