@@ -253,3 +253,81 @@ def test_sigterm_stops_the_batch_cleanly_and_a_rerun_finishes(tmp_path):
     assert {p.stem: p.read_bytes() for p in out.glob("*.csv")} == expected
     assert sorted(e["name"] for e in done_entries(out)) == ["clip0", "clip1", "clip2"]
     assert len(finished) < 3
+
+
+# -- robustness of the scheduler and the log -------------------------------------------------------------------
+
+
+def crash_on_poison(job, settings, out_dir):
+    """A job function for run_pool: 'poison' kills its worker process, the others report success."""
+    from tracker import batch as batch_module
+
+    if batch_module._PROGRESS is not None:
+        batch_module._PROGRESS.put(("start", job.name))
+    if job.name == "poison":
+        time.sleep(0.5)  # let the start message reach the parent
+        os._exit(3)
+    time.sleep(0.2)
+    return {"status": "done", "frames": 1, "seconds": 0.2}
+
+
+def test_a_job_that_kills_its_worker_does_not_fail_the_others(tmp_path):
+    from tracker.batch import MAX_ATTEMPTS, Settings, run_pool
+
+    jobs = [Job(name, "/none.mp4", (1.0, 2.0, 3.0, 4.0)) for name in ("poison", "a", "b", "c", "d")]
+    results = {}
+    run_pool(jobs, Settings(), tmp_path, 1, lambda job, r: results.__setitem__(job.name, r), lambda n: None,
+             job_function=crash_on_poison)
+    assert {n: r["status"] for n, r in results.items()} == {"poison": "failed", "a": "done", "b": "done",
+                                                           "c": "done", "d": "done"}
+    assert f"died {MAX_ATTEMPTS} times" in results["poison"]["error"]
+
+
+def test_done_log_survives_a_torn_last_line(tmp_path):
+    from tracker.batch import DoneLog
+
+    log_path = tmp_path / "done.jsonl"
+    log_path.write_text('{"key": "k1", "name": "a", "status": "done"}\n[1]\n{"key": "k2", "sta')
+    (tmp_path / "a.csv").write_text("0,1,2,3,4,1.0000,0\n")
+    log = DoneLog(tmp_path)
+    assert set(log.done) == {"k1"}
+    log.record(Job("b", "/b.mp4", (1.0, 2.0, 3.0, 4.0)), "k3", {"status": "done", "frames": 1, "seconds": 0.1})
+    assert set(DoneLog(tmp_path).done) == {"k1", "k3"}  # the torn line did not swallow the new record
+
+
+def test_folder_manifest_reports_a_bad_box_file_and_goes_on(tmp_path):
+    (tmp_path / "a.mp4").write_bytes(b"")
+    (tmp_path / "a_init.txt").write_text("1,2,3,4\n")
+    (tmp_path / "b.mp4").write_bytes(b"")
+    (tmp_path / "b_init.txt").write_text("")
+    jobs, problems = read_manifest(tmp_path)
+    assert [j.name for j in jobs] == ["a"] and "empty" in problems["b"]
+
+
+def test_excel_csv_and_bad_encodings(tmp_path):
+    excel = tmp_path / "excel.csv"
+    excel.write_bytes("\ufeffvideo, x,y,w,h\r\na.mp4,1,2,3,4\r\n".encode("utf-8"))
+    assert read_manifest(excel)[0][0].box == (1.0, 2.0, 3.0, 4.0)
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("video,x,y,w,h\nvid\xe9o.mp4,1,2,3,4\n".encode("latin-1"))
+    with pytest.raises(UserError, match="not UTF-8"):
+        read_manifest(latin)
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--threads", "-1"], "--threads must be >= 1"),
+    (["--gpu-fraction", "2.5"], "--gpu-fraction must be from 0 to 1"),
+])
+def test_bad_batch_options(args, match, short_clips, tmp_path):
+    folder, clips, _ = short_clips
+    done = batch(write_manifest(folder / "opts.csv", clips[:1]), "--out", tmp_path / "out", *args)
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith("siamtrack: error: ")
+    assert match in done.stderr and "Traceback" not in done.stderr
+
+
+def test_gpu_fraction_without_gpus_is_refused_not_queued_for_ever(short_clips, tmp_path):
+    pytest.importorskip("ray", reason="ray is not installed (pip install '.[batch]')")
+    folder, clips, _ = short_clips
+    done = batch(write_manifest(folder / "gpu.csv", clips[:1]), "--out", tmp_path / "out", "--gpu-fraction", "0.5",
+                 "--ray", timeout=180)
+    assert done.returncode == 2 and "this Ray cluster has none" in done.stderr, done.stderr

@@ -566,3 +566,19 @@ def test_stopped_while_the_model_loads_leaves_nothing(stop, status, message, sma
     assert capfd.readouterr().err.strip().splitlines() == [message]
     assert not csv_path.exists() and partial_files(tmp_path) == []
     assert {s: signal.getsignal(s) for s in handlers} == handlers  # the caller's handlers are back
+
+
+def test_nohup_keeps_sighup_ignored(long_clip, tmp_path):
+    """Under nohup (SIGHUP ignored from the start) a SIGHUP must not stop the run."""
+    clip, box = long_clip
+    csv_path = tmp_path / "out.csv"
+    process = subprocess.Popen(["nohup"] + console_script() + ["track", str(clip), "--box", box_text(box),
+                                                               "--boxes", str(csv_path), "--quiet", "--max-frames", "60"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV, cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not partial_files(tmp_path) and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGHUP)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert len(read_csv(csv_path)) == 60

@@ -104,8 +104,10 @@ def _video_path(text, base: Path, where: str) -> str:
 
 def _read_csv_manifest(path: Path) -> list[tuple[str | None, str, Box, int]]:
     rows = []
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a CSV saved by Excel starts with a BOM
         reader = csv.DictReader(f)
+        if reader.fieldnames:
+            reader.fieldnames = [name.strip() for name in reader.fieldnames]
         columns = set(reader.fieldnames or [])
         if "video" not in columns or not ({"x", "y", "w", "h"} <= columns or "box" in columns):
             raise UserError(f"{path}: a CSV manifest needs a header with video and x,y,w,h (or box) columns, got "
@@ -120,7 +122,7 @@ def _read_csv_manifest(path: Path) -> list[tuple[str | None, str, Box, int]]:
 
 def _read_jsonl_manifest(path: Path) -> list[tuple[str | None, str, Box, int]]:
     rows = []
-    for line, text in enumerate(path.read_text().splitlines(), 1):
+    for line, text in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
         if not text.strip():
             continue
         where = f"{path.name} line {line}"
@@ -156,13 +158,19 @@ def _read_folder_manifest(folder: Path) -> tuple[list, dict[str, str]]:
             if box_file is None:
                 problems[entry.stem] = f"no {boxes[0].name} or {boxes[1].name} beside {entry.name}"
                 continue
-            rows.append((entry.stem, str(entry.resolve()), _first_box(box_file), 0))
+            try:
+                rows.append((entry.stem, str(entry.resolve()), _first_box(box_file), 0))
+            except UserError as exc:
+                problems[entry.stem] = str(exc)
         elif entry.is_dir() and (entry / "groundtruth.txt").is_file():
             videos = sorted(p for p in entry.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
             if len(videos) != 1:
                 problems[entry.name] = f"expected one video beside {entry.name}/groundtruth.txt, found {len(videos)}"
                 continue
-            rows.append((entry.name, str(videos[0].resolve()), _first_box(entry / "groundtruth.txt"), 0))
+            try:
+                rows.append((entry.name, str(videos[0].resolve()), _first_box(entry / "groundtruth.txt"), 0))
+            except UserError as exc:
+                problems[entry.name] = str(exc)
     return rows, problems
 
 
@@ -174,10 +182,14 @@ def read_manifest(path: str | Path) -> tuple[list[Job], dict[str, str]]:
         rows, problems = _read_folder_manifest(path)
     elif not path.is_file():
         raise UserError(f"manifest not found: {path}")
-    elif path.suffix.lower() == ".csv":
-        rows = _read_csv_manifest(path)
-    elif path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
-        rows = _read_jsonl_manifest(path)
+    elif path.suffix.lower() in (".csv", ".jsonl", ".json", ".ndjson"):
+        read = _read_csv_manifest if path.suffix.lower() == ".csv" else _read_jsonl_manifest
+        try:
+            rows = read(path)
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{path}: not UTF-8 text (byte {exc.start}): save the manifest as UTF-8") from None
+        except csv.Error as exc:
+            raise UserError(f"{path}: not a readable CSV file ({exc})") from None
     else:
         raise UserError(f"{path}: a manifest is a .csv, a .jsonl or a folder of videos")
     jobs, taken = [], set()
@@ -239,6 +251,8 @@ def track_job(job: Job, settings: Settings, out_dir: str) -> dict:
 
     started = time.perf_counter()
     frames, reported = 0, 0
+    if _PROGRESS is not None:
+        _PROGRESS.put(("start", job.name))
     try:
         tracker = _tracker(settings)
         source = FrameSource(job.video, allow_truncated=settings.allow_truncated, start=job.start)
@@ -257,10 +271,10 @@ def track_job(job: Job, settings: Settings, out_dir: str) -> dict:
                 writer.write(job.start + frames, result.box, result.score, result.lost)
                 frames += 1
                 if _PROGRESS is not None and frames - reported >= PROGRESS_EVERY:
-                    _PROGRESS.put(frames - reported)
+                    _PROGRESS.put(("frames", frames - reported))
                     reported = frames
-            writer.close()
-            writer = None
+            finishing, writer = writer, None
+            finishing.close()  # on failure it keeps the partial file and says so: nothing to discard
         finally:
             source.close()
             if writer is not None:
@@ -290,11 +304,18 @@ class DoneLog:
         self.path = out_dir / DONE_LOG
         self.done: dict[str, dict] = {}
         if self.path.is_file():
-            for line in self.path.read_text().splitlines():
+            text = self.path.read_text(errors="replace")
+            if text and not text.endswith("\n"):
+                # A line cut short by a hard kill: end it, so the next record starts a line of its own.
+                with open(self.path, "a") as f:
+                    f.write("\n")
+            for line in text.splitlines():
                 try:
                     entry = json.loads(line)
                 except json.JSONDecodeError:
-                    continue  # a line cut short by a hard kill: that job is simply not done
+                    continue  # that job is simply not done
+                if not isinstance(entry, dict):
+                    continue
                 if entry.get("status") == "done":
                     self.done[entry.get("key")] = entry
                 else:
@@ -337,9 +358,12 @@ def remove_stale_partials(out_dir: Path) -> int:
 # -- schedulers ------------------------------------------------------------------------------------------------
 
 
-def run_pool(jobs: list[Job], settings: Settings, out_dir: Path, workers: int, on_result, on_progress) -> None:
+def run_pool(jobs: list[Job], settings: Settings, out_dir: Path, workers: int, on_result, on_progress,
+             job_function=None) -> None:
     """A local process pool (spawned workers: no onnxruntime or OpenCV threads inherited through fork). A job
-    whose worker dies is run again, up to MAX_ATTEMPTS in all."""
+    whose worker dies is run again, up to MAX_ATTEMPTS in all. job_function (default track_job) must be a
+    module-level function, importable in a spawned process."""
+    job_function = job_function or track_job
     context = multiprocessing.get_context("spawn")
     progress_queue = context.Queue()
     attempts = {job.name: 0 for job in jobs}
@@ -348,39 +372,52 @@ def run_pool(jobs: list[Job], settings: Settings, out_dir: Path, workers: int, o
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_pool_worker,
                                    initargs=(settings, progress_queue))
         try:
-            futures = {pool.submit(track_job, job, settings, str(out_dir)): job for job in pending}
-            pending = []
+            futures = {pool.submit(job_function, job, settings, str(out_dir)): job for job in pending}
+            pending, started, broken = [], set(), []
             while futures:
                 done, _ = wait(futures, timeout=0.2, return_when=FIRST_COMPLETED)
-                _drain(progress_queue, on_progress)
+                _drain(progress_queue, on_progress, started)
                 for future in done:
                     job = futures.pop(future)
-                    attempts[job.name] += 1
                     try:
                         result = future.result()
                     except BrokenProcessPool:
-                        if attempts[job.name] < MAX_ATTEMPTS:
-                            pending.append(job)
-                            continue
-                        result = {"status": "failed", "frames": 0, "seconds": 0.0,
-                                  "error": f"its worker process died {attempts[job.name]} times"}
-                    _drain(progress_queue, on_progress)
+                        broken.append(job)
+                        continue
+                    _drain(progress_queue, on_progress, started)
                     on_result(job, result)
         except BaseException:
             _terminate(pool)
             raise
         pool.shutdown(wait=True)
+        _drain(progress_queue, on_progress, started)
+        # When a worker dies, every unfinished job gets BrokenProcessPool. Only the jobs that had started count an
+        # attempt (all of them if no start was heard), so one video that kills its worker cannot use up the
+        # attempts of the jobs queued behind it.
+        for job in [j for j in broken if j.name in started] or broken:
+            attempts[job.name] += 1
+        for job in broken:
+            if attempts[job.name] < MAX_ATTEMPTS:
+                pending.append(job)
+            else:
+                on_result(job, {"status": "failed", "frames": 0, "seconds": 0.0,
+                                "error": f"its worker process died {attempts[job.name]} times"})
         if pending:
             print(f"warning: a worker process died; running {len(pending)} unfinished job(s) again",
                   file=sys.stderr)
 
 
-def _drain(queue, on_progress) -> None:
+def _drain(queue, on_progress, started: set) -> None:
+    """Progress messages from the workers: ("start", job name) or ("frames", n)."""
     import queue as queue_module
 
     while True:
         try:
-            on_progress(queue.get_nowait())
+            kind, value = queue.get_nowait()
+            if kind == "start":
+                started.add(value)
+            else:
+                on_progress(value)
         except queue_module.Empty:
             return
         except (OSError, EOFError, ValueError):
@@ -399,20 +436,29 @@ def _terminate(pool: ProcessPoolExecutor) -> None:
 
 
 def run_ray(jobs: list[Job], settings: Settings, out_dir: Path, address: str | None, workers: int,
-            gpu_fraction: float, on_result, on_progress) -> None:
+            gpu_fraction: float | None, on_result, on_progress) -> None:
     """One Ray task per video, retried by Ray when its worker dies; a local Ray instance when no address."""
     try:
         import ray
     except ImportError:
         raise UserError("--ray needs Ray: pip install 'siamtrack[batch]' (or pip install ray)") from None
     quiet = {"ignore_reinit_error": True, "log_to_driver": False, "logging_level": logging.ERROR}
-    if address:
-        ray.init(address=address, **quiet)
-    else:
-        ray.init(num_cpus=workers * settings.threads, include_dashboard=False, **quiet)
     try:
-        if gpu_fraction < 0:  # auto: share each GPU between tasks when the cluster has GPUs
-            gpu_fraction = 0.25 if ray.cluster_resources().get("GPU", 0) > 0 and settings.device != "cpu" else 0.0
+        if address:
+            ray.init(address=address, **quiet)
+        else:
+            ray.init(num_cpus=workers * settings.threads, include_dashboard=False, **quiet)
+    except Exception as exc:  # noqa: BLE001  Ray raises ValueError, ConnectionError, RuntimeError...
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"cannot start Ray{f' at {address}' if address else ''}: {first_line}") from None
+    try:
+        gpus = ray.cluster_resources().get("GPU", 0)
+        if gpu_fraction is None:  # auto: share each GPU between tasks when the cluster has GPUs
+            gpu_fraction = 0.25 if gpus > 0 and settings.device != "cpu" else 0.0
+        if gpu_fraction > 0 and gpus == 0:
+            # Ray would queue such tasks for ever, waiting for a GPU that never comes.
+            raise UserError(f"--gpu-fraction {gpu_fraction:g} asks for GPUs, but this Ray cluster has none: "
+                            "drop --gpu-fraction (or pass 0)")
         task = ray.remote(num_cpus=settings.threads, num_gpus=gpu_fraction, max_retries=MAX_ATTEMPTS - 1)(
             _ray_track_job)
         refs = {task.remote(job, settings, str(out_dir)): job for job in jobs}
@@ -463,14 +509,20 @@ def _batch(args, guard) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be >= 1, got {args.threads}")
+    if args.gpu_fraction is not None and not 0 <= args.gpu_fraction <= 1:
+        raise UserError(f"--gpu-fraction must be from 0 to 1 (a share of one GPU per task), got {args.gpu_fraction:g}")
     jobs, problems = read_manifest(args.manifest)
-    out_dir = check_output_dir(args.out, "--out")
+    # Absolute: a Ray worker on another node (or in another working directory) must find the same places.
+    out_dir = check_output_dir(args.out, "--out").resolve()
+    weights = str(Path(args.weights).resolve()) if args.weights else None
     cores = physical_cores()
     # One single-threaded worker per core measured 1.24x the throughput of one worker with all the cores
     # (75.8 vs 61.1 frames/s on val-hard, 2 cores): the network's small layers scale poorly across threads.
     workers = min(args.workers or cores, max(len(jobs), 1))
     threads = args.threads or max(1, cores // workers)
-    settings = Settings(weights=args.weights, engine=args.engine, device=args.device, threads=threads,
+    settings = Settings(weights=weights, engine=args.engine, device=args.device, threads=threads,
                         allow_truncated=args.allow_truncated, overrides=tuple(sorted(parse_overrides(args.set).items())))
     # Bad weights or settings are one error now, not one failure per video later.
     _tracker(settings)
@@ -554,9 +606,9 @@ def add_subcommands(sub) -> None:
     p.add_argument("--workers", type=int, help="parallel jobs (default: one per physical core)")
     p.add_argument("--threads", type=int, help="threads per job (default: the physical cores / workers)")
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
-                   help="run on Ray: a cluster ADDRESS (e.g. ray://head:10001 or auto), or a local Ray instance "
-                        "when no address is given (pip install 'siamtrack[batch]')")
-    p.add_argument("--gpu-fraction", type=float, default=-1.0,
+                   help="run on Ray: a cluster ADDRESS (auto, or head-host:6379; ray://... needs ray[client]), or a "
+                        "local Ray instance when no address is given (pip install 'siamtrack[batch]')")
+    p.add_argument("--gpu-fraction", type=float, default=None,
                    help="with --ray: GPUs per task (default: 0.25 when the cluster has GPUs, else 0)")
     p.add_argument("--weights", help="a .pt checkpoint or an ONNX folder instead of the shipped model")
     p.add_argument("--engine", choices=("auto", "onnx", "torch"), default="auto")

@@ -69,6 +69,8 @@ def _track(args: argparse.Namespace, guard: SignalGuard) -> int:
 
     csv_out = video_out = None
     source = FrameSource(args.source, allow_truncated=args.allow_truncated, start=args.start_frame)
+    total = source.frames_left if args.max_frames is None else min(source.frames_left or args.max_frames, args.max_frames)
+    progress = tqdm(total=total, unit="frame", desc="tracking", dynamic_ncols=True, disable=args.quiet)
     try:
         tracker = SiamTracker.from_pretrained(args.weights, device=args.device, engine=args.engine)
         frames = iter(source)
@@ -81,14 +83,13 @@ def _track(args: argparse.Namespace, guard: SignalGuard) -> int:
         csv_out = BoxCsvWriter(boxes_path) if boxes_path else None
         video_out = AnnotatedVideoWriter(video_path, source.fps, (first.shape[1], first.shape[0])) if video_path else None
     except BaseException:  # nothing is tracked yet (bad input, Ctrl-C while the model loads): leave no file behind
+        progress.close()
         source.close()
         for out in (csv_out, video_out):
             if out is not None:
                 out.discard()
         raise
 
-    total = source.frames_left if args.max_frames is None else min(source.frames_left or args.max_frames, args.max_frames)
-    progress = tqdm(total=total, unit="frame", desc="tracking", dynamic_ncols=True, disable=args.quiet)
     frame_index, how, status, error = 0, "tracked", 0, None
     track_seconds = 0.0
     loop_started = time.perf_counter()

@@ -143,9 +143,11 @@ class BoxCsvWriter(_PartialFile):
     def close(self) -> None:
         """Finish the file and move it into place (an empty run leaves no file)."""
         try:
-            os.fsync(self._fd)
-        except OSError:
-            pass
+            os.fsync(self._fd)  # on NFS or under a quota, a full disk may only show here
+        except OSError as exc:
+            os.close(self._fd)
+            raise UserError(f"cannot write {self.flag} {self.path}: {exc.strerror}; the {self.rows} rows written are "
+                            f"kept as {self.partial}") from None
         os.close(self._fd)
         if self.rows == 0:
             self._discard()
@@ -206,9 +208,10 @@ class AnnotatedVideoWriter(_PartialFile):
             self._discard()
             return
         capture = cv2.VideoCapture(str(self.partial))
-        readable = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+        indexed = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
         capture.release()
+        if indexed < self.frames:  # checked before the rename: a bad file must not replace a good one
+            raise UserError(f"the video {self.path} could not be finished: its index lists {indexed} of the "
+                            f"{self.frames} frames written (was the disk full?); what was written is kept as "
+                            f"{self.partial}")
         self._publish()
-        if readable < self.frames:
-            raise UserError(f"the video {self.path} could not be finished: {readable} of {self.frames} frames are "
-                            "readable (was the disk full?)")

@@ -32,7 +32,9 @@ class SignalGuard:
 
     def __enter__(self) -> "SignalGuard":
         if threading.current_thread() is threading.main_thread():  # an embedding app's threads keep their own
-            self._previous = {s: signal.signal(s, self._handle) for s in self.HANDLED}
+            # A signal the process was started ignoring (nohup: SIGHUP; `cmd &` from a script: SIGINT) stays ignored.
+            self._previous = {s: signal.signal(s, self._handle) for s in self.HANDLED
+                              if signal.getsignal(s) is not signal.SIG_IGN}
         return self
 
     def __exit__(self, *exc) -> None:
