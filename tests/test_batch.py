@@ -63,6 +63,20 @@ def batch(*args, timeout=600, **popen) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout, env=ENV, stdin=subprocess.DEVNULL, **popen)
 
 
+def long_batch(tmp_path: Path, frames_each: int):
+    """(manifest, expected CSVs, out dir) for three clips long enough to interrupt a batch in the middle."""
+    clips = make_clips(tmp_path / "clips", frames_each=frames_each)
+    expected = reference_csvs(clips, tmp_path / "reference")
+    return write_manifest(tmp_path / "clips" / "jobs.csv", clips), expected, tmp_path / "out"
+
+
+def start_batch(manifest: Path, out: Path, workers: int, **popen) -> subprocess.Popen:
+    """`siamtrack batch` running in the background (stdout and stderr piped unless given)."""
+    popen = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **popen}
+    return subprocess.Popen(console_script() + ["batch", str(manifest), "--out", str(out), "--workers",
+                                                str(workers), "--no-progress"], env=ENV, **popen)
+
+
 @pytest.fixture(scope="module")
 def short_clips(tmp_path_factory):
     folder = tmp_path_factory.mktemp("clips")
@@ -173,13 +187,8 @@ def _worker_pid_of_a_running_job(out: Path, deadline: float) -> int:
 
 
 def test_a_killed_worker_is_retried_and_a_rerun_tracks_nothing(tmp_path):
-    clips = make_clips(tmp_path / "clips", frames_each=90)
-    expected = reference_csvs(clips, tmp_path / "reference")
-    manifest = write_manifest(tmp_path / "clips" / "jobs.csv", clips)
-    out = tmp_path / "out"
-    process = subprocess.Popen(console_script() + ["batch", str(manifest), "--out", str(out), "--workers", "2",
-                                                   "--no-progress"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    manifest, expected, out = long_batch(tmp_path, frames_each=90)
+    process = start_batch(manifest, out, 2)
     os.kill(_worker_pid_of_a_running_job(out, time.monotonic() + 120), signal.SIGKILL)
     stdout, stderr = process.communicate(timeout=600)
     assert process.returncode == 0, stderr
@@ -192,13 +201,9 @@ def test_a_killed_worker_is_retried_and_a_rerun_tracks_nothing(tmp_path):
 
 
 def test_a_killed_batch_resumes_without_tracking_twice(tmp_path):
-    clips = make_clips(tmp_path / "clips", frames_each=60)
-    expected = reference_csvs(clips, tmp_path / "reference")
-    manifest = write_manifest(tmp_path / "clips" / "jobs.csv", clips)
-    out = tmp_path / "out"
-    process = subprocess.Popen(console_script() + ["batch", str(manifest), "--out", str(out), "--workers", "1",
-                                                   "--no-progress"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, start_new_session=True)
+    manifest, expected, out = long_batch(tmp_path, frames_each=60)
+    process = start_batch(manifest, out, 1, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          start_new_session=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not ((out / "done.jsonl").is_file() and done_entries(out)):
         time.sleep(0.05)
@@ -234,13 +239,8 @@ def test_ray_local_matches_single_runs(short_clips, tmp_path):
 
 
 def test_sigterm_stops_the_batch_cleanly_and_a_rerun_finishes(tmp_path):
-    clips = make_clips(tmp_path / "clips", frames_each=90)
-    expected = reference_csvs(clips, tmp_path / "reference")
-    manifest = write_manifest(tmp_path / "clips" / "jobs.csv", clips)
-    out = tmp_path / "out"
-    process = subprocess.Popen(console_script() + ["batch", str(manifest), "--out", str(out), "--workers", "2",
-                                                   "--no-progress"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    manifest, expected, out = long_batch(tmp_path, frames_each=90)
+    process = start_batch(manifest, out, 2)
     _worker_pid_of_a_running_job(out, time.monotonic() + 120)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)

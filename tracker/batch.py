@@ -139,38 +139,33 @@ def _read_jsonl_manifest(path: Path) -> list[tuple[str | None, str, Box, int]]:
     return rows
 
 
-def _first_box(path: Path) -> Box:
-    from .evaluation.datasets import parse_boxes
-
-    try:
-        return tuple(float(v) for v in parse_boxes(path)[0])  # type: ignore[return-value]
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: {exc}") from None
-
-
 def _read_folder_manifest(folder: Path) -> tuple[list, dict[str, str]]:
-    """(jobs, problems): a video without a box file is a problem to report, not a reason to stop."""
+    """(jobs, problems): a video without a usable box file is a problem to report, not a reason to stop. The box
+    files are found as `siamtrack bench` finds them (bench.default_box)."""
+    from .evaluation.bench import default_box
+
     rows, problems = [], {}
     for entry in sorted(folder.iterdir()):
         if entry.is_file() and entry.suffix.lower() in VIDEO_SUFFIXES:
-            boxes = [entry.with_name(f"{entry.stem}_{kind}.txt") for kind in ("init", "groundtruth")]
-            box_file = next((b for b in boxes if b.is_file()), None)
-            if box_file is None:
-                problems[entry.stem] = f"no {boxes[0].name} or {boxes[1].name} beside {entry.name}"
-                continue
-            try:
-                rows.append((entry.stem, str(entry.resolve()), _first_box(box_file), 0))
-            except UserError as exc:
-                problems[entry.stem] = str(exc)
+            name, video, box_of = entry.stem, entry, entry
+            missing = f"no {entry.stem}_init.txt or {entry.stem}_groundtruth.txt beside {entry.name}"
         elif entry.is_dir() and (entry / "groundtruth.txt").is_file():
             videos = sorted(p for p in entry.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
             if len(videos) != 1:
                 problems[entry.name] = f"expected one video beside {entry.name}/groundtruth.txt, found {len(videos)}"
                 continue
-            try:
-                rows.append((entry.name, str(videos[0].resolve()), _first_box(entry / "groundtruth.txt"), 0))
-            except UserError as exc:
-                problems[entry.name] = str(exc)
+            name, video, box_of, missing = entry.name, videos[0], entry, ""
+        else:
+            continue
+        try:
+            box = default_box(box_of)
+        except (OSError, ValueError) as exc:
+            problems[name] = f"{box_of}: {exc}"
+            continue
+        if box is None:
+            problems[name] = missing
+            continue
+        rows.append((name, str(video.resolve()), box, 0))
     return rows, problems
 
 

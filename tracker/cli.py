@@ -30,14 +30,13 @@ def select_box(frame) -> tuple[float, float, float, float]:
 
 def _check_outputs(args) -> tuple[Path | None, Path | None]:
     """--boxes and --output checked before any frame is read: writable, not a folder, not a device, not an input."""
-    from .outputs import VIDEO_FOURCC, check_output_path
+    from .outputs import check_output_path, video_fourcc
 
     inputs = [args.source, args.weights]
     boxes = check_output_path(args.boxes, "--boxes", inputs) if args.boxes is not None else None
     video = None
     if args.output is not None:
-        if Path(args.output).suffix.lower() not in VIDEO_FOURCC:
-            raise UserError(f"--output {args.output}: use a .mp4, .avi or .mov file name")
+        video_fourcc(args.output)
         video = check_output_path(args.output, "--output", inputs + [args.boxes])
     return boxes, video
 

@@ -24,6 +24,14 @@ from .errors import UserError
 from .video import draw_box
 
 VIDEO_FOURCC = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v"}
+
+
+def video_fourcc(path: str | Path, flag: str = "--output") -> str:
+    """The codec for a video file name, by its suffix, or a UserError naming the suffixes that work."""
+    fourcc = VIDEO_FOURCC.get(Path(path).suffix.lower())
+    if fourcc is None:
+        raise UserError(f"{flag} {path}: use a .mp4, .avi or .mov file name")
+    return fourcc
 # Room kept free on the video's disk: enough to write the container's index and close the file.
 VIDEO_RESERVE_BYTES = 2 << 20
 
@@ -160,9 +168,7 @@ class AnnotatedVideoWriter(_PartialFile):
 
     def __init__(self, path: str | Path, fps: float, size: tuple[int, int], flag: str = "--output") -> None:
         super().__init__(path, flag)
-        fourcc = VIDEO_FOURCC.get(self.path.suffix.lower())
-        if fourcc is None:
-            raise UserError(f"{flag} {path}: use a .mp4, .avi or .mov file name")
+        fourcc = video_fourcc(path, flag)
         self.size = tuple(size)
         self._writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter_fourcc(*fourcc), fps, self.size)
         if not self._writer.isOpened():
@@ -172,15 +178,20 @@ class AnnotatedVideoWriter(_PartialFile):
         self.frames = 0
         self._largest_frame_bytes = size[0] * size[1] * 3 // 10  # a guess until frames have been measured
         self._written_bytes = 0
+        self._room_checked_at = -1  # the frame count at the last disk-space check
 
     def ensure_room(self) -> None:
-        """A UserError while the disk still has room to finish the video with the frames written so far."""
+        """A UserError while the disk still has room to finish the video with the frames written so far. Checked
+        once per frame: a caller that checks before writing other outputs saves write() the second look."""
+        if self._room_checked_at == self.frames:
+            return
         free = shutil.disk_usage(self.partial.parent).free
         needed = VIDEO_RESERVE_BYTES + 4 * self._largest_frame_bytes + 64 * self.frames
         if free < needed:
             raise UserError(f"disk almost full: {free / 1e6:.1f} MB left for {self.flag} {self.path}; stopped at "
                             f"frame {self.frames} so that the video stays playable; free some space or write "
                             "elsewhere")
+        self._room_checked_at = self.frames
 
     def write(self, frame: np.ndarray, box, score: float, lost: bool) -> None:
         if (frame.shape[1], frame.shape[0]) != self.size:
