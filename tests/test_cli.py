@@ -24,9 +24,17 @@ def console_script() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "tracker.cli"]
 
 
+CSV_HEADER = ["frame", "x", "y", "w", "h", "score", "lost"]
+
+
 def read_csv(path: Path) -> list[list[str]]:
+    """The data rows of a --boxes CSV, after checking its header row and its \\n line endings."""
+    data = Path(path).read_bytes()
+    assert b"\r" not in data
     with open(path, newline="") as f:
-        return list(csv.reader(f))
+        rows = list(csv.reader(f))
+    assert rows[0] == CSV_HEADER, rows[:1]
+    return rows[1:]
 
 
 def assert_one_line_error(err: str, *fragments: str) -> None:

@@ -103,7 +103,7 @@ def test_signal_mid_run_keeps_a_complete_csv_and_a_playable_video(signum, status
     rows_seen = 0
     while time.monotonic() < deadline and process.poll() is None:
         partial = [p for p in partial_files(tmp_path) if p.suffix == ".csv"]
-        rows_seen = len(partial[0].read_text().splitlines()) if partial else 0
+        rows_seen = len(partial[0].read_text().splitlines()) - 1 if partial else 0  # less the header
         if rows_seen >= 10:
             # Mid-run, the targets do not exist yet: only their partial files do.
             assert not csv_path.exists() and not video.exists()
@@ -541,7 +541,7 @@ def test_finished_outputs_leave_no_partial_files_and_use_lf(small_clip, tmp_path
                 "--output", str(video), "--quiet"])
     assert run.status == 0, run.err
     data = csv_path.read_bytes()
-    assert b"\r" not in data and data.count(b"\n") == 12
+    assert b"\r" not in data and data.count(b"\n") == 13  # the header and 12 rows
     assert frame_count(video) == 12 and partial_files(tmp_path) == []
 
 

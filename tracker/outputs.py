@@ -23,6 +23,7 @@ import numpy as np
 from .errors import UserError
 from .video import draw_box
 
+CSV_HEADER = "frame,x,y,w,h,score,lost"
 VIDEO_FOURCC = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v"}
 
 
@@ -109,25 +110,49 @@ class _PartialFile:
             pass
 
 
-class BoxCsvWriter(_PartialFile):
-    """frame,x,y,w,h,score,lost rows, one per frame, each on disk when written (one unbuffered write per row)."""
+BOX_FORMATS = ("csv", "mot", "otb")
 
-    def __init__(self, path: str | Path, flag: str = "--boxes") -> None:
+
+def _format_row(fmt: str, frame_index: int, box, score: float, lost: bool) -> str | None:
+    """One line of a box file; None for a frame the format leaves out."""
+    x, y, w, h = box
+    if fmt == "csv":
+        return f"{frame_index},{x:.2f},{y:.2f},{w:.2f},{h:.2f},{score:.4f},{int(lost)}\n"
+    if fmt == "mot":  # MOTChallenge: 1-based frame and pixel coordinates; a lost target is not a detection
+        if lost:
+            return None
+        return f"{frame_index + 1},1,{x + 1:.2f},{y + 1:.2f},{w:.2f},{h:.2f},{score:.4f},-1,-1,-1\n"
+    if fmt == "otb":  # OTB toolkit results: one box per frame, 1-based (Matlab) pixel coordinates
+        return f"{x + 1:.2f},{y + 1:.2f},{w:.2f},{h:.2f}\n"
+    raise UserError(f"unknown box format {fmt!r}: use one of {', '.join(BOX_FORMATS)}")
+
+
+class BoxCsvWriter(_PartialFile):
+    """Per-frame boxes, each row on disk when written (one unbuffered write per row), in one of three formats:
+
+    * ``csv`` (default): a header ``frame,x,y,w,h,score,lost``, then one row per frame; 0-based pixels and frames.
+    * ``mot``: MOTChallenge ``frame,id,x,y,w,h,conf,-1,-1,-1`` with 1-based frames and pixels, no header; frames
+      where the target is lost are left out, as a detector would leave them out.
+    * ``otb``: ``x,y,w,h`` per frame in OTB's 1-based pixels, no header (the OTB/GOT-10k toolkits' results).
+    """
+
+    def __init__(self, path: str | Path, flag: str = "--boxes", fmt: str = "csv") -> None:
         super().__init__(path, flag)
+        _format_row(fmt, 0, (0, 0, 1, 1), 0.0, False)  # an unknown format fails before the file exists
+        self.fmt = fmt
         try:
             self._fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         except OSError as exc:
             raise UserError(f"cannot write {flag} {self.path}: {exc.strerror}") from None
-        self.rows = 0
+        self.rows = 0  # rows written (a MOT file leaves lost frames out)
+        self.frames = 0  # frames given to write()
         self._good_bytes = 0  # file length after the last complete row
         self._failed = False
+        if fmt == "csv":
+            self._write_line(CSV_HEADER + "\n", "the header")
 
-    def write(self, frame_index: int, box, score: float, lost: bool) -> None:
-        if self._failed:
-            return
-        x, y, w, h = box
-        line = f"{frame_index},{x:.2f},{y:.2f},{w:.2f},{h:.2f},{score:.4f},{int(lost)}\n".encode()
-        view = memoryview(line)
+    def _write_line(self, line: str, what: str) -> None:
+        view = memoryview(line.encode())
         try:
             while view:
                 view = view[os.write(self._fd, view):]
@@ -138,9 +163,18 @@ class BoxCsvWriter(_PartialFile):
                 os.ftruncate(self._fd, self._good_bytes)
             except OSError:
                 pass
-            raise UserError(f"cannot write {self.flag} {self.path}: {exc.strerror}; stopped at frame {frame_index}, "
+            raise UserError(f"cannot write {self.flag} {self.path}: {exc.strerror}; stopped at {what}, "
                             f"the file keeps the {self.rows} rows written before") from None
-        self._good_bytes += len(line)
+        self._good_bytes += len(line.encode())
+
+    def write(self, frame_index: int, box, score: float, lost: bool) -> None:
+        if self._failed:
+            return
+        self.frames += 1
+        line = _format_row(self.fmt, frame_index, box, score, lost)
+        if line is None:
+            return
+        self._write_line(line, f"frame {frame_index}")
         self.rows += 1
 
     def discard(self) -> None:
@@ -157,7 +191,7 @@ class BoxCsvWriter(_PartialFile):
             raise UserError(f"cannot write {self.flag} {self.path}: {exc.strerror}; the {self.rows} rows written are "
                             f"kept as {self.partial}") from None
         os.close(self._fd)
-        if self.rows == 0:
+        if self.frames == 0:
             self._discard()
         else:
             self._publish()
@@ -179,6 +213,7 @@ class AnnotatedVideoWriter(_PartialFile):
         self._largest_frame_bytes = size[0] * size[1] * 3 // 10  # a guess until frames have been measured
         self._written_bytes = 0
         self._room_checked_at = -1  # the frame count at the last disk-space check
+        self._last: np.ndarray | None = None  # the last annotated frame
 
     def ensure_room(self) -> None:
         """A UserError while the disk still has room to finish the video with the frames written so far. Checked
@@ -198,7 +233,17 @@ class AnnotatedVideoWriter(_PartialFile):
             raise UserError(f"frame {self.frames} is {frame.shape[1]}x{frame.shape[0]}, the video {self.path} is "
                             f"{self.size[0]}x{self.size[1]}: a video holds one frame size")
         self.ensure_room()
-        self._writer.write(draw_box(frame, box, score, lost))
+        self._last = draw_box(frame, box, score, lost)
+        self._append(self._last)
+
+    def repeat_last(self, count: int) -> None:
+        """The last frame again `count` times: a live source's dropped frames, so the video plays in real time."""
+        for _ in range(count if self._last is not None else 0):
+            self.ensure_room()
+            self._append(self._last)
+
+    def _append(self, image: np.ndarray) -> None:
+        self._writer.write(image)
         self.frames += 1
         try:
             size = self.partial.stat().st_size

@@ -19,9 +19,21 @@ MAX_BOX_FACTOR = 100  # a box may be at most this many times the frame's width /
 
 @dataclass(frozen=True)
 class TrackResult:
+    """box: (x, y, w, h) floats; score: 0..1, the network's confidence at the peak; lost: the score fell under the
+    model's lost threshold (or the network gave no finite answer) and the box was held. True when not lost, so
+    `if tracker.update(frame):` reads as OpenCV's ok flag does."""
+
     box: Box
     score: float
     lost: bool
+
+    def __bool__(self) -> bool:
+        return not self.lost
+
+    def __iter__(self):
+        # `ok, box = tracker.update(frame)` is OpenCV's idiom; without this it fails with a puzzling message.
+        raise TypeError("a TrackResult is not a tuple: use result.box, result.score and result.lost, or "
+                        "tracker.as_opencv() for an OpenCV-style update() that returns (ok, (x, y, w, h))")
 
 
 def parse_box(text: str, flag: str = "--box") -> Box:

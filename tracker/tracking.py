@@ -115,6 +115,12 @@ class SiamTracker:
 
     # -- API -------------------------------------------------------------------------------------------------
 
+    def as_opencv(self):
+        """This tracker behind OpenCV's tracker interface: update(frame) -> (ok, (x, y, w, h)) with ints."""
+        from .cv2_compat import OpenCVTracker
+
+        return OpenCVTracker(self)
+
     def init(self, frame: np.ndarray, box) -> None:
         frame = as_bgr(frame)
         x, y, w, h = check_box(box, frame.shape)

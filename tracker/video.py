@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -11,7 +13,10 @@ import cv2
 import numpy as np
 
 from .errors import UserError
+from .live import Frame, LatestFrameGrabber
 
+# Network sources OpenCV's FFmpeg backend opens (IP cameras, phone camera apps, media servers).
+STREAM_URL = re.compile(r"^(https?|rtsps?|rtmp|rtp|udp|tcp|srt)://", re.IGNORECASE)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
@@ -59,8 +64,16 @@ class FrameSource:
         self._images: list[Path] | None = None
         self._capture: cv2.VideoCapture | None = None
         self._is_camera = False
+        self._grabber = None
         path = Path(source)
-        if self.name.isdigit() and not path.exists():
+        if STREAM_URL.match(self.name):
+            self._is_camera = True  # a live stream: no frame count, frames arrive in real time
+            with quiet_opencv():
+                self._capture = cv2.VideoCapture(self.name, cv2.CAP_FFMPEG)
+            if not self._capture.isOpened():
+                raise UserError(f"cannot open stream {source}: check the address and that the camera or server is "
+                                "reachable from here")
+        elif self.name.isdigit() and not path.exists():
             self._is_camera = True
             with quiet_opencv():
                 self._capture = cv2.VideoCapture(int(source))
@@ -99,6 +112,42 @@ class FrameSource:
             self.frame_count = count if count > 0 else None
 
     @property
+    def is_live(self) -> bool:
+        """A camera or stream: frames arrive in real time, whether or not they are read."""
+        return self._is_camera
+
+    @property
+    def dropped(self) -> int:
+        """Frames a live source delivered that were never tracked (see frames(latest_only=True))."""
+        return self._grabber.dropped if self._grabber is not None else 0
+
+    def frames(self, latest_only: bool | None = None, stall_timeout: float = 5.0) -> Iterator[Frame]:
+        """Frame objects (image, 0-based index in the source, arrival time). latest_only (default: for live
+        sources) reads on a thread and yields only the newest frame each time, dropping the ones in between."""
+        if latest_only is None:
+            latest_only = self.is_live
+        if not latest_only:
+            for number, image in enumerate(self, start=self.start):
+                yield Frame(image, number, time.monotonic())
+            return
+        if self._capture is None:
+            raise UserError(f"{self.name} is an image folder: there are no frames to drop")
+        self._skip_to_start()
+        self._grabber = LatestFrameGrabber(self._capture.read, self.name, stall_timeout)
+        while True:
+            frame = self._grabber.next()
+            if frame is None:
+                break
+            self.frames_read = self.start + frame.index + 1
+            yield Frame(frame.image, self.start + frame.index, frame.captured_at)
+        self._check_complete()
+
+    def skip_pending(self) -> None:
+        """A live source's waiting frame is stale (a box was being drawn): the next one is taken instead."""
+        if self._grabber is not None:
+            self._grabber.skip_pending()
+
+    @property
     def frames_left(self) -> int | None:
         """Frames from the start frame to the end (None when unknown)."""
         return None if self.frame_count is None else max(self.frame_count - self.start, 0)
@@ -128,6 +177,9 @@ class FrameSource:
                 break
             self.frames_read += 1
             yield frame
+        self._check_complete()
+
+    def _check_complete(self) -> None:
         if self._is_camera:
             return
         if self.frame_count is not None and self.frames_read < self.frame_count:
@@ -138,15 +190,36 @@ class FrameSource:
             self.truncated = message
 
     def close(self) -> None:
+        if self._grabber is not None and not self._grabber.stop():
+            return  # the reader is stuck in the driver: releasing the capture under it could crash the process
         if self._capture is not None:
             self._capture.release()
 
 
-def draw_box(frame: np.ndarray, box, score: float, lost: bool) -> np.ndarray:
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def put_label(image: np.ndarray, text: str, anchor: tuple[int, int], color, scale: float = 0.5,
+              background=(0, 0, 0)) -> None:
+    """Text on a filled band with its bottom-left corner at `anchor`, moved inside the image wherever the anchor is
+    (a label for a box at the right or top edge would otherwise be cut off)."""
+    height, width = image.shape[:2]
+    (tw, th), base = cv2.getTextSize(text, FONT, scale, 1)
+    x = int(min(max(anchor[0], 0), max(width - tw - 4, 0)))
+    y = int(min(max(anchor[1], th + 4), height - base - 2))
+    cv2.rectangle(image, (x, y - th - 4), (x + tw + 4, y + base + 2), background, cv2.FILLED)
+    cv2.putText(image, text, (x + 2, y), FONT, scale, color, 1, cv2.LINE_AA)
+
+
+def draw_box(frame: np.ndarray, box, score: float, lost: bool, color=(0, 255, 0), name: str = "") -> np.ndarray:
+    """The frame (copied) with the box (red when lost) and its score and state in a label that stays readable."""
     out = frame.copy()
     x, y, w, h = (int(round(v)) for v in box)
-    color = (0, 0, 255) if lost else (0, 255, 0)
+    if lost:
+        color = (0, 0, 255)
     cv2.rectangle(out, (x, y), (x + w, y + h), color, 2)
-    label = f"{score:.2f}" + (" lost" if lost else "")
-    cv2.putText(out, label, (x, max(y - 6, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
+    label = f"{name}{' ' if name else ''}{score:.2f}" + (" LOST" if lost else "")
+    (_, text_height), baseline = cv2.getTextSize(label, FONT, 0.5, 1)
+    above = y - baseline - 5  # the band's bottom edge then clears the box's top line
+    put_label(out, label, (x, above if above > text_height + 4 else y + h + text_height + 6), color)
     return out

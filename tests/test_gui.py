@@ -1,0 +1,224 @@
+"""The live window for real: `siamtrack track --show` on a virtual X display (Xvfb), driven with xdotool as a user
+would (mouse drag to select, keys), checked with screenshots. `.ci/run` installs xvfb and xdotool (Debian)."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from test_cli import assert_one_line_error, console_script, read_csv
+
+REPO = Path(__file__).resolve().parents[1]
+VIDEOS = REPO.parent / "shared" / "data" / "videos"
+CLIP, GT = VIDEOS / "bag.avi", VIDEOS / "bag_groundtruth.txt"
+BOX_COLOURS = np.array([[0, 255, 0], [255, 0, 0]])  # RGB of a tracked box and of a lost one
+
+
+def _missing_tools() -> str | None:
+    missing = [tool for tool in ("Xvfb", "xdotool") if shutil.which(tool) is None]
+    if missing:
+        return f"{' and '.join(missing)} not installed (apt-get install xvfb xdotool; .ci/run does)"
+    try:
+        import Xlib  # noqa: F401
+        from PIL import ImageGrab  # noqa: F401
+    except ImportError as exc:
+        return f"{exc.name} not installed (the dev extra has it)"
+    if not GT.is_file():
+        return "needs ../shared/data/videos/bag.avi"
+    return None
+
+
+needs_x = pytest.mark.skipif(_missing_tools() is not None, reason=_missing_tools() or "")
+
+
+@pytest.fixture(scope="module")
+def xdisplay():
+    """A fresh Xvfb server; its DISPLAY string."""
+    server = subprocess.Popen(["Xvfb", "-displayfd", "1", "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    number = server.stdout.readline().strip()
+    assert number.isdigit(), "Xvfb did not start"
+    yield f":{number}"
+    server.terminate()
+    server.wait(10)
+
+
+class App:
+    """`siamtrack ARGS` on the X display, with the helpers a test needs to drive it."""
+
+    def __init__(self, display: str, args: list[str], tmp_path: Path) -> None:
+        self.display = display
+        self.env = {**os.environ, "DISPLAY": display}
+        self.env.pop("WAYLAND_DISPLAY", None)
+        self.out = (tmp_path / "stdout.txt").open("w+")
+        self.err = (tmp_path / "stderr.txt").open("w+")
+        self.process = subprocess.Popen(console_script() + args, stdout=self.out, stderr=self.err, env=self.env,
+                                        stdin=subprocess.DEVNULL, cwd=tmp_path)
+        self.window = self._find_window()
+
+    def xdotool(self, *args) -> str:
+        return subprocess.run(["xdotool", *map(str, args)], env=self.env, capture_output=True, text=True,
+                              timeout=20).stdout
+
+    def _find_window(self, timeout: float = 90) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.stderr()
+            ids = self.xdotool("search", "--name", "^siamtrack - ").split()
+            if ids:
+                return ids[-1]
+            time.sleep(0.2)
+        raise AssertionError("no siamtrack window appeared")
+
+    def wait_for_output(self, text: str, count: int = 1, timeout: float = 60) -> None:
+        """OpenCV prints 'Select a ROI' to stdout when the box selection starts."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.out.flush()
+            if Path(self.out.name).read_text().count(text) >= count:
+                time.sleep(0.5)  # the window has the selection frame on it
+                return
+            assert self.process.poll() is None, self.stderr()
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} never printed")
+
+    def key(self, name: str) -> None:
+        self.xdotool("key", "--window", self.window, name)
+
+    def drag(self, box) -> None:
+        x, y, w, h = (int(round(v)) for v in box)
+        for step in (["mousemove", "--window", self.window, x, y], ["mousedown", 1],
+                     ["mousemove", "--window", self.window, x + w // 2, y + h // 2],
+                     ["mousemove", "--window", self.window, x + w, y + h], ["mouseup", 1]):
+            self.xdotool(*step)
+            time.sleep(0.2)
+
+    def screenshot(self) -> np.ndarray:
+        """The window's pixels, RGB."""
+        from PIL import ImageGrab
+
+        geometry = dict(line.split("=") for line in self.xdotool("getwindowgeometry", "--shell", self.window).split())
+        x, y, w, h = (int(geometry[k]) for k in ("X", "Y", "WIDTH", "HEIGHT"))
+        return np.asarray(ImageGrab.grab(bbox=(x, y, x + w, y + h), xdisplay=self.display).convert("RGB"))
+
+    def close_window(self) -> None:
+        """What a window manager does when the user clicks the close button: WM_DELETE_WINDOW."""
+        from Xlib import X, display, protocol
+
+        connection = display.Display(self.display)
+        window = connection.create_resource_object("window", int(self.window))
+        message = protocol.event.ClientMessage(
+            window=window, client_type=connection.intern_atom("WM_PROTOCOLS"),
+            data=(32, [connection.intern_atom("WM_DELETE_WINDOW"), X.CurrentTime, 0, 0, 0]))
+        window.send_event(message, event_mask=X.NoEventMask)
+        connection.flush()
+        connection.close()
+
+    def wait(self, timeout: float = 30) -> int:
+        try:
+            return self.process.wait(timeout)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+
+    def stderr(self) -> str:
+        self.err.flush()
+        return Path(self.err.name).read_text()
+
+
+def box_coverage(image: np.ndarray, box) -> float:
+    """The share of the outline cv2.rectangle draws for `box` that has a box colour in the screenshot."""
+    x, y, w, h = (int(round(v)) for v in box)
+    height, width = image.shape[:2]
+    points = [(x + i, y) for i in range(w)] + [(x + i, y + h) for i in range(w)] + \
+             [(x, y + j) for j in range(h)] + [(x + w, y + j) for j in range(h)]
+    inside = [(px, py) for px, py in points if 0 <= px < width and 0 <= py < height]
+    return float(np.mean([(image[py, px] == BOX_COLOURS).all(axis=1).any() for px, py in inside])) if inside else 0.0
+
+
+def best_row(image: np.ndarray, rows) -> tuple[float, list[str]]:
+    return max(((box_coverage(image, [float(v) for v in r[1:5]]), r) for r in rows), key=lambda t: t[0])
+
+
+def video_frames(path: Path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    return count
+
+
+@needs_x
+def test_show_pause_snapshot_quit(xdisplay, tmp_path):
+    gt = np.loadtxt(GT, delimiter=",")
+    boxes, video = tmp_path / "b.csv", tmp_path / "rec.mp4"
+    app = App(xdisplay, ["track", str(CLIP), "--box", ",".join(map(str, gt[0])), "--show", "--boxes", str(boxes),
+                         "--record", str(video)], tmp_path)
+    time.sleep(1.5)
+    app.key("space")
+    time.sleep(0.5)
+    paused = app.screenshot()
+    time.sleep(1.0)
+    assert np.array_equal(paused, app.screenshot()), "the picture changed while paused"
+    app.key("s")
+    time.sleep(0.5)
+    app.key("space")
+    time.sleep(0.7)
+    assert not np.array_equal(paused, app.screenshot()), "space did not resume"
+    app.key("q")
+    assert app.wait() == 0, app.stderr()
+
+    rows = read_csv(boxes)
+    assert 10 < len(rows) < len(gt), "files play at their frame rate with --show: q came before the end"
+    coverage, row = best_row(paused, rows)
+    assert coverage > 0.9, f"no CSV box is drawn in the paused window (best {coverage:.0%})"
+    assert video_frames(video) == len(rows)
+    snapshots = list(tmp_path.glob("siamtrack-*.png"))
+    assert len(snapshots) == 1 and "snapshot saved" in app.stderr()
+    assert best_row(cv2.imread(str(snapshots[0]))[:, :, ::-1], rows)[0] > 0.9
+
+
+@needs_x
+def test_select_reselect_and_close_the_window(xdisplay, tmp_path):
+    gt = np.loadtxt(GT, delimiter=",")
+    boxes, video = tmp_path / "b.csv", tmp_path / "rec.avi"
+    app = App(xdisplay, ["track", str(CLIP), "--select", "--show", "--boxes", str(boxes), "--record", str(video)],
+              tmp_path)
+    app.wait_for_output("Select a ROI")
+    app.drag(gt[0])
+    app.key("Return")
+    time.sleep(1.5)
+    app.key("r")
+    app.wait_for_output("Select a ROI", count=2)
+    new_box = (40, 200, 80, 60)
+    app.drag(new_box)
+    app.key("Return")
+    time.sleep(1.0)
+    shot = app.screenshot()
+    app.close_window()
+    assert app.wait() == 0, app.stderr()
+
+    rows = read_csv(boxes)
+    first = [float(v) for v in rows[0][1:5]]
+    assert np.allclose(first, gt[0], atol=2), "the drawn box is not the first row"
+    after = [i for i, r in enumerate(rows) if abs(float(r[1]) - new_box[0]) < 15 and abs(float(r[2]) - new_box[1]) < 15]
+    assert after and all(abs(float(r[1]) - new_box[0]) < 30 for r in rows[after[0]:]), "tracking did not resume on the new box"
+    assert best_row(shot, rows[after[0]:])[0] > 0.9
+    assert video_frames(video) == len(rows)
+
+
+@pytest.mark.parametrize("env", [{"DISPLAY": ":97"}, {"WAYLAND_DISPLAY": "wayland-97"}], ids=["x11", "wayland"])
+@pytest.mark.parametrize("flag", ["--show", "--select"])
+def test_an_unreachable_display_is_a_one_line_error(tmp_path, env, flag):
+    clean = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    done = subprocess.run(console_script() + ["track", str(CLIP), "--box", "1,2,30,40", flag],
+                          capture_output=True, text=True, env={**clean, **env, "XDG_RUNTIME_DIR": str(tmp_path)},
+                          timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2, done.stderr
+    assert_one_line_error(done.stderr, "cannot open a window", "--output")

@@ -1,0 +1,113 @@
+"""Live sources: a simulated camera (MJPEG over HTTP on 127.0.0.1, bag.avi in real time) feeding the tracker.
+
+The tracked frame must be the newest one even when the tracker is slower than the camera; a camera that stops
+must end the run with a message and playable files, never a hang.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from test_cli import assert_one_line_error, console_script, read_csv
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from live_latency import iou, run_live  # noqa: E402
+from simulated_camera import SimulatedCamera, read_stamp, stamp  # noqa: E402
+
+VIDEOS = REPO.parent / "shared" / "data" / "videos"
+CLIP, GT = VIDEOS / "bag.avi", VIDEOS / "bag_groundtruth.txt"
+pytestmark = pytest.mark.skipif(not GT.is_file(), reason="needs ../shared/data/videos/bag.avi and its ground truth")
+
+
+@pytest.fixture(scope="module")
+def ground_truth():
+    return np.loadtxt(GT, delimiter=",")
+
+
+@pytest.fixture(scope="module")
+def tracker():
+    from tracker import SiamTracker
+
+    return SiamTracker.from_pretrained(threads=1)  # one core each for the tracker and the camera
+
+
+def test_the_frame_stamp_survives_jpeg():
+    frame = np.full((64, 160, 3), 90, np.uint8)
+    for number in (0, 1, 195, 40000):
+        jpeg = cv2.imdecode(cv2.imencode(".jpg", stamp(frame, number), [cv2.IMWRITE_JPEG_QUALITY, 90])[1], 1)
+        assert read_stamp(jpeg) == number
+
+
+@pytest.mark.parametrize("slow_ms", [0, 60])
+def test_the_tracked_frame_is_the_newest_even_with_a_slow_tracker(tracker, ground_truth, slow_ms):
+    """Ages are measured from the camera sending a frame to the tracker starting on it; a 60 ms slowdown makes the
+    tracker (about 75 ms a frame) slower than the 40 ms between frames, so about every other frame is dropped."""
+    with SimulatedCamera(CLIP) as camera:
+        run = run_live(camera, tracker, ground_truth[0], ground_truth, slow_ms / 1000)
+    ages, interval = run["ages"], run["interval"]
+    p95 = float(np.percentile(ages, 95))
+    assert p95 < 2 * interval, f"p95 frame age {1000 * p95:.0f} ms >= two frame intervals"
+    if slow_ms:
+        assert run["dropped"] > 0.25 * camera.frames, run["dropped"]  # the slow tracker really fell behind
+        assert len(ages) + run["dropped"] + 1 >= camera.frames - 2  # every frame was either tracked or dropped
+    assert np.all(np.diff(run["numbers"]) > 0)  # never an old frame again
+    assert np.mean(run["ious"] >= 0.5) > 0.7, "the track did not hold"
+
+
+def test_reading_every_frame_falls_behind_when_the_tracker_is_slow(tracker, ground_truth):
+    """The failure the newest-frame reader exists for: read in turn, frames wait in the buffer and age."""
+    with SimulatedCamera(CLIP, max_frames=100) as camera:
+        run = run_live(camera, tracker, ground_truth[0], ground_truth, 0.06, latest_only=False)
+    assert np.percentile(run["ages"], 95) > 10 * run["interval"]
+
+
+def _run_cli(args, timeout=120):
+    return subprocess.run(console_script() + list(args), capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_cli_tracks_a_stream_url_until_it_ends(tmp_path, ground_truth):
+    boxes, video = tmp_path / "s.csv", tmp_path / "s.mp4"
+    with SimulatedCamera(CLIP) as camera:
+        done = _run_cli(["track", camera.url, "--box", ",".join(map(str, ground_truth[0])), "--boxes", str(boxes),
+                         "--record", str(video), "--quiet"])
+    assert done.returncode == 0, done.stderr
+    assert "delivered no more frames" in done.stderr and "frames dropped" in done.stderr
+    rows = read_csv(boxes)
+    numbers = [int(r[0]) for r in rows]
+    assert numbers[0] == 0 and numbers == sorted(set(numbers)) and numbers[-1] >= camera.frames - 3
+    hits = [iou([float(v) for v in r[1:5]], ground_truth[n]) >= 0.5 for n, r in zip(numbers, rows)]
+    assert np.mean(hits) > 0.7
+    capture = cv2.VideoCapture(str(video))
+    # Dropped frames are filled with the last shown one: the recording keeps the stream's real time.
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == numbers[-1] + 1
+
+
+def test_a_camera_that_stops_delivering_ends_the_run_with_playable_files(tmp_path, ground_truth):
+    boxes, video = tmp_path / "s.csv", tmp_path / "s.mp4"
+    with SimulatedCamera(CLIP, stall_after=30) as camera:
+        started = time.monotonic()
+        done = _run_cli(["track", camera.url, "--box", ",".join(map(str, ground_truth[0])), "--boxes", str(boxes),
+                         "--record", str(video), "--stall-timeout", "1.5", "--quiet"], timeout=60)
+        seconds = time.monotonic() - started
+    assert done.returncode == 2, done.stderr
+    assert_one_line_error(done.stderr, "delivered no frame for 1.5 s", "saved")
+    assert seconds < 30
+    rows = read_csv(boxes)
+    assert 20 <= len(rows) <= 30 and int(rows[-1][0]) <= 29
+    capture = cv2.VideoCapture(str(video))
+    assert capture.isOpened() and int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == int(rows[-1][0]) + 1
+    assert capture.read()[0]
+
+
+def test_an_unreachable_stream_is_a_one_line_error():
+    done = _run_cli(["track", "http://127.0.0.1:9/stream.mjpg", "--box", "1,2,3,4", "--quiet"], timeout=60)
+    assert done.returncode == 2
+    assert_one_line_error(done.stderr, "cannot open stream http://127.0.0.1:9/stream.mjpg")

@@ -1,0 +1,122 @@
+"""The live window: the frame with its box and a status line, driven by keys; and the check that a display exists.
+
+OpenCV's window (Qt on X11 in the PyPI wheels) aborts the whole process (SIGABRT) when it cannot reach a
+display, so `check_display` opens a window in a child process first: a bad DISPLAY then costs one line, not the run.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import UserError
+from .video import draw_box, put_label
+
+KEYS_HELP = "space pause/resume   r re-select   s snapshot   q/Esc quit"
+KEY_ACTIONS = {ord(" "): "pause", ord("r"): "reselect", ord("R"): "reselect", ord("s"): "snapshot",
+               ord("S"): "snapshot", ord("q"): "quit", ord("Q"): "quit", 27: "quit"}
+HELP_SECONDS = 6.0  # the key help is shown this long at the start (and while paused)
+
+_display_checked: bool = False
+
+
+def check_display(flag: str) -> None:
+    """A UserError (naming --output as the way to see results without a window) unless a window can be opened."""
+    global _display_checked
+    if _display_checked:
+        return
+    hint = "; without a display, write the result with --output out.mp4 (and --boxes out.csv) instead"
+    if sys.platform.startswith("linux"):
+        x11, wayland = os.environ.get("DISPLAY"), os.environ.get("WAYLAND_DISPLAY")
+        if not x11 and not wayland:
+            raise UserError(f"{flag} needs a display, and neither DISPLAY nor WAYLAND_DISPLAY is set{hint}")
+        probe = "import cv2; cv2.namedWindow('siamtrack-probe'); cv2.waitKey(1); cv2.destroyAllWindows()"
+        try:
+            done = subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=20)
+            ok = done.returncode == 0
+        except subprocess.TimeoutExpired:
+            ok = False
+        if not ok:
+            if x11:
+                where = f"DISPLAY={x11} cannot be reached (no X server there, or no permission: check xauth)"
+            else:
+                where = (f"only WAYLAND_DISPLAY={wayland} is set and OpenCV's window needs X11: run under "
+                         "XWayland with DISPLAY set")
+            raise UserError(f"{flag} cannot open a window: {where}{hint}")
+    _display_checked = True
+
+
+class Viewer:
+    """One OpenCV window. show() draws; poll() waits for a key and says what it asks for (None, "pause",
+    "reselect", "snapshot" or "quit"; closing the window is "quit")."""
+
+    def __init__(self, title: str = "siamtrack", snapshot_dir: str | Path = ".") -> None:
+        self.title = title
+        self.snapshot_dir = Path(snapshot_dir)
+        self.opened_at = time.monotonic()
+        self.last_image: np.ndarray | None = None
+        # GUI_NORMAL: no Qt toolbar or status bar, so the image fills the window from its top-left corner.
+        cv2.namedWindow(title, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
+
+    def is_open(self) -> bool:
+        try:
+            return cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
+        except cv2.error:  # Qt destroys the window when it is closed; asking about it then raises
+            return False
+
+    def show(self, image: np.ndarray) -> None:
+        if not self.is_open():  # imshow would open it again: the user closed it, which means quit
+            return
+        self.last_image = image
+        cv2.imshow(self.title, image)
+
+    def poll(self, wait_ms: int = 1) -> str | None:
+        key = cv2.waitKey(max(int(wait_ms), 1))
+        if not self.is_open():
+            return "quit"
+        return KEY_ACTIONS.get(key & 0xFF) if key != -1 else None
+
+    def select(self, frame: np.ndarray, prompt: str) -> tuple[float, float, float, float] | None:
+        """A box drawn with the mouse on this frame (ENTER or space confirms, c cancels); None when cancelled."""
+        if not self.is_open():
+            return None
+        shown = frame.copy()
+        put_label(shown, prompt, (0, shown.shape[0] - 4), (255, 255, 255))
+        x, y, w, h = cv2.selectROI(self.title, shown, showCrosshair=True, fromCenter=False)
+        if w == 0 or h == 0:
+            return None
+        return float(x), float(y), float(w), float(h)
+
+    def snapshot(self) -> Path | None:
+        if self.last_image is None:
+            return None
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")[:-3]
+        path = self.snapshot_dir / f"siamtrack-{stamp}.png"
+        if not cv2.imwrite(str(path), self.last_image):
+            raise UserError(f"cannot write the snapshot {path}: check the folder is writable")
+        return path
+
+    def close(self) -> None:
+        try:
+            cv2.destroyWindow(self.title)
+            cv2.waitKey(1)
+        except cv2.error:
+            pass
+
+
+def draw_overlay(frame: np.ndarray, box, score: float, lost: bool, status: str, paused: bool = False,
+                 show_help: bool = False) -> np.ndarray:
+    """The live view: the box with its label, a status line on top (frame, fps, drops), the key help below."""
+    out = draw_box(frame, box, score, lost)
+    put_label(out, status, (0, 16), (255, 255, 255))
+    if paused:
+        put_label(out, "PAUSED", (out.shape[1] // 2 - 30, 40), (0, 255, 255))
+    if show_help or paused:
+        put_label(out, KEYS_HELP, (0, out.shape[0] - 4), (255, 255, 255), scale=0.45)
+    return out
