@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Several targets in one process: one SiamTracker per target. They can share one network (engine) while each
-keeps its own state, so the model is loaded once however many objects are followed.
+"""Two (or more) targets at once: one SiamTracker per target, all sharing one network, so the model is loaded
+once however many objects are followed; each target keeps its own state and its own colour.
 
     python demos/multi_target.py                       # two pedestrians in ../shared/data/videos/vtest.avi
     python demos/multi_target.py clip.mp4 --box 10,20,30,40 --box 200,50,40,80 --output both.mp4
@@ -11,60 +11,71 @@ import argparse
 import sys
 from pathlib import Path
 
-import cv2
-
-from tracker import SiamTracker
+from tracker import SiamTracker, UserError
+from tracker.outputs import AnnotatedVideoWriter, check_output_path, video_fourcc
+from tracker.result import parse_box
+from tracker.video import FrameSource, draw_box
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "videos" / "vtest.avi"
 DEFAULT_BOXES = ["158,136,20,57", "402,150,27,51"]  # two pedestrians in the first frame of vtest.avi
-COLORS = [(0, 255, 0), (255, 128, 0), (0, 200, 255), (255, 0, 255)]
+COLOURS = [(0, 255, 0), (255, 128, 0), (0, 200, 255), (255, 0, 255)]  # BGR; a lost target is drawn red
+
+
+def track(args: argparse.Namespace) -> None:
+    boxes = [parse_box(text) for text in (args.box or DEFAULT_BOXES)]
+    if args.output:
+        video_fourcc(args.output)  # a suffix OpenCV can write, checked before any work
+    video_path = check_output_path(args.output, "--output", [args.video]) if args.output else None
+    source = FrameSource(args.video)
+    frames = iter(source)
+    frame = next(frames, None)
+    if frame is None:
+        raise UserError(f"{args.video} has no frames")
+
+    first = SiamTracker.from_pretrained()
+    trackers = [first] + [SiamTracker(first.engine, first.config) for _ in boxes[1:]]  # one network for all
+    for number, (tracker, box) in enumerate(zip(trackers, boxes)):
+        try:
+            tracker.init(frame, box)
+        except UserError as exc:
+            raise UserError(f"target #{number} ({args.box[number] if args.box else DEFAULT_BOXES[number]}): {exc}") from None
+    writer = AnnotatedVideoWriter(video_path, source.fps, (frame.shape[1], frame.shape[0])) if video_path else None
+    try:
+        for index in range(1, args.max_frames):
+            frame = next(frames, None)
+            if frame is None:
+                break
+            results = [tracker.update(frame) for tracker in trackers]
+            print(f"{index:5d}  " + "  ".join(
+                f"#{k}: ({r.box[0]:6.1f},{r.box[1]:6.1f},{r.box[2]:5.1f},{r.box[3]:5.1f}) {r.score:.2f}"
+                f"{' LOST' if r.lost else ''}" for k, r in enumerate(results)))
+            if writer is not None:
+                annotated = frame
+                for k, r in enumerate(results):
+                    annotated = draw_box(annotated, r.box, r.score, r.lost, COLOURS[k % len(COLOURS)], f"#{k}")
+                writer.write_annotated(annotated)
+    finally:
+        source.close()
+        if writer is not None:
+            writer.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("video", nargs="?", default=str(DEFAULT_VIDEO), help="video file (default: vtest.avi)")
     parser.add_argument("--box", action="append", help="x,y,w,h of one target in the first frame (repeatable)")
-    parser.add_argument("--output", help="write the annotated video here (.mp4 or .avi)")
+    parser.add_argument("--output", help="write the annotated video here (.mp4, .avi or .mov)")
     parser.add_argument("--max-frames", type=int, default=150, help="stop after this many frames (default 150)")
     args = parser.parse_args(argv)
-    boxes = [tuple(float(v) for v in b.split(",")) for b in (args.box or DEFAULT_BOXES)]
-
-    capture = cv2.VideoCapture(args.video)
-    ok, frame = capture.read()
-    if not ok:
-        print(f"cannot read a frame from {args.video}", file=sys.stderr)
+    try:
+        track(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-
-    first = SiamTracker.from_pretrained()
-    trackers = [first] + [SiamTracker(first.engine, first.config) for _ in boxes[1:]]  # shared network
-    for tracker, box in zip(trackers, boxes):
-        tracker.init(frame, box)
-
-    writer = None
-    if args.output:
-        fourcc = cv2.VideoWriter_fourcc(*("MJPG" if args.output.endswith(".avi") else "mp4v"))
-        writer = cv2.VideoWriter(args.output, fourcc, capture.get(cv2.CAP_PROP_FPS) or 25.0,
-                                 (frame.shape[1], frame.shape[0]))
-
-    index = 1
-    while index < args.max_frames:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        results = [tracker.update(frame) for tracker in trackers]
-        print(f"{index:5d}  " + "  ".join(
-            f"#{k}: ({r.box[0]:6.1f},{r.box[1]:6.1f},{r.box[2]:5.1f},{r.box[3]:5.1f}) {r.score:.2f}{' LOST' if r.lost else ''}"
-            for k, r in enumerate(results)))
-        if writer is not None:
-            for k, r in enumerate(results):
-                x, y, w, h = (int(round(v)) for v in r.box)
-                cv2.rectangle(frame, (x, y), (x + w, y + h), (0, 0, 255) if r.lost else COLORS[k % len(COLORS)], 2)
-            writer.write(frame)
-        index += 1
-    capture.release()
-    if writer is not None:
-        writer.release()
+    except KeyboardInterrupt:
+        print("interrupted; the video so far is saved", file=sys.stderr)
+        return 130
     return 0
 
 

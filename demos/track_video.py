@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Track one object through a video with the Python API: init on the first frame, update on every other one.
+"""Track one object through a video file into an annotated video and a CSV of boxes, with the Python API.
 
-    python demos/track_video.py                                   # bag.avi from ../shared/data, first GT box
-    python demos/track_video.py clip.mp4 --box 120,80,60,40 --output tracked.mp4 --max-frames 100
+    python demos/track_video.py                                   # bag.avi from ../shared/data, its first GT box
+    python demos/track_video.py clip.mp4 --box 120,80,60,40 --output tracked.mp4 --boxes tracked.csv
 
-Prints one line per frame (box, score, lost) and, with --output, writes the annotated video.
+Prints one line per frame (box, score, lost). The outputs are written as `siamtrack track` writes them: the CSV
+with a header row, each row on disk as it is written, and both files moved into place only when finished.
 """
 from __future__ import annotations
 
@@ -13,70 +14,79 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
-
 from tracker import SiamTracker, UserError
+from tracker.outputs import AnnotatedVideoWriter, BoxCsvWriter, check_output_path, video_fourcc
+from tracker.result import parse_box
+from tracker.video import FrameSource
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "videos" / "bag.avi"
 DEFAULT_BOX = "312.64,146.89,105.13,95.41"  # first line of bag_groundtruth.txt
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("video", nargs="?", default=str(DEFAULT_VIDEO), help="video file (default: bag.avi)")
-    parser.add_argument("--box", default=DEFAULT_BOX, help="first box x,y,w,h in 0-based pixels")
-    parser.add_argument("--output", help="write the annotated video here (.mp4 or .avi)")
-    parser.add_argument("--max-frames", type=int, help="stop after this many frames")
-    args = parser.parse_args(argv)
-
-    capture = cv2.VideoCapture(args.video)
-    ok, frame = capture.read()
-    if not ok:
-        print(f"cannot read a frame from {args.video}", file=sys.stderr)
-        return 2
-    box = tuple(float(v) for v in args.box.split(","))
+def track(args: argparse.Namespace) -> None:
+    box = parse_box(args.box)  # UserError with an example for "1,2,3" or "a,b,c,d"
+    boxes_path = check_output_path(args.boxes, "--boxes", [args.video]) if args.boxes else None
+    if args.output:
+        video_fourcc(args.output)  # a suffix OpenCV can write, checked before any work
+    video_path = check_output_path(args.output, "--output", [args.video, args.boxes]) if args.output else None
+    source = FrameSource(args.video)  # a file, an image folder or a camera; a clear error for anything else
+    frames = iter(source)
+    frame = next(frames, None)
+    if frame is None:
+        raise UserError(f"{args.video} has no frames")
 
     # The shipped default model; keyword arguments would override tracking hyperparameters,
     # e.g. SiamTracker.from_pretrained(num_scales=5, lost_threshold=0.2).
     tracker = SiamTracker.from_pretrained()
-    try:
-        tracker.init(frame, box)  # frames are BGR uint8 as OpenCV reads them (grayscale and BGRA work too)
-    except UserError as exc:  # an empty box, a box outside the frame...
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-    writer = None
-    if args.output:
-        fourcc = cv2.VideoWriter_fourcc(*("MJPG" if args.output.endswith(".avi") else "mp4v"))
-        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-        writer = cv2.VideoWriter(args.output, fourcc, fps, (frame.shape[1], frame.shape[0]))
+    tracker.init(frame, box)  # frames are BGR uint8 as OpenCV reads them; a box outside the frame is a UserError
+    csv_out = BoxCsvWriter(boxes_path) if boxes_path else None
+    video_out = AnnotatedVideoWriter(video_path, source.fps, (frame.shape[1], frame.shape[0])) if video_path else None
 
     index, seconds = 0, 0.0
     result_box, score, lost = box, 1.0, False
-    while True:
-        print(f"{index:5d}  box=({', '.join(f'{v:7.1f}' for v in result_box)})  score={score:.2f}"
-              + ("  LOST" if lost else ""))
-        if writer is not None:
-            x, y, w, h = (int(round(v)) for v in result_box)
-            cv2.rectangle(frame, (x, y), (x + w, y + h), (0, 0, 255) if lost else (0, 255, 0), 2)
-            writer.write(frame)
-        index += 1
-        if args.max_frames is not None and index >= args.max_frames:
-            break
-        ok, frame = capture.read()
-        if not ok:
-            break
-        start = time.perf_counter()
-        result = tracker.update(frame)  # -> TrackResult(box, score, lost)
-        seconds += time.perf_counter() - start
-        result_box, score, lost = result.box, result.score, result.lost
+    try:
+        while True:
+            print(f"{index:5d}  box=({', '.join(f'{v:7.1f}' for v in result_box)})  score={score:.2f}"
+                  + ("  LOST" if lost else ""))
+            if csv_out:
+                csv_out.write(index, result_box, score, lost)
+            if video_out:
+                video_out.write(frame, result_box, score, lost)
+            index += 1
+            if args.max_frames is not None and index >= args.max_frames:
+                break
+            frame = next(frames, None)
+            if frame is None:
+                break
+            start = time.perf_counter()
+            result = tracker.update(frame)  # -> TrackResult(box, score, lost)
+            seconds += time.perf_counter() - start
+            result_box, score, lost = result.box, result.score, result.lost
+    finally:  # also on Ctrl-C or an error mid-run: what was written is kept, and the video stays playable
+        source.close()
+        for out in (csv_out, video_out):
+            if out is not None:
+                out.close()
+    print(f"{index} frames, {1000 * seconds / max(index - 1, 1):.1f} ms per update", file=sys.stderr)
 
-    capture.release()
-    if writer is not None:
-        writer.release()
-    updates = max(index - 1, 1)
-    print(f"{index} frames, {1000 * seconds / updates:.1f} ms per update", file=sys.stderr)
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("video", nargs="?", default=str(DEFAULT_VIDEO), help="video file (default: bag.avi)")
+    parser.add_argument("--box", default=DEFAULT_BOX, help="first box x,y,w,h in 0-based pixels")
+    parser.add_argument("--output", help="write the annotated video here (.mp4, .avi or .mov)")
+    parser.add_argument("--boxes", help="write frame,x,y,w,h,score,lost rows here")
+    parser.add_argument("--max-frames", type=int, help="stop after this many frames")
+    args = parser.parse_args(argv)
+    try:
+        track(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the frames tracked so far are saved", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -15,7 +15,7 @@ import tracker
 from conftest import iou, read_frames, write_video
 from tracker.cli import build_parser, main
 
-SUBCOMMANDS = ["track", "eval", "bench", "init-weights"]
+SUBCOMMANDS = ["track", "webcam", "eval", "bench", "init-weights"]
 
 
 def console_script() -> list[str]:
@@ -92,8 +92,18 @@ def test_track_help_lists_its_flags(capsys):
     with pytest.raises(SystemExit):
         main(["track", "--help"])
     out = capsys.readouterr().out
-    for flag in ("--box", "--select", "--output", "--boxes", "--show", "--weights", "--device", "--max-frames", "--quiet"):
+    for flag in ("--box", "--select", "--output", "--record", "--boxes", "--format", "--show", "--fast", "--weights",
+                 "--device", "--max-frames", "--stall-timeout", "--quiet"):
         assert flag in out
+
+
+@pytest.mark.parametrize("command", ["track", "webcam"])
+def test_help_lists_the_window_keys(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for key in ("space pause/resume", "r re-select", "s save a PNG snapshot", "q or Esc quit", "closing the window"):
+        assert key in out
 
 
 # -- errors: one line, non-zero, no traceback ------------------------------------------------------------------
@@ -251,3 +261,48 @@ def test_end_to_end_synthetic_video_through_the_cli(synthetic, tmp_path, report,
     assert np.mean(overlaps >= 0.5) >= 0.9, f"IoU per frame: {np.round(overlaps, 2)}"
     written = read_frames(video)
     assert len(written) == len(frames) and written[0].shape == frames[0].shape
+
+
+# -- box formats -----------------------------------------------------------------------------------------------
+
+
+def test_box_formats_mot_and_otb(small_clip, tmp_path):
+    clip, box = small_clip
+    argv = ["track", str(clip), "--box", ",".join(map(str, box)), "--max-frames", "4", "--quiet"]
+    assert main(argv + ["--boxes", str(tmp_path / "b.csv")]) == 0
+    rows = read_csv(tmp_path / "b.csv")
+    assert main(argv + ["--boxes", str(tmp_path / "b.mot"), "--format", "mot"]) == 0
+    mot = [line.split(",") for line in (tmp_path / "b.mot").read_text().splitlines()]
+    assert [m[:2] for m in mot] == [[str(i + 1), "1"] for i in range(4)]  # 1-based frames, one target id
+    for m, r in zip(mot, rows):
+        assert float(m[2]) == pytest.approx(float(r[1]) + 1, abs=0.011) and m[4:6] == r[3:5]
+        assert m[6] == r[5] and m[7:] == ["-1", "-1", "-1"]
+    assert main(argv + ["--boxes", str(tmp_path / "b.txt"), "--format", "otb"]) == 0
+    otb = [line.split(",") for line in (tmp_path / "b.txt").read_text().splitlines()]
+    assert len(otb) == 4 and all(len(o) == 4 for o in otb)
+    assert float(otb[0][1]) == pytest.approx(float(rows[0][2]) + 1, abs=0.011)  # OTB's 1-based pixels
+
+
+def test_mot_leaves_lost_frames_out(tmp_path):
+    from tracker.outputs import BoxCsvWriter
+
+    writer = BoxCsvWriter(tmp_path / "m.txt", fmt="mot")
+    writer.write(0, (1, 2, 3, 4), 0.9, False)
+    writer.write(1, (1, 2, 3, 4), 0.1, True)
+    writer.write(2, (1, 2, 3, 4), 0.8, False)
+    writer.close()
+    assert [line.split(",")[0] for line in (tmp_path / "m.txt").read_text().splitlines()] == ["1", "3"]
+    assert writer.rows == 2
+
+
+def test_progress_is_a_plain_line_off_a_terminal(small_clip, tmp_path, monkeypatch):
+    """Not a terminal: no carriage-return bar in a log, but a line every `every` seconds."""
+    from tracker.progress import PlainProgress, progress
+
+    assert isinstance(progress(10, "tracking"), PlainProgress)  # pytest's stderr is not a terminal
+    lines = []
+    bar = PlainProgress(100, "tracking", "frame", every=0.0, file=type("F", (), {"write": lambda s, t: lines.append(t), "flush": lambda s: None})())
+    bar.set_postfix(score="0.90")
+    bar.update(5)
+    text = "".join(lines)
+    assert "\r" not in text and text.startswith("tracking: 5/100 frames, ") and "frame/s" in text and "score=0.90" in text

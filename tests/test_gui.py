@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -222,3 +223,47 @@ def test_an_unreachable_display_is_a_one_line_error(tmp_path, env, flag):
                           timeout=60, stdin=subprocess.DEVNULL)
     assert done.returncode == 2, done.stderr
     assert_one_line_error(done.stderr, "cannot open a window", "--output")
+
+
+@needs_x
+def test_webcam_command_on_a_live_stream(xdisplay, tmp_path):
+    """`siamtrack webcam` opens the source, asks for the box with the mouse, tracks the newest frames, Esc quits."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from simulated_camera import SimulatedCamera
+
+    gt = np.loadtxt(GT, delimiter=",")
+    boxes = tmp_path / "w.csv"
+    with SimulatedCamera(CLIP, loops=3) as camera:
+        app = App(xdisplay, ["webcam", "--camera", camera.url, "--boxes", str(boxes)], tmp_path)
+        app.wait_for_output("Select a ROI")
+        app.drag((100, 100, 60, 50))
+        app.key("Return")
+        time.sleep(2.0)
+        app.key("Escape")
+        assert app.wait() == 0, app.stderr()
+    rows = read_csv(boxes)
+    assert len(rows) > 20 and np.allclose([float(v) for v in rows[0][1:5]], (100, 100, 60, 50), atol=2)
+    # The frames that arrived while the box was being drawn were not tracked: the second row is a later frame.
+    assert int(rows[1][0]) > int(rows[0][0]) + 1
+    assert "frames dropped" in app.stderr()
+
+
+@needs_x
+def test_webcam_demo_in_a_window(xdisplay, tmp_path):
+    gt = np.loadtxt(GT, delimiter=",")
+    env = {**os.environ, "DISPLAY": xdisplay}
+    process = subprocess.Popen([sys.executable, str(REPO / "demos" / "webcam.py"), "--camera", str(CLIP), "--box",
+                                ",".join(map(str, gt[0]))], env=env, cwd=tmp_path, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, wid = time.monotonic() + 90, None
+    while wid is None and time.monotonic() < deadline and process.poll() is None:
+        found = subprocess.run(["xdotool", "search", "--name", "webcam demo"], env=env, capture_output=True,
+                               text=True).stdout.split()
+        wid = found[-1] if found else None
+        time.sleep(0.3)
+    assert wid, process.communicate()
+    time.sleep(1.0)
+    subprocess.run(["xdotool", "key", "--window", wid, "q"], env=env, check=True)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "frames tracked" in err

@@ -111,3 +111,63 @@ def test_an_unreachable_stream_is_a_one_line_error():
     done = _run_cli(["track", "http://127.0.0.1:9/stream.mjpg", "--box", "1,2,3,4", "--quiet"], timeout=60)
     assert done.returncode == 2
     assert_one_line_error(done.stderr, "cannot open stream http://127.0.0.1:9/stream.mjpg")
+
+
+# -- the pieces ------------------------------------------------------------------------------------------------
+
+
+class FakeCamera:
+    """read() delivers numbered frames every `interval` seconds, then (after `frames`) fails or hangs."""
+
+    def __init__(self, frames: int, interval: float, then: str = "end") -> None:
+        self.frames, self.interval, self.then, self.sent = frames, interval, then, 0
+
+    def read(self):
+        if self.sent >= self.frames:
+            if self.then == "hang":
+                time.sleep(3600)
+            return False, None
+        time.sleep(self.interval)
+        self.sent += 1
+        return True, np.full((4, 4, 3), self.sent - 1, np.uint8)
+
+
+def test_grabber_hands_out_only_the_newest_frame():
+    from tracker.live import LatestFrameGrabber
+
+    grabber = LatestFrameGrabber(FakeCamera(30, 0.005).read, "fake")
+    taken = []
+    while (frame := grabber.next()) is not None:
+        taken.append(frame.index)
+        assert int(frame.image[0, 0, 0]) == frame.index
+        time.sleep(0.02)  # a consumer four times slower than the camera
+    assert taken == sorted(set(taken)) and 3 <= len(taken) < 20
+    assert len(taken) + grabber.dropped == 30
+
+
+def test_grabber_gives_up_on_a_camera_that_hangs():
+    from tracker import UserError
+    from tracker.live import LatestFrameGrabber
+
+    grabber = LatestFrameGrabber(FakeCamera(2, 0.0, then="hang").read, "camera 3", stall_timeout=0.3)
+    grabber.next()
+    with pytest.raises(UserError, match="camera 3 delivered no frame for 0.3 s"):
+        while True:
+            grabber.next()
+    assert not grabber.stop(timeout=0.1)  # still blocked in read(): the capture must not be released
+
+
+def test_pacer_plays_at_the_frame_rate_and_restarts_after_a_pause():
+    from tracker.live import Pacer
+
+    pacer = Pacer(50.0)
+    started = time.monotonic()
+    for _ in range(11):
+        pacer.wait()
+    assert 0.18 < time.monotonic() - started < 0.4  # 10 intervals of 20 ms
+    time.sleep(0.3)
+    pacer.reset()
+    started = time.monotonic()
+    pacer.wait()
+    pacer.wait()
+    assert time.monotonic() - started < 0.05  # no rush of catch-up frames, no waiting for a stale deadline

@@ -1,5 +1,4 @@
 """The Python API (SiamTracker / TrackResult) and end-to-end tracking of a synthetic video with exact ground truth."""
-import importlib.util
 import math
 import time
 from pathlib import Path
@@ -42,6 +41,31 @@ def test_from_pretrained_init_update_types(synthetic):
     # Boxes given as lists, numpy arrays or integers are all accepted.
     tracker.init(frames[0], [int(v) for v in gt[0]])
     tracker.init(frames[0], np.asarray(gt[0]))
+
+
+def test_opencv_style_adapter(synthetic):
+    """Existing cv2 tracker code swaps in with one line: init returns None, update (ok, (x, y, w, h)) with ints."""
+    frames, gt = synthetic
+    plain = SiamTracker.from_pretrained()
+    cv2_style = SiamTracker.from_pretrained().as_opencv()
+    assert cv2_style.init(frames[0], tuple(gt[0])) is None
+    plain.init(frames[0], tuple(gt[0]))
+    for frame in frames[1:6]:
+        ok, box = cv2_style.update(frame)
+        expected = plain.update(frame)
+        assert ok is (not expected.lost) and isinstance(box, tuple) and all(type(v) is int for v in box)
+        x, y, w, h = expected.box
+        assert box == (round(x), round(y), round(x + w) - round(x), round(y + h) - round(y))
+        assert cv2_style.score == expected.score and cv2_style.lost == expected.lost
+        cv2.rectangle(frame.copy(), box, (0, 255, 0), 2)  # what broke with float boxes
+    assert type(cv2_style.tracker) is SiamTracker
+
+
+def test_track_result_reads_as_ok_and_says_how_to_unpack():
+    assert bool(TrackResult((0.0, 0.0, 1.0, 1.0), 0.9, False)) is True
+    assert bool(TrackResult((0.0, 0.0, 1.0, 1.0), 0.1, True)) is False
+    with pytest.raises(TypeError, match="as_opencv"):
+        ok, box = TrackResult((0.0, 0.0, 1.0, 1.0), 0.9, False)
 
 
 def test_update_before_init_raises(synthetic):
@@ -292,30 +316,6 @@ def test_lost_flag_when_the_target_disappears(synthetic, default_tracker_factory
     assert not any(r.lost for r in visible)
     assert all(r.lost for r in gone[1:])
     assert max(r.score for r in gone) < min(r.score for r in visible)
-
-
-# -- demos ---------------------------------------------------------------------------------------------------
-
-
-def _load_demo(name: str):
-    path = Path(__file__).resolve().parents[1] / "demos" / name
-    spec = importlib.util.spec_from_file_location(f"demo_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_demos_run(small_clip, tmp_path, capsys):
-    clip, box = small_clip
-    box_text = ",".join(f"{v:.2f}" for v in box)
-    assert _load_demo("track_video.py").main([str(clip), "--box", box_text, "--max-frames", "4",
-                                              "--output", str(tmp_path / "one.avi")]) == 0
-    assert len(capsys.readouterr().out.strip().splitlines()) == 4
-    assert _load_demo("multi_target.py").main([str(clip), "--box", box_text, "--box", "10,10,60,50",
-                                               "--max-frames", "4", "--output", str(tmp_path / "two.avi")]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 3 and all("#0" in line and "#1" in line for line in lines)
-    assert (tmp_path / "one.avi").stat().st_size > 0 and (tmp_path / "two.avi").stat().st_size > 0
 
 
 # -- known bug -------------------------------------------------------------------------------------------------

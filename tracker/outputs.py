@@ -229,12 +229,17 @@ class AnnotatedVideoWriter(_PartialFile):
         self._room_checked_at = self.frames
 
     def write(self, frame: np.ndarray, box, score: float, lost: bool) -> None:
-        if (frame.shape[1], frame.shape[0]) != self.size:
-            raise UserError(f"frame {self.frames} is {frame.shape[1]}x{frame.shape[0]}, the video {self.path} is "
+        """The frame with the box drawn on it (green, red when lost) and its score."""
+        self.write_annotated(draw_box(frame, box, score, lost))
+
+    def write_annotated(self, image: np.ndarray) -> None:
+        """A frame already drawn on (several targets, an overlay)."""
+        if (image.shape[1], image.shape[0]) != self.size:
+            raise UserError(f"frame {self.frames} is {image.shape[1]}x{image.shape[0]}, the video {self.path} is "
                             f"{self.size[0]}x{self.size[1]}: a video holds one frame size")
         self.ensure_room()
-        self._last = draw_box(frame, box, score, lost)
-        self._append(self._last)
+        self._last = image
+        self._append(image)
 
     def repeat_last(self, count: int) -> None:
         """The last frame again `count` times: a live source's dropped frames, so the video plays in real time."""
