@@ -26,19 +26,10 @@ from simulated_camera import SimulatedCamera, read_stamp  # noqa: E402
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
 
 
-def iou(a, b) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    inter = w * h
-    union = aw * ah + bw * bh - inter
-    return inter / union if union > 0 else 0.0
-
-
 def run_live(camera: SimulatedCamera, tracker, first_box, ground_truth, slow_seconds: float = 0.0,
              latest_only: bool = True) -> dict:
     """Track camera.url from its first frame; returns ages (s), IoUs and counts."""
+    from tracker.evaluation.metrics import rect_iou
     from tracker.video import FrameSource
 
     source = FrameSource(camera.url)
@@ -54,7 +45,7 @@ def run_live(camera: SimulatedCamera, tracker, first_box, ground_truth, slow_sec
             if slow_seconds:
                 time.sleep(slow_seconds)
             numbers.append(number)
-            ious.append(iou(result.box, ground_truth[number]))
+            ious.append(float(rect_iou(result.box, ground_truth[camera.clip_frame(number)])[0]))
     finally:
         source.close()
     return {"ages": np.array(ages), "ious": np.array(ious), "numbers": numbers, "dropped": source.dropped,

@@ -52,9 +52,11 @@ class SimulatedCamera:
     """
 
     def __init__(self, clip: str | Path, fps: float | None = None, loops: int = 1, port: int = 0,
-                 max_frames: int | None = None, stall_after: int | None = None) -> None:
+                 max_frames: int | None = None, stall_after: int | None = None, lead_in: int = 0) -> None:
         """stall_after: send this many frames, then nothing more while keeping the connection open (a camera
-        that hung)."""
+        that hung). lead_in: send frame 0 this many times first (a still scene before the clip's motion starts,
+        so that a box for frame 0 is still right when a client starts tracking a little later); stamps and
+        sent_at then count the sends, and clip_frame(n) is the clip frame of send n."""
         capture = cv2.VideoCapture(str(clip))
         if not capture.isOpened():
             raise FileNotFoundError(f"cannot read {clip}")
@@ -70,8 +72,9 @@ class SimulatedCamera:
         capture.release()
         self.loops = loops
         self.stall_after = stall_after
+        self.lead_in = lead_in
         self._closing = threading.Event()
-        self.sent_at: dict[int, float] = {}  # frame number -> time.monotonic() it was sent (last loop wins)
+        self.sent_at: dict[int, float] = {}  # send number (the stamp) -> time.monotonic() it was sent
         self.finished = threading.Event()
         camera = self
 
@@ -104,25 +107,34 @@ class SimulatedCamera:
     def frames(self) -> int:
         return len(self.jpegs)
 
+    def clip_frame(self, number: int) -> int:
+        """The clip frame (0-based) that send `number` showed."""
+        return max(number - self.lead_in, 0) % len(self.jpegs)
+
     def _serve(self, out) -> None:
         interval = 1.0 / self.fps
         start = time.monotonic()
-        sent = 0
-        for loop in range(self.loops):
-            for number, jpeg in enumerate(self.jpegs):
-                if self.stall_after is not None and sent >= self.stall_after:
-                    self._closing.wait()
-                    return
-                sent += 1
-                due = start + (loop * len(self.jpegs) + number) * interval
-                delay = due - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                out.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg))
-                out.write(jpeg)
-                out.write(b"\r\n")
-                out.flush()
-                self.sent_at[number] = time.monotonic()
+        total = self.lead_in + self.loops * len(self.jpegs)
+        for number in range(total):
+            if self.stall_after is not None and number >= self.stall_after:
+                self._closing.wait()
+                return
+            due = start + number * interval
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            # Stamped with the send number, which also names the clip frame when there is no lead-in or loop.
+            jpeg = self.jpegs[self.clip_frame(number)] if number < len(self.jpegs) and not self.lead_in else \
+                self._encode(self.clip_frame(number), number)
+            self.sent_at[number] = time.monotonic()  # before sending: the client may look it up at once
+            out.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg))
+            out.write(jpeg)
+            out.write(b"\r\n")
+            out.flush()
+
+    def _encode(self, clip_frame: int, number: int) -> bytes:
+        frame = cv2.imdecode(np.frombuffer(self.jpegs[clip_frame], np.uint8), cv2.IMREAD_COLOR)
+        return cv2.imencode(".jpg", stamp(frame, number), [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
 
     def __enter__(self) -> "SimulatedCamera":
         self._thread.start()

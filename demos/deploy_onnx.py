@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> None:
             count += 1
             print(f"{count:5d} box=({', '.join(f'{v:.1f}' for v in result.box)}) score={result.score:.2f}"
                   + (" LOST" if result.lost else ""))
-            if args.max_frames and count >= args.max_frames:
+            if args.max_frames is not None and count >= args.max_frames:
                 break
     finally:
         source.close()
@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="onnxruntime threads (default: the physical cores)")
     parser.add_argument("--max-frames", type=int, help="stop after this many updates")
     args = parser.parse_args(argv)
+    for flag, value in (("--max-frames", args.max_frames), ("--threads", args.threads)):
+        if value is not None and value < 1:
+            parser.error(f"{flag} must be >= 1, got {value}")
     try:
         run(args)
     except UserError as exc:

@@ -41,7 +41,15 @@ def track(args: argparse.Namespace) -> None:
         except UserError as exc:
             raise UserError(f"target #{number} ({args.box[number] if args.box else DEFAULT_BOXES[number]}): {exc}") from None
     writer = AnnotatedVideoWriter(video_path, source.fps, (frame.shape[1], frame.shape[0])) if video_path else None
+
+    def draw(frame, boxes_scores_lost):
+        for k, (box, score, lost) in enumerate(boxes_scores_lost):
+            frame = draw_box(frame, box, score, lost, COLOURS[k % len(COLOURS)], f"#{k}")
+        return frame
+
     try:
+        if writer is not None:
+            writer.write_annotated(draw(frame, [(box, 1.0, False) for box in boxes]))
         for index in range(1, args.max_frames):
             frame = next(frames, None)
             if frame is None:
@@ -51,10 +59,7 @@ def track(args: argparse.Namespace) -> None:
                 f"#{k}: ({r.box[0]:6.1f},{r.box[1]:6.1f},{r.box[2]:5.1f},{r.box[3]:5.1f}) {r.score:.2f}"
                 f"{' LOST' if r.lost else ''}" for k, r in enumerate(results)))
             if writer is not None:
-                annotated = frame
-                for k, r in enumerate(results):
-                    annotated = draw_box(annotated, r.box, r.score, r.lost, COLOURS[k % len(COLOURS)], f"#{k}")
-                writer.write_annotated(annotated)
+                writer.write_annotated(draw(frame, [(r.box, r.score, r.lost) for r in results]))
     finally:
         source.close()
         if writer is not None:
@@ -68,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", help="write the annotated video here (.mp4, .avi or .mov)")
     parser.add_argument("--max-frames", type=int, default=150, help="stop after this many frames (default 150)")
     args = parser.parse_args(argv)
+    if args.max_frames < 1:
+        parser.error(f"--max-frames must be >= 1, got {args.max_frames}")
     try:
         track(args)
     except UserError as exc:

@@ -41,7 +41,12 @@ def track(args: argparse.Namespace) -> None:
     tracker = SiamTracker.from_pretrained()
     tracker.init(frame, box)  # frames are BGR uint8 as OpenCV reads them; a box outside the frame is a UserError
     csv_out = BoxCsvWriter(boxes_path) if boxes_path else None
-    video_out = AnnotatedVideoWriter(video_path, source.fps, (frame.shape[1], frame.shape[0])) if video_path else None
+    try:
+        video_out = AnnotatedVideoWriter(video_path, source.fps, (frame.shape[1], frame.shape[0])) if video_path else None
+    except UserError:
+        if csv_out:
+            csv_out.discard()  # nothing tracked yet: leave no file behind
+        raise
 
     index, seconds = 0, 0.0
     result_box, score, lost = box, 1.0, False
@@ -65,9 +70,12 @@ def track(args: argparse.Namespace) -> None:
             result_box, score, lost = result.box, result.score, result.lost
     finally:  # also on Ctrl-C or an error mid-run: what was written is kept, and the video stays playable
         source.close()
-        for out in (csv_out, video_out):
-            if out is not None:
-                out.close()
+        try:
+            if video_out is not None:
+                video_out.close()
+        finally:  # the CSV is finished even when the video could not be
+            if csv_out is not None:
+                csv_out.close()
     print(f"{index} frames, {1000 * seconds / max(index - 1, 1):.1f} ms per update", file=sys.stderr)
 
 
@@ -79,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--boxes", help="write frame,x,y,w,h,score,lost rows here")
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
     args = parser.parse_args(argv)
+    if args.max_frames is not None and args.max_frames < 1:
+        parser.error(f"--max-frames must be >= 1, got {args.max_frames}")
     try:
         track(args)
     except UserError as exc:

@@ -96,8 +96,7 @@ def run(args: argparse.Namespace) -> None:
                 paused = not paused
             elif key == ord("s"):
                 name = f"snapshot-{int(time.time())}.png"
-                cv2.imwrite(name, shown)
-                print(f"saved {name}")
+                print(f"saved {name}" if cv2.imwrite(name, shown) else f"could not write {name}", file=sys.stderr)
             elif key == ord("r"):
                 new_box = select(frame)
                 if new_box is not None:
@@ -118,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-window", action="store_true", help="print the boxes instead of showing a window")
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
     args = parser.parse_args(argv)
+    if args.max_frames is not None and args.max_frames < 1:
+        parser.error(f"--max-frames must be >= 1, got {args.max_frames}")
     try:
         run(args)
     except UserError as exc:

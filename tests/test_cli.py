@@ -295,11 +295,15 @@ def test_mot_leaves_lost_frames_out(tmp_path):
     assert writer.rows == 2
 
 
-def test_progress_is_a_plain_line_off_a_terminal(small_clip, tmp_path, monkeypatch):
+def test_progress_is_a_plain_line_off_a_terminal(monkeypatch):
     """Not a terminal: no carriage-return bar in a log, but a line every `every` seconds."""
+    import io
+
     from tracker.progress import PlainProgress, progress
 
-    assert isinstance(progress(10, "tracking"), PlainProgress)  # pytest's stderr is not a terminal
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal
+    assert isinstance(progress(10, "tracking"), PlainProgress)
+    assert not isinstance(progress(10, "tracking", quiet=True), PlainProgress)
     lines = []
     bar = PlainProgress(100, "tracking", "frame", every=0.0, file=type("F", (), {"write": lambda s, t: lines.append(t), "flush": lambda s: None})())
     bar.set_postfix(score="0.90")

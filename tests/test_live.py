@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 
 from test_cli import assert_one_line_error, console_script, read_csv
+from tracker.evaluation.metrics import rect_iou
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
-from live_latency import iou, run_live  # noqa: E402
+from live_latency import run_live  # noqa: E402
 from simulated_camera import SimulatedCamera, read_stamp, stamp  # noqa: E402
 
 VIDEOS = REPO.parent / "shared" / "data" / "videos"
@@ -75,35 +76,43 @@ def _run_cli(args, timeout=120):
 
 def test_cli_tracks_a_stream_url_until_it_ends(tmp_path, ground_truth):
     boxes, video = tmp_path / "s.csv", tmp_path / "s.mp4"
-    with SimulatedCamera(CLIP) as camera:
+    # 3 s of the first frame before the clip moves: the box for frame 0 is still right when the CLI starts tracking.
+    with SimulatedCamera(CLIP, lead_in=75) as camera:
         done = _run_cli(["track", camera.url, "--box", ",".join(map(str, ground_truth[0])), "--boxes", str(boxes),
                          "--record", str(video), "--quiet"])
     assert done.returncode == 0, done.stderr
-    assert "delivered no more frames" in done.stderr and "frames dropped" in done.stderr
+    assert "delivered no more frames" in done.stderr
     rows = read_csv(boxes)
     numbers = [int(r[0]) for r in rows]
-    assert numbers[0] == 0 and numbers == sorted(set(numbers)) and numbers[-1] >= camera.frames - 3
-    hits = [iou([float(v) for v in r[1:5]], ground_truth[n]) >= 0.5 for n, r in zip(numbers, rows)]
+    # The first frame is the newest one after the model loaded; from there on every frame is tracked or dropped.
+    assert numbers == sorted(set(numbers)) and numbers[-1] >= camera.lead_in + camera.frames - 3
+    assert numbers[0] < camera.lead_in, "the model took longer to load than the lead-in"
+    dropped = int(done.stderr.split(" frames dropped")[0].rsplit(" ", 1)[-1])
+    assert dropped == numbers[-1] + 1 - len(numbers)  # counting the ones that came while the model loaded
+    hits = [rect_iou([float(v) for v in r[1:5]], ground_truth[camera.clip_frame(n)])[0] >= 0.5
+            for n, r in zip(numbers, rows)]
     assert np.mean(hits) > 0.7
     capture = cv2.VideoCapture(str(video))
     # Dropped frames are filled with the last shown one: the recording keeps the stream's real time.
-    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == numbers[-1] + 1
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == numbers[-1] - numbers[0] + 1
 
 
 def test_a_camera_that_stops_delivering_ends_the_run_with_playable_files(tmp_path, ground_truth):
     boxes, video = tmp_path / "s.csv", tmp_path / "s.mp4"
-    with SimulatedCamera(CLIP, stall_after=30) as camera:
+    with SimulatedCamera(CLIP, lead_in=75, stall_after=100) as camera:
         started = time.monotonic()
         done = _run_cli(["track", camera.url, "--box", ",".join(map(str, ground_truth[0])), "--boxes", str(boxes),
                          "--record", str(video), "--stall-timeout", "1.5", "--quiet"], timeout=60)
         seconds = time.monotonic() - started
     assert done.returncode == 2, done.stderr
-    assert_one_line_error(done.stderr, "delivered no frame for 1.5 s", "saved")
+    assert_one_line_error(done.stderr, "delivered no frame for 1.5 s")
     assert seconds < 30
     rows = read_csv(boxes)
-    assert 20 <= len(rows) <= 30 and int(rows[-1][0]) <= 29
+    assert len(rows) >= 5 and int(rows[-1][0]) <= 99
+    assert f"saved {boxes} ({len(rows)} rows), {video} (" in done.stderr
     capture = cv2.VideoCapture(str(video))
-    assert capture.isOpened() and int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == int(rows[-1][0]) + 1
+    span = int(rows[-1][0]) - int(rows[0][0]) + 1
+    assert capture.isOpened() and int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == span
     assert capture.read()[0]
 
 
@@ -170,4 +179,5 @@ def test_pacer_plays_at_the_frame_rate_and_restarts_after_a_pause():
     started = time.monotonic()
     pacer.wait()
     pacer.wait()
-    assert time.monotonic() - started < 0.05  # no rush of catch-up frames, no waiting for a stale deadline
+    # After a reset the schedule restarts: one interval between the two frames, not a catch-up rush.
+    assert 0.015 < time.monotonic() - started < 0.05

@@ -13,9 +13,8 @@ from .live import Pacer, percentiles
 from .outputs import BOX_FORMATS
 from .result import parse_box
 from .signals import SignalGuard, Signalled
+from .viewer import KEYS_DESCRIPTION
 
-KEYS_EPILOG = ("keys in the window: space pause/resume, r re-select the target (draw a box, ENTER to confirm, c to "
-               "cancel), s save a PNG snapshot, q or Esc quit; closing the window quits too")
 
 
 def add_tracking_options(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +45,7 @@ def add_subcommands(sub) -> None:
         "track", help="track one object through a video, image folder, camera or stream",
         description="Track one object. Boxes are x,y,w,h in 0-based pixels of the first frame. Live sources "
                     "(cameras, streams) are tracked on the newest frame: frames the tracker is too slow for are "
-                    "dropped (and counted), never queued.", epilog=KEYS_EPILOG)
+                    "dropped (and counted), never queued.", epilog=KEYS_DESCRIPTION)
     track.add_argument("source", metavar="SOURCE",
                        help="video file, folder of images, camera index (0) or device (/dev/video0), or a stream "
                             "URL (http://, rtsp://)")
@@ -65,7 +64,7 @@ def add_subcommands(sub) -> None:
     webcam = sub.add_parser(
         "webcam", help="track an object in a camera's live picture (draw the box with the mouse)",
         description="Open a camera, draw the target with the mouse (ENTER to confirm), and track it live. "
-                    "Equivalent to: siamtrack track CAMERA --show --select.", epilog=KEYS_EPILOG)
+                    "Equivalent to: siamtrack track CAMERA --show --select.", epilog=KEYS_DESCRIPTION)
     webcam.add_argument("--camera", default="0",
                         help="camera index (default 0), device (/dev/video1) or stream URL")
     add_tracking_options(webcam)
@@ -148,12 +147,25 @@ def _track(args: argparse.Namespace, guard: SignalGuard) -> int:
         check_display("--show" if args.show else "--select")
 
     csv_out = video_out = None
-    source = FrameSource(args.source, allow_truncated=args.allow_truncated, start=args.start_frame)
+    source = FrameSource(args.source, allow_truncated=args.allow_truncated, start=args.start_frame,
+                         stall_timeout=args.stall_timeout)
+    if source.is_live and args.format == "otb":
+        source.close()
+        raise UserError("--format otb has one row per frame and no frame numbers, and a live source drops the frames "
+                        "the tracker has no time for: use --format csv or mot")
+    # Read a live source from now on, keeping only the newest frame: the first frame tracked is then one that
+    # arrived after the model loaded, not one that waited in the capture's buffer meanwhile.
+    source.start_grabbing()
     total = source.frames_left if args.max_frames is None else min(source.frames_left or args.max_frames, args.max_frames)
     progress = make_progress(total, "tracking", quiet=args.quiet)
+    tracked, how, status, error, ended_live = 0, "tracked", 0, None, False
+    track_seconds, ages, paused_seconds = 0.0, [], 0.0
+    rates = _Rates()
+    pacer = Pacer(source.fps) if args.show and not args.fast and not source.is_live else None
+    drew_box = box is None
     try:
         tracker = SiamTracker.from_pretrained(args.weights, device=args.device, engine=args.engine)
-        frames = source.frames(stall_timeout=args.stall_timeout)
+        frames = source.frames()
         first = next(frames, None)
         if first is None:
             raise UserError(f"{args.source} has no frames")
@@ -175,23 +187,17 @@ def _track(args: argparse.Namespace, guard: SignalGuard) -> int:
         size = (first.image.shape[1], first.image.shape[0])
         video_out = AnnotatedVideoWriter(video_path, source.fps, size) if video_path else None
     except BaseException:  # nothing is tracked yet (bad input, Ctrl-C while the model loads): leave no file behind
-        progress.close()
-        if viewer:
-            viewer.close()
-        source.close()
         for out in (csv_out, video_out):
             if out is not None:
                 out.discard()
+        _close_quietly(progress, viewer, source)
         raise
 
-    tracked, how, status, error, ended_live = 0, "tracked", 0, None, False
-    track_seconds, ages = 0.0, []
-    pacer = Pacer(source.fps) if args.show and not args.fast and not source.is_live else None
-    rates = _Rates()
     loop_started = time.perf_counter()
-    paused_seconds = 0.0
     try:
         result_box, score, lost = box, 1.0, False
+        # last_index: the previous frame written in the normal flow. The frames that go by while a box is drawn
+        # or while paused are not filled into the recording: a pause is one frame there, as on the screen.
         frame, last_index = first, None
         while True:
             with guard.deferred():  # the frame's row and video frame together, or neither
@@ -204,7 +210,7 @@ def _track(args: argparse.Namespace, guard: SignalGuard) -> int:
                 if video_out:
                     video_out.write(frame.image, result_box, score, lost)
                 tracked += 1
-            last_index = frame.index
+            last_index = None if drew_box and tracked == 1 else frame.index
             progress.update(1)
             if viewer is not None:
                 if pacer:
@@ -212,7 +218,7 @@ def _track(args: argparse.Namespace, guard: SignalGuard) -> int:
                 action = _show(viewer, frame, result_box, score, lost, rates, source.dropped)
                 while action not in (None, "quit"):
                     if action == "snapshot":
-                        print(f"snapshot saved: {viewer.snapshot()}", file=sys.stderr)
+                        _snapshot(viewer)
                         action = viewer.poll()
                         continue
                     if action == "reselect":
@@ -261,11 +267,7 @@ def _track(args: argparse.Namespace, guard: SignalGuard) -> int:
         how, status, error = "stopped after", 2, exc
     finally:
         with guard.deferred(then_raise=False):
-            progress.close()
-            if viewer is not None:
-                viewer.close()
-            source.close()
-            for out in (video_out, csv_out):
+            for out in (video_out, csv_out):  # the outputs first: nothing after may keep them from being finished
                 if out is None:
                     continue
                 try:
@@ -273,6 +275,7 @@ def _track(args: argparse.Namespace, guard: SignalGuard) -> int:
                 except UserError as exc:
                     error = error or exc
                     status = status or 2
+            _close_quietly(progress, viewer, source)
     if status == 0 and guard.pending is not None:  # a signal while the files were being finished: they are
         status = 130 if guard.pending == signal.SIGINT else 128 + guard.pending
     loop_seconds = time.perf_counter() - loop_started - paused_seconds
@@ -318,6 +321,25 @@ def _paused(viewer, frame, box, score, lost, rates, dropped) -> str:
     while True:
         action = viewer.poll(30)
         if action == "snapshot":
-            print(f"snapshot saved: {viewer.snapshot()}", file=sys.stderr)
+            _snapshot(viewer)
         elif action is not None:
             return action
+
+
+def _snapshot(viewer) -> None:
+    """A snapshot that cannot be written is a warning: the tracking goes on."""
+    try:
+        print(f"snapshot saved: {viewer.snapshot()}", file=sys.stderr)
+    except UserError as exc:
+        print(f"warning: {exc}", file=sys.stderr)
+
+
+def _close_quietly(*things) -> None:
+    """Close each (progress bar, window, source) even if an earlier one fails: the window must not outlive the run."""
+    for thing in things:
+        if thing is None:
+            continue
+        try:
+            thing.close()
+        except Exception as exc:  # noqa: BLE001 (a failing close must not hide the run's own outcome)
+            print(f"warning: closing {type(thing).__name__} failed: {exc}", file=sys.stderr)

@@ -53,20 +53,22 @@ class LatestFrameGrabber:
             while not self._stop.is_set():
                 ok, image = self._read()
                 now = time.monotonic()
+                if not ok or image is None:
+                    return
                 with self._changed:
-                    if not ok or image is None:
-                        self._ended = True
-                        self._changed.notify_all()
-                        return
                     if self._latest is not None:
                         self.dropped += 1
                     self._latest = Frame(image, self.frames_read, now)
                     self.frames_read += 1
                     self._changed.notify_all()
-        except BaseException as exc:  # an OpenCV error in the reader reaches the caller, not a dead thread
+        except Exception as exc:  # an OpenCV error in the reader reaches the caller as one line, not a dead thread
+            error = UserError(f"{self.name}: reading a frame failed: {exc}")
+            error.__cause__ = exc
             with self._changed:
-                self._error = exc
-                self._ended = True
+                self._error = error
+        finally:
+            with self._changed:
+                self._ended = True  # stopped, failed or at the end: next() must not wait for a frame
                 self._changed.notify_all()
 
     def next(self) -> Frame | None:
@@ -80,7 +82,7 @@ class LatestFrameGrabber:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise UserError(f"{self.name} delivered no frame for {self.stall_timeout:g} s: it stopped "
-                                    "(unplugged, or the stream hung); what was tracked so far is saved")
+                                    "(unplugged, or the stream hung)")
                 self._changed.wait(left)
             frame, self._latest = self._latest, None
             return frame

@@ -149,7 +149,11 @@ class BoxCsvWriter(_PartialFile):
         self._good_bytes = 0  # file length after the last complete row
         self._failed = False
         if fmt == "csv":
-            self._write_line(CSV_HEADER + "\n", "the header")
+            try:
+                self._write_line(CSV_HEADER + "\n", "the header")
+            except UserError:
+                self.discard()
+                raise
 
     def _write_line(self, line: str, what: str) -> None:
         view = memoryview(line.encode())

@@ -1,9 +1,7 @@
 """Frame sources (video file, image folder, camera) and the box overlay, all through OpenCV."""
 from __future__ import annotations
 
-import os
 import re
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,13 +16,6 @@ from .live import Frame, LatestFrameGrabber
 # Network sources OpenCV's FFmpeg backend opens (IP cameras, phone camera apps, media servers).
 STREAM_URL = re.compile(r"^(https?|rtsps?|rtmp|rtp|udp|tcp|srt)://", re.IGNORECASE)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-
-
-def has_display() -> bool:
-    """cv2.imshow aborts the whole process without a display, so every GUI path asks this first."""
-    if sys.platform.startswith("linux"):
-        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    return True
 
 
 @contextmanager
@@ -51,9 +42,11 @@ class FrameSource:
     stopped): a short file must not pass for a complete run.
     """
 
-    def __init__(self, source: str, allow_truncated: bool = False, start: int = 0) -> None:
+    def __init__(self, source: str, allow_truncated: bool = False, start: int = 0, stall_timeout: float = 5.0) -> None:
         """start: the first frame to yield (0-based); the frames before it are decoded and dropped (a seek is not
-        frame-exact in every codec)."""
+        frame-exact in every codec). stall_timeout: seconds a live source may go without delivering a frame before
+        frames() raises a UserError saying it stopped."""
+        self.stall_timeout = stall_timeout
         self.name = str(source)
         self.allow_truncated = allow_truncated
         if start < 0:
@@ -68,8 +61,12 @@ class FrameSource:
         path = Path(source)
         if STREAM_URL.match(self.name):
             self._is_camera = True  # a live stream: no frame count, frames arrive in real time
+            # FFmpeg's own read timeout, a little past ours, so that our message comes first and a hung read still
+            # returns (its default is 30 s) and lets the capture be released.
+            timeout_ms = int(1000 * (stall_timeout + 2.0))
             with quiet_opencv():
-                self._capture = cv2.VideoCapture(self.name, cv2.CAP_FFMPEG)
+                self._capture = cv2.VideoCapture(self.name, cv2.CAP_FFMPEG, [
+                    cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, max(timeout_ms, 10000), cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms])
             if not self._capture.isOpened():
                 raise UserError(f"cannot open stream {source}: check the address and that the camera or server is "
                                 "reachable from here")
@@ -121,7 +118,19 @@ class FrameSource:
         """Frames a live source delivered that were never tracked (see frames(latest_only=True))."""
         return self._grabber.dropped if self._grabber is not None else 0
 
-    def frames(self, latest_only: bool | None = None, stall_timeout: float = 5.0) -> Iterator[Frame]:
+    def start_grabbing(self) -> None:
+        """Start reading a live source on a thread now, keeping only the newest frame, so that frames which
+        arrive while the model loads (or a box is drawn) do not pile up in the capture's buffer. frames() then
+        yields from it. Nothing to do for files and folders."""
+        if self.is_live:
+            self._grab_newest()
+
+    def _grab_newest(self) -> None:
+        if self._grabber is None:
+            self._skip_to_start()
+            self._grabber = LatestFrameGrabber(self._capture.read, self.name, self.stall_timeout)
+
+    def frames(self, latest_only: bool | None = None) -> Iterator[Frame]:
         """Frame objects (image, 0-based index in the source, arrival time). latest_only (default: for live
         sources) reads on a thread and yields only the newest frame each time, dropping the ones in between."""
         if latest_only is None:
@@ -132,8 +141,7 @@ class FrameSource:
             return
         if self._capture is None:
             raise UserError(f"{self.name} is an image folder: there are no frames to drop")
-        self._skip_to_start()
-        self._grabber = LatestFrameGrabber(self._capture.read, self.name, stall_timeout)
+        self._grab_newest()
         while True:
             frame = self._grabber.next()
             if frame is None:

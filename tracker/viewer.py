@@ -18,7 +18,9 @@ import numpy as np
 from .errors import UserError
 from .video import draw_box, put_label
 
-KEYS_HELP = "space pause/resume   r re-select   s snapshot   q/Esc quit"
+KEYS_HELP = "space pause/resume   r re-select   s snapshot   q/Esc quit"  # the window's one-line help
+KEYS_DESCRIPTION = ("keys in the window: space pause/resume, r re-select the target (draw a box, ENTER to confirm, "
+                    "c to cancel), s save a PNG snapshot, q or Esc quit; closing the window quits too")
 KEY_ACTIONS = {ord(" "): "pause", ord("r"): "reselect", ord("R"): "reselect", ord("s"): "snapshot",
                ord("S"): "snapshot", ord("q"): "quit", ord("Q"): "quit", 27: "quit"}
 HELP_SECONDS = 6.0  # the key help is shown this long at the start (and while paused)
@@ -66,7 +68,10 @@ class Viewer:
 
     def is_open(self) -> bool:
         try:
-            return cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
+            visible = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE)
+            if visible < 0:  # a GUI backend without this property (GTK builds): -1 for AUTOSIZE too means closed
+                return cv2.getWindowProperty(self.title, cv2.WND_PROP_AUTOSIZE) >= 0
+            return visible >= 1
         except cv2.error:  # Qt destroys the window when it is closed; asking about it then raises
             return False
 
@@ -83,21 +88,50 @@ class Viewer:
         return KEY_ACTIONS.get(key & 0xFF) if key != -1 else None
 
     def select(self, frame: np.ndarray, prompt: str) -> tuple[float, float, float, float] | None:
-        """A box drawn with the mouse on this frame (ENTER or space confirms, c cancels); None when cancelled."""
+        """A box dragged with the mouse on this frame (ENTER or space confirms, c or Esc cancels, and so does
+        closing the window); None when cancelled. A waitKey loop rather than cv2.selectROI, whose one blocking call
+        would hold Ctrl-C and SIGTERM until the user pressed a key."""
         if not self.is_open():
             return None
-        shown = frame.copy()
-        put_label(shown, prompt, (0, shown.shape[0] - 4), (255, 255, 255))
-        x, y, w, h = cv2.selectROI(self.title, shown, showCrosshair=True, fromCenter=False)
-        if w == 0 or h == 0:
-            return None
-        return float(x), float(y), float(w), float(h)
+        print(f"siamtrack: {prompt}", file=sys.stderr, flush=True)
+        height, width = frame.shape[:2]
+        drag = {"start": None, "end": None, "held": False}
 
-    def snapshot(self) -> Path | None:
+        def on_mouse(event, x, y, flags, param):
+            point = (min(max(x, 0), width - 1), min(max(y, 0), height - 1))
+            if event == cv2.EVENT_LBUTTONDOWN:
+                drag.update(start=point, end=point, held=True)
+            elif event in (cv2.EVENT_MOUSEMOVE, cv2.EVENT_LBUTTONUP) and drag["held"]:
+                drag["end"] = point
+                drag["held"] = event == cv2.EVENT_MOUSEMOVE
+
+        cv2.setMouseCallback(self.title, on_mouse)
+        try:
+            while True:
+                shown = frame.copy()
+                if drag["start"] is not None:
+                    cv2.rectangle(shown, drag["start"], drag["end"], (255, 255, 0), 2)
+                put_label(shown, prompt, (0, height - 4), (255, 255, 255))
+                cv2.imshow(self.title, shown)
+                key = cv2.waitKey(30) & 0xFF
+                if not self.is_open() or key in (ord("c"), ord("C"), 27):
+                    return None
+                if key in (13, 10, ord(" ")):
+                    if drag["start"] is None:
+                        return None
+                    (x0, y0), (x1, y1) = drag["start"], drag["end"]
+                    x, y, w, h = min(x0, x1), min(y0, y1), abs(x1 - x0), abs(y1 - y0)
+                    return None if w < 1 or h < 1 else (float(x), float(y), float(w), float(h))
+        finally:
+            if self.is_open():
+                cv2.setMouseCallback(self.title, lambda *args: None)
+
+    def snapshot(self) -> Path:
+        """The picture shown, as a PNG in snapshot_dir; a UserError when it cannot be written."""
         if self.last_image is None:
-            return None
+            raise UserError("nothing shown yet to save")
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")[:-3]
-        path = self.snapshot_dir / f"siamtrack-{stamp}.png"
+        path = (self.snapshot_dir / f"siamtrack-{stamp}.png").resolve()
         if not cv2.imwrite(str(path), self.last_image):
             raise UserError(f"cannot write the snapshot {path}: check the folder is writable")
         return path
