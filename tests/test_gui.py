@@ -69,14 +69,27 @@ class App:
                               timeout=20).stdout
 
     def _find_window(self, timeout: float = 90) -> str:
+        """The app's window: mapped, titled "siamtrack - ...", and the largest such (Qt may keep a hidden window of
+        the same title beside it, and xdotool lists both)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.stderr()
-            ids = self.xdotool("search", "--name", "^siamtrack - ").split()
-            if ids:
-                return ids[-1]
+            ids = self.xdotool("search", "--onlyvisible", "--name", "^siamtrack - ").split()
+            sized = [(self._geometry(i)[2] * self._geometry(i)[3], i) for i in ids]
+            sized = [(area, i) for area, i in sized if area >= 100 * 100]
+            if sized:
+                time.sleep(0.3)  # mapped: give it a moment to draw its first frame
+                return max(sized)[1]
             time.sleep(0.2)
         raise AssertionError("no siamtrack window appeared")
+
+    def _geometry(self, window: str) -> tuple[int, int, int, int]:
+        shell = self.xdotool("getwindowgeometry", "--shell", window).split()
+        values = dict(line.split("=") for line in shell if "=" in line)
+        try:
+            return tuple(int(values[k]) for k in ("X", "Y", "WIDTH", "HEIGHT"))
+        except KeyError:  # the window went away meanwhile
+            return 0, 0, 0, 0
 
     def wait_for_prompt(self, count: int = 1, timeout: float = 60) -> None:
         """siamtrack prints 'siamtrack: draw ...' to stderr when it waits for a box to be drawn."""
@@ -87,7 +100,8 @@ class App:
                 return
             assert self.process.poll() is None, self.stderr()
             time.sleep(0.1)
-        raise AssertionError("the selection prompt never came")
+        raise AssertionError(f"the selection prompt never came; windows: {self.windows()} (using {self.window}); "
+                             f"stderr: {self.stderr()}")
 
     def key(self, name: str) -> None:
         self.xdotool("key", "--window", self.window, name)
@@ -104,8 +118,7 @@ class App:
         """The window's pixels, RGB."""
         from PIL import ImageGrab
 
-        geometry = dict(line.split("=") for line in self.xdotool("getwindowgeometry", "--shell", self.window).split())
-        x, y, w, h = (int(geometry[k]) for k in ("X", "Y", "WIDTH", "HEIGHT"))
+        x, y, w, h = self._geometry(self.window)
         return np.asarray(ImageGrab.grab(bbox=(x, y, x + w, y + h), xdisplay=self.display).convert("RGB"))
 
     def close_window(self) -> None:
@@ -124,9 +137,18 @@ class App:
     def wait(self, timeout: float = 30) -> int:
         try:
             return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the app did not exit; windows: {self.windows()} (using {self.window}); "
+                                 f"stderr: {self.stderr()}") from None
         finally:
             if self.process.poll() is None:
                 self.process.kill()
+
+    def windows(self) -> str:
+        """Every window titled siamtrack..., for failure messages."""
+        ids = self.xdotool("search", "--name", "siamtrack").split()
+        visible = set(self.xdotool("search", "--onlyvisible", "--name", "siamtrack").split())
+        return "; ".join(f"{i}{' visible' if i in visible else ''} {self._geometry(i)}" for i in ids) or "none"
 
     def stderr(self) -> str:
         self.err.flush()
@@ -274,8 +296,8 @@ def test_webcam_demo_in_a_window(xdisplay, tmp_path):
                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline, wid = time.monotonic() + 90, None
         while wid is None and time.monotonic() < deadline and process.poll() is None:
-            found = subprocess.run(["xdotool", "search", "--name", "webcam demo"], env=env, capture_output=True,
-                                   text=True).stdout.split()
+            found = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", "webcam demo"], env=env,
+                                   capture_output=True, text=True).stdout.split()
             wid = found[-1] if found else None
             time.sleep(0.3)
         assert wid, process.communicate()
