@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("video", nargs="?", default=str(DEFAULT_VIDEO), help="video file (default: bag.avi)")
     parser.add_argument("--box", default=DEFAULT_BOX, help="first box x,y,w,h in 0-based pixels")
     parser.add_argument("--output", help="write the annotated video here (.mp4, .avi or .mov)")
-    parser.add_argument("--boxes", help="write frame,x,y,w,h,score,lost rows here")
+    parser.add_argument("--boxes", help="write frame,x,y,w,h,score,lost,state rows here")
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
     args = parser.parse_args(argv)
     if args.max_frames is not None and args.max_frames < 1:

@@ -24,7 +24,7 @@ def console_script() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "tracker.cli"]
 
 
-CSV_HEADER = ["frame", "x", "y", "w", "h", "score", "lost"]
+CSV_HEADER = ["frame", "x", "y", "w", "h", "score", "lost", "state"]
 
 
 def read_csv(path: Path) -> list[list[str]]:
@@ -186,7 +186,7 @@ def test_max_frames_writes_a_row_and_a_frame_per_processed_frame(small_clip, tmp
                  "--output", str(video), "--max-frames", "5", "--quiet", "--device", "cpu"]) == 0
     rows = read_csv(boxes)
     assert [int(r[0]) for r in rows] == [0, 1, 2, 3, 4]
-    assert all(len(r) == 7 for r in rows)  # frame,x,y,w,h,score,lost
+    assert all(len(r) == 8 for r in rows)  # frame,x,y,w,h,score,lost,state
     np.testing.assert_allclose([float(v) for v in rows[0][1:5]], box, atol=0.01)  # the first row is the given box
     assert all(0 <= float(r[5]) <= 1 and r[6] in ("0", "1") for r in rows)
     written = read_frames(video)

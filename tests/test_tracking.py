@@ -308,13 +308,13 @@ def test_end_to_end_synthetic_video(synthetic, report):
 
 def test_lost_flag_when_the_target_disappears(synthetic, default_tracker_factory):
     frames, gt = synthetic
-    tracker = default_tracker_factory()
+    tracker = default_tracker_factory(lost_after=2)
     tracker.init(frames[0], tuple(gt[0]))
     visible = [tracker.update(f) for f in frames[1:6]]
     background = textured_background(np.random.default_rng(7), 320, 240)  # the same clutter, no target
-    gone = [tracker.update(background) for _ in range(4)]
-    assert not any(r.lost for r in visible)
-    assert all(r.lost for r in gone[1:])
+    gone = [tracker.update(background) for _ in range(5)]
+    assert not any(r.lost for r in visible) and all(r.state == "tracking" for r in visible)
+    assert gone[0].state == "uncertain" and all(r.lost and r.state == "lost" for r in gone[2:])
     assert max(r.score for r in gone) < min(r.score for r in visible)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from .errors import UserError
 from .live import Pacer, percentiles
 from .outputs import BOX_FORMATS
-from .result import parse_box
+from .result import TrackResult, parse_box
 from .signals import SignalGuard, Signalled
 from .viewer import KEYS_DESCRIPTION
 
@@ -25,7 +25,7 @@ def add_tracking_options(parser: argparse.ArgumentParser) -> None:
                              "the stream or a camera that stops")
     parser.add_argument("--boxes", metavar="FILE", help="write the box of every tracked frame (see --format)")
     parser.add_argument("--format", choices=BOX_FORMATS, default="csv",
-                        help="--boxes format: csv (header frame,x,y,w,h,score,lost; 0-based), mot (MOTChallenge, "
+                        help="--boxes format: csv (header frame,x,y,w,h,score,lost,state; 0-based), mot (MOTChallenge, "
                              "1-based, lost frames left out) or otb (x,y,w,h per frame, 1-based)")
     parser.add_argument("--snapshots", metavar="DIR", default=".", help="folder for the PNGs the s key saves")
     parser.add_argument("--weights", help="checkpoint to use instead of the shipped default model")
@@ -195,7 +195,7 @@ def _track(args: argparse.Namespace, guard: SignalGuard) -> int:
 
     loop_started = time.perf_counter()
     try:
-        result_box, score, lost = box, 1.0, False
+        shown = TrackResult(tuple(box), 1.0, False)  # what this frame's row, video frame and window show
         # last_index: the previous frame written in the normal flow. The frames that go by while a box is drawn
         # or while paused are not filled into the recording: a pause is one frame there, as on the screen.
         frame, last_index = first, None
@@ -206,16 +206,16 @@ def _track(args: argparse.Namespace, guard: SignalGuard) -> int:
                     if last_index is not None and frame.index > last_index + 1:
                         video_out.repeat_last(frame.index - last_index - 1)  # dropped frames: keep real time
                 if csv_out:
-                    csv_out.write(frame.index, result_box, score, lost)
+                    csv_out.write(frame.index, shown.box, shown.score, shown.lost, shown.state)
                 if video_out:
-                    video_out.write(frame.image, result_box, score, lost)
+                    video_out.write(frame.image, shown.box, shown.score, shown.lost, shown.state)
                 tracked += 1
             last_index = None if drew_box and tracked == 1 else frame.index
             progress.update(1)
             if viewer is not None:
                 if pacer:
                     pacer.wait()
-                action = _show(viewer, frame, result_box, score, lost, rates, source.dropped)
+                action = _show(viewer, frame, shown, rates, source.dropped)
                 while action not in (None, "quit"):
                     if action == "snapshot":
                         _snapshot(viewer)
@@ -225,11 +225,11 @@ def _track(args: argparse.Namespace, guard: SignalGuard) -> int:
                         new_box = viewer.select(frame.image, "draw the new target, then ENTER (c keeps the old)")
                         if new_box is not None:
                             tracker.init(frame.image, new_box)
-                            result_box, score, lost = new_box, 1.0, False
+                            shown = TrackResult(new_box, 1.0, False)
                         action = None
                     elif action == "pause":
                         pause_started = time.perf_counter()
-                        action = _paused(viewer, frame, result_box, score, lost, rates, source.dropped)
+                        action = _paused(viewer, frame, shown, rates, source.dropped)
                         paused_seconds += time.perf_counter() - pause_started
                         if action == "pause":  # space again: resume
                             action = None
@@ -240,7 +240,7 @@ def _track(args: argparse.Namespace, guard: SignalGuard) -> int:
                     if pacer:
                         pacer.reset()
                     if action is None:
-                        action = _show(viewer, frame, result_box, score, lost, rates, source.dropped)
+                        action = _show(viewer, frame, shown, rates, source.dropped)
                 if action == "quit":
                     how = "quit after"
                     break
@@ -257,8 +257,8 @@ def _track(args: argparse.Namespace, guard: SignalGuard) -> int:
             seconds = time.perf_counter() - start
             track_seconds += seconds
             rates.add(seconds)
-            result_box, score, lost = result.box, result.score, result.lost
-            progress.set_postfix(score=f"{score:.2f}", track_fps=f"{(tracked) / max(track_seconds, 1e-9):.1f}")
+            shown = result
+            progress.set_postfix(score=f"{shown.score:.2f}", state=shown.state, track_fps=f"{(tracked) / max(track_seconds, 1e-9):.1f}")
     except KeyboardInterrupt:
         how, status = "interrupted after", 130
     except Signalled as stop:
@@ -305,19 +305,21 @@ def _status_line(frame, rates: _Rates, dropped: int) -> str:
     return line + (f"   dropped {dropped}" if dropped else "")
 
 
-def _show(viewer, frame, box, score, lost, rates, dropped) -> str | None:
+def _show(viewer, frame, shown, rates, dropped) -> str | None:
     from .viewer import HELP_SECONDS, draw_overlay
 
     show_help = time.monotonic() - viewer.opened_at < HELP_SECONDS
-    viewer.show(draw_overlay(frame.image, box, score, lost, _status_line(frame, rates, dropped), show_help=show_help))
+    viewer.show(draw_overlay(frame.image, shown.box, shown.score, shown.lost, _status_line(frame, rates, dropped),
+                             show_help=show_help, state=shown.state))
     return viewer.poll()
 
 
-def _paused(viewer, frame, box, score, lost, rates, dropped) -> str:
+def _paused(viewer, frame, shown, rates, dropped) -> str:
     """Hold the frame until a key other than snapshot; returns that key's action ("pause" = resume)."""
     from .viewer import draw_overlay
 
-    viewer.show(draw_overlay(frame.image, box, score, lost, _status_line(frame, rates, dropped), paused=True))
+    viewer.show(draw_overlay(frame.image, shown.box, shown.score, shown.lost, _status_line(frame, rates, dropped),
+                             paused=True, state=shown.state))
     while True:
         action = viewer.poll(30)
         if action == "snapshot":

@@ -263,7 +263,7 @@ def track_job(job: Job, settings: Settings, out_dir: str) -> dict:
             frames = 1
             for frame in it:
                 result = tracker.update(frame)
-                writer.write(job.start + frames, result.box, result.score, result.lost)
+                writer.write(job.start + frames, result.box, result.score, result.lost, result.state)
                 frames += 1
                 if _PROGRESS is not None and frames - reported >= PROGRESS_EVERY:
                     _PROGRESS.put(("frames", frames - reported))

@@ -137,8 +137,17 @@ class TrackerConfig(_Config):
     response_upsample: int = 16
     min_scale_factor: float = 0.2  # search size clamped to [min, max] x its initial value
     max_scale_factor: float = 5.0
-    lost_threshold: float = 0.3  # r.lost when the score (sigmoid of the raw peak logit) falls below this
+    lost_threshold: float = 0.3  # a frame scores low when the score (sigmoid of the raw peak logit) is below this
     min_box_side: float = 4.0  # pixels; keeps a shrinking box from collapsing to nothing
+    # Lost and found (tracker/presence.py): "uncertain" below lost_threshold + uncertain_margin or on a low frame;
+    # "lost" after lost_after low frames in a row. While lost the box is held where the target was last seen, and
+    # each frame searches there plus redetect_tiles tiles of the whole frame (0: no tiles); the target is taken
+    # back when a peak reaches lost_threshold + redetect_margin on redetect_confirm frames in a row at one place.
+    uncertain_margin: float = 0.1
+    lost_after: int = 20
+    redetect_margin: float = 0.1
+    redetect_confirm: int = 2
+    redetect_tiles: int = 4
 
     def validate(self) -> None:
         _check(0 <= self.context_amount <= 2, "context_amount must be in [0, 2]")
@@ -158,3 +167,8 @@ class TrackerConfig(_Config):
                f"100x at most), got {self.min_scale_factor:g} and {self.max_scale_factor:g}")
         _check(0 <= self.lost_threshold <= 1, "lost_threshold must be in [0, 1]")
         _check(0 < self.min_box_side <= 1000, "min_box_side must be in (0, 1000] pixels")
+        _check(0 <= self.uncertain_margin <= 1, "uncertain_margin must be in [0, 1]")
+        _check(1 <= self.lost_after <= 1000, f"lost_after must be from 1 to 1000 frames, got {self.lost_after}")
+        _check(0 <= self.redetect_margin <= 1, "redetect_margin must be in [0, 1]")
+        _check(1 <= self.redetect_confirm <= 100, f"redetect_confirm must be from 1 to 100, got {self.redetect_confirm}")
+        _check(0 <= self.redetect_tiles <= 64, f"redetect_tiles must be from 0 to 64, got {self.redetect_tiles}")

@@ -23,7 +23,7 @@ import numpy as np
 from .errors import UserError
 from .video import draw_box
 
-CSV_HEADER = "frame,x,y,w,h,score,lost"
+CSV_HEADER = "frame,x,y,w,h,score,lost,state"
 VIDEO_FOURCC = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v"}
 
 
@@ -113,11 +113,12 @@ class _PartialFile:
 BOX_FORMATS = ("csv", "mot", "otb")
 
 
-def _format_row(fmt: str, frame_index: int, box, score: float, lost: bool) -> str | None:
+def _format_row(fmt: str, frame_index: int, box, score: float, lost: bool, state: str | None = None) -> str | None:
     """One line of a box file; None for a frame the format leaves out."""
     x, y, w, h = box
     if fmt == "csv":
-        return f"{frame_index},{x:.2f},{y:.2f},{w:.2f},{h:.2f},{score:.4f},{int(lost)}\n"
+        state = state or ("lost" if lost else "tracking")
+        return f"{frame_index},{x:.2f},{y:.2f},{w:.2f},{h:.2f},{score:.4f},{int(lost)},{state}\n"
     if fmt == "mot":  # MOTChallenge: 1-based frame and pixel coordinates; a lost target is not a detection
         if lost:
             return None
@@ -130,7 +131,8 @@ def _format_row(fmt: str, frame_index: int, box, score: float, lost: bool) -> st
 class BoxCsvWriter(_PartialFile):
     """Per-frame boxes, each row on disk when written (one unbuffered write per row), in one of three formats:
 
-    * ``csv`` (default): a header ``frame,x,y,w,h,score,lost``, then one row per frame; 0-based pixels and frames.
+    * ``csv`` (default): a header ``frame,x,y,w,h,score,lost,state``, then one row per frame; 0-based pixels and
+      frames; state is tracking, uncertain or lost.
     * ``mot``: MOTChallenge ``frame,id,x,y,w,h,conf,-1,-1,-1`` with 1-based frames and pixels, no header; frames
       where the target is lost are left out, as a detector would leave them out.
     * ``otb``: ``x,y,w,h`` per frame in OTB's 1-based pixels, no header (the OTB/GOT-10k toolkits' results).
@@ -171,11 +173,11 @@ class BoxCsvWriter(_PartialFile):
                             f"the file keeps the {self.rows} rows written before") from None
         self._good_bytes += len(line.encode())
 
-    def write(self, frame_index: int, box, score: float, lost: bool) -> None:
+    def write(self, frame_index: int, box, score: float, lost: bool, state: str | None = None) -> None:
         if self._failed:
             return
         self.frames += 1
-        line = _format_row(self.fmt, frame_index, box, score, lost)
+        line = _format_row(self.fmt, frame_index, box, score, lost, state)
         if line is None:
             return
         self._write_line(line, f"frame {frame_index}")
@@ -232,9 +234,9 @@ class AnnotatedVideoWriter(_PartialFile):
                             "elsewhere")
         self._room_checked_at = self.frames
 
-    def write(self, frame: np.ndarray, box, score: float, lost: bool) -> None:
-        """The frame with the box drawn on it (green, red when lost) and its score."""
-        self.write_annotated(draw_box(frame, box, score, lost))
+    def write(self, frame: np.ndarray, box, score: float, lost: bool, state: str | None = None) -> None:
+        """The frame with the box drawn on it (green, yellow when uncertain, red when lost) and its score."""
+        self.write_annotated(draw_box(frame, box, score, lost, state=state))
 
     def write_annotated(self, image: np.ndarray) -> None:
         """A frame already drawn on (several targets, an overlay)."""

@@ -19,13 +19,15 @@ MAX_BOX_FACTOR = 100  # a box may be at most this many times the frame's width /
 
 @dataclass(frozen=True)
 class TrackResult:
-    """box: (x, y, w, h) floats; score: 0..1, the network's confidence at the peak; lost: the score fell under the
-    model's lost threshold (or the network gave no finite answer) and the box was held. True when not lost, so
+    """box: (x, y, w, h) floats; score: 0..1, the network's confidence at the peak (while lost: the best
+    re-detection peak); lost: the target is lost (lost_after frames in a row scored under the lost threshold) and
+    the box is held where it was last seen; state adds "uncertain" between the two. True when not lost, so
     `if tracker.update(frame):` reads as OpenCV's ok flag does."""
 
     box: Box
     score: float
     lost: bool
+    state: str = "tracking"  # "tracking", "uncertain" or "lost" (tracker/presence.py); lost is state == "lost"
 
     def __bool__(self) -> bool:
         return not self.lost

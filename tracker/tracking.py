@@ -8,6 +8,7 @@ SiamTracker instance, so any number of targets can be tracked in one process, sh
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import numpy as np
 from .config import TrackerConfig
 from .crop import context_side, crop_square, mean_colour
 from .errors import UserError
+from .presence import Presence, tile_centres
 from .result import TrackResult, check_box
 
 STAGES = ("crop", "backbone", "correlation", "postprocess")  # the keys of SiamTracker.stage_times
@@ -60,6 +62,7 @@ class SiamTracker:
         self.config = config or TrackerConfig()
         self.stage_times: dict[str, float] = {}
         self._state: _TargetState | None = None
+        self._presence = Presence()
 
         c, m = self.config, engine.config
         self.has_box_head = bool(m.box_head_channels)
@@ -141,6 +144,7 @@ class SiamTracker:
             template=template,
             frame_shape=frame.shape[:2],
         )
+        self._presence = Presence(last_good=(center.copy(), np.array([w, h], float), search_side))
 
     def update(self, frame: np.ndarray) -> TrackResult:
         state = self._state
@@ -152,11 +156,40 @@ class SiamTracker:
             raise UserError(f"frame size changed from {w0}x{h0} (the init frame) to {w1}x{h1}: boxes would be "
                             "wrong; call init(frame, box) again on a frame of the new size")
         times = [time.perf_counter()]
+        c = self.config
+        presence = self._presence
+        if presence.state == "lost":
+            score = self._search_while_lost(frame, state, times)
+        else:
+            score = self._track_step(frame, state, times)
+            if presence.after_tracked(score, c.lost_threshold, c.uncertain_margin, c.lost_after,
+                                      state.center, state.size, state.search_side):
+                # Just lost. The search goes on from here in a shadow of the target's state, while the box goes
+                # back to where the target was last seen well and stays there.
+                presence.shadow = dataclasses.replace(state, center=state.center.copy(), size=state.size.copy())
+                if presence.last_good:
+                    center, size, side = presence.last_good
+                    state.center, state.size, state.search_side = center.copy(), size.copy(), side
+        cx, cy = state.center
+        w, h = state.size
+        result = TrackResult(box=(float(cx - w / 2), float(cy - h / 2), float(w), float(h)), score=score,
+                             lost=presence.state == "lost", state=presence.state)
+        times.append(time.perf_counter())
+        t0, t1, t2, t3, t4 = times[:5]
+        # Engines that run backbone and correlation as one call report it all as "backbone"; while lost, the
+        # tile search counts as postprocess.
+        backbone = self.engine.last_split.get("backbone", t2 - t1)
+        self.stage_times = {"crop": t1 - t0, "backbone": backbone, "correlation": (t3 - t1) - backbone,
+                            "postprocess": times[-1] - t3}
+        return result
+
+    def _track_step(self, frame: np.ndarray, state: _TargetState, times: list[float]) -> float:
+        """One frame of ordinary tracking on `state` (the target's, or the shadow's while lost): the score, with
+        the state moved; a non-finite answer leaves the state as it was and scores 0."""
+        c = self.config
         before = (state.center, state.size, state.search_side)
         step = self._step_box_head if self.has_box_head else self._step_pyramid
         score = step(frame, state, times)
-
-        c = self.config
         frame_h, frame_w = frame.shape[:2]
         state.center = np.clip(state.center, 0, [frame_w, frame_h])
         state.size = np.clip(state.size, c.min_box_side, [max(frame_w, c.min_box_side), max(frame_h, c.min_box_side)])
@@ -164,19 +197,61 @@ class SiamTracker:
             and math.isfinite(state.search_side)
         if not finite:
             # A NaN/Inf from the network (weights that went bad, a numerical edge) must neither move the box nor
-            # pass as confident: keep the last good state and report the frame as lost.
+            # pass as confident: keep the last good state and count the frame as a low one.
             state.center, state.size, state.search_side = before
             score = 0.0
-        cx, cy = state.center
-        w, h = state.size
-        result = TrackResult(box=(float(cx - w / 2), float(cy - h / 2), float(w), float(h)), score=score,
-                             lost=not finite or score < c.lost_threshold)
-        times.append(time.perf_counter())
-        t0, t1, t2, t3, t4 = times
-        # Engines that run backbone and correlation as one call report it all as "backbone".
-        backbone = self.engine.last_split.get("backbone", t2 - t1)
-        self.stage_times = {"crop": t1 - t0, "backbone": backbone, "correlation": (t3 - t1) - backbone, "postprocess": t4 - t3}
-        return result
+        return score
+
+    def _search_while_lost(self, frame: np.ndarray, state: _TargetState, times: list[float]) -> float:
+        """The box (`state`) stays put. The shadow tracks on as usual; when it scores low, redetect_tiles tiles of
+        the whole frame (nearest the last position first, one batch through the network) are searched too, and
+        the shadow moves to the best tile peak that clears the re-detection threshold, to look there again next
+        frame. The target is taken back only when Presence confirms a place."""
+        c = self.config
+        presence = self._presence
+        shadow = presence.shadow
+        threshold = min(c.lost_threshold + c.redetect_margin, 0.999)
+        score = self._track_step(frame, shadow, times)
+        position, from_tiles = shadow.center, False
+        if score < threshold and c.redetect_tiles:
+            # At the size the target had when last seen (the held box's), not the shadow's: following clutter,
+            # the shadow's scale drifts, and a template matched at the wrong scale scores low on the target itself.
+            tile_score, tile_position = self._search_tiles(frame, shadow, state.search_side)
+            if tile_score > score:
+                score, position, from_tiles = tile_score, tile_position, True
+        if from_tiles and score >= threshold:  # track on from there next frame, at the held size, to confirm
+            shadow.center = np.asarray(position, float).copy()
+            shadow.size, shadow.search_side = state.size.copy(), state.search_side
+        if presence.after_search(score, position, threshold, c.redetect_confirm, state.search_side / 4):
+            state.center, state.size, state.search_side = shadow.center.copy(), shadow.size.copy(), shadow.search_side
+            presence.shadow = None
+        return score
+
+    def _search_tiles(self, frame: np.ndarray, shadow: _TargetState, side: float) -> tuple[float, np.ndarray]:
+        """The best peak over the next redetect_tiles tiles, search regions of `side` frame pixels: (score, frame
+        position)."""
+        c, m = self.config, self.engine.config
+        presence = self._presence
+        if not presence.tiles:
+            span = (self.engine.response_size - 1) * m.stride * side / m.search_size  # what one crop's response covers
+            presence.tiles = tile_centres((frame.shape[1], frame.shape[0]), span, shadow.center)
+        count = min(c.redetect_tiles, len(presence.tiles))
+        centres = [presence.tiles[(presence.next_tile + i) % len(presence.tiles)] for i in range(count)]
+        presence.next_tile += count
+        crops = np.empty((count, m.search_size, m.search_size, 3), np.uint8)
+        for i, centre in enumerate(centres):
+            crop_square(frame, (centre[0], centre[1]), side, m.search_size, shadow.fill, out=crops[i])
+        logits, _ = self.engine.search(crops, shadow.template)
+        flat = logits.reshape(count, -1)
+        peaks = flat.max(axis=1)
+        if not np.isfinite(peaks).any():
+            return 0.0, shadow.center
+        best = int(np.nanargmax(peaks))
+        cells = logits.shape[1]
+        row, col = np.unravel_index(int(np.argmax(logits[best])), logits.shape[1:])
+        offset = (np.array([col, row]) - (cells - 1) / 2) * m.stride * side / m.search_size
+        position = np.clip(np.asarray(centres[best], float) + offset, 0, [frame.shape[1], frame.shape[0]])
+        return _sigmoid(peaks[best]), position
 
     def _step_pyramid(self, frame: np.ndarray, state: _TargetState, times: list[float]) -> float:
         """SiamFC: num_scales crops; the best peak (after the scale penalty) moves the centre, its scale the size."""

@@ -219,15 +219,20 @@ def put_label(image: np.ndarray, text: str, anchor: tuple[int, int], color, scal
     cv2.putText(image, text, (x + 2, y), FONT, scale, color, 1, cv2.LINE_AA)
 
 
-def draw_box(frame: np.ndarray, box, score: float, lost: bool, color=(0, 255, 0), name: str = "") -> np.ndarray:
-    """The frame (copied) with the box (red when lost) and its score and state in a label that stays readable."""
+STATE_COLOURS = {"tracking": (0, 255, 0), "uncertain": (0, 220, 255), "lost": (0, 0, 255)}  # BGR
+
+
+def draw_box(frame: np.ndarray, box, score: float, lost: bool, color=None, name: str = "",
+             state: str | None = None) -> np.ndarray:
+    """The frame (copied) with the box and a label (score, and UNCERTAIN or LOST) that stays readable. The colour
+    is `color` (default green) while tracking, yellow when uncertain, red when lost."""
     out = frame.copy()
     x, y, w, h = (int(round(v)) for v in box)
-    if lost:
-        color = (0, 0, 255)
-    cv2.rectangle(out, (x, y), (x + w, y + h), color, 2)
-    label = f"{name}{' ' if name else ''}{score:.2f}" + (" LOST" if lost else "")
+    state = "lost" if lost else (state or "tracking")
+    colour = STATE_COLOURS[state] if state != "tracking" else (color or STATE_COLOURS["tracking"])
+    cv2.rectangle(out, (x, y), (x + w, y + h), colour, 2)
+    label = f"{name}{' ' if name else ''}{score:.2f}" + ("" if state == "tracking" else f" {state.upper()}")
     (_, text_height), baseline = cv2.getTextSize(label, FONT, 0.5, 1)
     above = y - baseline - 5  # the band's bottom edge then clears the box's top line
-    put_label(out, label, (x, above if above > text_height + 4 else y + h + text_height + 6), color)
+    put_label(out, label, (x, above if above > text_height + 4 else y + h + text_height + 6), colour)
     return out

@@ -145,9 +145,9 @@ class Viewer:
 
 
 def draw_overlay(frame: np.ndarray, box, score: float, lost: bool, status: str, paused: bool = False,
-                 show_help: bool = False) -> np.ndarray:
+                 show_help: bool = False, state: str | None = None) -> np.ndarray:
     """The live view: the box with its label, a status line on top (frame, fps, drops), the key help below."""
-    out = draw_box(frame, box, score, lost)
+    out = draw_box(frame, box, score, lost, state=state)
     put_label(out, status, (0, 16), (255, 255, 255))
     if paused:
         put_label(out, "PAUSED", (out.shape[1] // 2 - 30, 40), (0, 255, 255))

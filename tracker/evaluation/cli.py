@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from tracker.errors import UserError
 from tracker.outputs import check_output_dir, check_output_path
 from tracker.result import parse_box
@@ -56,6 +58,23 @@ def add_subcommands(subparsers) -> None:
     _tracker_args(lost)
     lost.set_defaults(func=cmd_calibrate_lost)
 
+    absence = subparsers.add_parser(
+        "absence", help="measure the lost flag and re-detection where targets disappear and come back",
+        description="On each sequence, the target disappears for --length frames (a cut to another sequence, or a "
+                    "full occlusion of its box by a patch of another sequence) and comes back. Prints the share of "
+                    "absent and of visible frames the per-frame flag (score < t) marks for each threshold t, the "
+                    "state machine's figures as configured (frames to 'lost', frames to re-acquire, false "
+                    "re-acquisitions), and VOT-LT precision / recall / F-score.")
+    absence.add_argument("dataset", metavar="DATASET_DIR",
+                         help="OTB or GOT-10k layout folder, or <Name>/video.mp4 + groundtruth.txt folders")
+    absence.add_argument("--kinds", default="cut,occlusion", help="absences to make: cut, occlusion (default both)")
+    absence.add_argument("--length", type=int, default=30, help="frames the target is absent (default 30)")
+    absence.add_argument("--after", type=int, default=60, help="frames of the sequence kept after it returns")
+    absence.add_argument("--max-sequences", type=int, help="use at most this many sequences")
+    absence.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
+    _tracker_args(absence)
+    absence.set_defaults(func=cmd_absence)
+
 
 def cmd_calibrate_lost(args) -> int:
     from tracker import SiamTracker
@@ -79,6 +98,53 @@ def cmd_calibrate_lost(args) -> int:
     print(f"suggested lost_threshold {result['threshold']:.2f}: flags {100 * result['recall']:.1f}% of "
           f"target-absent frames and {100 * result['false_alarm']:.1f}% of tracked frames "
           f"(current: {shared.config.lost_threshold:.2f})")
+    return 0
+
+
+def cmd_absence(args) -> int:
+    from tracker import SiamTracker
+
+    from .absence import KINDS, flag_rates, load_clips, long_term_scores, run_events, state_summary
+
+    kinds = _split(args.kinds) or list(KINDS)
+    for kind in kinds:
+        if kind not in KINDS:
+            raise UserError(f"--kinds: unknown kind {kind!r}; use {', '.join(KINDS)}")
+    if args.length < 1 or args.after < 1:
+        raise UserError("--length and --after must be >= 1")
+    if args.json:
+        check_output_path(args.json, "--json")
+    clips = load_clips(Path(args.dataset))[:args.max_sequences]
+    engine = (_split(args.engine) or ["auto"])[0]
+    shared = SiamTracker.from_pretrained(weights=args.weights, device=args.device, engine=engine,
+                                         **parse_overrides(args.set))
+    runs = run_events(clips, lambda: SiamTracker(shared.engine, shared.config), kinds, args.length, args.after,
+                      progress=not args.no_progress)
+    report = {"config": {k: getattr(shared.config, k) for k in ("lost_threshold", "uncertain_margin", "lost_after",
+                                                                 "redetect_margin", "redetect_confirm",
+                                                                 "redetect_tiles")}}
+    for kind in kinds:
+        chosen = [r for r in runs if r.kind == kind]
+        report[kind] = {"flag": flag_rates(chosen, np.round(np.arange(0.3, 0.96, 0.05), 2)),
+                        "states": state_summary(chosen), "long_term": long_term_scores(chosen)}
+    print(f"config: {report['config']}")
+    for kind in kinds:
+        r = report[kind]
+        print(f"\n{kind}: {r['states']['runs']} sequences, {args.length} absent frames each")
+        print("  per-frame flag (score < t):  t      absent flagged  visible flagged")
+        for row in r["flag"]:
+            print(f"                               {row['threshold']:.2f}   {100 * row['absent_flagged']:6.1f}%"
+                  f"         {100 * row['visible_flagged']:6.1f}%")
+        st = r["states"]
+        print(f"  states: absent frames lost {100 * st['absent_frames_lost']:.1f}%, visible frames lost "
+              f"{100 * st['visible_frames_lost']:.1f}%; absences detected {st['absences_detected']} (median "
+              f"{st['frames_to_lost_median']} frames); re-acquired {st['reacquired']} (median "
+              f"{st['frames_to_reacquire_median']} frames); false re-acquisitions {st['false_reacquisitions']}")
+        lt = r["long_term"]
+        print(f"  VOT-LT: F {lt['f_score']:.3f} (precision {lt['precision']:.3f}, recall {lt['recall']:.3f}, "
+              f"at score >= {lt['threshold']})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
     return 0
 
 

@@ -154,3 +154,26 @@ def lost_flag_stats(runs) -> dict:
         out.update({"best_threshold": float(thresholds[best]), "best_threshold_recall": float((score[missed] < thresholds[best]).mean()),
                     "best_threshold_false_alarm": float((score[tracked] < thresholds[best]).mean())})
     return out
+
+
+def long_term_f_score(scores, ious, present, thresholds=None) -> dict:
+    """VOT-LT's tracking precision, recall and F-score (Lukezic et al., "Performance evaluation methodology for
+    long-term single-object tracking", 2020), from each frame's score, IoU with the ground truth (0 where the target
+    is absent) and whether the target is there. A frame counts as "reported present" when its score >= tau:
+    precision(tau) is the mean IoU over the frames reported present, recall(tau) the IoU summed over the frames
+    reported present, over the frames where the target is there. F is maximised over tau."""
+    scores, ious, present = (np.asarray(a, dtype=float) for a in (scores, ious, present))
+    present = present.astype(bool)
+    if thresholds is None:
+        thresholds = np.round(np.arange(0.0, 1.0, 0.01), 2)
+    best = {"f_score": 0.0, "precision": 0.0, "recall": 0.0, "threshold": None}
+    for tau in thresholds:
+        reported = scores >= tau
+        if not reported.any() or not present.any():
+            continue
+        precision = float(ious[reported].mean())
+        recall = float(ious[reported & present].sum() / present.sum())
+        f = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+        if f > best["f_score"]:
+            best = {"f_score": f, "precision": precision, "recall": recall, "threshold": float(tau)}
+    return best

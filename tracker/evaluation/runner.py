@@ -153,6 +153,11 @@ def score(out: Path, sequences: list[Sequence], tracker_names: list[str] | None 
             overall["fps_end_to_end"] = _fps(tot["frames"], tot["e2e"])
         if overall and lost_frames:
             overall["lost_flag"] = metrics.lost_flag_stats(lost_frames)
+            # Frames after the first; where the target is absent (no GT) the IoU counts 0.
+            sc = np.concatenate([f[0][1:, 0] for f in lost_frames])
+            present = np.concatenate([np.asarray(f[2][1:], bool) for f in lost_frames])
+            ious = np.concatenate([np.where(f[2][1:], np.nan_to_num(f[1][1:]), 0.0) for f in lost_frames])
+            overall["long_term"] = metrics.long_term_f_score(np.nan_to_num(sc, nan=0.0), ious, present)
         result[name] = {"overall": overall, "sequences": seq_json, "missing": missing}
     return _jsonable(result)
 
@@ -211,6 +216,17 @@ def markdown(summary: dict) -> str:
             lines.append(f"| {name} | {f['missed_frames']} | {f['tracked_frames']} | {_fmt(f['lost_on_missed'], 'r')} | "
                          f"{_fmt(f['lost_on_tracked'], 'r')} | {f.get('best_threshold', float('nan')):.2f} | "
                          f"{_fmt(f.get('best_threshold_recall'), 'r')} | {_fmt(f.get('best_threshold_false_alarm'), 'r')} |")
+    lt_rows = [(name, t["overall"]["long_term"]) for name, t in trk.items()
+               if (t.get("overall") or {}).get("long_term")]
+    if lt_rows:
+        lines += ["", "## Long-term measures (VOT-LT)", "", "A frame is reported present when its score >= tau; "
+                  "precision = mean IoU over reported frames, recall = IoU summed over reported frames / frames where "
+                  "the target is there (IoU 0 where it is absent); F maximised over tau.", "",
+                  "| tracker | F-score | precision | recall | tau |", "|---|---|---|---|---|"]
+        for name, lt in lt_rows:
+            tau = "-" if lt.get("threshold") is None else f"{lt['threshold']:.2f}"
+            lines.append(f"| {name} | {_fmt(lt['f_score'], 'r')} | {_fmt(lt['precision'], 'r')} | "
+                         f"{_fmt(lt['recall'], 'r')} | {tau} |")
     notes = [f"- sequence {k}: {v}" for k, v in summary.get("skipped", {}).items()]
     notes += [f"- {k}: {v}" for k, v in summary.get("failures", {}).items()]
     notes += [f"- peer {k} not run: {v}" for k, v in summary.get("peers_unavailable", {}).items()]

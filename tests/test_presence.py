@@ -1,0 +1,153 @@
+"""Lost and found: the state machine on its own, and the tracker on synthetic clips where the target is covered,
+replaced by a look-alike, and comes back."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import paste, synthetic_video, target_patch, textured_background
+from tracker import SiamTracker
+from tracker.presence import Presence, tile_centres
+
+
+def test_low_frames_make_uncertain_then_lost_once():
+    p = Presence()
+    args = dict(lost_threshold=0.5, uncertain_margin=0.1, lost_after=3, center=(10, 10), size=(5, 5), side=20)
+    assert not p.after_tracked(0.9, **args) and p.state == "tracking" and p.last_good is not None
+    assert not p.after_tracked(0.55, **args) and p.state == "uncertain"  # under the margin
+    assert not p.after_tracked(0.2, **args) and p.state == "uncertain"
+    assert not p.after_tracked(0.2, **args) and p.state == "uncertain"
+    assert p.after_tracked(0.2, **args) and p.state == "lost"  # the third low frame in a row
+    p2 = Presence()
+    for score in (0.2, 0.2, 0.9, 0.2, 0.2):  # a good frame resets the run
+        assert not p2.after_tracked(score, **args)
+    assert p2.state == "uncertain"
+
+
+def test_redetection_needs_confirmation_at_one_place():
+    p = Presence(state="lost")
+    take = dict(redetect_threshold=0.8, confirm=2, near=10.0)
+    assert not p.after_search(0.95, (100, 100), **take)  # once is not enough
+    assert not p.after_search(0.95, (200, 100), **take)  # somewhere else: starts over
+    assert not p.after_search(0.6, (200, 100), **take) and p.candidate is None  # too weak: forgets it
+    assert not p.after_search(0.9, (200, 100), **take)
+    assert p.after_search(0.9, (204, 103), **take) and p.state == "tracking"
+
+
+def test_tiles_cover_the_frame_nearest_first():
+    centres = tile_centres((640, 480), 100, start=(600, 50))
+    assert len(centres) == 7 * 5
+    distances = [np.hypot(*(c - (600, 50))) for c in centres]
+    assert distances == sorted(distances)
+    xs, ys = sorted({c[0] for c in centres}), sorted({c[1] for c in centres})
+    assert xs[0] < 100 and xs[-1] > 540 and ys[0] < 100 and ys[-1] > 380
+
+
+def _absence_clip(n_before=12, n_absent=15, n_after=15, distractor=False, seed=3):
+    """The synthetic clip's object for n_before frames, then covered by background (and, with `distractor`, a
+    different textured object elsewhere), then back where it was."""
+    frames, gt = synthetic_video(n_frames=n_before + n_absent + n_after)
+    background = textured_background(np.random.default_rng(7), 320, 240)  # the clip's clutter, no target
+    other = target_patch(np.random.default_rng(seed + 100), 48, 40)
+    present = np.ones(len(frames), bool)
+    for i in range(n_before, n_before + n_absent):
+        frames[i] = background.copy()
+        if distractor:
+            paste(frames[i], other, (60.0, 60.0), 1.0)
+        present[i] = False
+    return frames, gt, present, n_before, n_absent
+
+
+@pytest.mark.parametrize("distractor", [False, True], ids=["covered", "look-alike"])
+def test_absent_target_is_lost_held_and_found_again(default_tracker_factory, distractor):
+    frames, gt, present, start, length = _absence_clip(distractor=distractor)
+    tracker = default_tracker_factory(lost_after=2, redetect_confirm=2, redetect_tiles=4)
+    tracker.init(frames[0], tuple(gt[0]))
+    results = [tracker.update(f) for f in frames[1:]]
+    states = [r.state for r in results]
+    before, gone, back = states[:start - 1], states[start - 1:start - 1 + length], states[start - 1 + length:]
+    assert "lost" not in before
+    k = 4
+    assert all(s == "lost" for s in gone[k:]), gone  # lost within k frames of the target going, and stays lost
+    held = [r.box for r in results[start - 1 + k:start - 1 + length]]
+    assert all(b == held[0] for b in held), "the box moved while lost"
+    # Found again within a sweep of the frame (12 tiles, 4 a frame) and the confirmation frames of its return.
+    k_back = 3 + 2 + 3
+    assert "lost" not in back[k_back:], back
+    boxes = np.array([r.box for r in results[start - 1 + length + k_back:]])
+    x, y, w, h = gt[start + length + k_back:].T
+    centre_error = np.hypot(boxes[:, 0] + boxes[:, 2] / 2 - (x + w / 2), boxes[:, 1] + boxes[:, 3] / 2 - (y + h / 2))
+    assert centre_error.max() < 12, "re-acquired somewhere else"
+
+
+def test_lost_after_one_frame_reacquires_and_keeps_tracking_the_clip(default_tracker_factory):
+    frames, gt = synthetic_video(n_frames=40)
+    tracker = default_tracker_factory()
+    tracker.init(frames[0], tuple(gt[0]))
+    states = [tracker.update(f).state for f in frames[1:]]
+    assert "lost" not in states
+
+
+# -- the measures --------------------------------------------------------------------------------------------
+
+
+def test_long_term_f_score_by_hand():
+    from tracker.evaluation.metrics import long_term_f_score
+
+    scores = np.array([0.9, 0.9, 0.2, 0.8, 0.1])
+    ious = np.array([0.8, 0.6, 0.0, 0.0, 0.0])  # the 4th frame reports a box while the target is absent
+    present = np.array([True, True, True, False, False])
+    best = long_term_f_score(scores, ious, present, thresholds=[0.5, 0.85])
+    # tau 0.5: precision (0.8+0.6+0)/3, recall (0.8+0.6)/3; tau 0.85: precision 0.7, recall 1.4/3
+    assert best["threshold"] == 0.85
+    assert best["precision"] == pytest.approx(0.7) and best["recall"] == pytest.approx(1.4 / 3)
+    assert best["f_score"] == pytest.approx(2 * 0.7 * (1.4 / 3) / (0.7 + 1.4 / 3))
+
+
+def test_state_summary_counts_detection_reacquisition_and_false_takes():
+    from tracker.evaluation.absence import Run, state_summary
+
+    states = ["tracking"] * 3 + ["uncertain", "lost", "lost", "tracking", "lost"] + ["lost", "tracking", "tracking"]
+    present = np.array([True] * 3 + [False] * 5 + [True] * 3)
+    ious = np.where(present, 0.7, 0.0)
+    summary = state_summary([Run("s", "cut", 3, 5, np.zeros(11), states, ious, present)])
+    assert summary["absences_detected"] == "1/1" and summary["frames_to_lost_median"] == 2
+    assert summary["false_reacquisitions"] == 1  # left "lost" at frame 6 while the target was away
+    assert summary["reacquired"] == "1/1" and summary["frames_to_reacquire_median"] == 2
+
+
+def test_csv_has_the_state_column(tmp_path):
+    from test_cli import read_csv
+    from tracker.outputs import BoxCsvWriter
+
+    writer = BoxCsvWriter(tmp_path / "b.csv")
+    for i, state in enumerate(("tracking", "uncertain", "lost")):
+        writer.write(i, (1, 2, 3, 4), 0.5, state == "lost", state)
+    writer.close()
+    assert [r[6:] for r in read_csv(tmp_path / "b.csv")] == [["0", "tracking"], ["0", "uncertain"], ["1", "lost"]]
+
+
+VAL = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data" / "val"
+
+
+@pytest.mark.skipif(not VAL.is_dir(), reason="needs ../shared/data/val")
+def test_absence_command_on_two_sequences(tmp_path):
+    import json
+    import subprocess
+
+    from test_cli import console_script
+
+    out = tmp_path / "a.json"
+    done = subprocess.run(console_script() + ["absence", str(VAL), "--max-sequences", "2", "--length", "10",
+                                              "--after", "20", "--kinds", "cut", "--no-progress", "--json", str(out),
+                                              "--set", "lost_after=3"],
+                          capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert report["config"]["lost_after"] == 3 and report["cut"]["states"]["runs"] == 2
+    flag = report["cut"]["flag"]
+    assert [f["absent_flagged"] for f in flag] == sorted(f["absent_flagged"] for f in flag)  # rises with t
+    assert "VOT-LT: F" in done.stdout
+    bad = subprocess.run(console_script() + ["absence", str(VAL), "--kinds", "blink"], capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2 and "unknown kind 'blink'" in bad.stderr

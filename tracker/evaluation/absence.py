@@ -1,0 +1,208 @@
+"""Targets that disappear and come back: how well does the tracker say "lost", and does it find the target again?
+
+The validation sets annotate a box on every frame, so absences are made from real footage, with the ground truth
+saying exactly when the target is gone:
+
+* ``cut``: a cut to another scene. For `length` frames, the frames of another sequence are shown (resized), then
+  the sequence goes on where it would have been: the target comes back wherever it went meanwhile.
+* ``occlusion``: a full occlusion. For `length` frames, the target's box (grown 1.5x) is covered by a patch of
+  another sequence's frame, then uncovered.
+
+Per frame it records the score, the state, the box and whether the target is there. From that:
+
+* the per-frame flag (score < t) for each threshold t: the share of absent frames flagged and of visible frames
+  flagged by mistake (visible: the target is there and the box is on it, IoU >= 0.5);
+* the state machine as configured: absent frames in state lost, visible frames in state lost, frames from the
+  start of the absence to "lost", frames from the target's return until the tracker is on it again (state not
+  lost, IoU >= 0.5), and false re-acquisitions (leaving "lost" while the target is absent, or onto a box with
+  IoU < 0.5 after it came back);
+* the long-term tracking measures of VOT-LT (Lukezic et al. 2020): precision, recall and F-score over the
+  score threshold, from the per-frame score and box.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tracker.errors import UserError
+
+from . import metrics
+
+KINDS = ("cut", "occlusion")
+
+
+@dataclass
+class Clip:
+    """A sequence read in order: frame paths (image folders) or a video file, and one GT box per frame."""
+
+    name: str
+    gt: np.ndarray
+    frames: list[Path] | None = None
+    video: Path | None = None
+
+    def __len__(self) -> int:
+        return len(self.gt)
+
+    def read(self):
+        """The frames in order (BGR)."""
+        if self.frames is not None:
+            for path in self.frames:
+                image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+                if image is None:
+                    raise UserError(f"cannot read {path}")
+                yield image
+            return
+        capture = cv2.VideoCapture(str(self.video))
+        try:
+            for _ in range(len(self.gt)):
+                ok, image = capture.read()
+                if not ok:
+                    return
+                yield image
+        finally:
+            capture.release()
+
+
+def load_clips(root: str | Path) -> list[Clip]:
+    """OTB or GOT-10k folders (through datasets.load_dataset), or the video layout of val-hard:
+    <Name>/video.mp4 + <Name>/groundtruth.txt (0-based x,y,w,h, one line per decoded frame)."""
+    from .datasets import load_dataset, parse_boxes
+
+    root = Path(root)
+    videos = sorted(d for d in root.iterdir() if (d / "video.mp4").is_file() and (d / "groundtruth.txt").is_file()) \
+        if root.is_dir() else []
+    if videos:
+        return [Clip(d.name, parse_boxes(d / "groundtruth.txt"), video=d / "video.mp4") for d in videos]
+    _, sequences, _ = load_dataset(root)
+    return [Clip(s.name, s.gt, frames=list(s.frames)) for s in sequences]
+
+
+def event_frames(clip: Clip, other: Clip, kind: str, start: int, length: int):
+    """(frame, present, gt box or None) for `clip` with an absence of `length` frames from `start`."""
+    if kind not in KINDS:
+        raise UserError(f"unknown absence kind {kind!r}: use {', '.join(KINDS)}")
+    others = other.read()
+    filler = None
+    for i, frame in enumerate(clip.read()):
+        absent = start <= i < start + length
+        if not absent:
+            yield frame, True, clip.gt[i]
+            continue
+        filler = next(others, filler)  # the other sequence is shorter: hold its last frame
+        if kind == "cut":
+            yield cv2.resize(filler, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_AREA), False, None
+        else:
+            x, y, w, h = clip.gt[i]
+            grow = 0.25
+            x0, y0 = int(max(x - grow * w, 0)), int(max(y - grow * h, 0))
+            x1, y1 = int(min(x + w * (1 + grow), frame.shape[1])), int(min(y + h * (1 + grow), frame.shape[0]))
+            covered = frame.copy()
+            if x1 > x0 and y1 > y0:
+                covered[y0:y1, x0:x1] = cv2.resize(filler, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
+            yield covered, False, None
+
+
+@dataclass
+class Run:
+    name: str
+    kind: str
+    start: int
+    length: int
+    scores: np.ndarray
+    states: list[str]
+    ious: np.ndarray  # IoU with the GT where present, 0 where absent
+    present: np.ndarray
+
+
+def run_events(clips: list[Clip], make_tracker, kinds=KINDS, length: int = 30, after: int = 60,
+               progress: bool = True) -> list[Run]:
+    """Each clip long enough for `length` absent frames and `after` frames back, once per kind; the absence starts
+    at a third of the clip (at least frame 20), and the filler is the next clip's frames."""
+    from tqdm import tqdm
+
+    usable = [c for c in clips if len(c) >= 20 + length + after]
+    if len(usable) < 2:
+        raise UserError(f"need at least 2 sequences of {20 + length + after}+ frames, found {len(usable)}")
+    runs = []
+    bar = tqdm(total=len(kinds) * sum(len(c) for c in usable), unit="frame", desc="absence events",
+               disable=not progress, dynamic_ncols=True)
+    for kind in kinds:
+        for k, clip in enumerate(usable):
+            other = usable[(k + 1) % len(usable)]
+            start = max(20, len(clip) // 3)
+            start = min(start, len(clip) - length - after)
+            tracker = make_tracker()
+            scores, states, ious, present = [], [], [], []
+            for i, (frame, here, box) in enumerate(event_frames(clip, other, kind, start, length)):
+                if i == 0:
+                    tracker.init(frame, tuple(box))
+                    continue
+                result = tracker.update(frame)
+                scores.append(result.score)
+                states.append(result.state)
+                present.append(here)
+                ious.append(float(metrics.rect_iou(np.array([result.box]), np.array([box]))[0]) if here else 0.0)
+                bar.update(1)
+            bar.update(1)
+            runs.append(Run(clip.name, kind, start - 1, length, np.array(scores), states, np.array(ious),
+                            np.array(present)))  # start - 1: indices count updates, frame 0 is the init
+    bar.close()
+    return runs
+
+
+def flag_rates(runs: list[Run], thresholds) -> list[dict]:
+    """Per threshold: share of absent frames with score < t, and of visible frames (IoU >= 0.5) with score < t."""
+    scores = np.concatenate([r.scores for r in runs])
+    absent = ~np.concatenate([r.present for r in runs])
+    visible = np.concatenate([r.present & (r.ious >= 0.5) for r in runs])
+    return [{"threshold": float(t), "absent_flagged": float((scores[absent] < t).mean()),
+             "visible_flagged": float((scores[visible] < t).mean())} for t in thresholds]
+
+
+def state_summary(runs: list[Run]) -> dict:
+    """The state machine's figures over all runs (see the module docstring)."""
+    lost_absent, lost_visible, delays, reacquire, false_takes, never = [], [], [], [], 0, 0
+    for r in runs:
+        lost = np.array([s == "lost" for s in r.states])
+        absent = ~r.present
+        visible = r.present & (r.ious >= 0.5)
+        lost_absent.append(lost[absent])
+        lost_visible.append(lost[visible])
+        window = lost[r.start:r.start + r.length]
+        hits = np.flatnonzero(window)
+        delays.append(int(hits[0]) + 1 if len(hits) else None)
+        # leaving "lost" while the target is still away: a distractor taken for it
+        for i in range(r.start + 1, r.start + r.length):
+            if lost[i - 1] and not lost[i]:
+                false_takes += 1
+        back = r.start + r.length
+        found = next((i - back + 1 for i in range(back, len(lost)) if not lost[i] and r.ious[i] >= 0.5), None)
+        reacquire.append(found)
+        if found is None:
+            never += 1
+        for i in range(back, len(lost)):
+            if lost[i - 1] and not lost[i] and r.ious[i] < 0.5:
+                false_takes += 1
+    detected = [d for d in delays if d is not None]
+    found = [f for f in reacquire if f is not None]
+    return {
+        "runs": len(runs),
+        "absent_frames_lost": float(np.concatenate(lost_absent).mean()),
+        "visible_frames_lost": float(np.concatenate(lost_visible).mean()),
+        "absences_detected": f"{len(detected)}/{len(runs)}",
+        "frames_to_lost_median": float(np.median(detected)) if detected else None,
+        "reacquired": f"{len(found)}/{len(runs)}",
+        "frames_to_reacquire_median": float(np.median(found)) if found else None,
+        "false_reacquisitions": false_takes,
+    }
+
+
+def long_term_scores(runs: list[Run]) -> dict:
+    """VOT-LT tracking precision, recall and F-score (maximised over the score threshold)."""
+    scores = np.concatenate([r.scores for r in runs])
+    ious = np.concatenate([r.ious for r in runs])
+    present = np.concatenate([r.present for r in runs])
+    return metrics.long_term_f_score(scores, ious, present)
