@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from conftest import paste, synthetic_video, target_patch, textured_background
-from tracker import SiamTracker
 from tracker.presence import Presence, tile_centres
 
 
