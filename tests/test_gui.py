@@ -19,7 +19,7 @@ from test_cli import assert_one_line_error, console_script, read_csv
 REPO = Path(__file__).resolve().parents[1]
 VIDEOS = REPO.parent / "shared" / "data" / "videos"
 CLIP, GT = VIDEOS / "bag.avi", VIDEOS / "bag_groundtruth.txt"
-BOX_COLOURS = np.array([[0, 255, 0], [255, 0, 0]])  # RGB of a tracked box and of a lost one
+BOX_COLOURS = np.array([[0, 255, 0], [255, 220, 0], [255, 0, 0]])  # RGB: tracking, uncertain, lost
 
 
 def _missing_tools() -> str | None:

@@ -331,6 +331,21 @@ class DoneLog:
             os.fsync(f.fileno())
 
 
+def _is_running(pid: int) -> bool:
+    """A live process (not a zombie: a killed worker may wait a moment to be reaped, and writes nothing more)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux): trust kill()
+    return state not in ("Z", "X")
+
+
 def remove_stale_partials(out_dir: Path) -> int:
     """Partial CSVs left by processes that are gone (a killed worker, a killed batch)."""
     removed = 0
@@ -338,12 +353,7 @@ def remove_stale_partials(out_dir: Path) -> int:
         match = re.search(r"\.(\d+)\.partial\.csv$", partial.name)
         if not match:
             continue
-        try:
-            os.kill(int(match.group(1)), 0)
-            continue  # still running
-        except ProcessLookupError:
-            pass
-        except PermissionError:
+        if _is_running(int(match.group(1))):
             continue
         partial.unlink(missing_ok=True)
         removed += 1
