@@ -310,3 +310,15 @@ def test_progress_is_a_plain_line_off_a_terminal(monkeypatch):
     bar.update(5)
     text = "".join(lines)
     assert "\r" not in text and text.startswith("tracking: 5/100 frames, ") and "frame/s" in text and "score=0.90" in text
+
+
+def test_plain_progress_iterates_like_tqdm(monkeypatch):
+    import io
+
+    from tracker.progress import PlainProgress, progress
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    bar = progress(desc="sequences", unit="seq", iterable=["a", "b", "c"])
+    assert isinstance(bar, PlainProgress) and bar.total == 3
+    bar.set_postfix_str("a")
+    assert list(bar) == ["a", "b", "c"] and bar.n == 3

@@ -506,7 +506,7 @@ def cmd_batch(args) -> int:
 
 
 def _batch(args, guard) -> int:
-    from tqdm import tqdm
+    from .progress import progress as make_progress
 
     from .evaluation.cli import parse_overrides
     from .onnx_engine import physical_cores
@@ -545,8 +545,7 @@ def _batch(args, guard) -> int:
           + (f"; removed {stale} partial file(s) of an interrupted run" if stale else ""), file=sys.stderr)
 
     results: dict[str, dict] = {}
-    bar = tqdm(total=_frame_total(todo) if todo else 0, unit="frame", desc="batch", dynamic_ncols=True,
-               disable=args.no_progress, file=sys.stderr)
+    bar = make_progress(_frame_total(todo) if todo else 0, "batch", "frame", quiet=args.no_progress)
     counts = {"done": 0, "failed": 0}
 
     def on_progress(frames: int) -> None:

@@ -121,14 +121,13 @@ def run_events(clips: list[Clip], make_tracker, kinds=KINDS, length: int = 30, a
                progress: bool = True) -> list[Run]:
     """Each clip long enough for `length` absent frames and `after` frames back, once per kind; the absence starts
     at a third of the clip (at least frame 20), and the filler is the next clip's frames."""
-    from tqdm import tqdm
+    from tracker.progress import progress as make_progress
 
     usable = [c for c in clips if len(c) >= 20 + length + after]
     if len(usable) < 2:
         raise UserError(f"need at least 2 sequences of {20 + length + after}+ frames, found {len(usable)}")
     runs = []
-    bar = tqdm(total=len(kinds) * sum(len(c) for c in usable), unit="frame", desc="absence events",
-               disable=not progress, dynamic_ncols=True)
+    bar = make_progress(len(kinds) * sum(len(c) for c in usable), "absence events", "frame", quiet=not progress)
     for kind in kinds:
         for k, clip in enumerate(usable):
             other = usable[(k + 1) % len(usable)]

@@ -1,12 +1,11 @@
 """Per-stage timing of trackers on a clip: every tracker sees the same decoded frames in one run."""
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
+from tracker.progress import progress as make_progress
 
 from tracker.errors import UserError
 from tracker.result import check_box
@@ -69,8 +68,7 @@ def run_bench(source: Path, box, trackers: dict, limit: int | None = None, progr
         rec[name]["init"] = time.perf_counter() - t0
     decode = []
     total = None if limit is None else max(limit - 1, 0)
-    for frame, dt in tqdm(it, total=total, desc="bench", unit="frame", disable=not progress, file=sys.stderr,
-                          leave=False):
+    for frame, dt in make_progress(total, "bench", "frame", quiet=not progress, iterable=it, leave=False):
         decode.append(dt)
         for name, trk in trackers.items():
             t0 = time.perf_counter()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from tqdm import tqdm
+from tracker.progress import progress as make_progress
 
 from . import metrics
 from .datasets import Sequence
@@ -25,8 +25,8 @@ def _frame(seq: Sequence, i: int) -> np.ndarray:
 def collect_scores(sequences: list[Sequence], make_tracker, absent_frames: int = 30, progress: bool = True):
     """(scores on tracked frames (IoU >= 0.5), scores with the target absent) over all sequences."""
     tracked, absent = [], []
-    bar = tqdm(total=sum(len(s) + absent_frames for s in sequences), unit="frame", desc="lost-flag scores",
-               disable=not progress, dynamic_ncols=True)
+    bar = make_progress(sum(len(s) + absent_frames for s in sequences), "lost-flag scores", "frame",
+                        quiet=not progress)
     for k, seq in enumerate(sequences):
         tracker = make_tracker()
         tracker.init(_frame(seq, 0), tuple(seq.gt[0]))

@@ -19,6 +19,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from tracker.progress import progress as make_progress
+
 from . import metrics
 from .datasets import Sequence
 
@@ -36,8 +38,7 @@ def run_sequence(seq: Sequence, trackers: dict, progress: bool = True):
     decode = np.zeros(n)
     errors: dict[str, str] = {}
     init_box = tuple(float(v) for v in seq.gt[0])
-    bar = tqdm(seq.frames, desc=f"  {seq.name}", unit="frame", leave=False, disable=not progress,
-               file=sys.stderr, dynamic_ncols=True)
+    bar = make_progress(None, f"  {seq.name}", "frame", quiet=not progress, iterable=seq.frames, leave=False)
     for i, path in enumerate(bar):
         t0 = time.perf_counter()
         frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -89,8 +90,7 @@ def read_result(out: Path, tracker: str, seq: str):
 def run(sequences: list[Sequence], trackers: dict, out: Path, progress: bool = True) -> dict[str, str]:
     """Run and write results; returns {'tracker/seq': error} for runs that failed."""
     failures: dict[str, str] = {}
-    bar = tqdm(sequences, desc="sequences", unit="seq", disable=not progress, file=sys.stderr,
-               dynamic_ncols=True)
+    bar = make_progress(None, "sequences", "seq", quiet=not progress, iterable=sequences)
     for seq in bar:
         bar.set_postfix_str(seq.name)
         try:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
+from tracker.progress import progress as make_progress
 
 from ..checkpoint import save_checkpoint
 from ..errors import UserError
@@ -141,7 +141,7 @@ def train(recipe: TrainConfig, data_root: Path, val_root: Path | None, run_dir: 
                 parameter.requires_grad_(name.startswith("box_head."))
         set_train_mode(model)
         losses = []
-        bar = tqdm(loader, desc=f"epoch {epoch}/{recipe.epochs}", unit="batch", dynamic_ncols=True, file=sys.stderr)
+        bar = make_progress(None, f"epoch {epoch}/{recipe.epochs}", "batch", iterable=loader)
         for exemplar, search, boxes, positive in bar:
             exemplar, search = exemplar.to(dev).float(), search.to(dev).float()
             boxes, positive = boxes.to(dev), positive.to(dev)

@@ -159,7 +159,7 @@ def prepare_data(src: str | Path, dst: str | Path, step: int = 2, sequences: lis
     A sequence folder already complete in `dst` (it has boxes.csv) is kept as it is unless `overwrite`, so an
     interrupted run can simply be started again. `name` is the folder prefix (default: the SRC folder name).
     """
-    from tqdm import tqdm
+    from tracker.progress import progress as make_progress
 
     from ..evaluation.datasets import detect_layout, load_dataset
 
@@ -218,8 +218,7 @@ def prepare_data(src: str | Path, dst: str | Path, step: int = 2, sequences: lis
 
     total = sum(len(range(0, len(seq.gt), step)) for seq, _ in todo)
     params = [cv2.IMWRITE_WEBP_QUALITY, int(quality)]
-    bar = tqdm(total=total, unit="crop", desc="prepare-data", dynamic_ncols=True, file=sys.stderr,
-               disable=not progress or total == 0)
+    bar = make_progress(total, "prepare-data", "crop", quiet=not progress or total == 0)
     try:
         for seq, folder_name in todo:
             bar.set_postfix_str(folder_name, refresh=False)
