@@ -58,7 +58,10 @@ def test_export_passes_checker_and_is_self_describing(exported, default_model):
         assert proto.opset_import[0].version >= 17
         ops = {node.op_type for node in proto.graph.node}
         assert "BatchNormalization" not in ops, "BN must be folded into the convs"
-        assert not ops & {"Shape", "Pad"}, f"static padding expected, got {sorted(ops)}"
+        assert "Pad" not in ops, f"static padding expected, got {sorted(ops)}"
+        # The backbone's shapes are all static; the only Shape allowed reads the templates' count (T is dynamic).
+        shaped = [node.input[0] for node in proto.graph.node if node.op_type == "Shape"]
+        assert set(shaped) <= {"template"}, f"{name}: Shape of {shaped}: the backbone should be shape-static"
         # The input flip is folded into the first conv; the only Slices allowed are the template's central crop.
         slices = sum(node.op_type == "Slice" for node in proto.graph.node)
         allowed = 2 if name == TEMPLATE_ONNX and model.config.template_crop else 0  # rows and columns
@@ -77,9 +80,13 @@ def test_export_passes_checker_and_is_self_describing(exported, default_model):
     assert _dims(template.input[0]) == [1, 127, 127, 3]
     assert template.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert _dims(template.output[0]) == [1, model.backbone.out_channels, z, z]
-    assert [i.name for i in search.input] == ["search", "template"]
+    assert [i.name for i in search.input] == ["search", "template", "owner"]
     n, *rest = _dims(search.input[0])
     assert isinstance(n, str) and rest == [255, 255, 3], "N must be dynamic"
+    t, *rest = _dims(search.input[1])
+    assert isinstance(t, str) and t != n and rest == [model.backbone.out_channels, z, z], "T must be dynamic"
+    assert _dims(search.input[2]) == [n], "one owner per crop"
+    assert search.input[2].type.tensor_type.elem_type == onnx.TensorProto.INT64
     r = model.response_size
     assert _dims(search.output[0])[1:] == [r, r]
 

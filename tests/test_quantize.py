@@ -56,8 +56,8 @@ def test_pixels_dequantized_directly_changes_no_output(float_pair, tmp_path):
     rng = np.random.default_rng(0)
     template = ort.InferenceSession(str(float_pair / "template.onnx")).run(
         None, {"exemplar": rng.integers(0, 256, (1, 127, 127, 3), dtype=np.uint8)})[0]
-    feeds = [{"search": rng.integers(0, 256, (3, 191, 191, 3), dtype=np.uint8), "template": template}
-             for _ in range(3)]
+    feeds = [{"search": rng.integers(0, 256, (3, 191, 191, 3), dtype=np.uint8), "template": template,
+              "owner": np.zeros(3, np.int64)} for _ in range(3)]
     model, _ = quantize_search_graph(float_pair / "search.onnx", feeds)
     plain = tmp_path / "plain.onnx"
     onnx.save(model, str(plain))

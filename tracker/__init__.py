@@ -2,6 +2,7 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from .errors import UserError
+from .multi import MultiTracker
 from .result import TrackResult
 from .tracking import SiamTracker
 
@@ -10,4 +11,4 @@ try:
 except PackageNotFoundError:  # running from a source checkout without installing
     __version__ = "0+unknown"
 
-__all__ = ["SiamTracker", "TrackResult", "UserError", "__version__"]
+__all__ = ["MultiTracker", "SiamTracker", "TrackResult", "UserError", "__version__"]

@@ -23,6 +23,17 @@ def xcorr_pairwise(search: torch.Tensor, template: torch.Tensor) -> torch.Tensor
     return out.reshape(b, 1, out.shape[-2], out.shape[-1])
 
 
+def xcorr_owned(search: torch.Tensor, templates: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
+    """Score each search map (N,C,H,W) against the template it belongs to: templates (T,C,h,w), owner (N,) int64
+    indices into them -> (N,1,H-h+1,W-w+1). One plain conv scores all N x T pairs and each crop keeps its owner's
+    column: a grouped conv would do less work, but its group count is a constant in ONNX, and this way T and N stay
+    dynamic in the exported graph. The extra pairs cost little: at 16 targets the correlation is still ~2% of the
+    backbone's work."""
+    out = F.conv2d(search, templates)
+    index = owner.reshape(-1, 1, 1, 1).expand(-1, 1, out.shape[-2], out.shape[-1])
+    return out.gather(1, index)
+
+
 def xcorr_depthwise(search: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
     """Channel by channel: N search maps (N,C,H,W) against one template (1,C,h,w) or one each (N,C,h,w)
     -> (N,C,H-h+1,W-w+1), one grouped conv (SiamRPN++'s depthwise correlation)."""
@@ -31,6 +42,21 @@ def xcorr_depthwise(search: torch.Tensor, template: torch.Tensor) -> torch.Tenso
         return F.conv2d(search, template.reshape(c, 1, *template.shape[-2:]), groups=c)
     out = F.conv2d(search.reshape(1, n * c, h, w), template.reshape(n * c, 1, *template.shape[-2:]), groups=n * c)
     return out.reshape(n, c, out.shape[-2], out.shape[-1])
+
+
+def xcorr_depthwise_owned(search: torch.Tensor, templates: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
+    """xcorr_depthwise of each search map (N,C,H,W) against its owner's template, templates (T,C,h,w), owner (N,)
+    -> (N,C,H-h+1,W-w+1), written as a sum of shifted products over the template's h*w cells: the same numbers as
+    the grouped conv, but with no group count fixed at export, so N and T stay dynamic in ONNX."""
+    per_crop = templates.index_select(0, owner)
+    h, w = per_crop.shape[-2:]
+    rows, cols = search.shape[-2] - h + 1, search.shape[-1] - w + 1
+    out = search[:, :, :rows, :cols] * per_crop[:, :, :1, :1]
+    for u in range(h):
+        for v in range(w):
+            if u or v:
+                out = out + search[:, :, u : u + rows, v : v + cols] * per_crop[:, :, u : u + 1, v : v + 1]
+    return out
 
 
 class CorrelationHead(nn.Module):
@@ -45,9 +71,13 @@ class CorrelationHead(nn.Module):
         self.scale = nn.Parameter(torch.tensor(float(scale)))
         self.bias = nn.Parameter(torch.tensor(float(bias)))
 
-    def forward(self, template: torch.Tensor, search: torch.Tensor) -> torch.Tensor:
+    def forward(self, template: torch.Tensor, search: torch.Tensor, owner: torch.Tensor | None = None) -> torch.Tensor:
+        """template: (1,C,h,w) shared by every search map, (N,C,h,w) one each (training), or (T,C,h,w) with
+        `owner` (N,) saying whose each search map is (several targets in one batch)."""
         energy = template.square().sum(dim=(1, 2, 3)).clamp_min(1e-6)
-        if template.shape[0] == 1:
+        if owner is not None:
+            corr = xcorr_owned(search, template, owner) / energy.index_select(0, owner).view(-1, 1, 1, 1)
+        elif template.shape[0] == 1:
             corr = xcorr_shared_template(search, template) / energy
         else:
             corr = xcorr_pairwise(search, template) / energy.view(-1, 1, 1, 1)
@@ -77,7 +107,11 @@ class BoxHead(nn.Module):
         nn.init.normal_(self.predict.weight, std=1e-3)
         nn.init.constant_(self.predict.bias, math.log(2.0))
 
-    def forward(self, template: torch.Tensor, search: torch.Tensor) -> torch.Tensor:
-        corr = xcorr_depthwise(self.adjust_search(search), self.adjust_template(template))
+    def forward(self, template: torch.Tensor, search: torch.Tensor, owner: torch.Tensor | None = None) -> torch.Tensor:
+        """template and owner as in CorrelationHead.forward."""
+        if owner is None:
+            corr = xcorr_depthwise(self.adjust_search(search), self.adjust_template(template))
+        else:
+            corr = xcorr_depthwise_owned(self.adjust_search(search), self.adjust_template(template), owner)
         # The clamp bounds a diverging early step (e^8 strides is far beyond any crop), not a trained output.
         return torch.exp(self.predict(self.tower(corr)).clamp(max=8.0)) * self.stride

@@ -68,15 +68,19 @@ class SiamNet(nn.Module):
     def has_box_head(self) -> bool:
         return self.box_head is not None
 
-    def correlate(self, template: torch.Tensor, search_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def correlate(self, template: torch.Tensor, search_features: torch.Tensor,
+                  owner: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Template vs search features -> ((N,1,R,R) logits, (N,4,R,R) side distances in search pixels, or None
-        without a box head)."""
-        boxes = self.box_head(template, search_features) if self.box_head is not None else None
-        return self.head(template, search_features), boxes
+        without a box head). With `owner` (N,), `template` holds T targets' templates and search map k is scored
+        against template owner[k]."""
+        boxes = self.box_head(template, search_features, owner) if self.box_head is not None else None
+        return self.head(template, search_features, owner), boxes
 
-    def track(self, search: torch.Tensor, template: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Every frame: N search crops (N,3,255,255) against one cached template -> correlate()'s pair."""
-        return self.correlate(template, self.embed(search))
+    def track(self, search: torch.Tensor, template: torch.Tensor,
+              owner: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Every frame: N search crops (N,3,255,255) against one cached template, or against T targets' templates
+        with `owner` -> correlate()'s pair."""
+        return self.correlate(template, self.embed(search), owner)
 
     def forward(self, exemplar: torch.Tensor, search: torch.Tensor,
                 box_head_trains_trunk: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -21,7 +21,8 @@ from .config import ModelConfig, TrackerConfig
 from .errors import UserError
 from .paths import SEARCH_ONNX, TEMPLATE_ONNX, weights_dir
 
-FORMAT = "siamtrack-onnx/1"
+FORMAT = "siamtrack-onnx/2"  # /2: the search graph takes several targets' templates and an `owner` per crop
+FORMATS = ("siamtrack-onnx/1", FORMAT)  # /1 pairs (one template per search call) still load and run
 _PAIR_KEYS = ("siamtrack_format", "model_config", "input_layout", "response_size", "weights_sha256")
 
 
@@ -88,9 +89,9 @@ def _device_id(device: str) -> int:
 
 def read_metadata(session: ort.InferenceSession, path: Path) -> dict:
     raw = session.get_modelmeta().custom_metadata_map
-    if raw.get("siamtrack_format") != FORMAT:
+    if raw.get("siamtrack_format") not in FORMATS:
         raise UserError(f"{path} is not a siamtrack ONNX graph (format {raw.get('siamtrack_format')!r}, expected "
-                        f"{FORMAT!r}): export one with `siamtrack export`")
+                        f"one of {', '.join(FORMATS)}): export one with `siamtrack export`")
     meta = {}
     for key, value in raw.items():
         try:
@@ -166,7 +167,10 @@ class OnnxEngine:
         self._device_id = _device_id(device) if self.on_gpu else 0
         self._template_in = self._template_session.get_inputs()[0].name
         self._template_out = self._template_session.get_outputs()[0].name
-        self._search_in, self._search_template_in = (i.name for i in self._search_session.get_inputs())
+        search_inputs = [i.name for i in self._search_session.get_inputs()]
+        self._search_in, self._search_template_in = search_inputs[:2]
+        # A /2 graph scores each crop against its owner's template in one run; a /1 graph takes one template.
+        self._search_owner_in = search_inputs[2] if len(search_inputs) > 2 else None
         self._search_outs = [o.name for o in self._search_session.get_outputs()]
         if len(self._search_outs) != (2 if self.config.box_head_channels else 1):
             raise UserError(f"{search_path}: {len(self._search_outs)} outputs do not fit its model config; re-export "
@@ -217,25 +221,62 @@ class OnnxEngine:
         self._template_session.run_with_iobinding(binding)
         return binding.get_outputs()[0]
 
-    def search(self, crops: np.ndarray, template) -> tuple[np.ndarray, np.ndarray | None]:
-        """(N,255,255,3) uint8 -> (N,R,R) float32 logits, and (N,4,R,R) side distances with a box head (else None)."""
+    def stack_templates(self, templates: list):
+        """Several targets' templates -> one (T,...) batch for search(..., owner); on the GPU it stays there."""
+        stacked = np.concatenate([self.template_to_numpy(t) for t in templates])
+        if not self.on_gpu:
+            return stacked
+        return ort.OrtValue.ortvalue_from_numpy(stacked, "cuda", self._device_id)
+
+    def search(self, crops: np.ndarray, template, owner: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """(N,255,255,3) uint8 -> (N,R,R) float32 logits, and (N,4,R,R) side distances with a box head (else None).
+        `template`: one target's, or stack_templates() of several with `owner` (N,) saying whose each crop is."""
         start = time.perf_counter()
         images = self._images(crops)
         middle = time.perf_counter()
-        if not self.on_gpu:
-            outputs = self._search_session.run(self._search_outs, {self._search_in: images, self._search_template_in: template})
+        if owner is None:
+            owner = np.zeros(len(crops), np.int64)
+        owner = np.asarray(owner, np.int64)
+        if self._search_owner_in is None and len(owner) and owner.max() > 0:
+            outputs = self._search_per_owner(images, template, owner)
         else:
-            binding = self._search_session.io_binding()
-            binding.bind_cpu_input(self._search_in, images)
-            binding.bind_ortvalue_input(self._search_template_in, template)
-            for name in self._search_outs:
-                binding.bind_output(name, "cpu")
-            self._search_session.run_with_iobinding(binding)
-            outputs = binding.copy_outputs_to_cpu()
+            outputs = self._run_search(images, template, owner)
         end = time.perf_counter()
         # One graph does backbone and correlation: the tracking loop books it all as "backbone".
         self.last_split = {"backbone": end - start, "convert": middle - start, "run": end - middle}
         return outputs[0], (outputs[1] if len(outputs) > 1 else None)
+
+    def _run_search(self, images: np.ndarray, template, owner: np.ndarray) -> list[np.ndarray]:
+        if not self.on_gpu:
+            feeds = {self._search_in: images, self._search_template_in: template}
+            if self._search_owner_in is not None:
+                feeds[self._search_owner_in] = owner
+            return self._search_session.run(self._search_outs, feeds)
+        binding = self._search_session.io_binding()
+        binding.bind_cpu_input(self._search_in, images)
+        binding.bind_ortvalue_input(self._search_template_in, template)
+        if self._search_owner_in is not None:
+            binding.bind_cpu_input(self._search_owner_in, owner)
+        for name in self._search_outs:
+            binding.bind_output(name, "cpu")
+        self._search_session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()
+
+    def _search_per_owner(self, images: np.ndarray, template, owner: np.ndarray) -> list[np.ndarray]:
+        """A /1 graph takes one template per run: one run per target, put back in the crops' order."""
+        stacked = self.template_to_numpy(template)
+        outputs = None
+        for k in np.unique(owner):
+            rows = np.flatnonzero(owner == k)
+            one = stacked[k : k + 1]
+            if self.on_gpu:
+                one = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(one), "cuda", self._device_id)
+            part = self._run_search(np.ascontiguousarray(images[rows]), one, np.zeros(len(rows), np.int64))
+            if outputs is None:
+                outputs = [np.empty((len(owner), *p.shape[1:]), p.dtype) for p in part]
+            for out, p in zip(outputs, part):
+                out[rows] = p
+        return outputs
 
     @staticmethod
     def template_to_numpy(template) -> np.ndarray:

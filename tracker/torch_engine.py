@@ -48,15 +48,22 @@ class TorchEngine:
         with torch.inference_mode(), _full_float32():
             return self.model.template(self._to_tensor(exemplar))
 
-    def search(self, crops: np.ndarray, template: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
-        """(N,255,255,3) uint8 -> (N,R,R) float32 logits, and (N,4,R,R) side distances with a box head (else None)."""
+    def stack_templates(self, templates: list[torch.Tensor]) -> torch.Tensor:
+        """Several targets' templates -> one (T,...) batch for search(..., owner)."""
+        return torch.cat(templates)
+
+    def search(self, crops: np.ndarray, template: torch.Tensor,
+               owner: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """(N,255,255,3) uint8 -> (N,R,R) float32 logits, and (N,4,R,R) side distances with a box head (else None).
+        `template`: one target's, or stack_templates() of several with `owner` (N,) saying whose each crop is."""
         with torch.inference_mode(), _full_float32():
             start = time.perf_counter()
             features = self.model.embed(self._to_tensor(crops))
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
             middle = time.perf_counter()
-            logits, distances = self.model.correlate(template, features)
+            owner_t = None if owner is None else torch.as_tensor(np.asarray(owner, np.int64), device=self.device)
+            logits, distances = self.model.correlate(template, features, owner_t)
             logits = logits[:, 0].cpu().numpy()
             distances = distances.cpu().numpy() if distances is not None else None
         self.last_split = {"backbone": middle - start, "correlation": time.perf_counter() - middle}

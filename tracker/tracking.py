@@ -4,7 +4,8 @@ Two modes, chosen by the network: with the SiamFC head alone, a small scale pyra
 2016); with a box head (in the style of SiamFC++, Xu et al. 2020), one crop, whose peak cell also predicts the size.
 
 OpenCV's tracker API (init / update) plus what it lacks: a score and an honest "lost" flag. All state lives in the
-SiamTracker instance, so any number of targets can be tracked in one process, sharing one network.
+tracker instance, so any number of trackers can share one network; MultiTracker (multi.py) goes further and puts
+several targets' crops through the network in one batch.
 """
 from __future__ import annotations
 
@@ -55,14 +56,24 @@ class _TargetState:
     frame_shape: tuple[int, int]  # (height, width) of the init frame: every later frame must match it
 
 
-class SiamTracker:
+@dataclass
+class _Target:
+    """One target: where it is (state) and whether it is there (presence)."""
+    state: _TargetState
+    presence: Presence
+
+
+class TrackingLoop:
+    """What SiamTracker (one target) and MultiTracker (several, tracker/multi.py) share: the network, the
+    hyperparameters and one frame's step over any number of targets. The step puts every target's search crops
+    through the network in one batch, each crop scored against its own target's template, and then moves each
+    target exactly as if it were tracked alone."""
+
     def __init__(self, engine, config: TrackerConfig | None = None) -> None:
         """engine: a network runner (TorchEngine, or the ONNX one) with template(), search() and .config."""
         self.engine = engine
         self.config = config or TrackerConfig()
         self.stage_times: dict[str, float] = {}
-        self._state: _TargetState | None = None
-        self._presence = Presence()
 
         c, m = self.config, engine.config
         self.has_box_head = bool(m.box_head_channels)
@@ -70,6 +81,7 @@ class SiamTracker:
             raise UserError(f"this model has a box head and tracks with one crop per frame: num_scales must be 1, "
                             f"got {c.num_scales}")
         self._scale_factors = c.scale_step ** (np.arange(c.num_scales) - (c.num_scales - 1) / 2)
+        self._crops_per_target = 1 if self.has_box_head else c.num_scales
         up = c.response_upsample * engine.response_size
         hann = np.hanning(up)
         window = np.outer(hann, hann)
@@ -77,11 +89,13 @@ class SiamTracker:
         self._upsampled_size = up
         # Frame pixels per upsampled-response cell, divided by the search side: the displacement factor.
         self._cell = m.stride / c.response_upsample / m.search_size
-        self._crops = np.empty((c.num_scales, m.search_size, m.search_size, 3), np.uint8)
+        self._crop_buffers: dict[int, np.ndarray] = {}
+        self._stacked: tuple[tuple, object] = ((), None)  # the last stack of templates, and what it was made of
+        self._backbone_seconds = 0.0
 
     @classmethod
     def from_pretrained(cls, weights: str | None = None, device: str = "auto", engine: str = "auto",
-                        threads: int | None = None, **tracker_overrides) -> "SiamTracker":
+                        threads: int | None = None, **tracker_overrides):
         """The shipped default model (or given weights); keyword arguments override the tracking hyperparameters.
 
         engine: "onnx" runs onnxruntime on an exported pair (`weights`: a folder holding template.onnx and
@@ -116,16 +130,9 @@ class SiamTracker:
             raise UserError(str(exc)) from None
         return cls(runner, config)
 
-    # -- API -------------------------------------------------------------------------------------------------
+    # -- one target's start, any number of targets' step ----------------------------------------------------
 
-    def as_opencv(self):
-        """This tracker behind OpenCV's tracker interface: update(frame) -> (ok, (x, y, w, h)) with ints."""
-        from .cv2_compat import OpenCVTracker
-
-        return OpenCVTracker(self)
-
-    def init(self, frame: np.ndarray, box) -> None:
-        frame = as_bgr(frame)
+    def _new_target(self, frame: np.ndarray, box) -> _Target:
         x, y, w, h = check_box(box, frame.shape)
         c, m = self.config, self.engine.config
         center = np.array([x + w / 2, y + h / 2])
@@ -133,63 +140,105 @@ class SiamTracker:
         search_side = exemplar_side * m.search_size / m.exemplar_size
         fill = mean_colour(frame)
         exemplar = crop_square(frame, (center[0], center[1]), exemplar_side, m.exemplar_size, fill)
-        template = self.engine.template(exemplar[None])
-        self._state = _TargetState(
+        state = _TargetState(
             center=center,
             size=np.array([w, h]),
             search_side=search_side,
             min_side=c.min_scale_factor * search_side,
             max_side=c.max_scale_factor * search_side,
             fill=fill,
-            template=template,
+            template=self.engine.template(exemplar[None]),
             frame_shape=frame.shape[:2],
         )
-        self._presence = Presence(last_good=(center.copy(), np.array([w, h], float), search_side))
+        return _Target(state, Presence(last_good=(center.copy(), np.array([w, h], float), search_side)))
 
-    def update(self, frame: np.ndarray) -> TrackResult:
-        state = self._state
-        if state is None:
-            raise RuntimeError("call init(frame, box) before update(frame)")
-        frame = as_bgr(frame)
-        if frame.shape[:2] != state.frame_shape:
-            (h0, w0), (h1, w1) = state.frame_shape, frame.shape[:2]
+    @staticmethod
+    def _check_frame(frame: np.ndarray, target: _Target) -> None:
+        if frame.shape[:2] != target.state.frame_shape:
+            (h0, w0), (h1, w1) = target.state.frame_shape, frame.shape[:2]
             raise UserError(f"frame size changed from {w0}x{h0} (the init frame) to {w1}x{h1}: boxes would be "
                             "wrong; call init(frame, box) again on a frame of the new size")
+
+    def _step(self, frame: np.ndarray, targets: list[_Target]) -> list[TrackResult]:
+        """One frame for every target (a BGR frame of their size): their results, in order."""
         times = [time.perf_counter()]
         c = self.config
-        presence = self._presence
-        if presence.state == "lost":
-            score = self._search_while_lost(frame, state, times)
-        else:
-            score = self._track_step(frame, state, times)
-            if presence.after_tracked(score, c.lost_threshold, c.uncertain_margin, c.lost_after,
-                                      state.center, state.size, state.search_side):
-                # Just lost. The search goes on from here in a shadow of the target's state, while the box goes
-                # back to where the target was last seen well and stays there.
-                presence.shadow = dataclasses.replace(state, center=state.center.copy(), size=state.size.copy())
-                if presence.last_good:
-                    center, size, side = presence.last_good
-                    state.center, state.size, state.search_side = center.copy(), size.copy(), side
-        cx, cy = state.center
-        w, h = state.size
-        result = TrackResult(box=(float(cx - w / 2), float(cy - h / 2), float(w), float(h)), score=score,
-                             lost=presence.state == "lost", state=presence.state)
+        was_lost = [t.presence.state == "lost" for t in targets]
+        # A lost target's box stays put; its shadow searches on as if it were tracked.
+        stepping = [t.presence.shadow if lost else t.state for t, lost in zip(targets, was_lost)]
+        scores = self._track_steps(frame, stepping, times)
+        threshold = min(c.lost_threshold + c.redetect_margin, 0.999)
+        for target, lost, score in zip(targets, was_lost, scores):
+            if not lost:
+                self._after_tracked(target, score)
+        searching = [t for t, lost, score in zip(targets, was_lost, scores)
+                     if lost and score < threshold and c.redetect_tiles]
+        tile_hits = self._search_tiles(frame, searching)
+        results = []
+        for target, lost, score in zip(targets, was_lost, scores):
+            if lost:
+                score = self._after_search(target, score, tile_hits.get(id(target)), threshold)
+            cx, cy = target.state.center
+            w, h = target.state.size
+            state = target.presence.state
+            results.append(TrackResult(box=(float(cx - w / 2), float(cy - h / 2), float(w), float(h)), score=score,
+                                       lost=state == "lost", state=state))
         times.append(time.perf_counter())
-        t0, t1, t2, t3, t4 = times[:5]
-        # Engines that run backbone and correlation as one call report it all as "backbone"; while lost, the
-        # tile search counts as postprocess.
-        backbone = self.engine.last_split.get("backbone", t2 - t1)
+        t0, t1, t2, t3, t4 = times
+        # Engines that run backbone and correlation as one call report it all as "backbone". "correlation" is the
+        # rest of the network call plus turning responses into boxes; the tile search while lost is postprocess.
+        backbone = self._backbone_seconds
         self.stage_times = {"crop": t1 - t0, "backbone": backbone, "correlation": (t3 - t1) - backbone,
-                            "postprocess": times[-1] - t3}
-        return result
+                            "postprocess": t4 - t3}
+        return results
 
-    def _track_step(self, frame: np.ndarray, state: _TargetState, times: list[float]) -> float:
-        """One frame of ordinary tracking on `state` (the target's, or the shadow's while lost): the score, with
-        the state moved; a non-finite answer leaves the state as it was and scores 0."""
+    def _crop_buffer(self, count: int) -> np.ndarray:
+        m = self.engine.config
+        buffer = self._crop_buffers.get(count)
+        if buffer is None:
+            buffer = self._crop_buffers[count] = np.empty((count, m.search_size, m.search_size, 3), np.uint8)
+        return buffer
+
+    def _search(self, crops: np.ndarray, templates: list, crops_each: list[int]):
+        """One network run: the crops, in consecutive runs of crops_each[k], scored against templates[k]."""
+        if len(templates) == 1:
+            return self.engine.search(crops, templates[0])
+        made_of, stacked = self._stacked
+        if len(made_of) != len(templates) or any(a is not b for a, b in zip(made_of, templates)):
+            # Stacked once per set of targets: the set changes when targets come, go or get lost, not every frame.
+            stacked = self.engine.stack_templates(templates)
+            self._stacked = (tuple(templates), stacked)
+        owner = np.repeat(np.arange(len(templates), dtype=np.int64), crops_each)
+        return self.engine.search(crops, stacked, owner)
+
+    def _track_steps(self, frame: np.ndarray, states: list[_TargetState], times: list[float]) -> list[float]:
+        """One frame of ordinary tracking for each state (a target's, or its shadow's while lost), all crops in
+        one network run: the scores, with the states moved. A non-finite answer leaves a state as it was and
+        scores 0."""
+        per = self._crops_per_target
+        crops = self._crop_buffer(per * len(states))
+        before = [(s.center, s.size, s.search_side) for s in states]
+        for i, state in enumerate(states):
+            self._crop_target(frame, state, crops[i * per : (i + 1) * per])
+        times.append(time.perf_counter())
+        # Localise on logits, not probabilities: a confident sigmoid saturates into a plateau around the target
+        # whose argmax the cosine window then drags towards the centre.
+        logits, distances = self._search(crops, [s.template for s in states], [per] * len(states))
+        times.append(time.perf_counter())
+        self._backbone_seconds = self.engine.last_split.get("backbone", times[-1] - times[-2])
+        scores = []
+        for i, state in enumerate(states):
+            rows = slice(i * per, (i + 1) * per)
+            if self.has_box_head:
+                score = self._move_box_head(state, logits[rows][0], distances[rows][0])
+            else:
+                score = self._move_pyramid(state, logits[rows])
+            scores.append(self._settle(frame, state, before[i], score))
+        times.append(time.perf_counter())
+        return scores
+
+    def _settle(self, frame: np.ndarray, state: _TargetState, before: tuple, score: float) -> float:
         c = self.config
-        before = (state.center, state.size, state.search_side)
-        step = self._step_box_head if self.has_box_head else self._step_pyramid
-        score = step(frame, state, times)
         frame_h, frame_w = frame.shape[:2]
         state.center = np.clip(state.center, 0, [frame_w, frame_h])
         state.size = np.clip(state.size, c.min_box_side, [max(frame_w, c.min_box_side), max(frame_h, c.min_box_side)])
@@ -202,23 +251,26 @@ class SiamTracker:
             score = 0.0
         return score
 
-    def _search_while_lost(self, frame: np.ndarray, state: _TargetState, times: list[float]) -> float:
-        """The box (`state`) stays put. The shadow tracks on as usual; when it scores low, redetect_tiles tiles of
-        the whole frame (nearest the last position first, one batch through the network) are searched too, and
+    def _after_tracked(self, target: _Target, score: float) -> None:
+        c, state, presence = self.config, target.state, target.presence
+        if presence.after_tracked(score, c.lost_threshold, c.uncertain_margin, c.lost_after,
+                                  state.center, state.size, state.search_side):
+            # Just lost. The search goes on from here in a shadow of the target's state, while the box goes back
+            # to where the target was last seen well and stays there.
+            presence.shadow = dataclasses.replace(state, center=state.center.copy(), size=state.size.copy())
+            if presence.last_good:
+                center, size, side = presence.last_good
+                state.center, state.size, state.search_side = center.copy(), size.copy(), side
+
+    def _after_search(self, target: _Target, score: float, tile_hit, threshold: float) -> float:
+        """While lost, after the shadow's step (`score`) and maybe a tile search (`tile_hit`: (score, position)):
         the shadow moves to the best tile peak that clears the re-detection threshold, to look there again next
         frame. The target is taken back only when Presence confirms a place."""
-        c = self.config
-        presence = self._presence
+        c, state, presence = self.config, target.state, target.presence
         shadow = presence.shadow
-        threshold = min(c.lost_threshold + c.redetect_margin, 0.999)
-        score = self._track_step(frame, shadow, times)
         position, from_tiles = shadow.center, False
-        if score < threshold and c.redetect_tiles:
-            # At the size the target had when last seen (the held box's), not the shadow's: following clutter,
-            # the shadow's scale drifts, and a template matched at the wrong scale scores low on the target itself.
-            tile_score, tile_position = self._search_tiles(frame, shadow, state.search_side)
-            if tile_score > score:
-                score, position, from_tiles = tile_score, tile_position, True
+        if tile_hit is not None and tile_hit[0] > score:
+            score, position, from_tiles = tile_hit[0], tile_hit[1], True
         if from_tiles and score >= threshold:  # track on from there next frame, at the held size, to confirm
             shadow.center = np.asarray(position, float).copy()
             shadow.size, shadow.search_side = state.size.copy(), state.search_side
@@ -227,25 +279,43 @@ class SiamTracker:
             presence.shadow = None
         return score
 
-    def _search_tiles(self, frame: np.ndarray, shadow: _TargetState, side: float) -> tuple[float, np.ndarray]:
-        """The best peak over the next redetect_tiles tiles, search regions of `side` frame pixels: (score, frame
-        position)."""
+    def _search_tiles(self, frame: np.ndarray, targets: list[_Target]) -> dict[int, tuple[float, np.ndarray]]:
+        """For each lost target whose shadow scored low: the best peak over its next redetect_tiles tiles of the
+        whole frame, nearest its last position first, all targets' tiles in one network run. Search regions are
+        at the size the target had when last seen (the held box's), not the shadow's: following clutter, the
+        shadow's scale drifts, and a template matched at the wrong scale scores low on the target itself.
+        Returns id(target) -> (score, frame position)."""
+        if not targets:
+            return {}
         c, m = self.config, self.engine.config
-        presence = self._presence
-        if not presence.tiles:
-            span = (self.engine.response_size - 1) * m.stride * side / m.search_size  # what one crop's response covers
-            presence.tiles = tile_centres((frame.shape[1], frame.shape[0]), span, shadow.center)
-        count = min(c.redetect_tiles, len(presence.tiles))
-        centres = [presence.tiles[(presence.next_tile + i) % len(presence.tiles)] for i in range(count)]
-        presence.next_tile += count
-        crops = np.empty((count, m.search_size, m.search_size, 3), np.uint8)
-        for i, centre in enumerate(centres):
-            crop_square(frame, (centre[0], centre[1]), side, m.search_size, shadow.fill, out=crops[i])
-        logits, _ = self.engine.search(crops, shadow.template)
-        flat = logits.reshape(count, -1)
-        peaks = flat.max(axis=1)
+        plans = []
+        for target in targets:
+            presence, side = target.presence, target.state.search_side
+            if not presence.tiles:
+                span = (self.engine.response_size - 1) * m.stride * side / m.search_size  # one crop's response
+                presence.tiles = tile_centres((frame.shape[1], frame.shape[0]), span, presence.shadow.center)
+            count = min(c.redetect_tiles, len(presence.tiles))
+            plans.append([presence.tiles[(presence.next_tile + i) % len(presence.tiles)] for i in range(count)])
+            presence.next_tile += count
+        crops = self._crop_buffer(sum(len(centres) for centres in plans))
+        k = 0
+        for target, centres in zip(targets, plans):
+            for centre in centres:
+                crop_square(frame, (centre[0], centre[1]), target.state.search_side, m.search_size,
+                            target.presence.shadow.fill, out=crops[k])
+                k += 1
+        logits, _ = self._search(crops, [t.presence.shadow.template for t in targets], [len(p) for p in plans])
+        hits, k = {}, 0
+        for target, centres in zip(targets, plans):
+            hits[id(target)] = self._best_tile(frame, logits[k : k + len(centres)], centres, target)
+            k += len(centres)
+        return hits
+
+    def _best_tile(self, frame: np.ndarray, logits: np.ndarray, centres: list, target: _Target) -> tuple[float, np.ndarray]:
+        m, side = self.engine.config, target.state.search_side
+        peaks = logits.reshape(len(centres), -1).max(axis=1)
         if not np.isfinite(peaks).any():
-            return 0.0, shadow.center
+            return 0.0, target.presence.shadow.center
         best = int(np.nanargmax(peaks))
         cells = logits.shape[1]
         row, col = np.unravel_index(int(np.argmax(logits[best])), logits.shape[1:])
@@ -253,21 +323,20 @@ class SiamTracker:
         position = np.clip(np.asarray(centres[best], float) + offset, 0, [frame.shape[1], frame.shape[0]])
         return _sigmoid(peaks[best]), position
 
-    def _step_pyramid(self, frame: np.ndarray, state: _TargetState, times: list[float]) -> float:
-        """SiamFC: num_scales crops; the best peak (after the scale penalty) moves the centre, its scale the size."""
-        c, m = self.config, self.engine.config
-        sides = state.search_side * self._scale_factors
+    def _crop_target(self, frame: np.ndarray, state: _TargetState, out: np.ndarray) -> None:
+        """The search crops of one state into `out`: the scale pyramid, or the one crop of a box-head model."""
+        m = self.engine.config
+        sides = state.search_side * self._scale_factors if not self.has_box_head else [state.search_side]
         for i, side in enumerate(sides):
-            crop_square(frame, (state.center[0], state.center[1]), side, m.search_size, state.fill, out=self._crops[i])
-        times.append(time.perf_counter())
+            crop_square(frame, (state.center[0], state.center[1]), side, m.search_size, state.fill, out=out[i])
 
-        # Localise on logits, not probabilities: a confident sigmoid saturates into a plateau around the target
-        # whose argmax the cosine window then drags towards the centre.
-        logits, _ = self.engine.search(self._crops, state.template)
-        times.append(time.perf_counter())
+    def _move_pyramid(self, state: _TargetState, logits: np.ndarray) -> float:
+        """SiamFC: of num_scales responses, the best peak (after the scale penalty) moves the centre, its scale the
+        size."""
+        c = self.config
+        sides = state.search_side * self._scale_factors
         up = self._upsampled_size
         responses = np.stack([cv2.resize(r, (up, up), interpolation=cv2.INTER_CUBIC) for r in logits])
-        times.append(time.perf_counter())
 
         # Penalise scale changes, then pick the scale with the highest peak. Logits can be negative: shift them to
         # start at 0 so that the multiplicative SiamFC penalty means the same whatever the logit range.
@@ -284,21 +353,16 @@ class SiamTracker:
         state.search_side = new_side
         return _sigmoid(logits[best].max())
 
-    def _step_box_head(self, frame: np.ndarray, state: _TargetState, times: list[float]) -> float:
-        """One crop. The position comes from the upsampled response peak, as in _step_pyramid; the size from the
+    def _move_box_head(self, state: _TargetState, logits: np.ndarray, distances: np.ndarray) -> float:
+        """One crop. The position comes from the upsampled response peak, as in _move_pyramid; the size from the
         box the cell under that peak predicts, at a rate lowered when that box would change the target's size or
         aspect ratio much (SiamRPN's penalty) or when the cell is unsure. Taking the position from the box instead
         (as SiamFC++ does) scored 0.015 to 0.02 lower AUC on val for every model we trained."""
         c, m = self.config, self.engine.config
         side = state.search_side
-        crop_square(frame, (state.center[0], state.center[1]), side, m.search_size, state.fill, out=self._crops[0])
-        times.append(time.perf_counter())
-        logits, distances = self.engine.search(self._crops, state.template)
-        times.append(time.perf_counter())
-        logits, (left, top, right, bottom) = logits[0], distances[0]
+        left, top, right, bottom = distances
         up = self._upsampled_size
         response = cv2.resize(logits, (up, up), interpolation=cv2.INTER_CUBIC)
-        times.append(time.perf_counter())
 
         displacement, (row, col) = self._windowed_peak(response, side)
         state.center = state.center + displacement
@@ -328,6 +392,31 @@ class SiamTracker:
         row, col = (int(v) for v in np.unravel_index(int(np.argmax(response)), response.shape))
         displacement = (np.array([col, row]) - (self._upsampled_size - 1) / 2) * self._cell * side
         return displacement, (row, col)
+
+
+class SiamTracker(TrackingLoop):
+    """One target: init(frame, box), then update(frame) -> TrackResult every frame. Several SiamTrackers can share
+    one engine; MultiTracker (tracker/multi.py) tracks several targets in one network run per frame."""
+
+    def __init__(self, engine, config: TrackerConfig | None = None) -> None:
+        super().__init__(engine, config)
+        self._target: _Target | None = None
+
+    def as_opencv(self):
+        """This tracker behind OpenCV's tracker interface: update(frame) -> (ok, (x, y, w, h)) with ints."""
+        from .cv2_compat import OpenCVTracker
+
+        return OpenCVTracker(self)
+
+    def init(self, frame: np.ndarray, box) -> None:
+        self._target = self._new_target(as_bgr(frame), box)
+
+    def update(self, frame: np.ndarray) -> TrackResult:
+        if self._target is None:
+            raise RuntimeError("call init(frame, box) before update(frame)")
+        frame = as_bgr(frame)
+        self._check_frame(frame, self._target)
+        return self._step(frame, [self._target])[0]
 
 
 def _sigmoid(logit) -> float:

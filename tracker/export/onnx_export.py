@@ -1,10 +1,10 @@
 """Export a SiamNet to two self-describing ONNX graphs, and check them against PyTorch.
 
 * ``template.onnx``: the exemplar crop (1 image) -> template features. Run once per target.
-* ``search.onnx``: N search crops + the template features (a graph input, the weight of the correlation Conv)
-  -> N response maps as logits (the tracker localises on logits; sigmoid of the peak is the score), and for a
+* ``search.onnx``: N search crops + T targets' template features (a graph input, the weight of the correlation
+  Conv) + ``owner`` (N int64: which template each crop is scored against; all 0 for one target) -> N response maps as logits (the tracker localises on logits; sigmoid of the peak is the score), and for a
   model with a box head a second output, ``boxes``: (N,4,R,R) distances from each cell to the target's sides,
-  in search-crop pixels. N is dynamic.
+  in search-crop pixels. N and T are dynamic.
 
 Images enter the graphs as the tracker crops them: uint8 BGR, NHWC (``layout="uint8_nhwc"``, the default: the
 engine passes its crop buffer as is, and a GPU gets 4x fewer bytes), or float32 BGR in [0, 255], NCHW
@@ -38,7 +38,7 @@ from ..errors import UserError
 from ..model import SiamNet
 from ..paths import SEARCH_ONNX, TEMPLATE_ONNX
 
-FORMAT = "siamtrack-onnx/1"
+FORMAT = "siamtrack-onnx/2"  # /2: several targets per search run (the owner input); see onnx_engine.FORMATS
 OPSET = 18
 LAYOUTS = ("uint8_nhwc", "float_nchw")
 DEFAULT_LAYOUT = "uint8_nhwc"
@@ -114,8 +114,8 @@ class SearchGraph(nn.Module):
         super().__init__()
         self.model, self.layout = model, layout
 
-    def forward(self, search: torch.Tensor, template: torch.Tensor):
-        logits, distances = self.model.track(_to_network_input(search, self.layout), template)
+    def forward(self, search: torch.Tensor, template: torch.Tensor, owner: torch.Tensor):
+        logits, distances = self.model.track(_to_network_input(search, self.layout), template, owner)
         return logits[:, 0] if distances is None else (logits[:, 0], distances)
 
 
@@ -174,14 +174,15 @@ def _siamtrack_version() -> str:
 
 
 def _export_one(module: nn.Module, args: tuple, input_names: list[str], output_names: list[str],
-                dynamic_batch: list[str]) -> tuple["onnx.ModelProto", str]:  # noqa: F821
+                dynamic_batch: dict[str, str]) -> tuple["onnx.ModelProto", str]:  # noqa: F821
     """torch.onnx.export with the dynamo exporter (clean static-padding graph, BN folded), falling back to the
-    TorchScript exporter if dynamo cannot export this model."""
+    TorchScript exporter if dynamo cannot export this model. dynamic_batch: input name -> the name of its dynamic
+    first dimension (inputs sharing a name share the size)."""
     import onnx
 
     module = module.eval()
-    n = torch.export.Dim("n", min=1, max=1024)
-    shapes = {name: ({0: n} if name in dynamic_batch else None) for name in input_names}
+    dims = {name: torch.export.Dim(name, min=1, max=1024) for name in set(dynamic_batch.values())}
+    shapes = {name: ({0: dims[dynamic_batch[name]]} if name in dynamic_batch else None) for name in input_names}
     errors = []
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
@@ -192,7 +193,7 @@ def _export_one(module: nn.Module, args: tuple, input_names: list[str], output_n
     except Exception as exc:  # the dynamo exporter raises many types; report it if the fallback fails too
         errors.append(f"dynamo: {type(exc).__name__}: {exc}")
     buffer = io.BytesIO()
-    axes = {name: {0: "n"} for name in dynamic_batch}
+    axes = {name: {0: dim} for name, dim in dynamic_batch.items()}
     axes.update({name: {0: "n"} for name in output_names if dynamic_batch})
     try:
         with warnings.catch_warnings():
@@ -237,18 +238,21 @@ def parity_inputs(model: SiamNet, batch: int, seed: int = 0) -> tuple[np.ndarray
     return exemplar, crops
 
 
-def _torch_reference(model: SiamNet, exemplar: np.ndarray, crops: np.ndarray):
+def _torch_reference(model: SiamNet, exemplar: np.ndarray, crops: np.ndarray, owner: np.ndarray):
+    """exemplar: (T,...) crops, one per target; owner (N,): whose each crop is."""
     with torch.inference_mode():
         z = model.template(torch.from_numpy(exemplar).permute(0, 3, 1, 2).float())
-        logits, distances = model.track(torch.from_numpy(crops).permute(0, 3, 1, 2).float(), z)
+        logits, distances = model.track(torch.from_numpy(crops).permute(0, 3, 1, 2).float(), z,
+                                        torch.from_numpy(owner))
     return z.numpy(), logits[:, 0].numpy(), (distances.numpy() if distances is not None else None)
 
 
 def check_parity(model: SiamNet, template_path: str | Path, search_path: str | Path,
-                 batches: tuple[int, ...] = (1, 3), seed: int = 0) -> dict[str, Any]:
+                 batches: tuple[int, ...] = (1, 3, 4), seed: int = 0) -> dict[str, Any]:
     """Run the same crops through PyTorch and through the exported pair with the ONNX engine (onnxruntime, CPU,
     full graph optimisation, as users run it). Diffs are relative to the largest magnitude of the torch output
-    (responses are logits, which cross zero, so a per-element ratio would be meaningless there)."""
+    (responses are logits, which cross zero, so a per-element ratio would be meaningless there). A batch of 4 is
+    scored as two targets' (two exemplars, crops owned alternately), the others against one template."""
     from ..onnx_engine import OnnxEngine
 
     engine = OnnxEngine(template_path, search_path, device="cpu")
@@ -259,10 +263,14 @@ def check_parity(model: SiamNet, template_path: str | Path, search_path: str | P
     model = model.eval()
     for batch in batches:
         exemplar, crops = parity_inputs(model, batch, seed + batch)
-        z_ref, p_ref, d_ref = _torch_reference(model, exemplar, crops)
-        z = engine.template(exemplar)
-        p, d = engine.search(crops, z)
-        z = engine.template_to_numpy(z)
+        owner = np.zeros(batch, np.int64)
+        if batch >= 4:  # a second target: the first exemplar mirrored, owning every other crop
+            exemplar = np.concatenate([exemplar, exemplar[:, :, ::-1]])
+            owner[1::2] = 1
+        z_ref, p_ref, d_ref = _torch_reference(model, exemplar, crops, owner)
+        zs = [engine.template(np.ascontiguousarray(e[None])) for e in exemplar]
+        p, d = engine.search(crops, zs[0] if len(zs) == 1 else engine.stack_templates(zs), owner)
+        z = np.concatenate([engine.template_to_numpy(t) for t in zs])
         if (d is None) != (d_ref is None) or (d is not None and d.shape != d_ref.shape):
             raise RuntimeError("the ONNX search graph's box output does not match the model's box head")
         if d is not None:  # distances are positive, so a plain relative difference is meaningful
@@ -318,17 +326,21 @@ def export_onnx(model: SiamNet, tracker_config: TrackerConfig, out_dir: str | Pa
         template = TemplateGraph(graph_model, layout)(exemplar)
 
     protos, exporter = {}, set()
-    protos["template"], how = _export_one(TemplateGraph(graph_model, layout), (exemplar,), ["exemplar"], ["template"], [])
+    protos["template"], how = _export_one(TemplateGraph(graph_model, layout), (exemplar,), ["exemplar"], ["template"], {})
     exporter.add(how)
     search_outputs = ["response", "boxes"] if model.has_box_head else ["response"]
-    protos["search"], how = _export_one(SearchGraph(graph_model, layout), (search, template), ["search", "template"],
-                                        search_outputs, ["search"])
+    # Two targets' templates and three crops in the example, so that no size is taken for a constant 1.
+    templates, owner = torch.cat([template, template.flip(-1)]), torch.tensor([0, 1, 1])
+    protos["search"], how = _export_one(SearchGraph(graph_model, layout), (search, templates, owner),
+                                        ["search", "template", "owner"], search_outputs,
+                                        {"search": "n", "owner": "n", "template": "t"})
     exporter.add(how)
     docs = {
         "template": f"siamtrack template graph: exemplar (1,{cfg.exemplar_size},{cfg.exemplar_size}) {image_doc} -> "
                     f"template features {tuple(template.shape)} float32.",
         "search": f"siamtrack search graph: search (N,{cfg.search_size},{cfg.search_size}) {image_doc} + template "
-                  f"features {tuple(template.shape)} -> response (N,{model.response_size},{model.response_size}) "
+                  f"features (T,{','.join(map(str, template.shape[1:]))}) + owner (N,) int64 (the template each crop "
+                  "is scored against) -> response (N,{model.response_size},{model.response_size}) "
                   "float32 logits (score = sigmoid of the peak)" +
                   (f" + boxes (N,4,{model.response_size},{model.response_size}) float32: distances from each cell "
                    "to the target's left, top, right and bottom, in search-crop pixels." if model.has_box_head else "."),

@@ -81,7 +81,11 @@ def quantize_pair(weights: str | Path, out_dir: str | Path, cache_dir: str | Pat
     if "quantized" in engine.metadata:
         raise UserError(f"{search_path} is already quantised: pass a float pair written by `siamtrack export`")
     batches = calibration_inputs(engine, Path(cache_dir), count)
-    feeds = [{"search": b["search"], "template": engine.template(b["exemplar"])} for b in batches]
+    feeds = [{"search": b["search"], "template": engine.template(b["exemplar"]),
+              "owner": np.zeros(len(b["search"]), np.int64)} for b in batches]
+    if engine.metadata.get("siamtrack_format") == "siamtrack-onnx/1":  # no owner input
+        for feed in feeds:
+            del feed["owner"]
 
     result, excluded = quantize_search_graph(search_path, feeds)
     pixels_direct = _dequantize_pixels_directly(result)

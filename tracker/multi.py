@@ -1,0 +1,58 @@
+"""Several targets in one video, one network run per frame.
+
+Every frame, all targets' search crops go through the backbone as one batch, each crop scored against its own
+target's template (the search graph's `owner` input, or the torch model's `owner` argument). Each target then
+moves, gets lost and is found again exactly as a SiamTracker of its own would: the results equal separate trackers'
+within float tolerance. Targets can be added and removed between any two frames.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import UserError
+from .result import TrackResult
+from .tracking import TrackingLoop, as_bgr
+
+
+class MultiTracker(TrackingLoop):
+    """tracker = MultiTracker.from_pretrained(); a = tracker.add(frame, box); b = tracker.add(frame, box2);
+    then every frame results = tracker.update(frame) -> {a: TrackResult, b: TrackResult}."""
+
+    def __init__(self, engine, config=None) -> None:
+        super().__init__(engine, config)
+        self._targets: dict[int, object] = {}
+        self._next_id = 0
+
+    @property
+    def targets(self) -> list[int]:
+        """The ids of the targets being tracked, in the order they were added."""
+        return list(self._targets)
+
+    def __len__(self) -> int:
+        return len(self._targets)
+
+    def add(self, frame: np.ndarray, box) -> int:
+        """Start tracking the object in `box` (x, y, w, h) of `frame`; its first update is on the next frame.
+        Returns its id: ids count up from 0 and are never reused, so a removed target's id stays unambiguous."""
+        frame = as_bgr(frame)
+        for target in self._targets.values():
+            self._check_frame(frame, target)
+        target = self._new_target(frame, box)
+        target_id, self._next_id = self._next_id, self._next_id + 1
+        self._targets[target_id] = target
+        return target_id
+
+    def remove(self, target_id: int) -> None:
+        """Stop tracking a target; the others carry on unchanged."""
+        if target_id not in self._targets:
+            raise UserError(f"no target {target_id!r} to remove: the targets are {self.targets}")
+        del self._targets[target_id]
+
+    def update(self, frame: np.ndarray) -> dict[int, TrackResult]:
+        """One frame: every target's result, by id (empty when there is no target)."""
+        frame = as_bgr(frame)
+        targets = list(self._targets.values())
+        if not targets:
+            return {}
+        self._check_frame(frame, targets[0])
+        return dict(zip(self._targets, self._step(frame, targets)))
