@@ -15,8 +15,9 @@ from .tracking import TrackingLoop, as_bgr
 
 
 class MultiTracker(TrackingLoop):
-    """tracker = MultiTracker.from_pretrained(); a = tracker.add(frame, box); b = tracker.add(frame, box2);
-    then every frame results = tracker.update(frame) -> {a: TrackResult, b: TrackResult}."""
+    """tracker = MultiTracker.from_pretrained(); a, b = tracker.init(frame, [box_a, box_b]) (or tracker.add(frame,
+    box) for each), then every frame results = tracker.update(frame) -> {a: TrackResult, b: TrackResult}.
+    Targets can be added and removed between any two frames."""
 
     def __init__(self, engine, config=None) -> None:
         super().__init__(engine, config)
@@ -41,6 +42,26 @@ class MultiTracker(TrackingLoop):
         target_id, self._next_id = self._next_id, self._next_id + 1
         self._targets[target_id] = target
         return target_id
+
+    def init(self, frame: np.ndarray, boxes) -> list[int]:
+        """Start over on `frame` with one target per box (x, y, w, h): the targets before are dropped. Every box is
+        checked before anything changes, so a refused box keeps the targets there were. Returns the new ids, in
+        the boxes' order."""
+        frame = as_bgr(frame)
+        boxes = list(boxes)
+        if not boxes:
+            raise UserError("init needs at least one box (x, y, w, h)")
+        targets = []
+        for number, box in enumerate(boxes):
+            try:
+                targets.append(self._new_target(frame, box))
+            except UserError as exc:
+                raise UserError(f"target {number} ({box}): {exc}") from None
+        self._targets.clear()
+        ids = list(range(self._next_id, self._next_id + len(targets)))
+        self._next_id += len(targets)
+        self._targets.update(zip(ids, targets))
+        return ids
 
     def remove(self, target_id: int) -> None:
         """Stop tracking a target; the others carry on unchanged."""
