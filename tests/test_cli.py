@@ -24,7 +24,7 @@ def console_script() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "tracker.cli"]
 
 
-CSV_HEADER = ["frame", "x", "y", "w", "h", "score", "lost", "state"]
+CSV_HEADER = ["frame", "x", "y", "w", "h", "score", "lost", "state", "target"]
 
 
 def read_csv(path: Path) -> list[list[str]]:
@@ -186,7 +186,7 @@ def test_max_frames_writes_a_row_and_a_frame_per_processed_frame(small_clip, tmp
                  "--output", str(video), "--max-frames", "5", "--quiet", "--device", "cpu"]) == 0
     rows = read_csv(boxes)
     assert [int(r[0]) for r in rows] == [0, 1, 2, 3, 4]
-    assert all(len(r) == 8 for r in rows)  # frame,x,y,w,h,score,lost,state
+    assert all(len(r) == 9 and r[8] == "0" for r in rows)  # frame,x,y,w,h,score,lost,state,target
     np.testing.assert_allclose([float(v) for v in rows[0][1:5]], box, atol=0.01)  # the first row is the given box
     assert all(0 <= float(r[5]) <= 1 and r[6] in ("0", "1") for r in rows)
     written = read_frames(video)
@@ -211,9 +211,9 @@ def test_boxes_written_so_far_are_kept_when_a_frame_fails(synthetic, tmp_path, c
 
 
 def test_ctrl_c_keeps_the_boxes(small_clip, tmp_path, monkeypatch, capfd):
-    from tracker.tracking import SiamTracker
+    from tracker.multi import MultiTracker
 
-    real_update, calls = SiamTracker.update, []
+    real_update, calls = MultiTracker.update, []
 
     def update(self, frame):
         calls.append(1)
@@ -221,7 +221,7 @@ def test_ctrl_c_keeps_the_boxes(small_clip, tmp_path, monkeypatch, capfd):
             raise KeyboardInterrupt
         return real_update(self, frame)
 
-    monkeypatch.setattr(SiamTracker, "update", update)
+    monkeypatch.setattr(MultiTracker, "update", update)
     clip, box = small_clip
     boxes = tmp_path / "out.csv"
     assert main(["track", str(clip), "--box", ",".join(map(str, box)), "--boxes", str(boxes), "--quiet"]) == 130

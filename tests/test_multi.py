@@ -176,3 +176,92 @@ def test_bad_input_gives_user_errors(onnx_pair):
     with pytest.raises(UserError, match="target 1"):
         multi.init(frames[0], [(10, 10, 20, 20), (10, 10, -5, 20)])
     assert multi.targets, "a refused init keeps the targets it had"
+
+
+# -- the command line: --box repeated, the target column, colours ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_target_clip(tmp_path_factory):
+    from conftest import write_video
+
+    frames, gt_a, gt_b = two_target_video()
+    path = write_video(tmp_path_factory.mktemp("two") / "two.avi", frames)
+    return path, gt_a, gt_b
+
+
+def _box_text(box) -> str:
+    return ",".join(f"{v:.2f}" for v in box)
+
+
+def test_cli_tracks_several_boxes_into_one_csv(two_target_clip, tmp_path):
+    from test_cli import read_csv
+
+    from tracker.cli import main
+
+    clip, gt_a, gt_b = two_target_clip
+    both, alone = tmp_path / "both.csv", tmp_path / "alone.csv"
+    video = tmp_path / "both.avi"
+    assert main(["track", str(clip), "--box", _box_text(gt_a[0]), "--box", _box_text(gt_b[0]), "--boxes", str(both),
+                 "--output", str(video), "--quiet"]) == 0
+    rows = read_csv(both)
+    assert len(rows) == 2 * len(gt_a)
+    assert [(int(r[0]), int(r[8])) for r in rows] == [(i, k) for i in range(len(gt_a)) for k in (0, 1)]
+    for k, gt in enumerate((gt_a, gt_b)):
+        boxes = np.array([[float(v) for v in r[1:5]] for r in rows if r[8] == str(k)])
+        assert iou(boxes, gt).min() > 0.5, f"target {k}"
+    # Target 1 alone gives the same boxes (a second --box does not change the first target's track either).
+    assert main(["track", str(clip), "--box", _box_text(gt_b[0]), "--boxes", str(alone), "--quiet"]) == 0
+    single = np.array([[float(v) for v in r[1:6]] for r in read_csv(alone)])
+    np.testing.assert_allclose(np.array([[float(v) for v in r[1:6]] for r in rows if r[8] == "1"]), single, atol=0.02)
+    from conftest import read_frames
+
+    assert len(read_frames(video)) == len(gt_a), "one video frame per frame, not per target"
+
+
+def test_cli_mot_ids_are_targets_plus_one(two_target_clip, tmp_path):
+    from tracker.cli import main
+
+    clip, gt_a, gt_b = two_target_clip
+    out = tmp_path / "b.mot"
+    assert main(["track", str(clip), "--box", _box_text(gt_a[0]), "--box", _box_text(gt_b[0]), "--boxes", str(out),
+                 "--format", "mot", "--max-frames", "3", "--quiet"]) == 0
+    assert [line.split(",")[:2] for line in out.read_text().splitlines()] == \
+        [[str(f), str(i)] for f in (1, 2, 3) for i in (1, 2)]
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--format", "otb"], "--format otb holds one target"),
+    (["--boxes", "{tmp}/b.csv"], "--box #2 (5,5,-3,10)"),
+])
+def test_cli_several_boxes_refused_with_one_line(two_target_clip, tmp_path, capfd, extra, fragment):
+    from test_cli import assert_one_line_error
+
+    from tracker.cli import main
+
+    clip, gt_a, _ = two_target_clip
+    second = "5,5,-3,10" if "#2" in fragment else "100,100,20,20"
+    args = ["track", str(clip), "--box", _box_text(gt_a[0]), "--box", second,
+            *[a.format(tmp=tmp_path) for a in extra]]
+    if "--boxes" not in args:
+        args += ["--boxes", str(tmp_path / "b.txt")]
+    assert main(args) == 2
+    assert_one_line_error(capfd.readouterr().err, fragment)
+    assert not list(tmp_path.iterdir()), "nothing is written for a refused run"
+
+
+def test_each_target_has_its_colour():
+    from tracker.result import TrackResult
+    from tracker.video import STATE_COLOURS, TARGET_COLOURS, draw_targets
+
+    frame = np.zeros((120, 200, 3), np.uint8)
+    shown = {0: TrackResult((10, 40, 30, 30), 0.9, False), 1: TrackResult((60, 40, 30, 30), 0.9, False),
+             2: TrackResult((110, 40, 30, 30), 0.9, False, "uncertain"), 3: TrackResult((150, 40, 30, 30), 0.1, True,
+                                                                                          "lost")}
+    out = draw_targets(frame, shown)
+    assert not frame.any(), "the frame passed in is not drawn on"
+    left_edges = [tuple(int(c) for c in out[55, x]) for x in (10, 60, 110, 150)]
+    assert left_edges == [TARGET_COLOURS[0], TARGET_COLOURS[1], STATE_COLOURS["uncertain"], STATE_COLOURS["lost"]]
+    assert len(set(TARGET_COLOURS) | set(STATE_COLOURS.values())) == len(TARGET_COLOURS) + 2
+    one = draw_targets(frame, {0: shown[1]})  # one target: green, as `siamtrack track` always drew it
+    assert tuple(int(c) for c in one[55, 60]) == STATE_COLOURS["tracking"]

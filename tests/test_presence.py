@@ -123,7 +123,7 @@ def test_csv_has_the_state_column(tmp_path):
     for i, state in enumerate(("tracking", "uncertain", "lost")):
         writer.write(i, (1, 2, 3, 4), 0.5, state == "lost", state)
     writer.close()
-    assert [r[6:] for r in read_csv(tmp_path / "b.csv")] == [["0", "tracking"], ["0", "uncertain"], ["1", "lost"]]
+    assert [r[6:8] for r in read_csv(tmp_path / "b.csv")] == [["0", "tracking"], ["0", "uncertain"], ["1", "lost"]]
 
 
 VAL = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data" / "val"

@@ -95,7 +95,7 @@ def test_track_cli_without_torch(clip, tmp_path):
     """, tmp_path)
     assert result.returncode == 0, result.stderr
     rows = boxes_csv.read_text().splitlines()
-    assert len(rows) == 9 and rows[0] == "frame,x,y,w,h,score,lost,state" and rows[1].startswith("0,")
+    assert len(rows) == 9 and rows[0] == "frame,x,y,w,h,score,lost,state,target" and rows[1].startswith("0,")
 
 
 def test_torch_only_paths_say_what_to_install(tmp_path):

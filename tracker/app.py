@@ -1,5 +1,6 @@
-"""`siamtrack track` and `siamtrack webcam`: one target through a file, a folder, a camera or a stream, with
-optional live window (keys in viewer.KEYS_HELP), recording and per-frame boxes."""
+"""`siamtrack track` and `siamtrack webcam`: one target or several through a file, a folder, a camera or a stream,
+with optional live window (keys in viewer.KEYS_HELP), recording and per-frame boxes. Several targets go through
+the network together (MultiTracker); they are numbered 0, 1, ... in the order their boxes were given or drawn."""
 from __future__ import annotations
 
 import argparse
@@ -10,8 +11,8 @@ from pathlib import Path
 
 from .errors import UserError
 from .live import Pacer, percentiles
-from .outputs import BOX_FORMATS
-from .result import TrackResult, parse_box
+from .outputs import BOX_FORMATS, OTB_ONE_TARGET
+from .result import TrackResult, check_box, parse_box
 from .signals import SignalGuard, Signalled
 from .viewer import KEYS_DESCRIPTION
 
@@ -19,14 +20,17 @@ from .viewer import KEYS_DESCRIPTION
 
 def add_tracking_options(parser: argparse.ArgumentParser) -> None:
     """The options track and webcam share."""
-    parser.add_argument("--box", help="first box x,y,w,h (0-based pixels)")
+    parser.add_argument("--box", action="append",
+                        help="first box x,y,w,h (0-based pixels); repeat it to track several targets at once "
+                             "(numbered 0, 1, ... in the CSV's target column)")
     parser.add_argument("--output", "--record", dest="output", metavar="VIDEO",
                         help="record the annotated video (.mp4, .avi, .mov); playable after q, Ctrl-C, the end of "
                              "the stream or a camera that stops")
     parser.add_argument("--boxes", metavar="FILE", help="write the box of every tracked frame (see --format)")
     parser.add_argument("--format", choices=BOX_FORMATS, default="csv",
-                        help="--boxes format: csv (header frame,x,y,w,h,score,lost,state; 0-based), mot (MOTChallenge, "
-                             "1-based, lost frames left out) or otb (x,y,w,h per frame, 1-based)")
+                        help="--boxes format: csv (header frame,x,y,w,h,score,lost,state,target; a row per frame "
+                             "and target; 0-based), mot (MOTChallenge, 1-based, id = target + 1, lost frames left "
+                             "out) or otb (x,y,w,h per frame, 1-based; one target)")
     parser.add_argument("--snapshots", metavar="DIR", default=".", help="folder for the PNGs the s key saves")
     parser.add_argument("--weights", help="checkpoint to use instead of the shipped default model")
     parser.add_argument("--engine", choices=("auto", "onnx", "torch"), default="auto",
@@ -42,14 +46,18 @@ def add_tracking_options(parser: argparse.ArgumentParser) -> None:
 
 def add_subcommands(sub) -> None:
     track = sub.add_parser(
-        "track", help="track one object through a video, image folder, camera or stream",
-        description="Track one object. Boxes are x,y,w,h in 0-based pixels of the first frame. Live sources "
+        "track", help="track one object (or several) through a video, image folder, camera or stream",
+        description="Track one object, or several (--box repeated, or n between boxes with --select): all targets "
+                    "go through the network in one batch per frame. Boxes are x,y,w,h in 0-based pixels of the "
+                    "first frame. Live sources "
                     "(cameras, streams) are tracked on the newest frame: frames the tracker is too slow for are "
                     "dropped (and counted), never queued.", epilog=KEYS_DESCRIPTION)
     track.add_argument("source", metavar="SOURCE",
                        help="video file, folder of images, camera index (0) or device (/dev/video0), or a stream "
                             "URL (http://, rtsp://)")
-    track.add_argument("--select", action="store_true", help="draw the first box with the mouse (needs a display)")
+    track.add_argument("--select", action="store_true",
+                       help="draw the first box with the mouse (needs a display); n keeps a box and starts another "
+                            "target, ENTER starts tracking")
     track.add_argument("--show", action="store_true",
                        help="show the tracking in a window (needs a display); files play at their own frame rate")
     track.add_argument("--fast", action="store_true", help="with --show, play files as fast as they track")
@@ -129,16 +137,18 @@ def _smooth(old: float, new: float, weight: float = 0.1) -> float:
 def _track(args: argparse.Namespace, guard: SignalGuard) -> int:
     from .outputs import AnnotatedVideoWriter, BoxCsvWriter
     from .progress import progress as make_progress
-    from .tracking import SiamTracker
-    from .video import FrameSource
+    from .multi import MultiTracker
+    from .video import FrameSource, draw_targets
 
     if args.max_frames is not None and args.max_frames < 1:
         raise UserError(f"--max-frames must be >= 1, got {args.max_frames}")
     if not args.stall_timeout > 0:
         raise UserError(f"--stall-timeout must be > 0 seconds, got {args.stall_timeout:g}")
-    if args.box is None and not args.select:
+    if not args.box and not args.select:
         raise UserError("give the first box with --box x,y,w,h (or --select to draw it)")
-    box = parse_box(args.box) if args.box is not None else None
+    boxes = [parse_box(text) for text in args.box] if args.box else None
+    if args.format == "otb" and boxes and len(boxes) > 1:
+        raise UserError(OTB_ONE_TARGET)
     boxes_path, video_path = _check_outputs(args)
     viewer = None
     if args.show or args.select:
@@ -162,9 +172,9 @@ def _track(args: argparse.Namespace, guard: SignalGuard) -> int:
     track_seconds, ages, paused_seconds = 0.0, [], 0.0
     rates = _Rates()
     pacer = Pacer(source.fps) if args.show and not args.fast and not source.is_live else None
-    drew_box = box is None
+    drew_box = boxes is None
     try:
-        tracker = SiamTracker.from_pretrained(args.weights, device=args.device, engine=args.engine)
+        tracker = MultiTracker.from_pretrained(args.weights, device=args.device, engine=args.engine)
         frames = source.frames()
         first = next(frames, None)
         if first is None:
@@ -173,16 +183,18 @@ def _track(args: argparse.Namespace, guard: SignalGuard) -> int:
             from .viewer import Viewer
 
             viewer = Viewer(f"siamtrack - {Path(str(args.source)).name}", args.snapshots)
-        if box is None:
-            box = viewer.select(first.image, "draw the target, then ENTER (c cancels)")
-            if box is None:
+        if boxes is None:
+            boxes = viewer.select(first.image, "draw the target, then ENTER (n: another target; c cancels)")
+            if boxes is None:
                 raise UserError("no box was drawn (selection cancelled, or the window closed); draw a box or pass "
                                 "--box x,y,w,h")
-            source.skip_pending()  # the template is this frame's; frames that came while drawing are stale
+            source.skip_pending()  # the templates are this frame's; frames that came while drawing are stale
+            if args.format == "otb" and len(boxes) > 1:
+                raise UserError(OTB_ONE_TARGET)
         if viewer is not None and not args.show:  # --select alone: the window was only for drawing the box
             viewer.close()
             viewer = None
-        tracker.init(first.image, box)  # validates the box against the frame
+        ids = _start(tracker, first.image, boxes, drew_box)  # validates the boxes against the frame
         csv_out = BoxCsvWriter(boxes_path, fmt=args.format) if boxes_path else None
         size = (first.image.shape[1], first.image.shape[0])
         video_out = AnnotatedVideoWriter(video_path, source.fps, size) if video_path else None
@@ -195,7 +207,8 @@ def _track(args: argparse.Namespace, guard: SignalGuard) -> int:
 
     loop_started = time.perf_counter()
     try:
-        shown = TrackResult(tuple(box), 1.0, False)  # what this frame's row, video frame and window show
+        # What this frame's rows, video frame and window show: target number -> result.
+        shown = {k: TrackResult(tuple(b), 1.0, False) for k, b in enumerate(boxes)}
         # last_index: the previous frame written in the normal flow. The frames that go by while a box is drawn
         # or while paused are not filled into the recording: a pause is one frame there, as on the screen.
         frame, last_index = first, None
@@ -206,9 +219,9 @@ def _track(args: argparse.Namespace, guard: SignalGuard) -> int:
                     if last_index is not None and frame.index > last_index + 1:
                         video_out.repeat_last(frame.index - last_index - 1)  # dropped frames: keep real time
                 if csv_out:
-                    csv_out.write(frame.index, shown.box, shown.score, shown.lost, shown.state)
+                    csv_out.write_frame(frame.index, shown)
                 if video_out:
-                    video_out.write(frame.image, shown.box, shown.score, shown.lost, shown.state)
+                    video_out.write_annotated(draw_targets(frame.image, shown))
                 tracked += 1
             last_index = None if drew_box and tracked == 1 else frame.index
             progress.update(1)
@@ -222,10 +235,13 @@ def _track(args: argparse.Namespace, guard: SignalGuard) -> int:
                         action = viewer.poll()
                         continue
                     if action == "reselect":
-                        new_box = viewer.select(frame.image, "draw the new target, then ENTER (c keeps the old)")
-                        if new_box is not None:
-                            tracker.init(frame.image, new_box)
-                            shown = TrackResult(new_box, 1.0, False)
+                        new_boxes = viewer.select(frame.image, "draw the new target(s), then ENTER (c keeps the old)")
+                        if new_boxes is not None:
+                            try:
+                                ids = _start(tracker, frame.image, new_boxes, True)
+                                shown = {k: TrackResult(b, 1.0, False) for k, b in enumerate(new_boxes)}
+                            except UserError as exc:  # the old targets stay: MultiTracker.init changes nothing
+                                print(f"warning: {exc}; tracking goes on with the targets before", file=sys.stderr)
                         action = None
                     elif action == "pause":
                         pause_started = time.perf_counter()
@@ -253,12 +269,12 @@ def _track(args: argparse.Namespace, guard: SignalGuard) -> int:
             start = time.perf_counter()
             if source.is_live:
                 ages.append(time.monotonic() - frame.captured_at)
-            result = tracker.update(frame.image)
+            results = tracker.update(frame.image)
             seconds = time.perf_counter() - start
             track_seconds += seconds
             rates.add(seconds)
-            shown = result
-            progress.set_postfix(score=f"{shown.score:.2f}", state=shown.state, track_fps=f"{(tracked) / max(track_seconds, 1e-9):.1f}")
+            shown = {k: results[i] for k, i in enumerate(ids)}
+            progress.set_postfix(**_postfix(shown), track_fps=f"{tracked / max(track_seconds, 1e-9):.1f}")
     except KeyboardInterrupt:
         how, status = "interrupted after", 130
     except Signalled as stop:
@@ -300,6 +316,27 @@ def _track(args: argparse.Namespace, guard: SignalGuard) -> int:
     return status
 
 
+def _start(tracker, image, boxes, drawn: bool) -> list[int]:
+    """MultiTracker.init, with a refused box named as the user gave it: which --box (or drawn box) it was."""
+    for number, box in enumerate(boxes):
+        try:
+            check_box(box, image.shape)
+        except UserError as exc:
+            if len(boxes) == 1:
+                raise
+            raise UserError(f"{'drawn box' if drawn else '--box'} #{number + 1} "
+                            f"({','.join(f'{v:g}' for v in box)}): {exc}") from None
+    return tracker.init(image, boxes)
+
+
+def _postfix(shown: dict) -> dict:
+    """The progress bar's per-frame figures: the score and state of one target, or how many of several are lost."""
+    if len(shown) == 1:
+        (only,) = shown.values()
+        return {"score": f"{only.score:.2f}", "state": only.state}
+    return {"lost": f"{sum(r.lost for r in shown.values())}/{len(shown)}"}
+
+
 def _status_line(frame, rates: _Rates, dropped: int) -> str:
     line = f"frame {frame.index}   tracker {rates.track_fps:.0f} fps   shown {rates.shown_fps:.0f} fps"
     return line + (f"   dropped {dropped}" if dropped else "")
@@ -309,8 +346,7 @@ def _show(viewer, frame, shown, rates, dropped) -> str | None:
     from .viewer import HELP_SECONDS, draw_overlay
 
     show_help = time.monotonic() - viewer.opened_at < HELP_SECONDS
-    viewer.show(draw_overlay(frame.image, shown.box, shown.score, shown.lost, _status_line(frame, rates, dropped),
-                             show_help=show_help, state=shown.state))
+    viewer.show(draw_overlay(frame.image, shown, _status_line(frame, rates, dropped), show_help=show_help))
     return viewer.poll()
 
 
@@ -318,8 +354,7 @@ def _paused(viewer, frame, shown, rates, dropped) -> str:
     """Hold the frame until a key other than snapshot; returns that key's action ("pause" = resume)."""
     from .viewer import draw_overlay
 
-    viewer.show(draw_overlay(frame.image, shown.box, shown.score, shown.lost, _status_line(frame, rates, dropped),
-                             paused=True, state=shown.state))
+    viewer.show(draw_overlay(frame.image, shown, _status_line(frame, rates, dropped), paused=True))
     while True:
         action = viewer.poll(30)
         if action == "snapshot":

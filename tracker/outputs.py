@@ -23,7 +23,7 @@ import numpy as np
 from .errors import UserError
 from .video import draw_box
 
-CSV_HEADER = "frame,x,y,w,h,score,lost,state"
+CSV_HEADER = "frame,x,y,w,h,score,lost,state,target"
 VIDEO_FOURCC = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v"}
 
 
@@ -111,19 +111,23 @@ class _PartialFile:
 
 
 BOX_FORMATS = ("csv", "mot", "otb")
+OTB_ONE_TARGET = "--format otb holds one target's boxes (a row per frame, no target column): use --format csv or mot"
 
 
-def _format_row(fmt: str, frame_index: int, box, score: float, lost: bool, state: str | None = None) -> str | None:
+def _format_row(fmt: str, frame_index: int, box, score: float, lost: bool, state: str | None = None,
+                target: int = 0) -> str | None:
     """One line of a box file; None for a frame the format leaves out."""
     x, y, w, h = box
     if fmt == "csv":
         state = state or ("lost" if lost else "tracking")
-        return f"{frame_index},{x:.2f},{y:.2f},{w:.2f},{h:.2f},{score:.4f},{int(lost)},{state}\n"
-    if fmt == "mot":  # MOTChallenge: 1-based frame and pixel coordinates; a lost target is not a detection
+        return f"{frame_index},{x:.2f},{y:.2f},{w:.2f},{h:.2f},{score:.4f},{int(lost)},{state},{target}\n"
+    if fmt == "mot":  # MOTChallenge: 1-based frame, pixel coordinates and ids; a lost target is not a detection
         if lost:
             return None
-        return f"{frame_index + 1},1,{x + 1:.2f},{y + 1:.2f},{w:.2f},{h:.2f},{score:.4f},-1,-1,-1\n"
+        return f"{frame_index + 1},{target + 1},{x + 1:.2f},{y + 1:.2f},{w:.2f},{h:.2f},{score:.4f},-1,-1,-1\n"
     if fmt == "otb":  # OTB toolkit results: one box per frame, 1-based (Matlab) pixel coordinates
+        if target != 0:
+            raise UserError(OTB_ONE_TARGET)
         return f"{x + 1:.2f},{y + 1:.2f},{w:.2f},{h:.2f}\n"
     raise UserError(f"unknown box format {fmt!r}: use one of {', '.join(BOX_FORMATS)}")
 
@@ -131,11 +135,13 @@ def _format_row(fmt: str, frame_index: int, box, score: float, lost: bool, state
 class BoxCsvWriter(_PartialFile):
     """Per-frame boxes, each row on disk when written (one unbuffered write per row), in one of three formats:
 
-    * ``csv`` (default): a header ``frame,x,y,w,h,score,lost,state``, then one row per frame; 0-based pixels and
-      frames; state is tracking, uncertain or lost.
-    * ``mot``: MOTChallenge ``frame,id,x,y,w,h,conf,-1,-1,-1`` with 1-based frames and pixels, no header; frames
-      where the target is lost are left out, as a detector would leave them out.
-    * ``otb``: ``x,y,w,h`` per frame in OTB's 1-based pixels, no header (the OTB/GOT-10k toolkits' results).
+    * ``csv`` (default): a header ``frame,x,y,w,h,score,lost,state,target``, then one row per frame and target
+      (targets in order within a frame); 0-based pixels, frames and target numbers; state is tracking,
+      uncertain or lost.
+    * ``mot``: MOTChallenge ``frame,id,x,y,w,h,conf,-1,-1,-1`` with 1-based frames, pixels and ids (id = target
+      + 1), no header; frames where a target is lost leave its row out, as a detector would.
+    * ``otb``: ``x,y,w,h`` per frame in OTB's 1-based pixels, no header (the OTB/GOT-10k toolkits' results); one
+      target only.
     """
 
     def __init__(self, path: str | Path, flag: str = "--boxes", fmt: str = "csv") -> None:
@@ -174,14 +180,25 @@ class BoxCsvWriter(_PartialFile):
         self._good_bytes += len(line.encode())
 
     def write(self, frame_index: int, box, score: float, lost: bool, state: str | None = None) -> None:
+        """One target's row (target 0)."""
+        from .result import TrackResult
+
+        self.write_frame(frame_index, {0: TrackResult(tuple(box), score, lost, state or ("lost" if lost else
+                                                                                          "tracking"))})
+
+    def write_frame(self, frame_index: int, shown) -> None:
+        """Every target's row of one frame (`shown`: target number -> TrackResult), in one write: a write error
+        cuts the file back to the last whole frame, never between two targets of one frame."""
         if self._failed:
             return
+        lines = [_format_row(self.fmt, frame_index, r.box, r.score, r.lost, r.state, target)
+                 for target, r in shown.items()]
+        lines = [line for line in lines if line is not None]
         self.frames += 1
-        line = _format_row(self.fmt, frame_index, box, score, lost, state)
-        if line is None:
+        if not lines:
             return
-        self._write_line(line, f"frame {frame_index}")
-        self.rows += 1
+        self._write_line("".join(lines), f"frame {frame_index}")
+        self.rows += len(lines)
 
     def discard(self) -> None:
         """Stop without leaving a file (nothing was tracked)."""

@@ -220,6 +220,23 @@ def put_label(image: np.ndarray, text: str, anchor: tuple[int, int], color, scal
 
 
 STATE_COLOURS = {"tracking": (0, 255, 0), "uncertain": (0, 220, 255), "lost": (0, 0, 255)}  # BGR
+# One colour per target while it is tracked, in target order (BGR): green, azure, magenta, cyan, violet, olive.
+# None is close to the uncertain yellow or the lost red, so a target's state reads the same whatever its number.
+TARGET_COLOURS = [(0, 255, 0), (255, 128, 0), (255, 0, 255), (255, 255, 0), (255, 100, 140), (0, 160, 110)]
+
+
+def target_colour(target: int):
+    return TARGET_COLOURS[target % len(TARGET_COLOURS)]
+
+
+def draw_targets(frame: np.ndarray, shown) -> np.ndarray:
+    """The frame (copied) with every target's box: `shown` maps target numbers to TrackResults. One target is
+    drawn as draw_box draws it; several each get their own colour (target_colour) and a "#n" label."""
+    out = frame
+    for target, result in shown.items():
+        name = f"#{target}" if len(shown) > 1 else ""
+        out = draw_box(out, result.box, result.score, result.lost, target_colour(target), name, result.state)
+    return out.copy() if out is frame else out
 
 
 def draw_box(frame: np.ndarray, box, score: float, lost: bool, color=None, name: str = "",

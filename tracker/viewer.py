@@ -16,11 +16,13 @@ import cv2
 import numpy as np
 
 from .errors import UserError
-from .video import draw_box, put_label
+from .video import TARGET_COLOURS, draw_targets, put_label
 
 KEYS_HELP = "space pause/resume   r re-select   s snapshot   q/Esc quit"  # the window's one-line help
-KEYS_DESCRIPTION = ("keys in the window: space pause/resume, r re-select the target (draw a box, ENTER to confirm, "
-                    "c to cancel), s save a PNG snapshot, q or Esc quit; closing the window quits too")
+KEYS_DESCRIPTION = ("keys in the window: space pause/resume, r re-select the target(s) (draw a box, n to keep it and "
+                    "draw another, u to take back the last one, ENTER to confirm, c to cancel), s save a PNG "
+                    "snapshot, q or Esc quit; closing the window quits too")
+SELECT_HELP = "drag a box   n another target   u undo   ENTER start   c cancel"
 KEY_ACTIONS = {ord(" "): "pause", ord("r"): "reselect", ord("R"): "reselect", ord("s"): "snapshot",
                ord("S"): "snapshot", ord("q"): "quit", ord("Q"): "quit", 27: "quit"}
 HELP_SECONDS = 6.0  # the key help is shown this long at the start (and while paused)
@@ -87,15 +89,24 @@ class Viewer:
             return "quit"
         return KEY_ACTIONS.get(key & 0xFF) if key != -1 else None
 
-    def select(self, frame: np.ndarray, prompt: str) -> tuple[float, float, float, float] | None:
-        """A box dragged with the mouse on this frame (ENTER or space confirms, c or Esc cancels, and so does
-        closing the window); None when cancelled. A waitKey loop rather than cv2.selectROI, whose one blocking call
-        would hold Ctrl-C and SIGTERM until the user pressed a key."""
+    def select(self, frame: np.ndarray, prompt: str) -> list[tuple[float, float, float, float]] | None:
+        """Boxes dragged with the mouse on this frame, one per target: a new drag replaces the box being drawn, n
+        keeps it and starts the next, u takes back the last one kept; ENTER or space confirms them all, c or Esc
+        cancels, and so does closing the window. None when cancelled or when no box was drawn. A waitKey loop
+        rather than cv2.selectROI(s), whose one blocking call would hold Ctrl-C and SIGTERM until a key came."""
         if not self.is_open():
             return None
         print(f"siamtrack: {prompt}", file=sys.stderr, flush=True)
         height, width = frame.shape[:2]
         drag = {"start": None, "end": None, "held": False}
+        kept: list[tuple[float, float, float, float]] = []
+
+        def dragged():
+            if drag["start"] is None:
+                return None
+            (x0, y0), (x1, y1) = drag["start"], drag["end"]
+            x, y, w, h = min(x0, x1), min(y0, y1), abs(x1 - x0), abs(y1 - y0)
+            return None if w < 1 or h < 1 else (float(x), float(y), float(w), float(h))
 
         def on_mouse(event, x, y, flags, param):
             point = (min(max(x, 0), width - 1), min(max(y, 0), height - 1))
@@ -109,19 +120,27 @@ class Viewer:
         try:
             while True:
                 shown = frame.copy()
+                for number, (x, y, w, h) in enumerate(kept):
+                    colour = TARGET_COLOURS[number % len(TARGET_COLOURS)]
+                    cv2.rectangle(shown, (int(x), int(y)), (int(x + w), int(y + h)), colour, 2)
+                    put_label(shown, f"#{number}", (int(x), int(y) - 4), colour)
                 if drag["start"] is not None:
                     cv2.rectangle(shown, drag["start"], drag["end"], (255, 255, 0), 2)
-                put_label(shown, prompt, (0, height - 4), (255, 255, 255))
+                put_label(shown, SELECT_HELP, (0, height - 24), (255, 255, 255), scale=0.45)
+                put_label(shown, f"{prompt}{f' ({len(kept)} kept)' if kept else ''}", (0, height - 4),
+                          (255, 255, 255))
                 cv2.imshow(self.title, shown)
                 key = cv2.waitKey(30) & 0xFF
                 if not self.is_open() or key in (ord("c"), ord("C"), 27):
                     return None
-                if key in (13, 10, ord(" ")):
-                    if drag["start"] is None:
-                        return None
-                    (x0, y0), (x1, y1) = drag["start"], drag["end"]
-                    x, y, w, h = min(x0, x1), min(y0, y1), abs(x1 - x0), abs(y1 - y0)
-                    return None if w < 1 or h < 1 else (float(x), float(y), float(w), float(h))
+                if key in (ord("n"), ord("N")) and dragged() is not None:
+                    kept.append(dragged())
+                    drag.update(start=None, end=None, held=False)
+                elif key in (ord("u"), ord("U"), 8) and kept:  # 8: backspace
+                    kept.pop()
+                elif key in (13, 10, ord(" ")):
+                    boxes = kept + ([dragged()] if dragged() is not None else [])
+                    return boxes or None
         finally:
             if self.is_open():
                 cv2.setMouseCallback(self.title, lambda *args: None)
@@ -144,10 +163,10 @@ class Viewer:
             pass
 
 
-def draw_overlay(frame: np.ndarray, box, score: float, lost: bool, status: str, paused: bool = False,
-                 show_help: bool = False, state: str | None = None) -> np.ndarray:
-    """The live view: the box with its label, a status line on top (frame, fps, drops), the key help below."""
-    out = draw_box(frame, box, score, lost, state=state)
+def draw_overlay(frame: np.ndarray, shown, status: str, paused: bool = False, show_help: bool = False) -> np.ndarray:
+    """The live view: every target's box with its label (`shown`: target number -> TrackResult; a colour each
+    when there are several), a status line on top (frame, fps, drops), the key help below."""
+    out = draw_targets(frame, shown)
     put_label(out, status, (0, 16), (255, 255, 255))
     if paused:
         put_label(out, "PAUSED", (out.shape[1] // 2 - 30, 40), (0, 255, 255))
