@@ -163,14 +163,14 @@ def keep_screenshot(name: str, image: np.ndarray) -> None:
         cv2.imwrite(str(Path(folder) / name), image[:, :, ::-1])
 
 
-def box_coverage(image: np.ndarray, box) -> float:
+def box_coverage(image: np.ndarray, box, colours=BOX_COLOURS) -> float:
     """The share of the outline cv2.rectangle draws for `box` that has a box colour in the screenshot."""
     x, y, w, h = (int(round(v)) for v in box)
     height, width = image.shape[:2]
     points = [(x + i, y) for i in range(w)] + [(x + i, y + h) for i in range(w)] + \
              [(x, y + j) for j in range(h)] + [(x + w, y + j) for j in range(h)]
     inside = [(px, py) for px, py in points if 0 <= px < width and 0 <= py < height]
-    return float(np.mean([(image[py, px] == BOX_COLOURS).all(axis=1).any() for px, py in inside])) if inside else 0.0
+    return float(np.mean([(image[py, px] == colours).all(axis=1).any() for px, py in inside])) if inside else 0.0
 
 
 def best_row(image: np.ndarray, rows) -> tuple[float, list[str]]:
@@ -246,6 +246,43 @@ def test_select_reselect_and_close_the_window(xdisplay, tmp_path):
     assert abs(float(rows[after[0] - 1][1]) - new_box[0]) > 100  # the row before was still on the bag
     assert best_row(shot, rows[after[0]:])[0] > 0.9
     assert video_frames(video) == len(rows)
+
+
+@needs_x
+def test_select_several_targets(xdisplay, tmp_path):
+    """Drag a box, n, drag another, ENTER: two targets, each drawn in its own colour, rows for both in the CSV.
+    Target 0 is a patch of ground (it goes uncertain, then lost: drawn yellow or red); target 1 is the bag, which
+    stays tracked and so must be drawn in target 1's colour."""
+    from tracker.video import TARGET_COLOURS
+
+    gt = np.loadtxt(GT, delimiter=",")
+    boxes, video = tmp_path / "b.csv", tmp_path / "rec.avi"
+    app = App(xdisplay, ["track", str(CLIP), "--select", "--show", "--boxes", str(boxes), "--record", str(video)],
+              tmp_path)
+    app.wait_for_prompt()
+    ground = (40, 200, 80, 60)
+    app.drag(ground)
+    app.key("n")
+    time.sleep(0.3)
+    app.drag(gt[0])
+    app.key("Return")
+    time.sleep(1.5)
+    app.key("space")
+    time.sleep(0.5)
+    shot = app.screenshot()
+    keep_screenshot("window-two-targets.png", shot)
+    app.key("q")
+    assert app.wait() == 0, app.stderr()
+
+    rows = read_csv(boxes)
+    assert [r[8] for r in rows[:4]] == ["0", "1", "0", "1"] and len(rows) % 2 == 0
+    assert np.allclose([float(v) for v in rows[0][1:5]], ground, atol=2), "the first drawn box is target 0"
+    assert np.allclose([float(v) for v in rows[1][1:5]], gt[0], atol=2), "the second drawn box is target 1"
+    colours = {0: np.array([TARGET_COLOURS[0][::-1]] + list(BOX_COLOURS[1:])), 1: np.array([TARGET_COLOURS[1][::-1]])}
+    for k in (0, 1):
+        coverage = max(box_coverage(shot, [float(v) for v in r[1:5]], colours[k]) for r in rows if r[8] == str(k))
+        assert coverage > 0.9, f"target {k} is not drawn in its colour (best {coverage:.0%})"
+    assert video_frames(video) == len(rows) // 2
 
 
 @pytest.mark.parametrize("env", [{"DISPLAY": ":97"}, {"WAYLAND_DISPLAY": "wayland-97"}], ids=["x11", "wayland"])
