@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Two (or more) targets at once: one SiamTracker per target, all sharing one network, so the model is loaded
-once however many objects are followed; each target keeps its own state and its own colour.
+"""Two (or more) targets at once with MultiTracker: every frame, all targets' search crops go through the network
+in one batch, each scored against its own template; each target keeps its own state and its own colour.
 
     python demos/multi_target.py                       # two pedestrians in ../shared/data/videos/vtest.avi
     python demos/multi_target.py clip.mp4 --box 10,20,30,40 --box 200,50,40,80 --output both.mp4
@@ -11,15 +11,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from tracker import SiamTracker, UserError
+from tracker import MultiTracker, TrackResult, UserError
 from tracker.outputs import AnnotatedVideoWriter, check_output_path, video_fourcc
-from tracker.result import parse_box
-from tracker.video import FrameSource, draw_box
+from tracker.result import check_box, parse_box
+from tracker.video import FrameSource, draw_targets
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "videos" / "vtest.avi"
 DEFAULT_BOXES = ["158,136,20,57", "402,150,27,51"]  # two pedestrians in the first frame of vtest.avi
-COLOURS = [(0, 255, 0), (255, 128, 0), (0, 200, 255), (255, 0, 255)]  # BGR; a lost target is drawn red
 
 
 def track(args: argparse.Namespace) -> None:
@@ -33,33 +32,29 @@ def track(args: argparse.Namespace) -> None:
     if frame is None:
         raise UserError(f"{args.video} has no frames")
 
-    first = SiamTracker.from_pretrained()
-    trackers = [first] + [SiamTracker(first.engine, first.config) for _ in boxes[1:]]  # one network for all
-    for number, (tracker, box) in enumerate(zip(trackers, boxes)):
+    for number, box in enumerate(boxes):  # name the bad box before the model loads
         try:
-            tracker.init(frame, box)
+            check_box(box, frame.shape)
         except UserError as exc:
             raise UserError(f"target #{number} ({args.box[number] if args.box else DEFAULT_BOXES[number]}): {exc}") from None
+    tracker = MultiTracker.from_pretrained()
+    ids = tracker.init(frame, boxes)  # target number k is tracker id ids[k]
     writer = AnnotatedVideoWriter(video_path, source.fps, (frame.shape[1], frame.shape[0])) if video_path else None
-
-    def draw(frame, boxes_scores_lost):
-        for k, (box, score, lost) in enumerate(boxes_scores_lost):
-            frame = draw_box(frame, box, score, lost, COLOURS[k % len(COLOURS)], f"#{k}")
-        return frame
 
     try:
         if writer is not None:
-            writer.write_annotated(draw(frame, [(box, 1.0, False) for box in boxes]))
+            writer.write_annotated(draw_targets(frame, {k: TrackResult(b, 1.0, False) for k, b in enumerate(boxes)}))
         for index in range(1, args.max_frames):
             frame = next(frames, None)
             if frame is None:
                 break
-            results = [tracker.update(frame) for tracker in trackers]
+            results = tracker.update(frame)  # one network run for all targets
+            shown = {k: results[i] for k, i in enumerate(ids)}
             print(f"{index:5d}  " + "  ".join(
                 f"#{k}: ({r.box[0]:6.1f},{r.box[1]:6.1f},{r.box[2]:5.1f},{r.box[3]:5.1f}) {r.score:.2f}"
-                f"{' LOST' if r.lost else ''}" for k, r in enumerate(results)))
+                f"{' LOST' if r.lost else ''}" for k, r in shown.items()))
             if writer is not None:
-                writer.write_annotated(draw(frame, [(r.box, r.score, r.lost) for r in results]))
+                writer.write_annotated(draw_targets(frame, shown))
     finally:
         source.close()
         if writer is not None:

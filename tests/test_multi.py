@@ -265,3 +265,38 @@ def test_each_target_has_its_colour():
     assert len(set(TARGET_COLOURS) | set(STATE_COLOURS.values())) == len(TARGET_COLOURS) + 2
     one = draw_targets(frame, {0: shown[1]})  # one target: green, as `siamtrack track` always drew it
     assert tuple(int(c) for c in one[55, 60]) == STATE_COLOURS["tracking"]
+
+
+def test_bench_targets_times_batched_and_separate(two_target_clip, capfd):
+    from tracker.cli import main
+
+    clip, gt_a, _ = two_target_clip
+    assert main(["bench", str(clip), "--box", _box_text(gt_a[0]), "--targets", "3,1", "--frames", "6",
+                 "--no-progress"]) == 0
+    out = capfd.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.startswith("siamtrack ")]
+    assert [(r[1], r[2]) for r in rows] == [("1", "batched"), ("1", "separate"), ("3", "batched"), ("3", "separate")]
+    for r in rows:
+        assert float(r[3]) > 0 and abs(float(r[4]) * int(r[1]) - float(r[3])) < 0.05  # ms/target = ms/frame / N
+    assert all(float(r[-2]) <= 0.02 for r in rows if r[2] == "batched"), "batched boxes differ from separate ones"
+
+
+def test_target_boxes_spread_over_the_frame():
+    from tracker.evaluation.targets_bench import target_boxes
+
+    boxes = target_boxes((10, 20, 30, 40), (240, 320, 3), 9)
+    assert boxes[0] == (10, 20, 30, 40) and len(set(boxes)) == 9
+    assert all(b[2:] == (30, 40) for b in boxes)
+    centres = [(x + w / 2, y + h / 2) for x, y, w, h in boxes[1:]]
+    assert all(0 < cx < 320 and 0 < cy < 240 for cx, cy in centres)
+
+
+@pytest.mark.parametrize("value", ["0", "a,b", "", "1,300"])
+def test_bench_targets_bad_counts(two_target_clip, capfd, value):
+    from test_cli import assert_one_line_error
+
+    from tracker.cli import main
+
+    clip, gt_a, _ = two_target_clip
+    assert main(["bench", str(clip), "--box", _box_text(gt_a[0]), "--targets", value]) == 2
+    assert_one_line_error(capfd.readouterr().err, "--targets")

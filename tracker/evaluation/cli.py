@@ -41,6 +41,11 @@ def add_subcommands(subparsers) -> None:
     b.add_argument("--compare", help=f"comma-separated OpenCV peers: {','.join(peers.PEERS)}")
     b.add_argument("--no-siamtrack", action="store_true", help="time only the --compare peers")
     b.add_argument("--json", metavar="FILE", help="also write the medians to FILE as JSON")
+    b.add_argument("--targets", metavar="N,N,...",
+                   help="time several targets at once instead, e.g. 1,2,4,8,16: for each count, one MultiTracker "
+                        "(all targets' crops in one network run) against that many separate trackers, and the "
+                        "--compare peers as that many separate trackers; the targets are --box and boxes of its "
+                        "size spread over the frame")
     _tracker_args(b)
     b.set_defaults(func=cmd_bench)
 
@@ -247,6 +252,16 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _target_counts(text: str) -> list[int]:
+    try:
+        counts = [int(v) for v in _split(text) or []]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1 or max(counts) > 256:
+        raise UserError(f"--targets {text!r}: give target counts from 1 to 256, comma-separated, e.g. 1,2,4,8,16")
+    return sorted(set(counts))
+
+
 def cmd_bench(args) -> int:
     src = Path(args.source)
     if not src.exists():
@@ -258,10 +273,21 @@ def cmd_bench(args) -> int:
         raise UserError(f"{src.name} has no ground truth or init file next to it: pass --box x,y,w,h")
     if args.json:
         check_output_path(args.json, "--json", [src])
+    counts = _target_counts(args.targets) if args.targets is not None else None
     trackers, _ = _trackers(args)
-    res = bench.run_bench(src, box, trackers, args.frames, progress=not args.no_progress)
-    summ = bench.summarize(res)
-    print(bench.format_summary(summ))
+    if counts is not None:
+        from tracker import SiamTracker
+
+        from .targets_bench import format_targets, run_targets_bench
+
+        networks = {n: t for n, t in trackers.items() if isinstance(t, SiamTracker)}
+        makers = {n: (lambda n=n: peers.make_peer(n)) for n in trackers if n not in networks}
+        summ = run_targets_bench(src, box, networks, counts, args.frames, makers, progress=not args.no_progress)
+        print(format_targets(summ))
+    else:
+        res = bench.run_bench(src, box, trackers, args.frames, progress=not args.no_progress)
+        summ = bench.summarize(res)
+        print(bench.format_summary(summ))
     if args.json:
         try:
             Path(args.json).write_text(json.dumps(runner._jsonable(summ), indent=1))
