@@ -123,7 +123,7 @@ def test_signal_mid_run_keeps_a_complete_csv_and_a_playable_video(signum, status
     assert "Traceback" not in err, err
     rows = read_csv(csv_path)
     assert len(rows) >= rows_seen and [int(r[0]) for r in rows] == list(range(len(rows)))
-    assert all(len(r) == 8 for r in rows)
+    assert all(len(r) == 9 for r in rows)
     assert frame_count(video) == len(rows), "the video must hold exactly the frames whose boxes are in the CSV"
     assert partial_files(tmp_path) == []
     assert f"after {len(rows)} frames" in err
@@ -170,12 +170,15 @@ def test_disk_full_while_writing_the_video_keeps_a_playable_video(long_clip, tmp
     assert partial_files(disk) == [] and partial_files(tmp_path) == []
 
 
-def test_disk_full_while_writing_the_csv_keeps_whole_rows(long_clip, tmpfs):
+@pytest.mark.parametrize("targets", [1, 3])
+def test_disk_full_while_writing_the_csv_keeps_whole_rows(long_clip, tmpfs, targets):
+    """Whole rows, and with several targets whole frames: a frame's rows are written together."""
     disk = tmpfs(1 << 20)
     fill(disk, 4096)  # one page: about 80 rows fit
     clip, box = long_clip
     csv_path = disk / "out.csv"
-    run = cli(["track", str(clip), "--box", box_text(box), "--boxes", str(csv_path), "--quiet",
+    boxes = [box_text((box[0] + 20 * k, box[1], box[2], box[3])) for k in range(targets)]
+    run = cli(["track", str(clip), *[a for b in boxes for a in ("--box", b)], "--boxes", str(csv_path), "--quiet",
                 "--engine", "onnx"])
     assert run.status == 2, run.err
     err = run.err
@@ -183,8 +186,9 @@ def test_disk_full_while_writing_the_csv_keeps_whole_rows(long_clip, tmpfs):
     text = csv_path.read_text()
     assert text.endswith("\n"), "no half-written last row"
     rows = read_csv(csv_path)
-    assert 10 < len(rows) < 240
-    assert all(len(r) == 8 for r in rows) and [int(r[0]) for r in rows] == list(range(len(rows)))
+    assert 10 < len(rows) < 240 and len(rows) % targets == 0
+    assert all(len(r) == 9 for r in rows)
+    assert [(int(r[0]), int(r[8])) for r in rows] == [(i // targets, i % targets) for i in range(len(rows))]
     assert f"keeps the {len(rows)} rows" in err
 
 
@@ -565,7 +569,9 @@ def test_stopped_while_the_model_loads_leaves_nothing(stop, status, message, sma
             time.sleep(5)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(SiamTracker, "from_pretrained", load)
+    from tracker.multi import MultiTracker
+
+    monkeypatch.setattr(MultiTracker, "from_pretrained", load)
     csv_path = tmp_path / "out.csv"
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
     assert main(["track", str(small_clip[0]), "--box", box_text(small_clip[1]), "--boxes", str(csv_path),
