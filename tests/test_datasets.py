@@ -98,3 +98,69 @@ def test_real_val_set():
     assert {s.name: len(s) for s in seqs} == {"Crossing": 120, "David": 471, "MotorRolling": 164, "Dog": 127,
                                                "Couple": 140, "Freeman1": 326}
     assert all(s.valid[0] for s in seqs)
+
+
+def _video_seq(root: Path, name: str, n_frames: int, n_lines: int) -> list[np.ndarray]:
+    """<root>/<name>/video.avi (MJPG: what every OpenCV build writes) + groundtruth.txt; returns the frames."""
+    from conftest import write_video
+
+    frames = [np.full((48, 64, 3), 20 + 10 * i, np.uint8) for i in range(n_frames)]
+    (root / name).mkdir(parents=True)
+    write_video(root / name / "video.avi", frames)
+    (root / name / "groundtruth.txt").write_text("".join(f"{2 + i},3,10,12\n" for i in range(n_lines)))
+    return frames
+
+
+def test_video_layout(tmp_path):
+    """val-hard's layout (and users' annotated clips): <name>/video.* + groundtruth.txt, 0-based, a line a frame."""
+    _video_seq(tmp_path, "Walk", 6, 6)
+    _video_seq(tmp_path, "Long", 8, 5)  # more frames than GT lines: the first 5 are tracked
+    _video_seq(tmp_path, "Short", 3, 6)  # fewer frames than GT lines: skipped with the reason
+    assert detect_layout(tmp_path) == "video"
+    assert detect_layout(tmp_path / "Walk") == "video-seq"
+    layout, seqs, problems = load_dataset(tmp_path)
+    assert layout == "video" and [s.name for s in seqs] == ["Long", "Walk"]
+    assert "6 GT lines but video.avi has 3 frames" in problems["Short"]
+    walk = seqs[1]
+    assert len(walk) == 6 and walk.image_size == (64, 48) and walk.folder == tmp_path / "Walk"
+    np.testing.assert_array_equal(walk.gt[0], [2, 3, 10, 12])  # 0-based: not shifted
+    levels = [int(image.mean()) for _, image in walk.images()]
+    assert all(abs(a - b) < 4 for a, b in zip(levels, [20 + 10 * i for i in range(6)])), levels
+    assert [i for i, _ in walk.images([4, 1])] == [1, 4]  # sparse, in order
+    assert len(list(seqs[0].images())) == 5 and "tracking the first 5" in seqs[0].note
+
+
+def test_video_that_ends_early_is_named(tmp_path):
+    _video_seq(tmp_path, "Cut", 4, 4)
+    (seq,) = load_dataset(tmp_path / "Cut")[1]
+    seq.gt = np.vstack([seq.gt, seq.gt[-1:]])  # one GT line more than the video really holds
+    seq.valid = np.append(seq.valid, True)
+    with pytest.raises(ValueError, match="video.avi ended at frame 4 of the 5"):
+        list(seq.images())
+
+
+@pytest.mark.skipif(not (DATA / "val-hard" / "Biker" / "video.mp4").is_file(), reason="needs ../shared/data/val-hard")
+def test_val_hard_loads_as_videos():
+    layout, seqs, problems = load_dataset(DATA / "val-hard", ["Biker", "Skating2-2"])
+    assert layout == "video" and not problems and [s.name for s in seqs] == ["Biker", "Skating2-2"]
+    assert all(s.video is not None and len(s) == len(s.gt) for s in seqs)
+    _, first = next(seqs[0].images())
+    assert first.shape[1::-1] == seqs[0].image_size
+
+
+def test_eval_on_a_video_folder(tmp_path, capfd):
+    """`siamtrack eval` reads the video layout: a synthetic clip as video.avi + its exact ground truth."""
+    from conftest import synthetic_video, write_video
+
+    from tracker.cli import main
+
+    frames, gt = synthetic_video(n_frames=25)
+    (tmp_path / "data" / "Curve").mkdir(parents=True)
+    write_video(tmp_path / "data" / "Curve" / "video.avi", frames)
+    np.savetxt(tmp_path / "data" / "Curve" / "groundtruth.txt", gt, fmt="%.2f", delimiter=",")
+    assert main(["eval", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    import json
+
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["layout"] == "video" and summary["sequences"] == ["Curve"]
+    assert summary["trackers"]["siamtrack"]["overall"]["auc"] > 0.5

@@ -162,3 +162,28 @@ def test_bench_reads_stage_times(avi):
     r = s["trackers"]["siamtrack"]
     assert r["stages_ms"]["backbone"] == pytest.approx(4.0) and set(r["stages_ms"]) == set(bench.STAGES)
     assert "backbone" in bench.format_summary(s)
+
+
+def test_calibrate_lost_on_sequences_of_different_sizes(tmp_path, capfd):
+    """The absent frames come from another sequence, resized to the tracked one's size (a tracker takes one frame
+    size); nano's score is measured the same way when its models are there."""
+    import cv2
+
+    from conftest import synthetic_video, write_video
+
+    from tracker.cli import main
+    from tracker.evaluation import peers
+
+    frames, gt = synthetic_video(n_frames=20)
+    for name, scale in (("Big", 1.0), ("Small", 0.75)):
+        folder = tmp_path / "data" / name
+        folder.mkdir(parents=True)
+        write_video(folder / "video.avi", [cv2.resize(f, None, fx=scale, fy=scale) for f in frames])
+        np.savetxt(folder / "groundtruth.txt", gt * scale, fmt="%.2f", delimiter=",")
+    compare = [] if peers.availability()["nano"] else ["--compare", "nano"]
+    assert main(["calibrate-lost", str(tmp_path / "data"), "--absent-frames", "5", "--no-progress", *compare]) == 0
+    out = capfd.readouterr().out
+    assert "suggested lost_threshold" in out
+    assert ("nano: the best threshold" in out) == bool(compare)
+    assert main(["calibrate-lost", str(tmp_path / "data"), "--compare", "csrt"]) == 2
+    assert "gives no score" in capfd.readouterr().err

@@ -73,3 +73,31 @@ def test_failure_keeps_last_box():
     assert r.lost and r.box == good.box
     with pytest.raises(RuntimeError):
         peers.make_peer("mil").update(frames[0])
+
+
+def test_nano_tracks_with_a_score():
+    """cv2.TrackerNano with the NanoTrack v2 pair from ../shared/models (or $SIAMTRACK_NANOTRACK_DIR)."""
+    if peers.availability()["nano"]:
+        pytest.skip(peers.availability()["nano"])
+    from conftest import synthetic_video
+
+    frames, gt = synthetic_video(n_frames=20)
+    trk = peers.make_peer("nano")
+    trk.init(frames[0], tuple(gt[0]))
+    results = [trk.update(f) for f in frames[1:]]
+    assert all(0.0 <= r.score <= 1.0 for r in results)  # OpenCV's own tracking score, unlike the classic peers
+    x, y, w, h = results[-1].box
+    assert abs(x + w / 2 - gt[-1][0] - gt[-1][2] / 2) < 10 and abs(y + h / 2 - gt[-1][1] - gt[-1][3] / 2) < 10
+
+
+def test_nano_without_its_models_says_where_to_put_them(tmp_path, monkeypatch):
+    if not hasattr(cv2, "TrackerNano"):
+        pytest.skip("this OpenCV build has no TrackerNano")
+    monkeypatch.setenv(peers.NANOTRACK_ENV, str(tmp_path))
+    why = peers.availability()["nano"]
+    assert why and peers.NANOTRACK_ENV in why and str(tmp_path) in why and "backbone.onnx" in why
+    with pytest.raises(UserError, match=peers.NANOTRACK_ENV):
+        peers.make_peer("nano")
+    for name in peers.NANOTRACK_FILES:  # any folder holding the pair will do
+        (tmp_path / name).write_bytes(b"")
+    assert peers.nanotrack_dir() == tmp_path

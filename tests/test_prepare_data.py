@@ -238,3 +238,25 @@ def test_bad_input_is_a_one_line_user_error(tmp_path, capsys):
     assert main(["prepare-data", str(tmp_path / "missing"), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("siamtrack: error: SRC") and err.count("\n") == 1
+
+
+def test_video_layout(tmp_path):
+    """A video + groundtruth.txt folder (val-hard's layout) gives the same crops as the same frames as images."""
+    from conftest import write_video
+
+    rng = np.random.default_rng(3)
+    frames = [_frame(rng, box) for box in BOXES]
+    images = make_got10k(tmp_path / "pngs")  # same boxes, different random frames: only the rows are compared
+    video_root = tmp_path / "clips"
+    (video_root / "seq_a").mkdir(parents=True)
+    write_video(video_root / "seq_a" / "video.avi", frames)
+    (video_root / "seq_a" / "groundtruth.txt").write_text((images / "seq_a" / "groundtruth.txt").read_text())
+    a = prepare_data(images, tmp_path / "cache_a", step=2, progress=False)
+    b = prepare_data(video_root, tmp_path / "cache_b", step=2, progress=False)
+    assert b.folders == ["clips__seq_a"] and b.crops == a.crops and b.skipped_rows == a.skipped_rows
+    rows_a = read_rows(tmp_path / "cache_a" / "pngs__seq_a" / "boxes.csv")
+    rows_b = read_rows(tmp_path / "cache_b" / "clips__seq_a" / "boxes.csv")
+    fields = ("frame", "src_x", "w", "frame_w")
+    assert [[r[k] for k in fields] for r in rows_a] == [[r[k] for k in fields] for r in rows_b]
+    index = read_rows(tmp_path / "cache_b" / "index.csv")
+    assert index[0]["benchmark"] == "video layout"

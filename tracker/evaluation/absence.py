@@ -30,63 +30,25 @@ import numpy as np
 from tracker.errors import UserError
 
 from . import metrics
+from .datasets import Sequence
 
 KINDS = ("cut", "occlusion")
 
 
-@dataclass
-class Clip:
-    """A sequence read in order: frame paths (image folders) or a video file, and one GT box per frame."""
+def load_clips(root: str | Path) -> list[Sequence]:
+    """The sequences of an OTB, GOT-10k or video folder (datasets.load_dataset; val-hard is of the video kind)."""
+    from .datasets import load_dataset
 
-    name: str
-    gt: np.ndarray
-    frames: list[Path] | None = None
-    video: Path | None = None
-
-    def __len__(self) -> int:
-        return len(self.gt)
-
-    def read(self):
-        """The frames in order (BGR)."""
-        if self.frames is not None:
-            for path in self.frames:
-                image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-                if image is None:
-                    raise UserError(f"cannot read {path}")
-                yield image
-            return
-        capture = cv2.VideoCapture(str(self.video))
-        try:
-            for _ in range(len(self.gt)):
-                ok, image = capture.read()
-                if not ok:
-                    return
-                yield image
-        finally:
-            capture.release()
+    return load_dataset(Path(root))[1]
 
 
-def load_clips(root: str | Path) -> list[Clip]:
-    """OTB or GOT-10k folders (through datasets.load_dataset), or the video layout of val-hard:
-    <Name>/video.mp4 + <Name>/groundtruth.txt (0-based x,y,w,h, one line per decoded frame)."""
-    from .datasets import load_dataset, parse_boxes
-
-    root = Path(root)
-    videos = sorted(d for d in root.iterdir() if (d / "video.mp4").is_file() and (d / "groundtruth.txt").is_file()) \
-        if root.is_dir() else []
-    if videos:
-        return [Clip(d.name, parse_boxes(d / "groundtruth.txt"), video=d / "video.mp4") for d in videos]
-    _, sequences, _ = load_dataset(root)
-    return [Clip(s.name, s.gt, frames=list(s.frames)) for s in sequences]
-
-
-def event_frames(clip: Clip, other: Clip, kind: str, start: int, length: int):
+def event_frames(clip: Sequence, other: Sequence, kind: str, start: int, length: int):
     """(frame, present, gt box or None) for `clip` with an absence of `length` frames from `start`."""
     if kind not in KINDS:
         raise UserError(f"unknown absence kind {kind!r}: use {', '.join(KINDS)}")
-    others = other.read()
+    others = (image for _, image in other.images())
     filler = None
-    for i, frame in enumerate(clip.read()):
+    for i, frame in clip.images():
         absent = start <= i < start + length
         if not absent:
             yield frame, True, clip.gt[i]
@@ -117,7 +79,7 @@ class Run:
     present: np.ndarray
 
 
-def run_events(clips: list[Clip], make_tracker, kinds=KINDS, length: int = 30, after: int = 60,
+def run_events(clips: list[Sequence], make_tracker, kinds=KINDS, length: int = 30, after: int = 60,
                progress: bool = True) -> list[Run]:
     """Each clip long enough for `length` absent frames and `after` frames back, once per kind; the absence starts
     at a third of the clip (at least frame 20), and the filler is the next clip's frames."""

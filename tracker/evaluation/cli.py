@@ -18,12 +18,14 @@ from .datasets import load_dataset
 
 def add_subcommands(subparsers) -> None:
     e = subparsers.add_parser(
-        "eval", help="one-pass evaluation on an OTB or GOT-10k folder, optionally against OpenCV trackers",
+        "eval", help="one-pass evaluation on an OTB, GOT-10k or video folder, optionally against OpenCV trackers",
         description="One-pass evaluation (init on the first GT box, never re-init). Writes per-frame result "
                     "files, summary.json, summary.md and success/precision plots to --out.")
-    e.add_argument("dataset", metavar="DATASET_DIR", help="OTB or GOT-10k layout folder (or one sequence folder)")
+    e.add_argument("dataset", metavar="DATASET_DIR",
+                   help="OTB or GOT-10k layout folder, <name>/video.mp4 + <name>/groundtruth.txt folders (as "
+                        "../shared/data/val-hard), or one sequence folder of any of them")
     e.add_argument("--sequences", help="comma-separated subset of sequence names")
-    e.add_argument("--compare", help=f"comma-separated OpenCV peers: {','.join(peers.PEERS)}")
+    e.add_argument("--compare", help=PEERS_HELP)
     e.add_argument("--out", help="output folder (default: results/<dataset name>; with --rescore: that folder)")
     e.add_argument("--no-siamtrack", action="store_true", help="run only the --compare peers")
     e.add_argument("--rescore", metavar="RESULT_DIR", help="score existing result files instead of tracking")
@@ -38,7 +40,7 @@ def add_subcommands(subparsers) -> None:
     b.add_argument("--box", help="initial box x,y,w,h in 0-based pixels (default: <clip>_groundtruth.txt "
                                  "or <clip>_init.txt next to the clip)")
     b.add_argument("--frames", type=int, help="track at most N frames (default: the whole clip)")
-    b.add_argument("--compare", help=f"comma-separated OpenCV peers: {','.join(peers.PEERS)}")
+    b.add_argument("--compare", help=PEERS_HELP)
     b.add_argument("--no-siamtrack", action="store_true", help="time only the --compare peers")
     b.add_argument("--json", metavar="FILE", help="also write the medians to FILE as JSON")
     b.add_argument("--targets", metavar="N,N,...",
@@ -55,7 +57,9 @@ def add_subcommands(subparsers) -> None:
         description="Tracks each sequence normally (scores on frames with IoU >= 0.5), then feeds the tracker "
                     "another sequence's frames, where its target is absent. Prints both score distributions and "
                     "the threshold that best separates them (the measurement behind lost_threshold).")
-    lost.add_argument("dataset", metavar="DATASET_DIR", help="OTB or GOT-10k layout folder")
+    lost.add_argument("dataset", metavar="DATASET_DIR", help="OTB, GOT-10k or video layout folder (as for eval)")
+    lost.add_argument("--compare", help="peers whose score to measure the same way: nano (OpenCV's TrackerNano; "
+                                        "the classic OpenCV trackers give no score)")
     lost.add_argument("--sequences", help="comma-separated subset of sequence names")
     lost.add_argument("--absent-frames", type=int, default=30, help="frames of another sequence per sequence")
     lost.add_argument("--max-false-alarm", type=float, default=0.05,
@@ -81,6 +85,10 @@ def add_subcommands(subparsers) -> None:
     absence.set_defaults(func=cmd_absence)
 
 
+PEERS_HELP = (f"comma-separated OpenCV peers: {','.join(peers.PEERS)} (nano: cv2.TrackerNano with the NanoTrack v2 "
+              f"pair from ${peers.NANOTRACK_ENV}, default ../shared/models/nanotrack-v2)")
+
+
 def cmd_calibrate_lost(args) -> int:
     from tracker import SiamTracker
 
@@ -93,6 +101,12 @@ def cmd_calibrate_lost(args) -> int:
         raise UserError("calibrate-lost needs at least 2 sequences (the absent target comes from another one)")
     if args.absent_frames < 1:
         raise UserError("--absent-frames must be >= 1")
+    compared = peers.parse_peer_names(args.compare)
+    for name in compared:
+        if name != "nano":
+            raise UserError(f"--compare {name}: OpenCV's {name.upper()} gives no score to calibrate; nano does")
+        if peers.availability()[name]:
+            raise UserError(peers.availability()[name])
     engine = (_split(args.engine) or ["auto"])[0]
     shared = SiamTracker.from_pretrained(weights=args.weights, device=args.device, engine=engine,
                                          **parse_overrides(args.set))
@@ -103,6 +117,14 @@ def cmd_calibrate_lost(args) -> int:
     print(f"suggested lost_threshold {result['threshold']:.2f}: flags {100 * result['recall']:.1f}% of "
           f"target-absent frames and {100 * result['false_alarm']:.1f}% of tracked frames "
           f"(current: {shared.config.lost_threshold:.2f})")
+    for name in compared:
+        tracked, absent = collect_scores(sequences, lambda name=name: peers.make_peer(name), args.absent_frames,
+                                         progress=not args.no_progress)
+        peer = separating_threshold(tracked, absent, args.max_false_alarm)
+        print(f"{name}: the best threshold on its score ({peer['threshold']:.2f}) flags {100 * peer['recall']:.1f}% "
+              f"of target-absent frames and {100 * peer['false_alarm']:.1f}% of tracked frames (median score "
+              f"{peer['tracked_score_percentiles'][50]:.2f} tracked, {peer['absent_score_percentiles'][50]:.2f} "
+              "absent)")
     return 0
 
 

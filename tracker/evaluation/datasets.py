@@ -1,4 +1,4 @@
-"""Benchmark sequences on disk: OTB and GOT-10k layouts.
+"""Benchmark sequences on disk: OTB and GOT-10k layouts, and videos with ground truth.
 
 Boxes are ``x,y,w,h`` in 0-based continuous pixels everywhere in this package
 (OTB files are 1-based Matlab coordinates: x-1, y-1 on loading).
@@ -8,6 +8,8 @@ Boxes are ``x,y,w,h`` in 0-based continuous pixels everywhere in this package
            become sequences ``<Seq>.1``, ``<Seq>.2``).
 * GOT-10k: ``<root>/list.txt`` (optional), ``<root>/<seq>/00000001.jpg ...`` +
            ``<seq>/groundtruth.txt``; ``absence.label`` / ``cover.label`` are honoured.
+* Video:   ``<root>/<name>/video.mp4`` (any video OpenCV decodes: ``video.*``) + ``<name>/groundtruth.txt``,
+           0-based, one line per decoded frame (``../shared/data/val-hard``; users' own annotated clips).
 
 A single sequence folder of either kind may also be given as the root.
 GT line i belongs to the i-th image in name order (OTB ``David`` starts at image 300,
@@ -19,35 +21,80 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from tracker.errors import UserError
 from tracker.result import check_box
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp"}
+VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm"}
 OTB_START_FRAME = {"david": 300}  # 1-based first annotated image (OTB toolkit cfg)
 
 
 @dataclass
 class Sequence:
+    """One target's frames (image files, or a video) and its ground truth, one box per frame."""
     name: str
-    frames: list[Path]
+    frames: list[Path]                  # image files; empty for a video
     gt: np.ndarray                      # (N, 4) float, NaN rows allowed
     valid: np.ndarray                   # (N,) bool: frame is scored
     note: str = ""
+    video: Path | None = None
     _size: tuple[int, int] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
-        return len(self.frames)
+        return len(self.gt)
+
+    @property
+    def folder(self) -> Path:
+        """The sequence's own folder."""
+        if self.video is not None:
+            return self.video.parent
+        folder = self.frames[0].parent
+        return folder.parent if folder.name == "img" else folder  # OTB keeps frames in <Seq>/img/
 
     @property
     def image_size(self) -> tuple[int, int]:
-        """(width, height) of the first frame, read from the file header."""
+        """(width, height) of the first frame, read from the file header (or the video's)."""
         if self._size is None:
-            from PIL import Image
-            with Image.open(self.frames[0]) as im:
-                self._size = im.size
+            if self.video is not None:
+                capture = cv2.VideoCapture(str(self.video))
+                self._size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+                capture.release()
+            else:
+                from PIL import Image
+                with Image.open(self.frames[0]) as im:
+                    self._size = im.size
         return self._size
+
+    def images(self, lines=None):
+        """Yield (frame index, BGR image) in order, for every frame or for the sorted indices in `lines`. An image
+        that cannot be decoded, or a video that ends early, is a ValueError naming it."""
+        wanted = range(len(self)) if lines is None else sorted(set(lines))
+        if self.video is None:
+            for i in wanted:
+                image = cv2.imread(str(self.frames[i]), cv2.IMREAD_COLOR)  # gray -> 3 channels
+                if image is None:
+                    raise ValueError(f"cannot decode {self.frames[i].name}")
+                yield i, image
+            return
+        capture = cv2.VideoCapture(str(self.video))
+        try:
+            position = 0
+            for i in wanted:
+                while position < i:  # frames not asked for are decoded but not converted
+                    if not capture.grab():
+                        break
+                    position += 1
+                ok, image = capture.read() if position == i else (False, None)
+                if not ok:
+                    raise ValueError(f"{self.video.name} ended at frame {position} of the {len(self)} its "
+                                     "ground truth has")
+                position += 1
+                yield i, image
+        finally:
+            capture.release()
 
 
 def parse_boxes(path: Path) -> np.ndarray:
@@ -81,12 +128,22 @@ def _label(path: Path, n: int) -> np.ndarray | None:
 
 
 def _make(name: str, images: list[Path], gt: np.ndarray, note: str = "",
-          absent: np.ndarray | None = None) -> Sequence:
-    if not images:
+          absent: np.ndarray | None = None, video: Path | None = None) -> Sequence:
+    if video is not None:
+        capture = cv2.VideoCapture(str(video))
+        opened, count = capture.isOpened(), int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        capture.release()
+        if not opened:
+            raise ValueError(f"cannot open {video.name} (not a video OpenCV can decode)")
+        if 0 < count < len(gt):  # the header's count; a video that ends sooner is caught while reading
+            raise ValueError(f"{len(gt)} GT lines but {video.name} has {count} frames")
+        if count > len(gt):
+            note = (note + "; " if note else "") + f"{count} frames, {len(gt)} GT lines: tracking the first {len(gt)}"
+    elif not images:
         raise ValueError("no images")
-    if len(gt) > len(images):
+    elif len(gt) > len(images):
         raise ValueError(f"{len(gt)} GT lines but only {len(images)} images")
-    if len(images) > len(gt):
+    elif len(images) > len(gt):
         note = (note + "; " if note else "") + f"{len(images)} images, {len(gt)} GT lines: tracking the first {len(gt)}"
         images = images[:len(gt)]
     valid = np.isfinite(gt).all(1) & (np.nan_to_num(gt[:, 2]) > 0) & (np.nan_to_num(gt[:, 3]) > 0)
@@ -94,7 +151,7 @@ def _make(name: str, images: list[Path], gt: np.ndarray, note: str = "",
         valid &= ~absent
     if not valid[0]:
         raise ValueError("first GT box is missing or empty: cannot initialise")
-    seq = Sequence(name, images, gt, valid, note)
+    seq = Sequence(name, images, gt, valid, note, video=video)
     width, height = seq.image_size
     try:
         check_box(gt[0], (height, width))  # the tracker's own check, so a bad first box is named here, not mid-run
@@ -144,24 +201,43 @@ def _load_got(seq_dir: Path) -> list[Sequence]:
     return [_make(seq_dir.name, _images(seq_dir), gt, absent=absent)]
 
 
+def _video_file(seq_dir: Path) -> Path | None:
+    """The sequence's video (video.mp4, or video.<other extension>) when it has groundtruth.txt beside it."""
+    if not (seq_dir / "groundtruth.txt").is_file():
+        return None
+    return next((p for p in sorted(seq_dir.glob("video.*")) if p.suffix.lower() in VIDEO_EXTS and p.is_file()), None)
+
+
+def _load_video(seq_dir: Path) -> list[Sequence]:
+    video = _video_file(seq_dir)
+    if video is None:
+        raise ValueError("no video.mp4 with groundtruth.txt beside it")
+    return [_make(seq_dir.name, [], parse_boxes(seq_dir / "groundtruth.txt"), video=video)]
+
+
 def detect_layout(root: Path) -> str:
-    """'otb', 'got10k', 'otb-seq' or 'got10k-seq' (a single sequence folder)."""
+    """'otb', 'got10k', 'video', or one of them with '-seq' (a single sequence folder)."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"dataset folder not found: {root}")
+    if _video_file(root) is not None:
+        return "video-seq"
     if (root / "groundtruth.txt").is_file():
         return "got10k-seq"
     if _otb_gt_files(root) and (root / "img").is_dir():
         return "otb-seq"
+    subdirs = [d for d in root.iterdir() if d.is_dir()]
+    if any(_video_file(d) is not None for d in subdirs):
+        return "video"
     if (root / "list.txt").is_file():
         return "got10k"
-    subdirs = [d for d in root.iterdir() if d.is_dir()]
     if any(_otb_gt_files(d) for d in subdirs):
         return "otb"
     if any((d / "groundtruth.txt").is_file() for d in subdirs):
         return "got10k"
-    raise UserError(f"unknown dataset layout in {root}: expected OTB (<Seq>/img/ + groundtruth_rect.txt) "
-                    "or GOT-10k (list.txt, <seq>/groundtruth.txt)")
+    raise UserError(f"unknown dataset layout in {root}: expected OTB (<Seq>/img/ + groundtruth_rect.txt), "
+                    "GOT-10k (list.txt, <seq>/groundtruth.txt + images) or videos (<name>/video.mp4 + "
+                    "<name>/groundtruth.txt)")
 
 
 def load_dataset(root, names: list[str] | None = None):
@@ -173,11 +249,11 @@ def load_dataset(root, names: list[str] | None = None):
     layout = detect_layout(root)
     if layout.endswith("-seq"):
         dirs = [root]
-    elif layout == "got10k" and (root / "list.txt").is_file():
+    elif layout in ("got10k", "video") and (root / "list.txt").is_file():
         dirs = [root / n.strip() for n in (root / "list.txt").read_text().split() if n.strip()]
     else:
         dirs = sorted(d for d in root.iterdir() if d.is_dir())
-    loader = _load_otb if layout.startswith("otb") else _load_got
+    loader = {"otb": _load_otb, "got10k": _load_got, "video": _load_video}[layout.removesuffix("-seq")]
     wanted = None if names is None else list(dict.fromkeys(names))
     sequences: list[Sequence] = []
     problems: dict[str, str] = {}

@@ -15,13 +15,6 @@ from . import metrics
 from .datasets import Sequence
 
 
-def _frame(seq: Sequence, i: int) -> np.ndarray:
-    frame = cv2.imread(str(seq.frames[i]), cv2.IMREAD_COLOR)
-    if frame is None:
-        raise ValueError(f"cannot decode {seq.frames[i]}")
-    return frame
-
-
 def collect_scores(sequences: list[Sequence], make_tracker, absent_frames: int = 30, progress: bool = True):
     """(scores on tracked frames (IoU >= 0.5), scores with the target absent) over all sequences."""
     tracked, absent = [], []
@@ -29,17 +22,22 @@ def collect_scores(sequences: list[Sequence], make_tracker, absent_frames: int =
                         quiet=not progress)
     for k, seq in enumerate(sequences):
         tracker = make_tracker()
-        tracker.init(_frame(seq, 0), tuple(seq.gt[0]))
-        for i in range(1, len(seq)):
-            result = tracker.update(_frame(seq, i))
+        frames = seq.images()
+        _, first = next(frames)
+        tracker.init(first, tuple(seq.gt[0]))
+        for i, frame in frames:
+            result = tracker.update(frame)
             if seq.valid[i] and metrics.rect_iou(np.array([result.box]), seq.gt[i:i + 1])[0] >= 0.5:
                 tracked.append(result.score)
         bar.update(len(seq))
         other = sequences[(k + 1) % len(sequences)]
-        tracker.init(_frame(seq, 0), tuple(seq.gt[0]))
+        tracker.init(first, tuple(seq.gt[0]))
         step = max(len(other) // absent_frames, 1)
-        for i in range(0, min(len(other), absent_frames * step), step):
-            absent.append(tracker.update(_frame(other, i)).score)
+        height, width = first.shape[:2]
+        for _, frame in other.images(range(0, min(len(other), absent_frames * step), step)):
+            if frame.shape[:2] != (height, width):  # a tracker takes frames of one size: show the scene resized
+                frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+            absent.append(tracker.update(frame).score)
         bar.update(absent_frames)
     bar.close()
     return np.array(tracked), np.array(absent)

@@ -1,7 +1,12 @@
-"""OpenCV's classic trackers wrapped with the project's ``init`` / ``update -> TrackResult`` API."""
+"""OpenCV's trackers wrapped with the project's ``init`` / ``update -> TrackResult`` API: the classic ones, and
+``cv2.TrackerNano`` with the NanoTrack v2 ONNX pair (what an OpenCV user gets for free; the pair is read from
+``$SIAMTRACK_NANOTRACK_DIR``, else ``../shared/models/nanotrack-v2`` beside the working folder or this checkout,
+and never copied into the project)."""
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -19,10 +24,43 @@ PEERS = {
     "medianflow": ("TrackerMedianFlow", "needs opencv-contrib-python (cv2.legacy)"),
     "mosse": ("TrackerMOSSE", "needs opencv-contrib-python (cv2.legacy)"),
     "tld": ("TrackerTLD", "needs opencv-contrib-python (cv2.legacy)"),
+    "nano": ("TrackerNano", "needs OpenCV >= 4.7 and the NanoTrack v2 pair"),
 }
+NANOTRACK_ENV = "SIAMTRACK_NANOTRACK_DIR"
+NANOTRACK_FILES = ("backbone.onnx", "head.onnx")
+
+
+def nanotrack_dir() -> Path | None:
+    """The folder holding NanoTrack v2's backbone.onnx + head.onnx, or None."""
+    if os.environ.get(NANOTRACK_ENV):
+        candidates = [Path(os.environ[NANOTRACK_ENV])]
+    else:
+        relative = Path("shared") / "models" / "nanotrack-v2"
+        candidates = [Path.cwd().parent / relative, Path(__file__).resolve().parents[3] / relative]
+    for folder in candidates:
+        if all((folder / name).is_file() for name in NANOTRACK_FILES):
+            return folder
+    return None
+
+
+def _nano_factory():
+    if not hasattr(cv2, "TrackerNano"):
+        return None
+    folder = nanotrack_dir()
+    if folder is None:
+        return None
+
+    def create():
+        params = cv2.TrackerNano_Params()
+        params.backbone, params.neckhead = (str(folder / name) for name in NANOTRACK_FILES)
+        return cv2.TrackerNano_create(params)
+
+    return create
 
 
 def _factory(name: str):
+    if name == "nano":
+        return _nano_factory()
     cls = PEERS[name][0]
     fn = getattr(cv2, cls + "_create", None)
     if fn is None and hasattr(cv2, "legacy"):
@@ -32,8 +70,12 @@ def _factory(name: str):
 
 def availability() -> dict[str, str | None]:
     """Map each known peer to None (available) or the reason it is not."""
-    return {n: (None if _factory(n) else f"{n.upper()} {PEERS[n][1]} (installed: OpenCV {cv2.__version__})")
-            for n in PEERS}
+    reasons = {n: f"{n.upper()} {PEERS[n][1]} (installed: OpenCV {cv2.__version__})" for n in PEERS}
+    if hasattr(cv2, "TrackerNano") and nanotrack_dir() is None:
+        where = os.environ.get(NANOTRACK_ENV) or "../shared/models/nanotrack-v2"
+        reasons["nano"] = (f"NANO needs the NanoTrack v2 pair ({' + '.join(NANOTRACK_FILES)}) in {where}: set "
+                           f"{NANOTRACK_ENV} to the folder that holds them")
+    return {n: (None if _factory(n) else reasons[n]) for n in PEERS}
 
 
 def parse_peer_names(text: str | None) -> list[str]:
@@ -59,8 +101,8 @@ def int_box(box, frame_shape) -> tuple[int, int, int, int]:
 
 
 class OpenCVTracker:
-    """One OpenCV tracker instance. score is NaN (OpenCV gives none); lost = OpenCV said not ok,
-    in which case the last good box is repeated."""
+    """One OpenCV tracker instance. score: TrackerNano's tracking score, NaN for the others (they give none);
+    lost = OpenCV said not ok, in which case the last good box is repeated."""
 
     def __init__(self, name: str):
         fn = _factory(name)
@@ -89,7 +131,8 @@ class OpenCVTracker:
         ok = bool(ok) and box is not None and all(math.isfinite(v) for v in box) and box[2] > 0 and box[3] > 0
         if ok:
             self._box = tuple(float(v) for v in box)
-        return TrackResult(box=self._box, score=float("nan"), lost=not ok)
+        score = float(self._cv.getTrackingScore()) if hasattr(self._cv, "getTrackingScore") else float("nan")
+        return TrackResult(box=self._box, score=score, lost=not ok)
 
 
 def make_peer(name: str) -> OpenCVTracker:

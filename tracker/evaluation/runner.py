@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -38,13 +37,13 @@ def run_sequence(seq: Sequence, trackers: dict, progress: bool = True):
     decode = np.zeros(n)
     errors: dict[str, str] = {}
     init_box = tuple(float(v) for v in seq.gt[0])
-    bar = make_progress(None, f"  {seq.name}", "frame", quiet=not progress, iterable=seq.frames, leave=False)
-    for i, path in enumerate(bar):
+    bar = make_progress(n, f"  {seq.name}", "frame", quiet=not progress, leave=False)
+    decoded = seq.images()
+    for i in range(n):
         t0 = time.perf_counter()
-        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        _, frame = next(decoded)  # a frame that cannot be decoded is a ValueError naming it
         decode[i] = time.perf_counter() - t0
-        if frame is None:
-            raise ValueError(f"cannot decode {path.name}")
+        bar.update(1)
         for name, trk in trackers.items():
             if name in errors:
                 continue
@@ -62,6 +61,7 @@ def run_sequence(seq: Sequence, trackers: dict, progress: bool = True):
                 errors[name] = f"frame {i + 1}: {type(e).__name__}: {e}"
                 continue
             boxes[name][i] = box
+    bar.close()
     return boxes, times, decode, errors, scores
 
 

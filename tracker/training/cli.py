@@ -172,7 +172,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
                           description="Crop full-frame sequences (GOT-10k or OTB layout) into the crop-cache format "
                                       "`siamtrack train --data` reads: 447x447 WebP crops around every --step-th "
                                       "ground-truth box, boxes.csv per sequence, index.csv.")
-    prep.add_argument("src", metavar="SRC", help="dataset folder (GOT-10k or OTB layout, or one sequence folder)")
+    prep.add_argument("src", metavar="SRC", help="dataset folder (GOT-10k, OTB or video layout, or one sequence folder)")
     prep.add_argument("dst", metavar="DST", help="crop-cache folder to write (new, empty, or an existing crop cache)")
     prep.add_argument("--step", type=int, default=2, help="crop every STEP-th ground-truth line (default: 2)")
     prep.add_argument("--sequences", help="comma-separated sequence names (default: all)")

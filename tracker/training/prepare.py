@@ -40,7 +40,7 @@ CONTEXT_AMOUNT = 0.5
 BOXES_HEADER = ["file", "frame", "x", "y", "w", "h", "src_x", "src_y", "src_w", "src_h", "frame_w", "frame_h"]
 INDEX_HEADER = ["folder", "kind", "benchmark", "source_repo", "source_commit", "source_path", "n_crops", "license_note"]
 LAYOUT_NAMES = {"got10k": "GOT-10k layout", "got10k-seq": "GOT-10k layout",
-                "otb": "OTB layout", "otb-seq": "OTB layout"}
+                "otb": "OTB layout", "otb-seq": "OTB layout", "video": "video layout", "video-seq": "video layout"}
 
 
 @dataclass
@@ -105,9 +105,19 @@ def _check_destination(dst: Path, overwrite: bool) -> None:
         raise UserError(f"DST {dst} is not writable ({exc.strerror or type(exc).__name__})") from None
 
 
-def _sequence_dir(frames: list[Path]) -> Path:
-    folder = frames[0].parent
-    return folder.parent if folder.name == "img" else folder  # OTB keeps frames in <Seq>/img/
+def _readable(seq, lines: list[int], unreadable: list[str]):
+    """(line, BGR frame) for each of `lines` whose frame decodes; the others are named in `unreadable`."""
+    if seq.video is not None:
+        try:
+            yield from seq.images(lines)
+        except ValueError as exc:  # the video ended early: the lines after it cannot be read
+            unreadable.append(f"{seq.video}: {exc}")
+        return
+    for line in lines:
+        try:
+            yield from seq.images([line])
+        except ValueError:
+            unreadable.append(str(seq.frames[line]))
 
 
 def _source_meta(seq_dir: Path) -> dict:
@@ -208,7 +218,7 @@ def prepare_data(src: str | Path, dst: str | Path, step: int = 2, sequences: lis
         if (out / "boxes.csv").is_file() and not overwrite:
             with open(out / "boxes.csv", newline="") as f:
                 n = sum(1 for _ in csv.DictReader(f))
-            index.setdefault(folder_name, _index_row(folder_name, _sequence_dir(seq.frames), benchmark, n))
+            index.setdefault(folder_name, _index_row(folder_name, seq.folder, benchmark, n))
             summary.kept.append(folder_name)
         else:
             todo.append((seq, folder_name))
@@ -226,16 +236,13 @@ def prepare_data(src: str | Path, dst: str | Path, step: int = 2, sequences: lis
             out.mkdir(exist_ok=True)
             _clear_folder(out)
             rows = []
-            for line in range(0, len(seq.gt), step):
+            lines = range(0, len(seq.gt), step)
+            usable = [line for line in lines if seq.valid[line] and box_usable(seq.gt[line])]
+            summary.skipped_rows += len(lines) - len(usable)
+            bar.update(len(lines) - len(usable))
+            for line, frame in _readable(seq, usable, summary.unreadable):
                 bar.update(1)
                 box = seq.gt[line]
-                if not (seq.valid[line] and box_usable(box)):
-                    summary.skipped_rows += 1
-                    continue
-                frame = cv2.imread(str(seq.frames[line]), cv2.IMREAD_COLOR)  # gray -> 3 channels
-                if frame is None:
-                    summary.unreadable.append(str(seq.frames[line]))
-                    continue
                 frame_h, frame_w = frame.shape[:2]
                 if not box_usable(box, frame_w, frame_h):
                     summary.skipped_rows += 1
@@ -254,7 +261,7 @@ def prepare_data(src: str | Path, dst: str | Path, step: int = 2, sequences: lis
                 print(f"warning: {seq.name}: no usable box on the sampled lines, no folder written", file=sys.stderr)
                 continue
             _write_csv(out / "boxes.csv", BOXES_HEADER, rows)  # last: marks the folder complete
-            index[folder_name] = _index_row(folder_name, _sequence_dir(seq.frames), benchmark, len(rows))
+            index[folder_name] = _index_row(folder_name, seq.folder, benchmark, len(rows))
             summary.folders.append(folder_name)
             summary.crops += len(rows)
     finally:
