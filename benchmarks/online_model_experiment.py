@@ -109,8 +109,17 @@ class OnlineFilter(SiamTracker):
         self.numerator = None
         self._learn(features[0], (self.cells - 1) / 2, (self.cells - 1) / 2, 1.0)
 
+    def _track_steps(self, frame, states, times):
+        self._stepping = True  # features from the step's crops only, not from a lost target's tile search
+        try:
+            return super()._track_steps(frame, states, times)
+        finally:
+            self._stepping = False
+
     def _search(self, crops, templates, crops_each):
-        logits, self.features = super()._search(crops, templates, crops_each)
+        logits, features = super()._search(crops, templates, crops_each)
+        if getattr(self, "_stepping", False):
+            self.features = features
         return logits, None
 
     def _move_pyramid(self, state, logits):
@@ -121,8 +130,9 @@ class OnlineFilter(SiamTracker):
     def update(self, frame):
         state = self._target.state
         before, side = state.center.copy(), state.search_side
+        was_lost = self._target.presence.state == "lost"  # then the step's crops were the shadow's, elsewhere
         result = super().update(frame)
-        if result.state == "tracking" and result.score >= self.min_score and len(self.features) == len(self._scale_factors):
+        if not was_lost and result.state == "tracking" and result.score >= self.min_score:
             cell = side / self.engine.config.search_size * self.engine.config.stride
             dx, dy = (state.center - before) / cell
             centre = (self.cells - 1) / 2

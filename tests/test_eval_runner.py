@@ -187,3 +187,22 @@ def test_calibrate_lost_on_sequences_of_different_sizes(tmp_path, capfd):
     assert ("nano: the best threshold" in out) == bool(compare)
     assert main(["calibrate-lost", str(tmp_path / "data"), "--compare", "csrt"]) == 2
     assert "gives no score" in capfd.readouterr().err
+
+
+def test_calibrate_lost_names_a_frame_it_cannot_read(tmp_path, capfd):
+    from test_cli import assert_one_line_error
+
+    from conftest import synthetic_video
+
+    from tracker.cli import main
+
+    frames, gt = synthetic_video(n_frames=8)
+    for name in ("a", "b"):
+        folder = tmp_path / "data" / name
+        folder.mkdir(parents=True)
+        for i, frame in enumerate(frames, 1):
+            cv2.imwrite(str(folder / f"{i:08d}.jpg"), frame)
+        np.savetxt(folder / "groundtruth.txt", gt, fmt="%.2f", delimiter=",")
+    (tmp_path / "data" / "a" / "00000004.jpg").write_bytes(b"not a jpeg")
+    assert main(["calibrate-lost", str(tmp_path / "data"), "--absent-frames", "3", "--no-progress"]) == 2
+    assert_one_line_error(capfd.readouterr().err, "a: cannot decode 00000004.jpg")

@@ -244,6 +244,8 @@ def test_select_reselect_and_close_the_window(xdisplay, tmp_path):
     # The first update after the new selection starts from the new box (a patch of grass: it may wander later).
     assert after and after[0] > 5, "tracking did not resume on the new box"
     assert abs(float(rows[after[0] - 1][1]) - new_box[0]) > 100  # the row before was still on the bag
+    # The new target takes the next number: target 0 (the bag) before the re-selection, target 1 after it.
+    assert {r[8] for r in rows[:after[0]]} == {"0"} and {r[8] for r in rows[after[0]:]} == {"1"}
     assert best_row(shot, rows[after[0]:])[0] > 0.9
     assert video_frames(video) == len(rows)
 

@@ -232,7 +232,7 @@ def test_cli_mot_ids_are_targets_plus_one(two_target_clip, tmp_path):
 
 @pytest.mark.parametrize("extra, fragment", [
     (["--format", "otb"], "--format otb holds one target"),
-    (["--boxes", "{tmp}/b.csv"], "--box #2 (5,5,-3,10)"),
+    (["--boxes", "{tmp}/b.csv"], "target 1 (--box 5,5,-3,10)"),
 ])
 def test_cli_several_boxes_refused_with_one_line(two_target_clip, tmp_path, capfd, extra, fragment):
     from test_cli import assert_one_line_error
@@ -240,7 +240,7 @@ def test_cli_several_boxes_refused_with_one_line(two_target_clip, tmp_path, capf
     from tracker.cli import main
 
     clip, gt_a, _ = two_target_clip
-    second = "5,5,-3,10" if "#2" in fragment else "100,100,20,20"
+    second = "5,5,-3,10" if "target 1" in fragment else "100,100,20,20"
     args = ["track", str(clip), "--box", _box_text(gt_a[0]), "--box", second,
             *[a.format(tmp=tmp_path) for a in extra]]
     if "--boxes" not in args:
@@ -300,3 +300,16 @@ def test_bench_targets_bad_counts(two_target_clip, capfd, value):
     clip, gt_a, _ = two_target_clip
     assert main(["bench", str(clip), "--box", _box_text(gt_a[0]), "--targets", value]) == 2
     assert_one_line_error(capfd.readouterr().err, "--targets")
+
+
+def test_several_boxes_refused_for_otb_wherever_they_come_from(onnx_pair):
+    """--box, --select and r all go through one check: an OTB file holds one target."""
+    from tracker.app import _start
+
+    _, multi = onnx_pair
+    frames, gts = three_target_clip(n_frames=2)
+    before = multi.init(frames[0], [tuple(gts[0][0])])
+    with pytest.raises(UserError, match="--format otb holds one target"):
+        _start(multi, frames[1], [tuple(gts[0][1]), tuple(gts[1][1])], True, "otb", 1)
+    assert multi.targets == before, "a refused re-selection keeps the targets"
+    assert len(_start(multi, frames[1], [tuple(gts[0][1])], True, "otb", 1)) == 1

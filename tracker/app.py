@@ -1,6 +1,7 @@
 """`siamtrack track` and `siamtrack webcam`: one target or several through a file, a folder, a camera or a stream,
 with optional live window (keys in viewer.KEYS_HELP), recording and per-frame boxes. Several targets go through
-the network together (MultiTracker); they are numbered 0, 1, ... in the order their boxes were given or drawn."""
+the network together (MultiTracker); they are numbered 0, 1, ... in the order their boxes were given or drawn, and
+targets drawn after `r` take the next numbers, so a number names one object in the whole file."""
 from __future__ import annotations
 
 import argparse
@@ -189,12 +190,10 @@ def _track(args: argparse.Namespace, guard: SignalGuard) -> int:
                 raise UserError("no box was drawn (selection cancelled, or the window closed); draw a box or pass "
                                 "--box x,y,w,h")
             source.skip_pending()  # the templates are this frame's; frames that came while drawing are stale
-            if args.format == "otb" and len(boxes) > 1:
-                raise UserError(OTB_ONE_TARGET)
         if viewer is not None and not args.show:  # --select alone: the window was only for drawing the box
             viewer.close()
             viewer = None
-        ids = _start(tracker, first.image, boxes, drew_box)  # validates the boxes against the frame
+        ids = _start(tracker, first.image, boxes, drew_box, args.format)  # validates the boxes against the frame
         csv_out = BoxCsvWriter(boxes_path, fmt=args.format) if boxes_path else None
         size = (first.image.shape[1], first.image.shape[0])
         video_out = AnnotatedVideoWriter(video_path, source.fps, size) if video_path else None
@@ -208,7 +207,8 @@ def _track(args: argparse.Namespace, guard: SignalGuard) -> int:
     loop_started = time.perf_counter()
     try:
         # What this frame's rows, video frame and window show: target number -> result.
-        shown = {k: TrackResult(tuple(b), 1.0, False) for k, b in enumerate(boxes)}
+        numbers = list(range(len(boxes)))  # the CSV's target numbers of the tracker's ids, in order
+        shown = {k: TrackResult(tuple(b), 1.0, False) for k, b in zip(numbers, boxes)}
         # last_index: the previous frame written in the normal flow. The frames that go by while a box is drawn
         # or while paused are not filled into the recording: a pause is one frame there, as on the screen.
         frame, last_index = first, None
@@ -235,11 +235,13 @@ def _track(args: argparse.Namespace, guard: SignalGuard) -> int:
                         action = viewer.poll()
                         continue
                     if action == "reselect":
-                        new_boxes = viewer.select(frame.image, "draw the new target(s), then ENTER (c keeps the old)")
+                        new_boxes = viewer.select(frame.image, "draw the new target(s), then ENTER (c keeps the old)",
+                                                  numbers[-1] + 1)
                         if new_boxes is not None:
                             try:
-                                ids = _start(tracker, frame.image, new_boxes, True)
-                                shown = {k: TrackResult(b, 1.0, False) for k, b in enumerate(new_boxes)}
+                                ids = _start(tracker, frame.image, new_boxes, True, args.format, numbers[-1] + 1)
+                                numbers = list(range(numbers[-1] + 1, numbers[-1] + 1 + len(new_boxes)))
+                                shown = {k: TrackResult(b, 1.0, False) for k, b in zip(numbers, new_boxes)}
                             except UserError as exc:  # the old targets stay: MultiTracker.init changes nothing
                                 print(f"warning: {exc}; tracking goes on with the targets before", file=sys.stderr)
                         action = None
@@ -273,7 +275,7 @@ def _track(args: argparse.Namespace, guard: SignalGuard) -> int:
             seconds = time.perf_counter() - start
             track_seconds += seconds
             rates.add(seconds)
-            shown = {k: results[i] for k, i in enumerate(ids)}
+            shown = {k: results[i] for k, i in zip(numbers, ids)}
             progress.set_postfix(**_postfix(shown), track_fps=f"{tracked / max(track_seconds, 1e-9):.1f}")
     except KeyboardInterrupt:
         how, status = "interrupted after", 130
@@ -316,16 +318,19 @@ def _track(args: argparse.Namespace, guard: SignalGuard) -> int:
     return status
 
 
-def _start(tracker, image, boxes, drawn: bool) -> list[int]:
-    """MultiTracker.init, with a refused box named as the user gave it: which --box (or drawn box) it was."""
-    for number, box in enumerate(boxes):
+def _start(tracker, image, boxes, drawn: bool, fmt: str, first_number: int = 0) -> list[int]:
+    """MultiTracker.init, refusing what the outputs cannot hold and naming a refused box as the CSV and the window
+    number it: target N (the drawn box, or the --box given)."""
+    if fmt == "otb" and len(boxes) > 1:
+        raise UserError(OTB_ONE_TARGET)
+    for number, box in enumerate(boxes, start=first_number):
         try:
             check_box(box, image.shape)
         except UserError as exc:
             if len(boxes) == 1:
                 raise
-            raise UserError(f"{'drawn box' if drawn else '--box'} #{number + 1} "
-                            f"({','.join(f'{v:g}' for v in box)}): {exc}") from None
+            raise UserError(f"target {number} ({'drawn box' if drawn else '--box'} "
+                            f"{','.join(f'{v:g}' for v in box)}): {exc}") from None
     return tracker.init(image, boxes)
 
 

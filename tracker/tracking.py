@@ -89,8 +89,10 @@ class TrackingLoop:
         self._upsampled_size = up
         # Frame pixels per upsampled-response cell, divided by the search side: the displacement factor.
         self._cell = m.stride / c.response_upsample / m.search_size
-        self._crop_buffers: dict[int, np.ndarray] = {}
-        self._stacked: tuple[tuple, object] = ((), None)  # the last stack of templates, and what it was made of
+        self._crops = np.empty((0, m.search_size, m.search_size, 3), np.uint8)  # grown as targets come
+        # The last two stacks of templates, and what each was made of: a frame with lost targets stacks one set for
+        # the step and another for the tile search, and both stay valid until targets come, go or get lost.
+        self._stacks: list[tuple[tuple, object]] = []
         self._backbone_seconds = 0.0
 
     @classmethod
@@ -193,21 +195,21 @@ class TrackingLoop:
         return results
 
     def _crop_buffer(self, count: int) -> np.ndarray:
-        m = self.engine.config
-        buffer = self._crop_buffers.get(count)
-        if buffer is None:
-            buffer = self._crop_buffers[count] = np.empty((count, m.search_size, m.search_size, 3), np.uint8)
-        return buffer
+        """Room for `count` search crops: one buffer, grown when more are needed (a view of its first rows)."""
+        if len(self._crops) < count:
+            self._crops = np.empty((count, *self._crops.shape[1:]), np.uint8)
+        return self._crops[:count]
 
     def _search(self, crops: np.ndarray, templates: list, crops_each: list[int]):
         """One network run: the crops, in consecutive runs of crops_each[k], scored against templates[k]."""
         if len(templates) == 1:
             return self.engine.search(crops, templates[0])
-        made_of, stacked = self._stacked
-        if len(made_of) != len(templates) or any(a is not b for a, b in zip(made_of, templates)):
-            # Stacked once per set of targets: the set changes when targets come, go or get lost, not every frame.
+        for made_of, stacked in self._stacks:
+            if len(made_of) == len(templates) and all(a is b for a, b in zip(made_of, templates)):
+                break
+        else:  # stacked once per set of targets: it changes when targets come, go or get lost, not every frame
             stacked = self.engine.stack_templates(templates)
-            self._stacked = (tuple(templates), stacked)
+            self._stacks = [(tuple(templates), stacked)] + self._stacks[:1]
         owner = np.repeat(np.arange(len(templates), dtype=np.int64), crops_each)
         return self.engine.search(crops, stacked, owner)
 

@@ -231,11 +231,12 @@ def target_colour(target: int):
 
 def draw_targets(frame: np.ndarray, shown) -> np.ndarray:
     """The frame (copied) with every target's box: `shown` maps target numbers to TrackResults. One target is
-    drawn as draw_box draws it; several each get their own colour (target_colour) and a "#n" label."""
+    drawn as draw_box draws it (green), whatever its number; several each get their own colour (target_colour)
+    and a "#n" label."""
     out = frame
     for target, result in shown.items():
-        name = f"#{target}" if len(shown) > 1 else ""
-        out = draw_box(out, result.box, result.score, result.lost, target_colour(target), name, result.state)
+        name, colour = (f"#{target}", target_colour(target)) if len(shown) > 1 else ("", None)
+        out = draw_box(out, result.box, result.score, result.lost, colour, name, result.state)
     return out.copy() if out is frame else out
 
 

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from .errors import UserError
-from .video import TARGET_COLOURS, draw_targets, put_label
+from .video import draw_targets, put_label, target_colour
 
 KEYS_HELP = "space pause/resume   r re-select   s snapshot   q/Esc quit"  # the window's one-line help
 KEYS_DESCRIPTION = ("keys in the window: space pause/resume, r re-select the target(s) (draw a box, n to keep it and "
@@ -89,10 +89,12 @@ class Viewer:
             return "quit"
         return KEY_ACTIONS.get(key & 0xFF) if key != -1 else None
 
-    def select(self, frame: np.ndarray, prompt: str) -> list[tuple[float, float, float, float]] | None:
+    def select(self, frame: np.ndarray, prompt: str,
+               first_number: int = 0) -> list[tuple[float, float, float, float]] | None:
         """Boxes dragged with the mouse on this frame, one per target: a new drag replaces the box being drawn, n
-        keeps it and starts the next, u takes back the last one kept; ENTER or space confirms them all, c or Esc
-        cancels, and so does closing the window. None when cancelled or when no box was drawn. A waitKey loop
+        keeps it and starts the next, u takes back the box being drawn (or else the last one kept); ENTER or space
+        confirms them all, c or Esc cancels, and so does closing the window. Kept boxes are labelled with their
+        target numbers, from first_number. None when cancelled or when no box was drawn. A waitKey loop
         rather than cv2.selectROI(s), whose one blocking call would hold Ctrl-C and SIGTERM until a key came."""
         if not self.is_open():
             return None
@@ -120,8 +122,8 @@ class Viewer:
         try:
             while True:
                 shown = frame.copy()
-                for number, (x, y, w, h) in enumerate(kept):
-                    colour = TARGET_COLOURS[number % len(TARGET_COLOURS)]
+                for number, (x, y, w, h) in enumerate(kept, start=first_number):
+                    colour = target_colour(number)
                     cv2.rectangle(shown, (int(x), int(y)), (int(x + w), int(y + h)), colour, 2)
                     put_label(shown, f"#{number}", (int(x), int(y) - 4), colour)
                 if drag["start"] is not None:
@@ -136,8 +138,11 @@ class Viewer:
                 if key in (ord("n"), ord("N")) and dragged() is not None:
                     kept.append(dragged())
                     drag.update(start=None, end=None, held=False)
-                elif key in (ord("u"), ord("U"), 8) and kept:  # 8: backspace
-                    kept.pop()
+                elif key in (ord("u"), ord("U"), 8):  # 8: backspace
+                    if drag["start"] is not None:
+                        drag.update(start=None, end=None, held=False)
+                    elif kept:
+                        kept.pop()
                 elif key in (13, 10, ord(" ")):
                     boxes = kept + ([dragged()] if dragged() is not None else [])
                     return boxes or None

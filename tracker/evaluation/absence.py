@@ -35,13 +35,6 @@ from .datasets import Sequence
 KINDS = ("cut", "occlusion")
 
 
-def load_clips(root: str | Path) -> list[Sequence]:
-    """The sequences of an OTB, GOT-10k or video folder (datasets.load_dataset; val-hard is of the video kind)."""
-    from .datasets import load_dataset
-
-    return load_dataset(Path(root))[1]
-
-
 def event_frames(clip: Sequence, other: Sequence, kind: str, start: int, length: int):
     """(frame, present, gt box or None) for `clip` with an absence of `length` frames from `start`."""
     if kind not in KINDS:
@@ -97,16 +90,19 @@ def run_events(clips: list[Sequence], make_tracker, kinds=KINDS, length: int = 3
             start = min(start, len(clip) - length - after)
             tracker = make_tracker()
             scores, states, ious, present = [], [], [], []
-            for i, (frame, here, box) in enumerate(event_frames(clip, other, kind, start, length)):
-                if i == 0:
-                    tracker.init(frame, tuple(box))
-                    continue
-                result = tracker.update(frame)
-                scores.append(result.score)
-                states.append(result.state)
-                present.append(here)
-                ious.append(float(metrics.rect_iou(np.array([result.box]), np.array([box]))[0]) if here else 0.0)
-                bar.update(1)
+            try:
+                for i, (frame, here, box) in enumerate(event_frames(clip, other, kind, start, length)):
+                    if i == 0:
+                        tracker.init(frame, tuple(box))
+                        continue
+                    result = tracker.update(frame)
+                    scores.append(result.score)
+                    states.append(result.state)
+                    present.append(here)
+                    ious.append(float(metrics.rect_iou(np.array([result.box]), np.array([box]))[0]) if here else 0.0)
+                    bar.update(1)
+            except ValueError as exc:  # an image or video that cannot be read: one line naming it, no traceback
+                raise UserError(f"{clip.name} (filler from {other.name}): {exc}") from None
             bar.update(1)
             runs.append(Run(clip.name, kind, start - 1, length, np.array(scores), states, np.array(ious),
                             np.array(present)))  # start - 1: indices count updates, frame 0 is the init

@@ -131,7 +131,7 @@ def cmd_calibrate_lost(args) -> int:
 def cmd_absence(args) -> int:
     from tracker import SiamTracker
 
-    from .absence import KINDS, flag_rates, load_clips, long_term_scores, run_events, state_summary
+    from .absence import KINDS, flag_rates, long_term_scores, run_events, state_summary
 
     kinds = _split(args.kinds) or list(KINDS)
     for kind in kinds:
@@ -141,7 +141,10 @@ def cmd_absence(args) -> int:
         raise UserError("--length and --after must be >= 1")
     if args.json:
         check_output_path(args.json, "--json")
-    clips = load_clips(Path(args.dataset))[:args.max_sequences]
+    _, clips, problems = load_dataset(Path(args.dataset))
+    for name, why in problems.items():
+        print(f"skipping {name}: {why}", file=sys.stderr)
+    clips = clips[:args.max_sequences]
     engine = (_split(args.engine) or ["auto"])[0]
     shared = SiamTracker.from_pretrained(weights=args.weights, device=args.device, engine=engine,
                                          **parse_overrides(args.set))

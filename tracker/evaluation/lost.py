@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from tracker.errors import UserError
 from tracker.progress import progress as make_progress
 
 from . import metrics
@@ -21,26 +22,32 @@ def collect_scores(sequences: list[Sequence], make_tracker, absent_frames: int =
     bar = make_progress(sum(len(s) + absent_frames for s in sequences), "lost-flag scores", "frame",
                         quiet=not progress)
     for k, seq in enumerate(sequences):
-        tracker = make_tracker()
-        frames = seq.images()
-        _, first = next(frames)
-        tracker.init(first, tuple(seq.gt[0]))
-        for i, frame in frames:
-            result = tracker.update(frame)
-            if seq.valid[i] and metrics.rect_iou(np.array([result.box]), seq.gt[i:i + 1])[0] >= 0.5:
-                tracked.append(result.score)
-        bar.update(len(seq))
-        other = sequences[(k + 1) % len(sequences)]
-        tracker.init(first, tuple(seq.gt[0]))
-        step = max(len(other) // absent_frames, 1)
-        height, width = first.shape[:2]
-        for _, frame in other.images(range(0, min(len(other), absent_frames * step), step)):
-            if frame.shape[:2] != (height, width):  # a tracker takes frames of one size: show the scene resized
-                frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
-            absent.append(tracker.update(frame).score)
-        bar.update(absent_frames)
+        try:
+            _collect_one(seq, sequences[(k + 1) % len(sequences)], make_tracker(), absent_frames, tracked, absent)
+        except ValueError as exc:  # an image or video that cannot be read: one line naming it, no traceback
+            raise UserError(f"{seq.name}: {exc}") from None
+        bar.update(len(seq) + absent_frames)
     bar.close()
     return np.array(tracked), np.array(absent)
+
+
+def _collect_one(seq: Sequence, other: Sequence, tracker, absent_frames: int, tracked: list, absent: list) -> None:
+    """`seq` tracked as usual (scores where IoU >= 0.5 into `tracked`), then `other`'s frames after a fresh init
+    (scores into `absent`): its target is not in them."""
+    frames = seq.images()
+    _, first = next(frames)
+    tracker.init(first, tuple(seq.gt[0]))
+    for i, frame in frames:
+        result = tracker.update(frame)
+        if seq.valid[i] and metrics.rect_iou(np.array([result.box]), seq.gt[i:i + 1])[0] >= 0.5:
+            tracked.append(result.score)
+    tracker.init(first, tuple(seq.gt[0]))
+    step = max(len(other) // absent_frames, 1)
+    height, width = first.shape[:2]
+    for _, frame in other.images(range(0, min(len(other), absent_frames * step), step)):
+        if frame.shape[:2] != (height, width):  # a tracker takes frames of one size: show the scene resized
+            frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+        absent.append(tracker.update(frame).score)
 
 
 def separating_threshold(tracked: np.ndarray, absent: np.ndarray, max_false_alarm: float = 0.05) -> dict:

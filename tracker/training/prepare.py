@@ -108,10 +108,13 @@ def _check_destination(dst: Path, overwrite: bool) -> None:
 def _readable(seq, lines: list[int], unreadable: list[str]):
     """(line, BGR frame) for each of `lines` whose frame decodes; the others are named in `unreadable`."""
     if seq.video is not None:
+        done = 0
         try:
-            yield from seq.images(lines)
-        except ValueError as exc:  # the video ended early: the lines after it cannot be read
-            unreadable.append(f"{seq.video}: {exc}")
+            for line, frame in seq.images(lines):
+                done += 1
+                yield line, frame
+        except ValueError:  # the video ended early: none of the lines after it can be read
+            unreadable.extend(f"{seq.video} frame {line}" for line in lines[done:])
         return
     for line in lines:
         try:
