@@ -267,12 +267,17 @@ def test_each_target_has_its_colour():
     assert tuple(int(c) for c in one[55, 60]) == STATE_COLOURS["tracking"]
 
 
-def test_bench_targets_times_batched_and_separate(two_target_clip, capfd):
+def test_bench_targets_times_batched_and_separate(two_target_clip, capfd, tmp_path):
+    import cv2
+
     from tracker.cli import main
 
     clip, gt_a, _ = two_target_clip
+    plot = tmp_path / "targets.png"
     assert main(["bench", str(clip), "--box", _box_text(gt_a[0]), "--targets", "3,1", "--frames", "6",
-                 "--no-progress"]) == 0
+                 "--no-progress", "--plot", str(plot)]) == 0
+    image = cv2.imread(str(plot))
+    assert image is not None and image.shape[0] > 200 and image.std() > 10  # a drawn figure, not a blank file
     out = capfd.readouterr().out
     rows = [line.split() for line in out.splitlines() if line.startswith("siamtrack ")]
     assert [(r[1], r[2]) for r in rows] == [("1", "batched"), ("1", "separate"), ("3", "batched"), ("3", "separate")]
@@ -289,6 +294,20 @@ def test_target_boxes_spread_over_the_frame():
     assert all(b[2:] == (30, 40) for b in boxes)
     centres = [(x + w / 2, y + h / 2) for x, y, w, h in boxes[1:]]
     assert all(0 < cx < 320 and 0 < cy < 240 for cx, cy in centres)
+
+
+def test_bench_plot_needs_targets_and_a_png(two_target_clip, capfd, tmp_path):
+    from test_cli import assert_one_line_error
+
+    from tracker.cli import main
+
+    clip, gt_a, _ = two_target_clip
+    box = ["--box", _box_text(gt_a[0])]
+    assert main(["bench", str(clip), *box, "--plot", str(tmp_path / "a.png")]) == 2
+    assert_one_line_error(capfd.readouterr().err, "give --targets too")
+    assert main(["bench", str(clip), *box, "--targets", "1", "--plot", str(tmp_path / "a.jpg")]) == 2
+    assert_one_line_error(capfd.readouterr().err, "give a .png file name")
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("value", ["0", "a,b", "", "1,300"])

@@ -48,6 +48,7 @@ def add_subcommands(subparsers) -> None:
                         "(all targets' crops in one network run) against that many separate trackers, and the "
                         "--compare peers as that many separate trackers; the targets are --box and boxes of its "
                         "size spread over the frame")
+    b.add_argument("--plot", metavar="PNG", help="with --targets: also draw ms per frame against targets into PNG")
     _tracker_args(b)
     b.set_defaults(func=cmd_bench)
 
@@ -299,6 +300,12 @@ def cmd_bench(args) -> int:
     if args.json:
         check_output_path(args.json, "--json", [src])
     counts = _target_counts(args.targets) if args.targets is not None else None
+    if args.plot is not None:
+        if counts is None:
+            raise UserError("--plot draws the --targets figures: give --targets too (e.g. --targets 1,2,4,8,16)")
+        if Path(args.plot).suffix.lower() != ".png":
+            raise UserError(f"--plot {args.plot}: give a .png file name")
+        check_output_path(args.plot, "--plot", [src])
     trackers, _ = _trackers(args)
     if counts is not None:
         from tracker import SiamTracker
@@ -309,6 +316,10 @@ def cmd_bench(args) -> int:
         makers = {n: (lambda n=n: peers.make_peer(n)) for n in trackers if n not in networks}
         summ = run_targets_bench(src, box, networks, counts, args.frames, makers, progress=not args.no_progress)
         print(format_targets(summ))
+        if args.plot is not None:
+            from .plots import plot_targets
+
+            print(f"wrote {plot_targets(summ, Path(args.plot))}")
     else:
         res = bench.run_bench(src, box, trackers, args.frames, progress=not args.no_progress)
         summ = bench.summarize(res)

@@ -40,3 +40,25 @@ def plot_curves(summary: dict, out: Path) -> list[Path]:
           "Precision", f"Precision plots of OPE ({n} sequences)", paths[1])
     return paths
 
+
+
+def plot_targets(result: dict, path: Path) -> Path:
+    """`bench --targets`: ms per frame against the number of targets, one line per tracker and way of running."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    lines: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    for row in result["rows"]:
+        lines.setdefault((row["tracker"], row["mode"]), []).append((row["targets"], row["ms_per_frame"]))
+    for i, ((tracker, mode), points) in enumerate(lines.items()):
+        counts, ms = zip(*sorted(points))
+        ax.plot(counts, ms, "o" + ("-" if mode == "batched" else "--"), lw=2 if mode == "batched" else 1.4,
+                label=f"{tracker}, {mode}")
+    counts = sorted({row["targets"] for row in result["rows"]})
+    ax.set(xscale="log", yscale="log", xlabel="targets", ylabel="ms per frame (all targets)",
+           title=f"{Path(result['source']).name}: several targets, {result['frames']} frames")
+    ax.set_xticks(counts, [str(c) for c in counts])
+    ax.grid(True, which="both", alpha=0.4)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
