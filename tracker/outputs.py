@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from .errors import UserError
+from .result import TrackResult
 from .video import draw_box
 
 CSV_HEADER = "frame,x,y,w,h,score,lost,state,target"
@@ -181,10 +182,7 @@ class BoxCsvWriter(_PartialFile):
 
     def write(self, frame_index: int, box, score: float, lost: bool, state: str | None = None) -> None:
         """One target's row (target 0)."""
-        from .result import TrackResult
-
-        self.write_frame(frame_index, {0: TrackResult(tuple(box), score, lost, state or ("lost" if lost else
-                                                                                          "tracking"))})
+        self.write_frame(frame_index, {0: TrackResult(tuple(box), score, lost, state)})
 
     def write_frame(self, frame_index: int, shown) -> None:
         """Every target's row of one frame (`shown`: target number -> TrackResult), in one write: a write error

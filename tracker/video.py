@@ -230,14 +230,14 @@ def target_colour(target: int):
 
 
 def draw_targets(frame: np.ndarray, shown) -> np.ndarray:
-    """The frame (copied) with every target's box: `shown` maps target numbers to TrackResults. One target is
+    """The frame (copied once) with every target's box: `shown` maps target numbers to TrackResults. One target is
     drawn as draw_box draws it (green), whatever its number; several each get their own colour (target_colour)
     and a "#n" label."""
-    out = frame
+    out = frame.copy()
     for target, result in shown.items():
         name, colour = (f"#{target}", target_colour(target)) if len(shown) > 1 else ("", None)
-        out = draw_box(out, result.box, result.score, result.lost, colour, name, result.state)
-    return out.copy() if out is frame else out
+        _draw_box_on(out, result.box, result.score, result.lost, colour, name, result.state)
+    return out
 
 
 def draw_box(frame: np.ndarray, box, score: float, lost: bool, color=None, name: str = "",
@@ -245,6 +245,12 @@ def draw_box(frame: np.ndarray, box, score: float, lost: bool, color=None, name:
     """The frame (copied) with the box and a label (score, and UNCERTAIN or LOST) that stays readable. The colour
     is `color` (default green) while tracking, yellow when uncertain, red when lost."""
     out = frame.copy()
+    _draw_box_on(out, box, score, lost, color, name, state)
+    return out
+
+
+def _draw_box_on(out: np.ndarray, box, score: float, lost: bool, color, name: str, state: str | None) -> None:
+    """draw_box's drawing, in place."""
     x, y, w, h = (int(round(v)) for v in box)
     state = "lost" if lost else (state or "tracking")
     colour = STATE_COLOURS[state] if state != "tracking" else (color or STATE_COLOURS["tracking"])
@@ -253,4 +259,3 @@ def draw_box(frame: np.ndarray, box, score: float, lost: bool, color=None, name:
     (_, text_height), baseline = cv2.getTextSize(label, FONT, 0.5, 1)
     above = y - baseline - 5  # the band's bottom edge then clears the box's top line
     put_label(out, label, (x, above if above > text_height + 4 else y + h + text_height + 6), colour)
-    return out

@@ -56,16 +56,11 @@ class Sequence:
 
     @property
     def image_size(self) -> tuple[int, int]:
-        """(width, height) of the first frame, read from the file header (or the video's)."""
+        """(width, height) of the first frame, read from the file header (a video's is read when it loads)."""
         if self._size is None:
-            if self.video is not None:
-                capture = cv2.VideoCapture(str(self.video))
-                self._size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-                capture.release()
-            else:
-                from PIL import Image
-                with Image.open(self.frames[0]) as im:
-                    self._size = im.size
+            from PIL import Image
+            with Image.open(self.frames[0]) as im:
+                self._size = im.size
         return self._size
 
     def images(self, lines=None):
@@ -129,9 +124,11 @@ def _label(path: Path, n: int) -> np.ndarray | None:
 
 def _make(name: str, images: list[Path], gt: np.ndarray, note: str = "",
           absent: np.ndarray | None = None, video: Path | None = None) -> Sequence:
+    size = None
     if video is not None:
         capture = cv2.VideoCapture(str(video))
         opened, count = capture.isOpened(), int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
         capture.release()
         if not opened:
             raise ValueError(f"cannot open {video.name} (not a video OpenCV can decode)")
@@ -151,7 +148,7 @@ def _make(name: str, images: list[Path], gt: np.ndarray, note: str = "",
         valid &= ~absent
     if not valid[0]:
         raise ValueError("first GT box is missing or empty: cannot initialise")
-    seq = Sequence(name, images, gt, valid, note, video=video)
+    seq = Sequence(name, images, gt, valid, note, video=video, _size=size)
     width, height = seq.image_size
     try:
         check_box(gt[0], (height, width))  # the tracker's own check, so a bad first box is named here, not mid-run

@@ -2,8 +2,9 @@
 
 * ``template.onnx``: the exemplar crop (1 image) -> template features. Run once per target.
 * ``search.onnx``: N search crops + T targets' template features (a graph input, the weight of the correlation
-  Conv) + ``owner`` (N int64: which template each crop is scored against; all 0 for one target) -> N response maps as logits (the tracker localises on logits; sigmoid of the peak is the score), and for a
-  model with a box head a second output, ``boxes``: (N,4,R,R) distances from each cell to the target's sides,
+  Conv) + ``owner`` (N int64: which template each crop is scored against; all 0 for one target) -> N response
+  maps as logits (the tracker localises on logits; sigmoid of the peak is the score), and for a model with a box
+  head a second output, ``boxes``: (N,4,R,R) distances from each cell to the target's sides,
   in search-crop pixels. N and T are dynamic.
 
 Images enter the graphs as the tracker crops them: uint8 BGR, NHWC (``layout="uint8_nhwc"``, the default: the
