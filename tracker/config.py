@@ -13,9 +13,13 @@ from typing import Any, Mapping, TypeVar
 
 C = TypeVar("C", bound="_Config")
 
-BACKBONES = ("alexnet", "efficientnet_lite0")
+BACKBONES = ("alexnet", "efficientnet_lite0", "mobilenetv3_nanotrack")
+# "siamfc": energy-normalised cross-correlation -> one logit map (+ the optional box head); "box_adaptive": the
+# NanoTrack-v3-style head (tracker/ban_head.py), which predicts the logits and the box distances together.
+HEADS = ("siamfc", "box_adaptive")
 # EfficientNet-Lite0 stages a cut may end after, with their total stride.
 LITE0_STAGE_STRIDE = {3: 8, 4: 16, 5: 16}
+BOX_POSITIONS = ("peak", "box")
 MAX_CROP_SIZE = 1023  # pixels; SiamFC crops are 127 / 255
 MAX_SCALES = 15
 MAX_UPSAMPLE = 64
@@ -96,6 +100,12 @@ class ModelConfig(_Config):
     # with a pyramid of crops); > 0 = a depthwise-correlation branch of this width that predicts, at every
     # response cell, the target's distances to its four sides, so one crop per frame gives position and size.
     box_head_channels: int = 0
+    head: str = "siamfc"  # one of HEADS
+
+    @property
+    def predicts_boxes(self) -> bool:
+        """True when the network predicts a box at every response cell (one crop per frame, no scale pyramid)."""
+        return bool(self.box_head_channels) or self.head == "box_adaptive"
 
     @property
     def trunk_stage(self) -> int:
@@ -104,7 +114,7 @@ class ModelConfig(_Config):
 
     def validate(self) -> None:
         _check(self.backbone in BACKBONES, f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
-        allowed = (8,) if self.backbone == "alexnet" else (8, 16)
+        allowed = {"alexnet": (8,), "mobilenetv3_nanotrack": (16,)}.get(self.backbone, (8, 16))
         _check(self.stride in allowed, f"stride for {self.backbone} must be one of {allowed}, got {self.stride}")
         stages = (0,)
         if self.backbone == "efficientnet_lite0":
@@ -117,6 +127,9 @@ class ModelConfig(_Config):
         _check(self.search_size <= MAX_CROP_SIZE, f"search_size must be <= {MAX_CROP_SIZE}, got {self.search_size}")
         _check(self.head_scale > 0, "head_scale must be > 0")
         _check(0 <= self.box_head_channels <= 4096, "box_head_channels must be in [0, 4096]")
+        _check(self.head in HEADS, f"head must be one of {HEADS}, got {self.head!r}")
+        _check(self.head == "siamfc" or not self.box_head_channels, "the box_adaptive head predicts boxes itself: "
+                                                                      "set box_head_channels to 0")
 
 
 @dataclass(frozen=True)
@@ -134,6 +147,10 @@ class TrackerConfig(_Config):
     # where change >= 1 measures how much the predicted box would change the target's size and aspect ratio.
     size_penalty: float = 0.04
     window_influence: float = 0.176
+    # Box head only: where the centre goes. "peak": the upsampled response's peak after the cosine window (the size
+    # from the box of the cell under it). "box": NanoTrack's rule, the box of the cell that scores best after the
+    # size penalty and a cell-level cosine window, whose centre and size (at the damped rate) are taken.
+    box_position: str = "peak"
     response_upsample: int = 16
     min_scale_factor: float = 0.2  # search size clamped to [min, max] x its initial value
     max_scale_factor: float = 5.0
@@ -158,6 +175,8 @@ class TrackerConfig(_Config):
         _check(0 <= self.scale_damping <= 1, "scale_damping must be in [0, 1]")
         _check(self.size_penalty >= 0, "size_penalty must be >= 0")
         _check(0 <= self.window_influence <= 1, "window_influence must be in [0, 1]")
+        _check(self.box_position in BOX_POSITIONS, f"box_position must be one of {BOX_POSITIONS}, got "
+                                                   f"{self.box_position!r}")
         # The upsampled response is (upsample x response size)^2 floats per scale: 64 keeps it a few MB.
         _check(1 <= self.response_upsample <= MAX_UPSAMPLE,
                f"response_upsample must be from 1 to {MAX_UPSAMPLE}, got {self.response_upsample}")

@@ -7,6 +7,7 @@ from torch import nn
 
 from .backbones import build_backbone
 from .config import ModelConfig
+from .ban_head import BoxAdaptiveHead
 from .correlation import BoxHead, CorrelationHead
 
 
@@ -22,8 +23,14 @@ class SiamNet(nn.Module):
             )
         else:
             self.neck = nn.Identity()
-        self.head = CorrelationHead(config.head_scale, config.head_bias)
         out_channels = config.neck_channels or channels
+        if config.head == "box_adaptive":
+            with torch.no_grad():
+                grid = self.eval().embed(torch.zeros(1, 3, config.exemplar_size, config.exemplar_size)).shape[-1]
+            self.train()
+            self.head: nn.Module = BoxAdaptiveHead(out_channels, config.template_crop or grid)
+        else:
+            self.head = CorrelationHead(config.head_scale, config.head_bias)
         self.box_head = BoxHead(out_channels, config.box_head_channels, config.stride) if config.box_head_channels else None
         self.template_size, self.search_feature_size, self.response_size = self._derive_sizes()
 
@@ -40,7 +47,7 @@ class SiamNet(nn.Module):
                              f"use 0 or a size <= {full} with the same parity as {full}")
         z = self.template(torch.zeros(1, 3, self.config.exemplar_size, self.config.exemplar_size))
         x = self.embed(torch.zeros(1, 3, self.config.search_size, self.config.search_size))
-        r = self.head(z, x)
+        r = self.correlate(z, x)[0]
         if self.box_head is not None and z.shape[-1] < 3:
             raise ValueError(f"the box head's 3x3 adjust conv needs a template grid of at least 3x3, got "
                              f"{z.shape[-1]}x{z.shape[-1]}: raise template_crop (or use 0)")
@@ -66,13 +73,16 @@ class SiamNet(nn.Module):
 
     @property
     def has_box_head(self) -> bool:
-        return self.box_head is not None
+        """The network predicts boxes (a box head, or the box-adaptive head)."""
+        return self.config.predicts_boxes
 
     def correlate(self, template: torch.Tensor, search_features: torch.Tensor,
                   owner: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Template vs search features -> ((N,1,R,R) logits, (N,4,R,R) side distances in search pixels, or None
         without a box head). With `owner` (N,), `template` holds T targets' templates and search map k is scored
         against template owner[k]."""
+        if isinstance(self.head, BoxAdaptiveHead):
+            return self.head(template, search_features, owner)
         boxes = self.box_head(template, search_features, owner) if self.box_head is not None else None
         return self.head(template, search_features, owner), boxes
 

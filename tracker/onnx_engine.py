@@ -172,7 +172,7 @@ class OnnxEngine:
         # A /2 graph scores each crop against its owner's template in one run; a /1 graph takes one template.
         self._search_owner_in = search_inputs[2] if len(search_inputs) > 2 else None
         self._search_outs = [o.name for o in self._search_session.get_outputs()]
-        if len(self._search_outs) != (2 if self.config.box_head_channels else 1):
+        if len(self._search_outs) != (2 if self.config.predicts_boxes else 1):
             raise UserError(f"{search_path}: {len(self._search_outs)} outputs do not fit its model config; re-export "
                             "with `siamtrack export`")
         self._float_buffers: dict[int, np.ndarray] = {}

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from .config import TrackerConfig
-from .crop import context_side, crop_square, mean_colour
+from .crop import context_side, crop_square, mean_colour, response_cell_positions
 from .errors import UserError
 from .presence import Presence, tile_centres
 from .result import TrackResult, check_box
@@ -76,7 +76,7 @@ class TrackingLoop:
         self.stage_times: dict[str, float] = {}
 
         c, m = self.config, engine.config
-        self.has_box_head = bool(m.box_head_channels)
+        self.has_box_head = m.predicts_boxes
         if self.has_box_head and c.num_scales != 1:
             raise UserError(f"this model has a box head and tracks with one crop per frame: num_scales must be 1, "
                             f"got {c.num_scales}")
@@ -86,6 +86,8 @@ class TrackingLoop:
         hann = np.hanning(up)
         window = np.outer(hann, hann)
         self._window = (window / window.sum()).astype(np.float32)
+        cell_hann = np.hanning(engine.response_size)
+        self._cell_window = np.outer(cell_hann, cell_hann).astype(np.float32)
         self._upsampled_size = up
         # Frame pixels per upsampled-response cell, divided by the search side: the displacement factor.
         self._cell = m.stride / c.response_upsample / m.search_size
@@ -231,7 +233,9 @@ class TrackingLoop:
         scores = []
         for i, state in enumerate(states):
             rows = slice(i * per, (i + 1) * per)
-            if self.has_box_head:
+            if self.has_box_head and self.config.box_position == "box":
+                score = self._move_to_best_box(state, logits[rows][0], distances[rows][0])
+            elif self.has_box_head:
                 score = self._move_box_head(state, logits[rows][0], distances[rows][0])
             else:
                 score = self._move_pyramid(state, logits[rows])
@@ -383,6 +387,31 @@ class TrackingLoop:
         new_side = context_side(*state.size, c.context_amount) * m.search_size / m.exemplar_size
         state.search_side = float(np.clip(new_side, state.min_side, state.max_side))
         return _sigmoid(logits.max())
+
+    def _move_to_best_box(self, state: _TargetState, logits: np.ndarray, distances: np.ndarray) -> float:
+        """NanoTrack's (and SiamRPN++'s) rule: every cell's box is scored by its probability times the size /
+        aspect change penalty, blended with a cosine window over the cells; the best box's centre is taken, and its
+        size at scale_damping x penalty x probability."""
+        c, m = self.config, self.engine.config
+        to_frame = state.search_side / m.search_size
+        left, top, right, bottom = (d * to_frame for d in distances)
+        positions = (response_cell_positions(logits.shape[0], m.stride, m.search_size) - m.search_size / 2) * to_frame
+        width, height = left + right, top + bottom
+        dx = positions[None, :] + (right - left) / 2
+        dy = positions[:, None] + (bottom - top) / 2
+        size_change = _padded_side(width, height) / _padded_side(*state.size)
+        ratio_change = (width / np.maximum(height, 1e-6)) / (state.size[0] / state.size[1])
+        change = np.maximum(size_change, 1 / size_change) * np.maximum(ratio_change, 1 / ratio_change)
+        penalty = np.exp(-(change - 1) * c.size_penalty)
+        probability = 1 / (1 + np.exp(-np.clip(logits, -50, 50)))
+        ranked = (1 - c.window_influence) * penalty * probability + c.window_influence * self._cell_window
+        r, k = (int(v) for v in np.unravel_index(int(np.argmax(ranked)), ranked.shape))
+        state.center = state.center + np.array([dx[r, k], dy[r, k]])
+        rate = c.scale_damping * penalty[r, k] * probability[r, k]
+        state.size = (1 - rate) * state.size + rate * np.array([width[r, k], height[r, k]])
+        new_side = context_side(*state.size, c.context_amount) * m.search_size / m.exemplar_size
+        state.search_side = float(np.clip(new_side, state.min_side, state.max_side))
+        return float(probability[r, k])
 
     def _windowed_peak(self, response: np.ndarray, side: float) -> tuple[np.ndarray, tuple[int, int]]:
         """The peak of an upsampled response after the cosine window: its offset from the crop centre in frame

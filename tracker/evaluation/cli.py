@@ -192,16 +192,18 @@ def _tracker_args(p: argparse.ArgumentParser) -> None:
 
 
 def parse_overrides(items: list[str]) -> dict:
-    """--set KEY=VALUE items -> keyword arguments for SiamTracker.from_pretrained (which validates the keys)."""
+    """--set KEY=VALUE items -> keyword arguments for SiamTracker.from_pretrained (which validates the keys and
+    their types). A value is an int or a float when it reads as one, else a string (box_position=box)."""
     overrides = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
+        if not sep or not key.strip() or not value.strip():
             raise UserError(f"--set {item!r}: use KEY=VALUE, e.g. --set window_influence=0.3")
+        value = value.strip()
         try:
-            overrides[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else float(value)
+            overrides[key.strip()] = int(value) if value.lstrip("-").isdigit() else float(value)
         except ValueError:
-            raise UserError(f"--set {item!r}: the value must be a number") from None
+            overrides[key.strip()] = value
     return overrides
 
 

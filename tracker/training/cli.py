@@ -28,20 +28,31 @@ def cmd_init_weights(args: argparse.Namespace) -> int:
     from ..checkpoint import save_checkpoint
 
     try:
-        model_config = ModelConfig(backbone=args.backbone, stride=args.stride, neck_channels=args.neck_channels,
-                                   template_crop=args.template_crop, last_stage=args.last_stage)
+        if args.nanotrack:
+            model_config = ModelConfig(backbone="mobilenetv3_nanotrack", head="box_adaptive")
+        else:
+            model_config = ModelConfig(backbone=args.backbone, stride=args.stride, neck_channels=args.neck_channels,
+                                       template_crop=args.template_crop, last_stage=args.last_stage)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     if args.backbone == "alexnet":
         print("note: AlexNet has no pretrained weights here: this model is random until trained", file=sys.stderr)
     model = SiamNet(model_config, pretrained_backbone=True).eval()
+    tracker_config = TrackerConfig()
+    description = "untrained: ImageNet EfficientNet-Lite0 trunk, correlation head at its initial values"
+    if args.nanotrack:
+        from .nanotrack_init import load_nanotrack_weights
+
+        load_nanotrack_weights(model, args.nanotrack)
+        tracker_config = TrackerConfig(num_scales=1)
+        description = f"NanoTrack v3's trunk and head as published ({args.nanotrack}), not trained here"
     meta = {
-        "description": "untrained: ImageNet EfficientNet-Lite0 trunk, correlation head at its initial values",
+        "description": description,
         "command": "siamtrack " + " ".join(sys.argv[1:]),
         "commit": current_commit(),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(args.out, model, TrackerConfig(), meta)
+    save_checkpoint(args.out, model, tracker_config, meta)
     print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1e6:.1f} MB)")
     return 0
 
@@ -166,6 +177,9 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     init.add_argument("--last-stage", type=int, default=0,
                       help="EfficientNet: cut after this stage (4 = stride 16 with 80 ch; 0: the deepest of the stride)")
     init.add_argument("--template-crop", type=int, default=0, help="keep the central k x k template cells (0: all)")
+    init.add_argument("--nanotrack", metavar="PTH",
+                      help="instead: NanoTrack v3's trunk and box-adaptive head, from its nanotrackv3.pth (e.g. "
+                           "../shared/models/nanotrack-v3/nanotrackv3.pth)")
     init.set_defaults(func=cmd_init_weights)
 
     prep = sub.add_parser("prepare-data", help="turn GOT-10k / OTB-layout sequences into a training crop cache",

@@ -23,7 +23,7 @@ from ..checkpoint import save_checkpoint
 from ..errors import UserError
 from ..model import SiamNet
 from .data import PairDataset, load_crop_cache
-from .loss import balanced_logistic_loss, box_regression_loss, response_labels
+from .loss import balanced_logistic_loss, box_regression_loss, ellipse_labels, response_labels
 from .recipe import TrainConfig
 
 LOG_FIELDS = ["epoch", "iterations", "train_loss", "val_auc", "val_precision", "val_norm_precision", "lr", "seconds"]
@@ -34,17 +34,22 @@ def freeze(model: SiamNet, recipe: TrainConfig) -> list[nn.Parameter]:
     backbone = model.backbone
     if hasattr(backbone, "blocks"):  # the ImageNet EfficientNet trunk
         frozen = [backbone.stem, *backbone.blocks[: recipe.trainable_from_block]]
-        for module in frozen:
-            module.requires_grad_(False)
+    elif hasattr(backbone, "features") and recipe.init_weights:  # a tracking-pretrained MobileNetV3 trunk
+        frozen = list(backbone.features[: recipe.trainable_from_block])
+    else:
+        frozen = []
+    for module in frozen:
+        module.requires_grad_(False)
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def set_train_mode(model: SiamNet) -> None:
+def set_train_mode(model: SiamNet, all_batchnorm: bool = False) -> None:
     """Train mode, but every BatchNorm of a pretrained trunk keeps its ImageNet statistics: batches of one
-    object's crops are too narrow a sample to re-estimate them."""
+    object's crops are too narrow a sample to re-estimate them. all_batchnorm: every BatchNorm of the model does
+    (fine-tuning a network pretrained for tracking)."""
     model.train()
-    if hasattr(model.backbone, "blocks"):
-        for module in model.backbone.modules():
+    if all_batchnorm or hasattr(model.backbone, "blocks"):
+        for module in (model if all_batchnorm else model.backbone).modules():
             if isinstance(module, nn.BatchNorm2d):
                 module.eval()
 
@@ -75,7 +80,12 @@ def train(recipe: TrainConfig, data_root: Path, val_root: Path | None, run_dir: 
     torch.manual_seed(recipe.seed)
     np.random.seed(recipe.seed)
 
-    model = SiamNet(recipe.model_config, pretrained_backbone=True).to(dev)
+    model = SiamNet(recipe.model_config, pretrained_backbone=True)
+    if recipe.init_weights:
+        from .nanotrack_init import load_nanotrack_weights
+
+        load_nanotrack_weights(model, recipe.init_weights)
+    model = model.to(dev)
     params = freeze(model, recipe)
     # Pretrained blocks move more slowly than the freshly initialised neck and head.
     trunk = {id(p) for p in model.backbone.parameters()}
@@ -139,7 +149,7 @@ def train(recipe: TrainConfig, data_root: Path, val_root: Path | None, run_dir: 
             # Frozen parameters get no gradient, and AdamW leaves a parameter without one untouched.
             for name, parameter in model.named_parameters():
                 parameter.requires_grad_(name.startswith("box_head."))
-        set_train_mode(model)
+        set_train_mode(model, recipe.frozen_batchnorm)
         losses = []
         bar = make_progress(None, f"epoch {epoch}/{recipe.epochs}", "batch", iterable=loader)
         for exemplar, search, boxes, positive in bar:
@@ -147,8 +157,11 @@ def train(recipe: TrainConfig, data_root: Path, val_root: Path | None, run_dir: 
             boxes, positive = boxes.to(dev), positive.to(dev)
             logits, distances = model(exemplar, search, recipe.box_head_trains_trunk)
             centers = (boxes[:, :2] + boxes[:, 2:]) / 2
-            labels = response_labels(centers, positive, model.response_size, m.stride, m.search_size,
-                                     recipe.positive_radius)
+            if recipe.labels == "ellipse":
+                labels = ellipse_labels(boxes, positive, model.response_size, m.stride, m.search_size)
+            else:
+                labels = response_labels(centers, positive, model.response_size, m.stride, m.search_size,
+                                         recipe.positive_radius)
             loss = balanced_logistic_loss(logits, labels)
             if distances is not None:
                 loss = loss + recipe.box_loss_weight * box_regression_loss(distances, boxes, positive, m.stride,

@@ -26,14 +26,30 @@ def response_labels(centers: torch.Tensor, positive: torch.Tensor, response_size
     return (inside & (positive.view(-1, 1, 1) > 0)).unsqueeze(1).to(centers.dtype)
 
 
+def ellipse_labels(boxes: torch.Tensor, positive: torch.Tensor, response_size: int, stride: int,
+                   search_size: int) -> torch.Tensor:
+    """(B,1,R,R) labels in SiamBAN's shape (the one NanoTrack was trained with): 1 inside the ellipse of half the
+    target's width and height, 0 outside the ellipse of its full width and height, -1 (ignored) between.
+    boxes: (B,4) x1, y1, x2, y2 in search pixels. Negative pairs are 0 everywhere."""
+    cells = _cell_positions(response_size, stride, search_size, like=boxes)
+    centre, size = (boxes[:, :2] + boxes[:, 2:]) / 2, (boxes[:, 2:] - boxes[:, :2]).clamp_min(1e-3)
+    dx = (cells.view(1, 1, -1) - centre[:, 0].view(-1, 1, 1)) / size[:, 0].view(-1, 1, 1)
+    dy = (cells.view(1, -1, 1) - centre[:, 1].view(-1, 1, 1)) / size[:, 1].view(-1, 1, 1)
+    distance = dx.square() + dy.square()  # 0.25 on the ellipse through the box's sides
+    labels = torch.where(distance <= 0.0625, 1.0, torch.where(distance <= 0.25, -1.0, 0.0)).to(boxes.dtype)
+    return torch.where(positive.view(-1, 1, 1) > 0, labels, torch.zeros_like(labels)).unsqueeze(1)
+
+
 def balanced_logistic_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy where positives and negatives each weigh half (per batch), as in SiamFC."""
-    positives = labels.sum()
-    negatives = labels.numel() - positives
+    """Binary cross-entropy where positives and negatives each weigh half (per batch), as in SiamFC. Cells
+    labelled -1 are ignored."""
+    positives = (labels > 0).sum()
+    negatives = (labels == 0).sum()
     weights = torch.where(labels > 0, 0.5 / positives.clamp_min(1), 0.5 / negatives.clamp_min(1))
+    weights = torch.where(labels < 0, torch.zeros_like(weights), weights)
     if positives == 0:  # a batch of negative pairs only: negatives take the whole weight
         weights = weights * 2
-    return F.binary_cross_entropy_with_logits(logits, labels, weight=weights, reduction="sum")
+    return F.binary_cross_entropy_with_logits(logits, labels.clamp_min(0), weight=weights, reduction="sum")
 
 
 def cell_boxes(distances: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:

@@ -38,6 +38,9 @@ class TrainConfig(_Config):
     color_jitter: float = 0.3  # brightness / contrast / saturation amount
     # Loss
     positive_radius: float = 16.0  # search-crop pixels from the target centre
+    # "radius": cells within positive_radius of the centre are positive (SiamFC); "ellipse": SiamBAN's labels,
+    # positive inside the ellipse of half the target's size, ignored up to its full size (NanoTrack's training).
+    labels: str = "radius"
     box_loss_weight: float = 1.0  # the box head's GIoU loss is added with this weight (models with a box head)
     # False: the box loss trains the box head only, so the trunk and response head learn as they would without
     # one. The response head overfits these 65 sequences after about one epoch while the box head keeps
@@ -45,6 +48,12 @@ class TrainConfig(_Config):
     box_head_trains_trunk: bool = False
     # > 0: after this epoch only the box head trains; the trunk and the response head keep that epoch's weights.
     freeze_after_epoch: int = 0
+    # A NanoTrack v3 checkpoint (nanotrackv3.pth) to start from: needs model.backbone "mobilenetv3_nanotrack" and
+    # model.head "box_adaptive". Relative paths are taken from the working folder. Empty: ImageNet trunk.
+    init_weights: str = ""
+    # True: every BatchNorm keeps the statistics it started with (fine-tuning a tracking-pretrained network on
+    # this small cache); False: only an ImageNet trunk's do.
+    frozen_batchnorm: bool = False
     num_workers: int = 1
     val_sequences: tuple[str, ...] = ()  # empty: every sequence of the val folder
 
@@ -59,10 +68,18 @@ class TrainConfig(_Config):
             _check(0 <= getattr(self, name) <= 1, f"{name} must be in [0, 1]")
         _check(self.max_shift >= 0 and self.positive_radius > 0, "max_shift >= 0 and positive_radius > 0")
         _check(self.box_loss_weight >= 0, "box_loss_weight must be >= 0")
+        _check(self.labels in ("radius", "ellipse"), f"labels must be 'radius' or 'ellipse', got {self.labels!r}")
         _check(self.freeze_after_epoch >= 0, "freeze_after_epoch must be >= 0")
         _check(not self.freeze_after_epoch or self.model_config.box_head_channels, "freeze_after_epoch needs a model "
                "with a box head (model.box_head_channels > 0): without one nothing would be left to train")
-        if self.model_config.box_head_channels:
+        _check(not self.init_weights or (self.model_config.backbone == "mobilenetv3_nanotrack"
+                                         and self.model_config.head == "box_adaptive"),
+               "init_weights (a NanoTrack v3 checkpoint) needs model.backbone 'mobilenetv3_nanotrack' and "
+               "model.head 'box_adaptive'")
+        _check(self.init_weights or self.model_config.backbone != "mobilenetv3_nanotrack",
+               "the mobilenetv3_nanotrack trunk has no ImageNet weights here: set init_weights to NanoTrack v3's "
+               "checkpoint")
+        if self.model_config.predicts_boxes:
             _check(self.tracker_config.num_scales == 1, "a model with a box head tracks with one crop: set "
                                                        "tracker.num_scales to 1 in the recipe")
 
