@@ -163,11 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="folder for the result files")
     parser.add_argument("--configs", required=True, help="JSON: name -> [method, parameters...] (see above)")
     parser.add_argument("--sequences", help="comma-separated subset")
+    parser.add_argument("--weights", help="an exported ONNX pair's folder (default: the shipped pair; template rows only)")
     args = parser.parse_args(argv)
     try:
         configs = json.loads(args.configs)
         _, sequences, _ = load_dataset(Path(args.dataset), args.sequences.split(",") if args.sequences else None)
-        shipped = SiamTracker.from_pretrained(engine="onnx", device="cpu")
+        shipped = SiamTracker.from_pretrained(args.weights, engine="onnx", device="cpu")
         trackers = {}
         with tempfile.TemporaryDirectory() as folder:
             if any(spec[0] == "dcf" for spec in configs.values()):

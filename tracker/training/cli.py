@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 from pathlib import Path
 
@@ -44,7 +45,8 @@ def cmd_init_weights(args: argparse.Namespace) -> int:
         from .nanotrack_init import load_nanotrack_weights
 
         load_nanotrack_weights(model, args.nanotrack)
-        tracker_config = TrackerConfig(num_scales=1)
+        # NanoTrack's published tracking settings, as the packaged recipe holds them.
+        tracker_config = TrackerConfig.from_dict(json.loads((RECIPES / "nanotrack_v3.json").read_text())["tracker"])
         description = f"NanoTrack v3's trunk and head as published ({args.nanotrack}), not trained here"
     meta = {
         "description": description,
