@@ -159,7 +159,7 @@ def test_checkpoint_round_trip(tmp_path):
 def test_shipped_default_weights_load():
     assert default_weights_path().is_file(), f"shipped weights missing: {default_weights_path()}"
     model, tracker_config, meta = load_model()
-    assert model.config.backbone in ("efficientnet_lite0", "alexnet")
+    assert model.config.backbone in ("efficientnet_lite0", "alexnet", "mobilenetv3_nanotrack")
     assert isinstance(tracker_config, TrackerConfig) and isinstance(meta, dict)
 
 

@@ -242,12 +242,13 @@ def test_siamfc_pyramid_tracker_runs(synthetic, siamfc_tracker_factory):
 @pytest.mark.parametrize("model", ["shipped", "untrained"])
 def test_static_target_stays_put(synthetic, default_tracker_factory, siamfc_tracker_factory, model):
     """No drift on a still frame: the box stays within a pixel of the target, its size within one damped scale
-    step of the initial size (a model may settle one step off), and then it stops changing."""
+    step of the initial size (a model may settle one step off) or, for a model that predicts boxes, within 10% of
+    it (the box it settles on is its own estimate of the target's extent), and then it stops changing."""
     frame, box = synthetic[0][0], tuple(synthetic[1][0])
     tracker = default_tracker_factory() if model == "shipped" else siamfc_tracker_factory()
     tracker.init(frame, box)
     c = tracker.config
-    one_step = c.scale_damping * (c.scale_step - 1)  # relative size change of one damped scale decision
+    one_step = 0.1 if tracker.has_box_head else c.scale_damping * (c.scale_step - 1)
     for _ in range(20):
         result = tracker.update(frame)
     x, y, w, h = result.box

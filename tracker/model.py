@@ -47,10 +47,10 @@ class SiamNet(nn.Module):
                              f"use 0 or a size <= {full} with the same parity as {full}")
         z = self.template(torch.zeros(1, 3, self.config.exemplar_size, self.config.exemplar_size))
         x = self.embed(torch.zeros(1, 3, self.config.search_size, self.config.search_size))
-        r = self.correlate(z, x)[0]
         if self.box_head is not None and z.shape[-1] < 3:
             raise ValueError(f"the box head's 3x3 adjust conv needs a template grid of at least 3x3, got "
                              f"{z.shape[-1]}x{z.shape[-1]}: raise template_crop (or use 0)")
+        r = self.correlate(z, x)[0]
         self.train(was_training)
         return z.shape[-1], x.shape[-1], r.shape[-1]
 

@@ -70,8 +70,15 @@ class TrackingLoop:
     target exactly as if it were tracked alone."""
 
     def __init__(self, engine, config: TrackerConfig | None = None) -> None:
-        """engine: a network runner (TorchEngine, or the ONNX one) with template(), search() and .config."""
+        """engine: a network runner (TorchEngine, or the ONNX one) with template(), search() and .config.
+        config: the tracking hyperparameters; default: the ones stored with the engine's weights (an ONNX pair's
+        metadata), else TrackerConfig()'s defaults (one crop per frame for a model that predicts boxes)."""
         self.engine = engine
+        stored = getattr(engine, "tracker_config", None)
+        if config is None and isinstance(stored, TrackerConfig):
+            config = stored
+        elif config is None and engine.config.predicts_boxes:
+            config = TrackerConfig(num_scales=1)
         self.config = config or TrackerConfig()
         self.stage_times: dict[str, float] = {}
 

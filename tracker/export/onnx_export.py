@@ -300,6 +300,9 @@ def export_onnx(model: SiamNet, tracker_config: TrackerConfig, out_dir: str | Pa
 
     if layout not in LAYOUTS:
         raise UserError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if model.config.predicts_boxes and tracker_config.num_scales != 1:
+        raise UserError(f"this model predicts boxes and tracks with one crop per frame: num_scales must be 1, got "
+                        f"{tracker_config.num_scales} (the pair would refuse to track)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
