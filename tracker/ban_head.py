@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .correlation import xcorr_depthwise, xcorr_depthwise_owned
+from .correlation import xcorr_depthwise, xcorr_depthwise_owned_grouped
 
 TOWER_DEPTH = 6
 DEPTHWISE_CELLS = 4  # the central template cells the depthwise branch correlates
@@ -60,8 +60,12 @@ class _DepthwiseMatch(nn.Module):
     def forward(self, templates: torch.Tensor, search: torch.Tensor, owner: torch.Tensor | None) -> torch.Tensor:
         kernel = self.conv_kernel(templates)
         padded = F.pad(self.conv_search(search), (1, 1, 1, 1))
+        if owner is None and kernel.shape[0] == 1:
+            # One target: the same arithmetic as several targets in one batch, so a target tracked alone and
+            # in company gets the same numbers (a grouped conv would sum in another order).
+            owner = torch.zeros(search.shape[0], dtype=torch.int64, device=search.device)
         if owner is not None:
-            return xcorr_depthwise_owned(padded, kernel, owner)
+            return xcorr_depthwise_owned_grouped(padded, kernel, owner)
         return xcorr_depthwise(padded, kernel)
 
 
