@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Experiment for issue 10 (an online target model): two cheap ways of learning the target while tracking, on the
-shipped ONNX pair, scored one-pass on an OTB / GOT-10k / video folder. Not part of the tracker: it subclasses
+"""Experiment for issue 10 (an online target model): two cheap ways of learning the target while tracking, on an
+ONNX pair (--weights, default the shipped one), scored one-pass on an OTB / GOT-10k / video folder. Not part of the tracker: it subclasses
 SiamTracker to try ideas before they earn a place in the package. Each row of --configs is one tracker:
 
 * ``{"name": ["template", rate, min_score, anchor]}``: linear template update. After each frame tracked with a
@@ -8,7 +8,8 @@ SiamTracker to try ideas before they earn a place in the package. Each row of --
   `rate`; the template used is anchor * first + (1 - anchor) * running.
 * ``{"name": ["dcf", weight, rate, lam, sigma, min_score]}``: a linear multi-channel correlation filter (MOSSE /
   linear-kernel KCF) on the search features the backbone already computes (the int8 graph's last trunk output,
-  exposed as an extra graph output in a temporary copy): learnt on a search crop centred on the target in the first
+  exposed as an extra graph output in a temporary copy; only the EfficientNet int8 pair shipped before NanoTrack
+  v3 has that tensor: rebuild it with the README's older commands and pass it with --weights): learnt on a search crop centred on the target in the first
   frame, then on the centre-scale crop of each frame tracked with a score >= min_score (Gaussian label of `sigma`
   cells at the found position, running average at `rate`, ridge `lam` times the mean power). Its response, sampled
   at the siamese response cells, is added to the siamese logits with `weight`.
@@ -34,7 +35,7 @@ from tracker.evaluation import runner
 from tracker.evaluation.datasets import load_dataset
 from tracker.paths import weights_dir
 
-FEATURES = "add_558_DequantizeLinear_Output"  # the shipped int8 search graph's trunk output (N,112,12,12)
+FEATURES = "add_558_DequantizeLinear_Output"  # the EfficientNet int8 search graph's trunk output (N,112,12,12)
 
 
 class TemplateUpdate(SiamTracker):
@@ -140,14 +141,15 @@ class OnlineFilter(SiamTracker):
         return result
 
 
-def expose_features(engine, folder: Path) -> None:
-    """Rebuild the engine's search session on a copy of the shipped graph that also outputs the trunk features."""
+def expose_features(engine, folder: Path, weights: str | None) -> None:
+    """Rebuild the engine's search session on a copy of its graph that also outputs the trunk features."""
     import onnx
     import onnxruntime as ort
 
-    model = onnx.load(str(weights_dir() / "search.onnx"))
+    model = onnx.load(str(Path(weights or weights_dir()) / "search.onnx"))
     if FEATURES not in {o for node in model.graph.node for o in node.output}:
-        raise UserError(f"{FEATURES} is not in the shipped search graph: this experiment is tied to that graph")
+        raise UserError(f"{FEATURES} is not in this search graph: the dcf rows are tied to the int8 EfficientNet "
+                        "pair shipped before NanoTrack v3 (pass its folder with --weights)")
     model.graph.output.append(onnx.helper.make_tensor_value_info(FEATURES, onnx.TensorProto.FLOAT, None))
     path = folder / "search_with_features.onnx"
     onnx.save(model, str(path))
@@ -172,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         trackers = {}
         with tempfile.TemporaryDirectory() as folder:
             if any(spec[0] == "dcf" for spec in configs.values()):
-                expose_features(shipped.engine, Path(folder))
+                expose_features(shipped.engine, Path(folder), args.weights)
                 with_features = True
             else:
                 with_features = False
