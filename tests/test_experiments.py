@@ -54,3 +54,24 @@ def test_dcf_rows_name_the_pair_they_need(experiment, clip_folder, tmp_path, cap
     configs = '{"dcf1": ["dcf", 1.0, 0.02, 0.1, 1.0, 0.8]}'
     assert experiment.main([str(clip_folder), "--out", str(tmp_path), "--configs", configs]) == 2
     assert "tied to the int8 EfficientNet pair" in capsys.readouterr().err
+
+
+def test_template_similarity_prints_both_distributions(tmp_path, capsys):
+    """benchmarks/template_similarity.py: two sequences, both percentile lines; a folder that is no dataset is a
+    one-line error and exit 2."""
+    spec = importlib.util.spec_from_file_location("template_similarity", SCRIPT.parent / "template_similarity.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    root = tmp_path / "data"
+    for name, seed in (("A", 3), ("B", 9)):
+        frames, gt = synthetic_video(n_frames=12, seed=seed)
+        (root / name).mkdir(parents=True)
+        write_video(root / name / "video.avi", frames)
+        np.savetxt(root / name / "groundtruth.txt", gt, fmt="%.2f", delimiter=",")
+    assert module.main([str(root), "--samples", "4"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("same target") and lines[1].startswith("other objects"), lines
+    values = [float(v) for line in lines for v in line.split("= ")[1].split(" / ")]
+    assert all(-1.0 <= v <= 1.0 for v in values)
+    assert module.main([str(tmp_path / "nothing")]) == 2
+    assert "error:" in capsys.readouterr().err
