@@ -1,5 +1,5 @@
 """MultiTracker: several targets' crops in one network run per frame, each scored against its own template, with
-per-target results equal to separate SiamTrackers' up to float noise (both engines), targets added and removed mid-stream, and lost
+per-target results equal to separate SiamTrackers' (onnxruntime; PyTorch within float noise), targets added and removed mid-stream, and lost
 targets searched for in the same batch."""
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ import pytest
 from conftest import iou, paste, target_patch, textured_background, two_target_video
 from tracker import MultiTracker, SiamTracker, UserError
 
-# Batching changes the order of float sums inside the kernels (a larger GEMM; the box-adaptive head's depthwise
-# match correlates every crop with all T templates in one grouped conv, whose kernel depends on T), so responses
-# differ in the last bits: ~5e-6 on the same crops. Tracking is chaotic enough to grow that to ~0.2 px over 30
-# frames, so whole tracks are compared to a pixel and scores to 1e-2; the first frame's boxes to 1e-2 px.
-BOX_ATOL, SCORE_ATOL = 1.0, 1e-2
-FIRST_BOX_ATOL = 1e-2
+# Batching changes the order of float sums inside onnxruntime's kernels (a larger GEMM), so responses may differ in
+# the last bits; boxes are compared to a hundredth of a pixel, scores to 1e-4.
+BOX_ATOL, SCORE_ATOL = 1e-2, 1e-4
+# Eager PyTorch's CPU kernels pick their algorithm by batch size: on the same crops the shipped model's trunk
+# features differ by ~5e-6 and its box distances by ~5e-5 between a batch of 3 and three batches of 1, and 30
+# frames of tracking grow that to ~0.2 px. Still the same track, not the same bits.
+TORCH_BOX_ATOL, TORCH_SCORE_ATOL = 1.0, 1e-2
 
 
 def three_target_clip(n_frames: int = 30, hide: tuple[int, int] | None = None, seed: int = 5):
@@ -44,7 +45,6 @@ def _separate(make, frames, box, start: int = 0, stop: int | None = None):
 
 def _assert_same(batched, alone, what, box_atol=BOX_ATOL, score_atol=SCORE_ATOL):
     assert len(batched) == len(alone), what
-    np.testing.assert_allclose(batched[0].box, alone[0].box, rtol=0, atol=FIRST_BOX_ATOL, err_msg=what)
     np.testing.assert_allclose([r.box for r in batched], [r.box for r in alone], rtol=0, atol=box_atol, err_msg=what)
     np.testing.assert_allclose([r.score for r in batched], [r.score for r in alone], rtol=0, atol=score_atol,
                                err_msg=what)
@@ -74,7 +74,8 @@ def test_batched_equals_separate_trackers(engine, request):
     assert all(list(r) == multi.targets for r in batched)
     for k, gt in enumerate(gts):
         ours = [r[multi.targets[k]] for r in batched]
-        _assert_same(ours, _separate(make, frames, tuple(gt[0])), f"{engine}, target {k}")
+        tolerance = (TORCH_BOX_ATOL, TORCH_SCORE_ATOL) if engine == "torch" else (BOX_ATOL, SCORE_ATOL)
+        _assert_same(ours, _separate(make, frames, tuple(gt[0])), f"{engine}, target {k}", *tolerance)
         assert iou([r.box for r in ours], gt[1:]).min() > 0.5, f"{engine}, target {k} not tracked"
 
 
@@ -219,8 +220,7 @@ def test_cli_tracks_several_boxes_into_one_csv(two_target_clip, tmp_path):
     # Target 1 alone gives the same boxes (a second --box does not change the first target's track either).
     assert main(["track", str(clip), "--box", _box_text(gt_b[0]), "--boxes", str(alone), "--quiet"]) == 0
     single = np.array([[float(v) for v in r[1:6]] for r in read_csv(alone)])
-    np.testing.assert_allclose(np.array([[float(v) for v in r[1:6]] for r in rows if r[8] == "1"]), single,
-                               atol=BOX_ATOL)
+    np.testing.assert_allclose(np.array([[float(v) for v in r[1:6]] for r in rows if r[8] == "1"]), single, atol=0.02)
     from conftest import read_frames
 
     assert len(read_frames(video)) == len(gt_a), "one video frame per frame, not per target"

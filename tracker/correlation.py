@@ -116,18 +116,3 @@ class BoxHead(nn.Module):
         # The clamp bounds a diverging early step (e^8 strides is far beyond any crop), not a trained output.
         return torch.exp(self.predict(self.tower(corr)).clamp(max=8.0)) * self.stride
 
-
-def xcorr_depthwise_owned_grouped(search: torch.Tensor, templates: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
-    """xcorr_depthwise_owned as one depthwise conv: group c holds channel c of all T templates, so every crop is
-    correlated with every template (T x the work of its own) and keeps its owner's maps. The group count is the
-    channel count, fixed by the network, so N and T stay dynamic in ONNX; for the few targets one tracks this is one
-    kernel call where the sum of shifted products is 3 x h x w small ones."""
-    n, c, hgt, wid = search.shape
-    h, w = templates.shape[-2:]
-    kernel = templates.transpose(0, 1).reshape(-1, 1, h, w)  # (C*T, 1, h, w), channel-major
-    out = F.conv2d(search, kernel, groups=c)
-    rows, cols = out.shape[-2:]
-    out = out.reshape(n, c, -1, rows, cols)
-    index = owner.reshape(-1, 1, 1, 1, 1).expand(-1, c, 1, rows, cols)
-    return out.gather(2, index).squeeze(2)
-
