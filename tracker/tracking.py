@@ -93,8 +93,10 @@ class TrackingLoop:
         hann = np.hanning(up)
         window = np.outer(hann, hann)
         self._window = (window / window.sum()).astype(np.float32)
+        # The box rule's window over the response cells, and each cell's offset from the crop centre (crop pixels).
         cell_hann = np.hanning(engine.response_size)
         self._cell_window = np.outer(cell_hann, cell_hann).astype(np.float32)
+        self._cell_offsets = response_cell_positions(engine.response_size, m.stride, m.search_size) - m.search_size / 2
         self._upsampled_size = up
         # Frame pixels per upsampled-response cell, divided by the search side: the displacement factor.
         self._cell = m.stride / c.response_upsample / m.search_size
@@ -385,40 +387,34 @@ class TrackingLoop:
         r, k = (min(int(v * cells / up), cells - 1) for v in (row, col))
         to_frame = side / m.search_size
         width, height = (left[r, k] + right[r, k]) * to_frame, (top[r, k] + bottom[r, k]) * to_frame
-        size_change = _padded_side(width, height) / _padded_side(*state.size)
-        ratio_change = (width / height) / (state.size[0] / state.size[1])
-        change = max(size_change, 1 / size_change) * max(ratio_change, 1 / ratio_change)
-        penalty = math.exp(-(change - 1) * c.size_penalty)
-        rate = c.scale_damping * penalty * _sigmoid(logits[r, k])
-        state.size = (1 - rate) * state.size + rate * np.array([width, height])
-        new_side = context_side(*state.size, c.context_amount) * m.search_size / m.exemplar_size
-        state.search_side = float(np.clip(new_side, state.min_side, state.max_side))
+        penalty = _change_penalty(width, height, state.size, c.size_penalty)
+        self._resize(state, width, height, c.scale_damping * penalty * _sigmoid(logits[r, k]))
         return _sigmoid(logits.max())
 
     def _move_to_best_box(self, state: _TargetState, logits: np.ndarray, distances: np.ndarray) -> float:
         """NanoTrack's (and SiamRPN++'s) rule: every cell's box is scored by its probability times the size /
         aspect change penalty, blended with a cosine window over the cells; the best box's centre is taken, and its
         size at scale_damping x penalty x probability."""
-        c, m = self.config, self.engine.config
-        to_frame = state.search_side / m.search_size
-        left, top, right, bottom = (d * to_frame for d in distances)
-        positions = (response_cell_positions(logits.shape[0], m.stride, m.search_size) - m.search_size / 2) * to_frame
+        c = self.config
+        to_frame = state.search_side / self.engine.config.search_size
+        left, top, right, bottom = distances * to_frame
         width, height = left + right, top + bottom
-        dx = positions[None, :] + (right - left) / 2
-        dy = positions[:, None] + (bottom - top) / 2
-        size_change = _padded_side(width, height) / _padded_side(*state.size)
-        ratio_change = (width / np.maximum(height, 1e-6)) / (state.size[0] / state.size[1])
-        change = np.maximum(size_change, 1 / size_change) * np.maximum(ratio_change, 1 / ratio_change)
-        penalty = np.exp(-(change - 1) * c.size_penalty)
+        penalty = _change_penalty(width, height, state.size, c.size_penalty)
         probability = 1 / (1 + np.exp(-np.clip(logits, -50, 50)))
         ranked = (1 - c.window_influence) * penalty * probability + c.window_influence * self._cell_window
         r, k = (int(v) for v in np.unravel_index(int(np.argmax(ranked)), ranked.shape))
-        state.center = state.center + np.array([dx[r, k], dy[r, k]])
-        rate = c.scale_damping * penalty[r, k] * probability[r, k]
-        state.size = (1 - rate) * state.size + rate * np.array([width[r, k], height[r, k]])
+        # The chosen box's centre: its cell's position plus half the difference of its opposite sides.
+        state.center = state.center + np.array([self._cell_offsets[k] * to_frame + (right[r, k] - left[r, k]) / 2,
+                                                self._cell_offsets[r] * to_frame + (bottom[r, k] - top[r, k]) / 2])
+        self._resize(state, width[r, k], height[r, k], c.scale_damping * penalty[r, k] * probability[r, k])
+        return float(probability[r, k])
+
+    def _resize(self, state: _TargetState, width: float, height: float, rate: float) -> None:
+        """Move the target's size towards (width, height) at `rate`, and the search region with it."""
+        c, m = self.config, self.engine.config
+        state.size = (1 - rate) * state.size + rate * np.array([width, height])
         new_side = context_side(*state.size, c.context_amount) * m.search_size / m.exemplar_size
         state.search_side = float(np.clip(new_side, state.min_side, state.max_side))
-        return float(probability[r, k])
 
     def _windowed_peak(self, response: np.ndarray, side: float) -> tuple[np.ndarray, tuple[int, int]]:
         """The peak of an upsampled response after the cosine window: its offset from the crop centre in frame
@@ -462,6 +458,15 @@ def _sigmoid(logit) -> float:
     if logit < -700:  # math.exp overflows past ~709; the score is 0 to double precision anyway
         return 0.0
     return 1.0 / (1.0 + math.exp(-logit))
+
+
+def _change_penalty(width, height, size, size_penalty: float):
+    """SiamRPN's penalty on a predicted box (or an array of them) of width x height against the target's size:
+    exp(-(change - 1) * size_penalty), where change >= 1 multiplies the change in padded side and in aspect ratio."""
+    size_change = _padded_side(width, height) / _padded_side(*size)
+    ratio_change = (width / np.maximum(height, 1e-6)) / (size[0] / size[1])
+    change = np.maximum(size_change, 1 / size_change) * np.maximum(ratio_change, 1 / ratio_change)
+    return np.exp(-(change - 1) * size_penalty)
 
 
 def _padded_side(width, height):
