@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 from pathlib import Path
 
@@ -43,10 +42,11 @@ def cmd_init_weights(args: argparse.Namespace) -> int:
     description = "untrained: ImageNet EfficientNet-Lite0 trunk, correlation head at its initial values"
     if args.nanotrack:
         from .nanotrack_init import load_nanotrack_weights
+        from .recipe import TrainConfig
 
         load_nanotrack_weights(model, args.nanotrack)
         # NanoTrack's published tracking settings, as the packaged recipe holds them.
-        tracker_config = TrackerConfig.from_dict(json.loads((RECIPES / "nanotrack_v3.json").read_text())["tracker"])
+        tracker_config = TrainConfig.load(RECIPES / "nanotrack_v3.json").tracker_config
         description = f"NanoTrack v3's trunk and head as published ({args.nanotrack}), not trained here"
     meta = {
         "description": description,
