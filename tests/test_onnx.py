@@ -20,7 +20,9 @@ from tracker.checkpoint import load_model  # noqa: E402
 from tracker.cli import main  # noqa: E402
 from tracker.config import ModelConfig, TrackerConfig  # noqa: E402
 from tracker.errors import UserError  # noqa: E402
-from tracker.export.onnx_export import PARITY_RTOL, check_parity, export_onnx, file_sha256, weights_fingerprint  # noqa: E402
+from tracker.export.onnx_export import (  # noqa: E402
+    PARITY_RTOL, check_parity, export_onnx, file_sha256, parity_inputs, weights_fingerprint,
+)
 from tracker.model import SiamNet  # noqa: E402
 from tracker.onnx_engine import OnnxEngine  # noqa: E402
 from tracker.paths import SEARCH_ONNX, TEMPLATE_ONNX, default_weights_path, weights_dir  # noqa: E402
@@ -91,6 +93,38 @@ def test_export_passes_checker_and_is_self_describing(exported, default_model):
     assert search.input[2].type.tensor_type.elem_type == onnx.TensorProto.INT64
     r = model.response_size
     assert _dims(search.output[0])[1:] == [r, r]
+
+
+def test_search_features_output_and_pairs_without_it(exported, default_model, tmp_path):
+    """The search graph's last output is the crops' backbone features (what the online target model learns on),
+    equal to PyTorch's. A pair exported before that output still loads and tracks; only the online model asks for
+    a re-export."""
+    import torch
+
+    model, tracker_config, _ = default_model
+    search = onnx.load(str(exported / SEARCH_ONNX))
+    assert search.graph.output[-1].name == "features"
+    engine = OnnxEngine.from_dir(exported, device="cpu")
+    exemplar, crops = parity_inputs(model, 2, seed=3)
+    logits, distances, features = engine.search_with_features(crops, engine.template(exemplar))
+    with torch.inference_mode():
+        reference = model.embed(torch.from_numpy(crops).permute(0, 3, 1, 2).float()).numpy()
+    assert features.shape == reference.shape
+    assert np.abs(features - reference).max() <= PARITY_RTOL * np.abs(reference).max()
+    assert np.array_equal(logits, engine.search(crops, engine.template(exemplar))[0])
+
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / TEMPLATE_ONNX).write_bytes((exported / TEMPLATE_ONNX).read_bytes())
+    del search.graph.output[-1]
+    onnx.save(search, str(old / SEARCH_ONNX))
+    frames, box = _synthetic_clip(8)
+    tracker = SiamTracker.from_pretrained(str(old), engine="onnx", device="cpu")
+    assert not tracker.engine.has_features
+    tracker.init(frames[0], box)
+    assert all(np.isfinite(tracker.update(f).box).all() for f in frames[1:])
+    with pytest.raises(UserError, match="re-export"):
+        SiamTracker.from_pretrained(str(old), engine="onnx", device="cpu", online_weight=0.5)
 
 
 @pytest.mark.parametrize("batches", [(2,), (5,)])
@@ -187,7 +221,7 @@ def test_box_head_export_parity_and_tracking(tmp_path):
     report = export_onnx(model, tracker_config, tmp_path)
     assert report.parity["ok"] and report.parity["boxes_max_rel"] <= PARITY_RTOL, report.describe()
     search = onnx.load(str(tmp_path / SEARCH_ONNX)).graph
-    assert [o.name for o in search.output] == ["response", "boxes"]
+    assert [o.name for o in search.output] == ["response", "boxes", "features"]
     assert _dims(search.output[1])[1:] == [4, model.response_size, model.response_size]
     engine = OnnxEngine.from_dir(tmp_path, device="cpu")
     crops = np.zeros((2, 255, 255, 3), np.uint8)

@@ -165,6 +165,21 @@ class TrackerConfig(_Config):
     redetect_margin: float = 0.1
     redetect_confirm: int = 2
     redetect_tiles: int = 4
+    # The online target model (tracker/online.py; box rule only). The score, for box choice and for lost, becomes
+    # (1 - online_weight) x the siamese probability + online_weight x the filter's response (clipped to [0, 1]);
+    # 0 = no online model. The filter works on the search features projected to online_channels; it is refit
+    # after a sample is added: every online_update_every frames tracked with confidence, and at once when a second
+    # peak reaches online_distractor in the siamese probability. online_memory samples are held; each new one
+    # gets online_learning_rate of the weight. Labels: Gaussians of online_sigma response cells; ridge weight
+    # online_regularization x the mean diagonal of the normal equations.
+    online_weight: float = 0.0
+    online_channels: int = 32
+    online_memory: int = 50
+    online_update_every: int = 5
+    online_learning_rate: float = 0.05
+    online_sigma: float = 1.0
+    online_regularization: float = 0.1
+    online_distractor: float = 0.5
 
     def validate(self) -> None:
         _check(0 <= self.context_amount <= 2, "context_amount must be in [0, 2]")
@@ -191,3 +206,14 @@ class TrackerConfig(_Config):
         _check(0 <= self.redetect_margin <= 1, "redetect_margin must be in [0, 1]")
         _check(1 <= self.redetect_confirm <= 100, f"redetect_confirm must be from 1 to 100, got {self.redetect_confirm}")
         _check(0 <= self.redetect_tiles <= 64, f"redetect_tiles must be from 0 to 64, got {self.redetect_tiles}")
+        _check(0 <= self.online_weight <= 1, f"online_weight must be in [0, 1], got {self.online_weight}")
+        _check(1 <= self.online_channels <= 256, f"online_channels must be from 1 to 256, got {self.online_channels}")
+        _check(1 <= self.online_memory <= 1000, f"online_memory must be from 1 to 1000, got {self.online_memory}")
+        _check(1 <= self.online_update_every <= 1000,
+               f"online_update_every must be from 1 to 1000 frames, got {self.online_update_every}")
+        _check(0 < self.online_learning_rate <= 1, f"online_learning_rate must be in (0, 1], got "
+                                                   f"{self.online_learning_rate}")
+        _check(0 < self.online_sigma <= 100, f"online_sigma must be in (0, 100] cells, got {self.online_sigma}")
+        _check(0 < self.online_regularization <= 100, f"online_regularization must be in (0, 100], got "
+                                                      f"{self.online_regularization}")
+        _check(0 < self.online_distractor <= 1, f"online_distractor must be in (0, 1], got {self.online_distractor}")

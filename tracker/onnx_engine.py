@@ -171,9 +171,12 @@ class OnnxEngine:
         self._search_in, self._search_template_in = search_inputs[:2]
         # A /2 graph scores each crop against its owner's template in one run; a /1 graph takes one template.
         self._search_owner_in = search_inputs[2] if len(search_inputs) > 2 else None
-        self._search_outs = [o.name for o in self._search_session.get_outputs()]
+        outputs = [o.name for o in self._search_session.get_outputs()]
+        # Pairs exported before the `features` output (the online target model's input) still track without it.
+        self.has_features = outputs[-1:] == ["features"]
+        self._search_outs = outputs[:-1] if self.has_features else outputs
         if len(self._search_outs) != (2 if self.config.predicts_boxes else 1):
-            raise UserError(f"{search_path}: {len(self._search_outs)} outputs do not fit its model config; re-export "
+            raise UserError(f"{search_path}: {len(outputs)} outputs do not fit its model config; re-export "
                             "with `siamtrack export`")
         self._float_buffers: dict[int, np.ndarray] = {}
         self.last_split: dict[str, float] = {}
@@ -231,6 +234,17 @@ class OnnxEngine:
     def search(self, crops: np.ndarray, template, owner: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """(N,255,255,3) uint8 -> (N,R,R) float32 logits, and (N,4,R,R) side distances with a box head (else None).
         `template`: one target's, or stack_templates() of several with `owner` (N,) saying whose each crop is."""
+        return self._search(crops, template, owner, self._search_outs)
+
+    def search_with_features(self, crops: np.ndarray, template, owner: np.ndarray | None = None):
+        """search()'s pair and the crops' backbone features (N,C,H,W) float32, for the online target model."""
+        if not self.has_features:
+            raise UserError("these ONNX weights were exported without the search features the online target model "
+                            "learns on: re-export them with `siamtrack export`, or set online_weight=0")
+        logits, distances, features = self._search(crops, template, owner, [*self._search_outs, "features"])
+        return logits, distances, features
+
+    def _search(self, crops: np.ndarray, template, owner: np.ndarray | None, names: list[str]):
         start = time.perf_counter()
         images = self._images(crops)
         middle = time.perf_counter()
@@ -238,31 +252,33 @@ class OnnxEngine:
             owner = np.zeros(len(crops), np.int64)
         owner = np.asarray(owner, np.int64)
         if self._search_owner_in is None and len(owner) and owner.max() > 0:
-            outputs = self._search_per_owner(images, template, owner)
+            outputs = self._search_per_owner(images, template, owner, names)
         else:
-            outputs = self._run_search(images, template, owner)
+            outputs = self._run_search(images, template, owner, names)
         end = time.perf_counter()
         # One graph does backbone and correlation: the tracking loop books it all as "backbone".
         self.last_split = {"backbone": end - start, "convert": middle - start, "run": end - middle}
-        return outputs[0], (outputs[1] if len(outputs) > 1 else None)
+        if not self.config.predicts_boxes:  # no box output: keep the (logits, distances[, features]) shape
+            outputs.insert(1, None)
+        return tuple(outputs)
 
-    def _run_search(self, images: np.ndarray, template, owner: np.ndarray) -> list[np.ndarray]:
+    def _run_search(self, images: np.ndarray, template, owner: np.ndarray, names: list[str]) -> list[np.ndarray]:
         if not self.on_gpu:
             feeds = {self._search_in: images, self._search_template_in: template}
             if self._search_owner_in is not None:
                 feeds[self._search_owner_in] = owner
-            return self._search_session.run(self._search_outs, feeds)
+            return self._search_session.run(names, feeds)
         binding = self._search_session.io_binding()
         binding.bind_cpu_input(self._search_in, images)
         binding.bind_ortvalue_input(self._search_template_in, template)
         if self._search_owner_in is not None:
             binding.bind_cpu_input(self._search_owner_in, owner)
-        for name in self._search_outs:
+        for name in names:
             binding.bind_output(name, "cpu")
         self._search_session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()
 
-    def _search_per_owner(self, images: np.ndarray, template, owner: np.ndarray) -> list[np.ndarray]:
+    def _search_per_owner(self, images: np.ndarray, template, owner: np.ndarray, names: list[str]) -> list[np.ndarray]:
         """A /1 graph takes one template per run: one run per target, put back in the crops' order."""
         stacked = self.template_to_numpy(template)
         outputs = None
@@ -271,7 +287,7 @@ class OnnxEngine:
             one = stacked[k : k + 1]
             if self.on_gpu:
                 one = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(one), "cuda", self._device_id)
-            part = self._run_search(np.ascontiguousarray(images[rows]), one, np.zeros(len(rows), np.int64))
+            part = self._run_search(np.ascontiguousarray(images[rows]), one, np.zeros(len(rows), np.int64), names)
             if outputs is None:
                 outputs = [np.empty((len(owner), *p.shape[1:]), p.dtype) for p in part]
             for out, p in zip(outputs, part):

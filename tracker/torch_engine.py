@@ -58,10 +58,20 @@ class TorchEngine:
         """Several targets' templates -> one (T,...) batch for search(..., owner)."""
         return torch.cat(templates)
 
+    has_features = True  # search_with_features() works for every model
+
     def search(self, crops: np.ndarray, template: torch.Tensor,
                owner: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """(N,255,255,3) uint8 -> (N,R,R) float32 logits, and (N,4,R,R) side distances with a box head (else None).
         `template`: one target's, or stack_templates() of several with `owner` (N,) saying whose each crop is."""
+        return self._search(crops, template, owner)[:2]
+
+    def search_with_features(self, crops: np.ndarray, template: torch.Tensor, owner: np.ndarray | None = None):
+        """search()'s pair and the crops' backbone features (N,C,H,W) float32, for the online target model."""
+        return self._search(crops, template, owner, with_features=True)
+
+    def _search(self, crops: np.ndarray, template: torch.Tensor, owner: np.ndarray | None,
+                with_features: bool = False) -> tuple:
         with torch.inference_mode(), _full_float32():
             start = time.perf_counter()
             images = self._to_tensor(crops)
@@ -76,8 +86,9 @@ class TorchEngine:
             logits, distances = self.model.correlate(template, features, owner_t)
             logits = logits[:, 0].cpu().numpy()
             distances = distances.cpu().numpy() if distances is not None else None
+            features = features.float().cpu().numpy() if with_features else None
         self.last_split = {"backbone": middle - start, "correlation": time.perf_counter() - middle}
-        return logits, distances
+        return logits, distances, features
 
     def _to_tensor(self, images: np.ndarray) -> torch.Tensor:
         # Move the uint8 batch first: 4x less to copy to a GPU, and the float conversion runs there.

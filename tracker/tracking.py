@@ -20,6 +20,7 @@ import numpy as np
 from .config import TrackerConfig
 from .crop import context_side, crop_square, mean_colour, response_cell_positions
 from .errors import UserError
+from .online import OnlineTargetModel
 from .presence import Presence, tile_centres
 from .result import TrackResult, check_box
 
@@ -54,6 +55,11 @@ class _TargetState:
     fill: tuple[float, ...]  # mean colour of the first frame, for padding
     template: object  # engine-specific template features
     frame_shape: tuple[int, int]  # (height, width) of the init frame: every later frame must match it
+    online: OnlineTargetModel | None = None  # shared with the shadow while lost, which never teaches it
+    # This frame's would-be sample for the online model: (features, target centre in response cells, the best
+    # rival's siamese probability), learnt only if the frame ends up "tracking".
+    pending: tuple | None = None
+    frames_unlearnt: int = 0  # confident frames since the online model last learnt
 
 
 @dataclass
@@ -105,6 +111,13 @@ class TrackingLoop:
         # the step and another for the tile search, and both stay valid until targets come, go or get lost.
         self._stacks: list[tuple[tuple, object]] = []
         self._backbone_seconds = 0.0
+        self._online = c.online_weight > 0
+        if self._online and not (self.has_box_head and c.box_position == "box"):
+            raise UserError("the online target model fuses with the box rule: it needs a model with a box head and "
+                            "box_position='box' (or set online_weight=0)")
+        if self._online and not getattr(engine, "has_features", False):
+            raise UserError("these weights were exported without the search features the online target model "
+                            "learns on: re-export them with `siamtrack export`, or set online_weight=0")
 
     @classmethod
     def from_pretrained(cls, weights: str | None = None, device: str = "auto", engine: str = "auto",
@@ -163,7 +176,33 @@ class TrackingLoop:
             template=self.engine.template(exemplar[None]),
             frame_shape=frame.shape[:2],
         )
+        if self._online:
+            state.online = self._start_online(frame, state)
         return _Target(state, Presence(last_good=(center.copy(), np.array([w, h], float), search_side)))
+
+    def _start_online(self, frame: np.ndarray, state: _TargetState) -> OnlineTargetModel:
+        """The online model, learnt on the first frame: the search crop around the target as it is, shifted
+        two cells four ways, blurred, and turned 10 degrees each way (what the next frames may do to it)."""
+        c, m = self.config, self.engine.config
+        size, shift = m.search_size, 2 * m.stride
+        middle = (self.engine.response_size - 1) / 2
+        crops = np.empty((8, size, size, 3), np.uint8)
+        centres = [(middle, middle)]
+        crop_square(frame, tuple(state.center), state.search_side, size, state.fill, out=crops[0])
+        for i, (dx, dy) in enumerate([(-1, -1), (1, -1), (-1, 1), (1, 1)], start=1):
+            at = state.center + np.array([dx, dy]) * shift * state.search_side / size
+            crop_square(frame, tuple(at), state.search_side, size, state.fill, out=crops[i])
+            centres.append((middle - dy * shift / m.stride, middle - dx * shift / m.stride))
+        crops[5] = cv2.GaussianBlur(crops[0], (0, 0), 2.0)
+        for i, angle in ((6, 10), (7, -10)):
+            turn = cv2.getRotationMatrix2D((size / 2, size / 2), angle, 1.0)
+            cv2.warpAffine(crops[0], turn, (size, size), dst=crops[i], flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=state.fill)
+        centres += [(middle, middle)] * 3
+        features = self.engine.search_with_features(crops, state.template)[2]
+        return OnlineTargetModel(features, centres, self.engine.response_size, channels=c.online_channels,
+                                 memory=c.online_memory, learning_rate=c.online_learning_rate, sigma=c.online_sigma,
+                                 regularization=c.online_regularization)
 
     @staticmethod
     def _check_frame(frame: np.ndarray, target: _Target) -> None:
@@ -212,9 +251,11 @@ class TrackingLoop:
         return self._crops[:count]
 
     def _search(self, crops: np.ndarray, templates: list, crops_each: list[int]):
-        """One network run: the crops, in consecutive runs of crops_each[k], scored against templates[k]."""
+        """One network run: the crops, in consecutive runs of crops_each[k], scored against templates[k] ->
+        (logits, distances, features); features only with the online model, else None."""
+        search = self.engine.search_with_features if self._online else self.engine.search
         if len(templates) == 1:
-            return self.engine.search(crops, templates[0])
+            return (*search(crops, templates[0]), None)[:3]
         for made_of, stacked in self._stacks:
             if len(made_of) == len(templates) and all(a is b for a, b in zip(made_of, templates)):
                 break
@@ -222,7 +263,7 @@ class TrackingLoop:
             stacked = self.engine.stack_templates(templates)
             self._stacks = [(tuple(templates), stacked)] + self._stacks[:1]
         owner = np.repeat(np.arange(len(templates), dtype=np.int64), crops_each)
-        return self.engine.search(crops, stacked, owner)
+        return (*search(crops, stacked, owner), None)[:3]
 
     def _track_steps(self, frame: np.ndarray, states: list[_TargetState], times: list[float]) -> list[float]:
         """One frame of ordinary tracking for each state (a target's, or its shadow's while lost), all crops in
@@ -236,13 +277,16 @@ class TrackingLoop:
         times.append(time.perf_counter())
         # Localise on logits, not probabilities: a confident sigmoid saturates into a plateau around the target
         # whose argmax the cosine window then drags towards the centre.
-        logits, distances = self._search(crops, [s.template for s in states], [per] * len(states))
+        logits, distances, features = self._search(crops, [s.template for s in states], [per] * len(states))
         times.append(time.perf_counter())
         self._backbone_seconds = self.engine.last_split.get("backbone", times[-1] - times[-2])
         scores = []
         for i, state in enumerate(states):
             rows = slice(i * per, (i + 1) * per)
-            if self.has_box_head and self.config.box_position == "box":
+            if state.online is not None:
+                score = self._move_to_best_box(state, logits[i], distances[i], features[i])
+                state.pending = self._sample(state, before[i], logits[i], features[i])
+            elif self.has_box_head and self.config.box_position == "box":
                 score = self._move_to_best_box(state, logits[rows][0], distances[rows][0])
             elif self.has_box_head:
                 score = self._move_box_head(state, logits[rows][0], distances[rows][0])
@@ -251,6 +295,19 @@ class TrackingLoop:
             scores.append(self._settle(frame, state, before[i], score))
         times.append(time.perf_counter())
         return scores
+
+    def _sample(self, state: _TargetState, before: tuple, logits: np.ndarray, features: np.ndarray) -> tuple:
+        """The online model's would-be sample from this frame's crop (taken at `before`'s centre and side): the
+        features, the target's new centre in response cells, and the best siamese probability more than three cells
+        from it (a rival peak: a look-alike or a distractor coming close)."""
+        m = self.engine.config
+        middle = (self.engine.response_size - 1) / 2
+        offset = (state.center - before[0]) * m.search_size / before[2] / m.stride  # (x, y) in cells
+        centre = (float(middle + offset[1]), float(middle + offset[0]))
+        row, col = (int(round(v)) for v in centre)
+        away = logits.copy()
+        away[max(row - 3, 0) : row + 4, max(col - 3, 0) : col + 4] = -np.inf
+        return features, centre, _sigmoid(away.max())
 
     def _settle(self, frame: np.ndarray, state: _TargetState, before: tuple, score: float) -> float:
         c = self.config
@@ -268,8 +325,18 @@ class TrackingLoop:
 
     def _after_tracked(self, target: _Target, score: float) -> None:
         c, state, presence = self.config, target.state, target.presence
-        if presence.after_tracked(score, c.lost_threshold, c.uncertain_margin, c.lost_after,
-                                  state.center, state.size, state.search_side):
+        lost = presence.after_tracked(score, c.lost_threshold, c.uncertain_margin, c.lost_after,
+                                      state.center, state.size, state.search_side)
+        pending, state.pending = state.pending, None
+        if pending is not None and presence.state == "tracking":
+            # Learn every online_update_every confident frames, and at once when a rival peak shows up (that frame
+            # holds the negative the model most needs); never while uncertain or lost.
+            state.frames_unlearnt += 1
+            features, centre, rival = pending
+            if state.frames_unlearnt >= c.online_update_every or rival >= c.online_distractor:
+                state.online.learn(features, centre)
+                state.frames_unlearnt = 0
+        if lost:
             # Just lost. The search goes on from here in a shadow of the target's state, while the box goes back
             # to where the target was last seen well and stays there.
             presence.shadow = dataclasses.replace(state, center=state.center.copy(), size=state.size.copy())
@@ -319,24 +386,34 @@ class TrackingLoop:
                 crop_square(frame, (centre[0], centre[1]), target.state.search_side, m.search_size,
                             target.presence.shadow.fill, out=crops[k])
                 k += 1
-        logits, _ = self._search(crops, [t.presence.shadow.template for t in targets], [len(p) for p in plans])
+        logits, _, features = self._search(crops, [t.presence.shadow.template for t in targets], [len(p) for p in plans])
         hits, k = {}, 0
         for target, centres in zip(targets, plans):
-            hits[id(target)] = self._best_tile(frame, logits[k : k + len(centres)], centres, target)
+            rows = slice(k, k + len(centres))
+            scores = self._score_map(logits[rows], target.state.online, features[rows] if features is not None else None)
+            hits[id(target)] = self._best_tile(frame, scores, centres, target)
             k += len(centres)
         return hits
 
-    def _best_tile(self, frame: np.ndarray, logits: np.ndarray, centres: list, target: _Target) -> tuple[float, np.ndarray]:
+    def _score_map(self, logits: np.ndarray, online: OnlineTargetModel | None, features: np.ndarray | None):
+        """The score at every response cell: the siamese probability, fused with the online model's response."""
+        probability = 1 / (1 + np.exp(-np.clip(logits, -50, 50)))
+        if online is None:
+            return probability
+        weight = self.config.online_weight
+        return (1 - weight) * probability + weight * np.clip(online.response(features), 0, 1)
+
+    def _best_tile(self, frame: np.ndarray, scores: np.ndarray, centres: list, target: _Target) -> tuple[float, np.ndarray]:
         m, side = self.engine.config, target.state.search_side
-        peaks = logits.reshape(len(centres), -1).max(axis=1)
+        peaks = scores.reshape(len(centres), -1).max(axis=1)
         if not np.isfinite(peaks).any():
             return 0.0, target.presence.shadow.center
         best = int(np.nanargmax(peaks))
-        cells = logits.shape[1]
-        row, col = np.unravel_index(int(np.argmax(logits[best])), logits.shape[1:])
+        cells = scores.shape[1]
+        row, col = np.unravel_index(int(np.argmax(scores[best])), scores.shape[1:])
         offset = (np.array([col, row]) - (cells - 1) / 2) * m.stride * side / m.search_size
         position = np.clip(np.asarray(centres[best], float) + offset, 0, [frame.shape[1], frame.shape[0]])
-        return _sigmoid(peaks[best]), position
+        return float(peaks[best]), position
 
     def _crop_target(self, frame: np.ndarray, state: _TargetState, out: np.ndarray) -> None:
         """The search crops of one state into `out`: the scale pyramid, or the one crop of a box-head model."""
@@ -391,16 +468,17 @@ class TrackingLoop:
         self._resize(state, width, height, c.scale_damping * penalty * _sigmoid(logits[r, k]))
         return _sigmoid(logits.max())
 
-    def _move_to_best_box(self, state: _TargetState, logits: np.ndarray, distances: np.ndarray) -> float:
+    def _move_to_best_box(self, state: _TargetState, logits: np.ndarray, distances: np.ndarray,
+                          online_features: np.ndarray | None = None) -> float:
         """NanoTrack's (and SiamRPN++'s) rule: every cell's box is scored by its probability times the size /
         aspect change penalty, blended with a cosine window over the cells; the best box's centre is taken, and its
-        size at scale_damping x penalty x probability."""
+        size at scale_damping x penalty x probability. With the online model, "probability" is the fused score."""
         c = self.config
         to_frame = state.search_side / self.engine.config.search_size
         left, top, right, bottom = distances * to_frame
         width, height = left + right, top + bottom
         penalty = _change_penalty(width, height, state.size, c.size_penalty)
-        probability = 1 / (1 + np.exp(-np.clip(logits, -50, 50)))
+        probability = self._score_map(logits, state.online, online_features)
         ranked = (1 - c.window_influence) * penalty * probability + c.window_influence * self._cell_window
         r, k = (int(v) for v in np.unravel_index(int(np.argmax(ranked)), ranked.shape))
         # The chosen box's centre: its cell's position plus half the difference of its opposite sides.

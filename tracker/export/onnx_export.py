@@ -5,7 +5,9 @@
   Conv) + ``owner`` (N int64: which template each crop is scored against; all 0 for one target) -> N response
   maps as logits (the tracker localises on logits; sigmoid of the peak is the score), and for a model with a box
   head a second output, ``boxes``: (N,4,R,R) distances from each cell to the target's sides,
-  in search-crop pixels. N and T are dynamic.
+  in search-crop pixels; last, ``features``: the crops' backbone features (N,C,H,W), which the online target
+  model (tracker/online.py) learns on. N and T are dynamic. Pairs exported before ``features`` still load and
+  track; only the online model needs it.
 
 Images enter the graphs as the tracker crops them: uint8 BGR, NHWC (``layout="uint8_nhwc"``, the default: the
 engine passes its crop buffer as is, and a GPU gets 4x fewer bytes), or float32 BGR in [0, 255], NCHW
@@ -116,8 +118,10 @@ class SearchGraph(nn.Module):
         self.model, self.layout = model, layout
 
     def forward(self, search: torch.Tensor, template: torch.Tensor, owner: torch.Tensor):
-        logits, distances = self.model.track(_to_network_input(search, self.layout), template, owner)
-        return logits[:, 0] if distances is None else (logits[:, 0], distances)
+        # The search features are an output too: the online target model (tracker/online.py) learns on them.
+        features = self.model.embed(_to_network_input(search, self.layout))
+        logits, distances = self.model.correlate(template, features, owner)
+        return (logits[:, 0], features) if distances is None else (logits[:, 0], distances, features)
 
 
 @dataclass
@@ -332,7 +336,7 @@ def export_onnx(model: SiamNet, tracker_config: TrackerConfig, out_dir: str | Pa
     protos, exporter = {}, set()
     protos["template"], how = _export_one(TemplateGraph(graph_model, layout), (exemplar,), ["exemplar"], ["template"], {})
     exporter.add(how)
-    search_outputs = ["response", "boxes"] if model.has_box_head else ["response"]
+    search_outputs = (["response", "boxes"] if model.has_box_head else ["response"]) + ["features"]
     # Two targets' templates and three crops in the example, so that no size is taken for a constant 1.
     templates, owner = torch.cat([template, template.flip(-1)]), torch.tensor([0, 1, 1])
     protos["search"], how = _export_one(SearchGraph(graph_model, layout), (search, templates, owner),
@@ -347,7 +351,8 @@ def export_onnx(model: SiamNet, tracker_config: TrackerConfig, out_dir: str | Pa
                   "is scored against) -> response (N,{model.response_size},{model.response_size}) "
                   "float32 logits (score = sigmoid of the peak)" +
                   (f" + boxes (N,4,{model.response_size},{model.response_size}) float32: distances from each cell "
-                   "to the target's left, top, right and bottom, in search-crop pixels." if model.has_box_head else "."),
+                   "to the target's left, top, right and bottom, in search-crop pixels" if model.has_box_head else "")
+                  + " + features (N,C,H,W) float32: the search crops' backbone features, for the online target model.",
     }
     final = {"template": out_dir / TEMPLATE_ONNX, "search": out_dir / SEARCH_ONNX}
     staged = {name: path.with_name(f".{path.name}.tmp{os.getpid()}") for name, path in final.items()}
