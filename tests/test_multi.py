@@ -156,10 +156,10 @@ def test_several_targets_on_a_graph_without_the_owner_input(onnx_pair, monkeypat
 
     runs = []
 
-    def one_template_per_run(images, template, owner):  # the /2 graph run as a /1 graph would be
+    def one_template_per_run(images, template, owner, names):  # the /2 graph run as a /1 graph would be
         assert len(template) == 1 and not owner.any(), "a /1 graph takes one template per run"
         runs.append(len(images))
-        return engine._search_session.run(None, {"search": images, "template": template, "owner": owner})
+        return engine._search_session.run(names, {"search": images, "template": template, "owner": owner})
 
     monkeypatch.setattr(engine, "_search_owner_in", None)
     monkeypatch.setattr(engine, "_run_search", one_template_per_run)

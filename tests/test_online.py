@@ -134,7 +134,7 @@ def test_online_tracker_follows_the_synthetic_clip_and_learns(default_tracker_fa
     from conftest import iou, synthetic_video
 
     frames, gt = synthetic_video(n_frames=30)
-    tracker = default_tracker_factory(online_weight=0.5, online_update_every=3)
+    tracker = default_tracker_factory(online_weight=0.5, online_update_every=3, lost_threshold=0.6)
     tracker.init(frames[0], tuple(gt[0]))
     boxes = np.array([tracker.update(f).box for f in frames[1:]])
     assert np.mean(iou(boxes, gt[1:])) > 0.6

@@ -20,13 +20,32 @@ once when a second peak rivals the target, never while uncertain or lost. numpy 
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from threadpoolctl import ThreadpoolController
 
 FILTER_CELLS = 4  # as the box-adaptive head's depthwise match: a 16x16 map padded by 1 gives its 15x15 cells
 INIT_SHARE = 0.25  # of the normal equations' weight, held by the first frame's samples for good
 CG_STEPS = 5  # per refit, warm-started from the last filter
 INIT_AUGMENTS = 8  # first-frame crops: as is, four shifts, a blur, two small rotations (see tracking.py)
+
+
+@functools.lru_cache(maxsize=1)
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()  # the BLAS libraries numpy has loaded, found once
+
+
+def _one_blas_thread(method):
+    """Run `method` with numpy's BLAS on one thread. These matrices are small, and a multi-threaded BLAS leaves its
+    workers spinning after each call: on a 2-core CPU they took the core the network (and anything else tracking
+    in the same process) needed next, 2.3 ms per frame of OpenCV's TrackerNano in one `siamtrack bench` run."""
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with _blas().limit(limits=1, user_api="blas"):
+            return method(*args, **kwargs)
+    return wrapper
 
 
 def gaussian_label(size: int, centre: tuple[float, float], sigma: float) -> np.ndarray:
@@ -41,6 +60,7 @@ class OnlineTargetModel:
     """One target's filter and sample memory. Start it with the first frame's crops' features and where the target
     sits in each; then response() every frame and learn() when the loop says so."""
 
+    @_one_blas_thread
     def __init__(self, features: np.ndarray, centres, response_size: int, *, channels: int, memory: int,
                  learning_rate: float, sigma: float, regularization: float) -> None:
         """features: (K,C,H,W) backbone features of the first frame's search crops; centres: K (row, col) target
@@ -103,6 +123,7 @@ class OnlineTargetModel:
         taps = self.filter.reshape(self.channels, FILTER_CELLS * FILTER_CELLS)
         self._kernel = (self.projection @ taps).T.astype(np.float32)
 
+    @_one_blas_thread
     def response(self, features: np.ndarray) -> np.ndarray:
         """(C,H,W) or (N,C,H,W) backbone features -> (R,R) or (N,R,R) filter responses (about 1 on the target)."""
         features = np.asarray(features, np.float32)
@@ -120,6 +141,7 @@ class OnlineTargetModel:
 
     # -- learning ------------------------------------------------------------------------------------------
 
+    @_one_blas_thread
     def learn(self, features: np.ndarray, centre: tuple[float, float]) -> None:
         """Add one sample (a search crop's (C,H,W) features, the target at centre = (row, col) response cells) to
         the memory, dropping the lightest when full, and refit."""
