@@ -187,6 +187,73 @@ def test_video_positive_pairs_stay_in_their_folder(cache):
         assert colour_class(z[:, 63, 63]) == colour_class(x[:, int(cy), int(cx)]) in VIDEO_COLOURS.values()
 
 
+@pytest.mark.parametrize("angle", [10.0, 30.0])
+def test_rotated_search_crops_keep_the_centre_on_the_target(cache, angle):
+    ds = dataset(cache, clean(negative_prob=0.0, still_prob=0.3, rotate_prob=1.0, max_rotation=angle), length=24)
+    turned = 0
+    for k in range(len(ds)):
+        z, x, box, positive = ds[k]
+        cx, cy = centre_of(box).tolist()
+        colour = colour_class(x[:, int(cy), int(cx)])
+        assert colour is not None and colour_class(z[:, 63, 63]) == colour
+        mx, my = marker_centroid(x, colour)
+        assert abs(mx - cx) < 1.0 and abs(my - cy) < 1.0, (k, (mx, my), (cx, cy))
+        mask = (x.to(torch.int32) - torch.tensor(colour).view(3, 1, 1)).abs().lt(110).all(0).numpy()
+        tilt = cv2.minAreaRect(cv2.findNonZero(mask.astype(np.uint8)))[2] % 90  # the square marker's tilt
+        assert min(tilt, 90 - tilt) <= angle + 2
+        turned += min(tilt, 90 - tilt) > 1.5
+    assert turned > len(ds) / 2
+
+
+def _same_image_cache(root: Path) -> Path:
+    """One stills folder: crops a and b from one image, their objects 40 source pixels apart (each shows both
+    markers), and crops c and d from another, 900 pixels apart (each shows its own). Scale 1: crop = source px."""
+    folder = root / "stills__pairs"
+    folder.mkdir(parents=True)
+    colours = {"a": (255, 0, 0), "b": (0, 255, 255), "c": (255, 0, 255), "d": (255, 255, 0)}
+    sources = {"a": (100, 100), "b": (140, 100), "c": (100, 100), "d": (1000, 100)}
+    image = {"a": "one.jpg", "b": "one.jpg", "c": "two.jpg", "d": "two.jpg"}
+    rows = []
+    rng = np.random.default_rng(5)
+    for k, name in enumerate("abcd"):
+        crop = rng.integers(0, 50, (447, 447, 3), dtype=np.uint8)
+        for other in "abcd":
+            if image[other] != image[name]:
+                continue
+            dx = sources[other][0] - sources[name][0]
+            if abs(dx) < 200:
+                crop[208:240, 208 + dx : 240 + dx] = colours[other]  # 32x32 objects
+        cv2.imwrite(str(folder / f"{k:06d}.webp"), crop, [cv2.IMWRITE_WEBP_QUALITY, 101])
+        rows.append([f"{k:06d}.webp", k, 208, 208, 32, 32, *sources[name], 32, 32, 1200, 480, image[name]])
+    with open(folder / "boxes.csv", "w", newline="") as f:
+        csv.writer(f).writerows([HEADER + ["image"], *rows])
+    return root, colours
+
+
+@pytest.mark.parametrize("rotate_prob", [0.0, 1.0])
+def test_same_image_pairs_search_beside_another_object(tmp_path, rotate_prob):
+    root, colours = _same_image_cache(tmp_path)
+    recipe = clean(still_prob=1.0, same_image_prob=1.0, negative_prob=0.0, max_shift=0.0, flip_prob=0.0,
+                   search_scale_jitter=0.0, rotate_prob=rotate_prob, max_rotation=20.0)
+    ds = PairDataset(load_crop_cache(root), recipe, recipe.model_config, 24)
+    seen = set()
+    for k in range(len(ds)):
+        z, x, box, positive = ds[k]
+        exemplar = colour_class(z[:, 63, 63])
+        centre = colour_class(x[:, 127, 127])  # the search crop is centred on the *other* object
+        assert exemplar is not None and centre is not None and centre != exemplar
+        if exemplar in (colours["a"], colours["b"]):  # 40 px apart: the exemplar's object is in view, off-centre
+            assert positive == 1
+            cx, cy = centre_of(box).tolist()
+            mx, my = marker_centroid(x, exemplar)
+            assert abs(mx - cx) < 1.5 and abs(my - cy) < 1.5, (k, (mx, my), (cx, cy))
+            assert abs(cx - 127.5) > 20 or abs(cy - 127.5) > 20
+        else:  # 900 px apart: a same-scene negative
+            assert positive == 0
+        seen.add(exemplar)
+    assert len(seen) == 4
+
+
 @pytest.mark.parametrize("max_shift", [0.0, 20.0])
 def test_max_shift_respected(cache, max_shift):
     ds = dataset(cache, clean(max_shift=max_shift, negative_prob=0.0, flip_prob=0.5), length=24)

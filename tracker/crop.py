@@ -33,11 +33,22 @@ def crop_transform(center: tuple[float, float], side: float, out_size: int) -> n
     return np.array([[scale, 0.0, offset_x], [0.0, scale, offset_y]], dtype=np.float64)
 
 
+def rotation_about_centre(out_size: int, angle: float) -> np.ndarray:
+    """2x3 affine turning an out_size crop's pixel indices `angle` degrees counter-clockwise about its centre."""
+    return cv2.getRotationMatrix2D(((out_size - 1) / 2, (out_size - 1) / 2), angle, 1.0)
+
+
 def crop_square(
-    frame: np.ndarray, center: tuple[float, float], side: float, out_size: int, fill: tuple[float, ...], out: np.ndarray | None = None
+    frame: np.ndarray, center: tuple[float, float], side: float, out_size: int, fill: tuple[float, ...],
+    out: np.ndarray | None = None, angle: float = 0.0,
 ) -> np.ndarray:
-    """The square region, resampled to out_size; outside the frame is filled with `fill` (the mean colour)."""
+    """The square region, resampled to out_size; outside the frame is filled with `fill` (the mean colour).
+    angle: degrees (counter-clockwise) the content turns about the crop's centre, in the same one warp (training's
+    rotation augmentation)."""
     matrix = crop_transform(center, side, out_size)
+    if angle:
+        turn = np.vstack([rotation_about_centre(out_size, angle), [0.0, 0.0, 1.0]])
+        matrix = (turn @ np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
     return cv2.warpAffine(
         frame, matrix, (out_size, out_size), dst=out, flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_CONSTANT, borderValue=fill,

@@ -18,7 +18,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from ..config import ModelConfig
-from ..crop import context_side, crop_square, mean_colour
+from ..crop import context_side, crop_square, mean_colour, rotation_about_centre
 from ..errors import UserError
 from .recipe import TrainConfig
 
@@ -32,6 +32,16 @@ class CropFolder:
     frames: np.ndarray  # original frame index of each crop
     boxes: np.ndarray  # (n, 4) x, y, w, h of the target in crop pixels
     is_still: bool
+    sources: np.ndarray  # (n, 4) x, y, w, h of the target in its source image's pixels
+    images: tuple[str, ...] = ()  # stills: each crop's source image (several crops may share one)
+
+    def same_image(self) -> dict[int, np.ndarray]:
+        """Still crops -> the other crops of their source image (only those that have any)."""
+        groups: dict[str, list[int]] = {}
+        for k, image in enumerate(self.images):
+            groups.setdefault(image, []).append(k)
+        return {k: np.array([o for o in group if o != k]) for group in groups.values() if len(group) > 1
+                for k in group}
 
 
 def load_crop_cache(root: str | Path, min_crops: int = 2) -> list[CropFolder]:
@@ -51,6 +61,9 @@ def load_crop_cache(root: str | Path, min_crops: int = 2) -> list[CropFolder]:
                 frames=np.array([int(r["frame"]) for r in rows]),
                 boxes=np.array([[float(r[k]) for k in ("x", "y", "w", "h")] for r in rows]),
                 is_still=folder.name.startswith("stills__"),
+                sources=np.array([[float(r.get(k) or "nan") for k in ("src_x", "src_y", "src_w", "src_h")]
+                                  for r in rows]),
+                images=tuple(r.get("image") or "" for r in rows) if folder.name.startswith("stills__") else (),
             )
         )
     if not folders:
@@ -73,6 +86,7 @@ class PairDataset(Dataset):
         # Longer sequences are drawn more often, but sub-linearly, so a few long ones do not dominate.
         weights = np.sqrt([len(f.files) for f in self.videos]) if self.videos else np.zeros(0)
         self.video_p = weights / weights.sum() if len(weights) else weights
+        self.same_image = {f.path: f.same_image() for f in self.stills}
         self.flip = v2.RandomHorizontalFlip(p=recipe.flip_prob)
         j = recipe.color_jitter
         self.photometric = v2.Compose([
@@ -100,14 +114,22 @@ class PairDataset(Dataset):
             near = np.flatnonzero(np.abs(folder.frames - folder.frames[i]) <= r.max_frame_gap)
             j = int(rng.choice(near))
         positive = rng.random() >= r.negative_prob or len(self.videos) + len(self.stills) < 2  # else no negative exists
-        search_folder = folder
-        if not positive:
+        search_folder, beside = folder, None
+        others = self.same_image.get(folder.path, {}).get(i) if use_still else None
+        if others is not None and rng.random() < r.same_image_prob:
+            beside = int(rng.choice(others))  # positive or not, as where the target falls decides
+        elif not positive:
             pool = [f for f in self.videos + self.stills if f.path != folder.path]
             search_folder = pool[rng.integers(len(pool))]
             j = int(rng.integers(len(search_folder.files)))
 
         exemplar = self._crop(folder, i, rng, self.model.exemplar_size, r.exemplar_scale_jitter, r.exemplar_shift)[0]
-        search, center, size = self._crop(search_folder, j, rng, self.model.search_size, r.search_scale_jitter, r.max_shift)
+        angle = rng.uniform(-r.max_rotation, r.max_rotation) if rng.random() < r.rotate_prob else 0.0
+        if beside is not None:
+            search, center, size, positive = self._crop_beside(folder, i, beside, rng, angle)
+        else:
+            search, center, size = self._crop(search_folder, j, rng, self.model.search_size, r.search_scale_jitter,
+                                              r.max_shift, angle)
 
         # tv_tensors.Image for both: v2 would treat a second plain tensor as pass-through data and not flip it.
         z = tv_tensors.Image(torch.from_numpy(exemplar).permute(2, 0, 1))
@@ -123,19 +145,54 @@ class PairDataset(Dataset):
         return (z.as_subclass(torch.Tensor).contiguous(), x.as_subclass(torch.Tensor).contiguous(),
                 torch.tensor([x1, y1, x1 + w, y1 + h], dtype=torch.float32), torch.tensor(float(positive)))
 
-    def _crop(self, folder: CropFolder, k: int, rng, out_size: int, scale_jitter: float, max_shift: float):
-        """Crop around the target with random scale and shift; returns the crop, target centre and size in it."""
+    def _crop(self, folder: CropFolder, k: int, rng, out_size: int, scale_jitter: float, max_shift: float,
+              angle: float = 0.0):
+        """Crop around the target with random scale and shift, turned by `angle` degrees; returns the crop, target
+        centre and size in it."""
+        x, y, w, h = folder.boxes[k]
+        return self._crop_at(self._read(folder, k), (x + w / 2, y + h / 2), (w, h), rng, out_size, scale_jitter,
+                             max_shift, angle)[:3]
+
+    def _crop_beside(self, folder: CropFolder, k: int, other: int, rng, angle: float):
+        """A search crop around still crop `other`'s object, at the scale tracking crop k's object would get: the
+        object of crop k is in it (a positive pair, beside a distractor) or not (a same-scene negative). Returns
+        the crop, crop k's object's centre and size in it, and whether it is in it."""
+        image = self._read(folder, other)
+        # Where crop k's object is in crop `other`'s pixels, by way of the source image both came from.
+        per_source = folder.boxes[other][2] / folder.sources[other][2]
+        here, there = folder.sources[k], folder.sources[other]
+        offset = (here[:2] + here[2:] / 2 - there[:2] - there[2:] / 2) * per_source
+        other_center = folder.boxes[other][:2] + folder.boxes[other][2:] / 2
+        size = here[2:] * per_source
+        r, m = self.recipe, self.model
+        # The crop is centred on the other object (plus the usual shift), sized for crop k's object.
+        crop, center, _, per_pixel = self._crop_at(image, tuple(other_center), tuple(size), rng, m.search_size,
+                                                   r.search_scale_jitter, r.max_shift, angle)
+        target = np.array(center) + self._turn(offset / per_pixel, angle)
+        inside = bool(np.all((target >= 0) & (target <= m.search_size)))
+        return crop, (float(target[0]), float(target[1])), (size[0] / per_pixel, size[1] / per_pixel), inside
+
+    @staticmethod
+    def _read(folder: CropFolder, k: int) -> np.ndarray:
         image = cv2.imread(str(folder.path / folder.files[k]), cv2.IMREAD_COLOR)
         if image is None:
             raise UserError(f"cannot read {folder.path / folder.files[k]}")
-        x, y, w, h = folder.boxes[k]
-        m = self.model
-        side = context_side(w, h, self.recipe.tracker_config.context_amount) * out_size / m.exemplar_size
+        return image
+
+    @staticmethod
+    def _turn(vector: np.ndarray, angle: float) -> np.ndarray:
+        """A displacement in crop pixels, turned as rotation_about_centre turns the crop's content."""
+        return rotation_about_centre(1, angle)[:, :2] @ np.asarray(vector, float)
+
+    def _crop_at(self, image: np.ndarray, target: tuple[float, float], size: tuple[float, float], rng, out_size: int,
+                 scale_jitter: float, max_shift: float, angle: float):
+        w, h = size
+        side = context_side(w, h, self.recipe.tracker_config.context_amount) * out_size / self.model.exemplar_size
         side *= math.exp(rng.uniform(-1, 1) * math.log1p(scale_jitter))
         shift = rng.uniform(-max_shift, max_shift, size=2)  # in output pixels
         per_pixel = side / out_size
-        center = (x + w / 2 - shift[0] * per_pixel, y + h / 2 - shift[1] * per_pixel)
-        fill = mean_colour(image)
-        crop = crop_square(image, center, side, out_size, fill)
-        target_center = (out_size / 2 + shift[0], out_size / 2 + shift[1])
-        return crop, target_center, (w / per_pixel, h / per_pixel)
+        center = (target[0] - shift[0] * per_pixel, target[1] - shift[1] * per_pixel)
+        crop = crop_square(image, center, side, out_size, mean_colour(image), angle=angle)
+        # The crop turns about its centre; the target, `shift` from it, turns with it (its box keeps its size).
+        target_center = out_size / 2 + self._turn(shift, angle)
+        return crop, (float(target_center[0]), float(target_center[1])), (w / per_pixel, h / per_pixel), per_pixel

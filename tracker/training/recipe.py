@@ -36,6 +36,15 @@ class TrainConfig(_Config):
     gray_prob: float = 0.1
     blur_prob: float = 0.15
     color_jitter: float = 0.3  # brightness / contrast / saturation amount
+    # The search crop turns by up to +-max_rotation degrees about its centre on this share of pairs (the exemplar
+    # stays upright, as in tracking): a target that rotates between frames.
+    rotate_prob: float = 0.0
+    max_rotation: float = 10.0
+    # This share of the still-image pairs whose image holds several labelled objects takes its search crop around
+    # *another object of the same image*, at the exemplar target's scale: a same-scene distractor. The pair is a
+    # positive when the exemplar's object falls inside that crop (off-centre, beside the distractor), else a
+    # negative.
+    same_image_prob: float = 0.0
     # Loss
     positive_radius: float = 16.0  # search-crop pixels from the target centre
     # "radius": cells within positive_radius of the centre are positive (SiamFC); "ellipse": SiamBAN's labels,
@@ -64,10 +73,12 @@ class TrainConfig(_Config):
         _check(self.batch_size >= 2, "batch_size must be >= 2")
         _check(0 < self.min_lr <= self.lr, "need 0 < min_lr <= lr")
         _check(self.trainable_from_block >= 0, "trainable_from_block must be >= 0")
-        for name in ("negative_prob", "still_prob", "flip_prob", "gray_prob", "blur_prob"):
+        for name in ("negative_prob", "still_prob", "flip_prob", "gray_prob", "blur_prob", "rotate_prob",
+                     "same_image_prob"):
             _check(0 <= getattr(self, name) <= 1, f"{name} must be in [0, 1]")
         _check(self.max_shift >= 0 and self.positive_radius > 0, "max_shift >= 0 and positive_radius > 0")
         _check(self.box_loss_weight >= 0, "box_loss_weight must be >= 0")
+        _check(0 <= self.max_rotation <= 180, f"max_rotation must be in [0, 180] degrees, got {self.max_rotation}")
         _check(self.labels in ("radius", "ellipse"), f"labels must be 'radius' or 'ellipse', got {self.labels!r}")
         _check(self.freeze_after_epoch >= 0, "freeze_after_epoch must be >= 0")
         _check(not self.freeze_after_epoch or self.model_config.box_head_channels, "freeze_after_epoch needs a model "
