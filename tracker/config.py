@@ -173,7 +173,7 @@ class TrackerConfig(_Config):
     # gets online_learning_rate of the weight. Labels: Gaussians of online_sigma response cells; ridge weight
     # online_regularization x the mean diagonal of the normal equations.
     online_weight: float = 0.0
-    online_channels: int = 32
+    online_channels: int = 16
     online_memory: int = 50
     online_update_every: int = 5
     online_learning_rate: float = 0.05
