@@ -79,6 +79,21 @@ def test_batched_equals_separate_trackers(engine, request):
         assert iou([r.box for r in ours], gt[1:]).min() > 0.5, f"{engine}, target {k} not tracked"
 
 
+def test_batched_equals_separate_with_the_online_model(onnx_pair):
+    """Each target's online model learns from its own crop's rows of the batch: in company as alone."""
+    make, multi = onnx_pair
+    config = multi.config.replace(online_weight=0.5, lost_threshold=0.6, online_update_every=3)
+    together = MultiTracker(multi.engine, config)
+    frames, gts = three_target_clip(n_frames=16)
+    together.init(frames[0], [tuple(g[0]) for g in gts])
+    batched = [together.update(frame) for frame in frames[1:]]
+    for k, gt in enumerate(gts):
+        ours = [r[together.targets[k]] for r in batched]
+        alone = _separate(lambda: SiamTracker(multi.engine, config), frames, tuple(gt[0]))
+        _assert_same(ours, alone, f"online, target {k}")
+        assert iou([r.box for r in ours], gt[1:]).min() > 0.5, f"online, target {k} not tracked"
+
+
 def test_one_network_run_per_frame(onnx_pair, monkeypatch):
     """All targets' crops (one each for a box-predicting model, a scale pyramid's otherwise) go through the
     search graph together, once per frame."""
