@@ -112,3 +112,13 @@ def test_context_side(w, h, amount):
     assert context_side(w, h, amount) == pytest.approx(np.sqrt((w + p) * (h + p)))
     if amount == 0:
         assert context_side(w, h, amount) == pytest.approx(np.sqrt(w * h))
+
+
+def test_crop_square_turns_about_the_crop_centre():
+    """angle: the content turns counter-clockwise (as seen) about the crop's centre, in the same one warp."""
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (200, 240, 3), dtype=np.uint8)
+    upright = crop_square(frame, (120.0, 100.0), 90.0, 63, (0.0, 0.0, 0.0))
+    turned = crop_square(frame, (120.0, 100.0), 90.0, 63, (0.0, 0.0, 0.0), angle=90.0)
+    assert np.abs(turned.astype(int) - np.rot90(upright).astype(int)).max() <= 1
+    assert np.array_equal(crop_square(frame, (120.0, 100.0), 90.0, 63, (0.0, 0.0, 0.0), angle=0.0), upright)

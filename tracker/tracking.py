@@ -195,9 +195,7 @@ class TrackingLoop:
             centres.append((middle - dy * shift / m.stride, middle - dx * shift / m.stride))
         crops[5] = cv2.GaussianBlur(crops[0], (0, 0), 2.0)
         for i, angle in ((6, 10), (7, -10)):
-            turn = cv2.getRotationMatrix2D((size / 2, size / 2), angle, 1.0)
-            cv2.warpAffine(crops[0], turn, (size, size), dst=crops[i], flags=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_CONSTANT, borderValue=state.fill)
+            crop_square(frame, tuple(state.center), state.search_side, size, state.fill, out=crops[i], angle=angle)
         centres += [(middle, middle)] * 3
         features = self.engine.search_with_features(crops, state.template)[2]
         return OnlineTargetModel(features, centres, self.engine.response_size, channels=c.online_channels,
