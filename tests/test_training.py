@@ -19,7 +19,7 @@ import torch
 from tracker.cli import main
 from tracker.crop import response_cell_positions
 from tracker.errors import UserError
-from tracker.training.data import PairDataset, load_crop_cache
+from tracker.training.data import PairDataset, load_crop_cache, mine_look_alikes
 from tracker.training.loss import balanced_logistic_loss, box_regression_loss, cell_boxes, response_labels
 from tracker.training.recipe import TrainConfig
 
@@ -254,6 +254,41 @@ def test_same_image_pairs_search_beside_another_object(tmp_path, rotate_prob):
     assert len(seen) == 4
 
 
+def _centre_colour(images: np.ndarray) -> np.ndarray:
+    """An embedding for mining tests: the exemplar's centre pixel, i.e. its marker colour."""
+    return images[:, 63, 63].astype(np.float32) + 1.0
+
+
+def test_mined_look_alikes_are_the_most_similar_crops_of_other_folders(cache):
+    folders = load_crop_cache(cache)
+    pairs = mine_look_alikes(folders, _centre_colour, neighbours=2, batch=5)
+    assert [len(p) for p in pairs] == [len(f.files) for f in folders]
+    red = next(k for k, f in enumerate(folders) if f.path.name == "synth__red")
+    for k, folder in enumerate(folders):
+        assert pairs[k].shape == (len(folder.files), 2, 2)
+        assert (pairs[k][..., 0] != k).all(), "a look-alike from the target's own folder"
+    # Red's closest colours are the still folder's magenta and yellow crops (cosine 0.71), not green (0).
+    for owner, crop in pairs[red].reshape(-1, 2):
+        colour = colour_class(torch.from_numpy(PairDataset._read(folders[owner], crop)[224, 224].copy()))
+        assert colour in [(255, 0, 255), (0, 255, 255)], colour
+
+
+def test_mined_negatives_draw_the_search_crop_from_the_look_alikes(cache):
+    folders = load_crop_cache(cache)
+    look_alikes = mine_look_alikes(folders, _centre_colour, neighbours=2)
+    recipe = clean(negative_prob=1.0, mined_negative_prob=1.0, still_prob=0.0)
+    ds = PairDataset(folders, recipe, recipe.model_config, 16, look_alikes)
+    for k in range(len(ds)):
+        z, x, box, positive = ds[k]
+        cx, cy = centre_of(box).tolist()
+        exemplar, search = colour_class(z[:, 63, 63]), colour_class(x[:, int(cy), int(cx)])
+        assert positive == 0 and exemplar in VIDEO_COLOURS.values()
+        # red's look-alikes are magenta / yellow, green's are yellow / cyan: never the other video's colour
+        assert search in STILL_COLOURS, (exemplar, search)
+    with pytest.raises(UserError, match="look-alikes"):
+        PairDataset(folders, recipe, recipe.model_config, 4)
+
+
 @pytest.mark.parametrize("max_shift", [0.0, 20.0])
 def test_max_shift_respected(cache, max_shift):
     ds = dataset(cache, clean(max_shift=max_shift, negative_prob=0.0, flip_prob=0.5), length=24)
@@ -384,6 +419,22 @@ def test_box_regression_loss():
 def _log(run: Path) -> list[dict]:
     with open(run / "log.csv", newline="") as f:
         return list(csv.DictReader(f))
+
+
+def test_look_alikes_are_mined_by_the_starting_network_once_per_run(cache, tmp_path, monkeypatch):
+    from tracker.config import ModelConfig
+    from tracker.model import SiamNet
+    from tracker.training import loop
+
+    model = SiamNet(ModelConfig(backbone="alexnet", stride=8), pretrained_backbone=False)
+    folders = load_crop_cache(cache)
+    recipe = clean(mined_negative_prob=0.5, mined_neighbours=3)
+    first = loop._look_alikes(model, folders, recipe, tmp_path, torch.device("cpu"))
+    assert (tmp_path / "look_alikes.npz").is_file()
+    assert [p.shape for p in first] == [(len(f.files), 3, 2) for f in folders]
+    monkeypatch.setattr(loop, "mine_look_alikes", lambda *a, **k: pytest.fail("mined again on resume"))
+    again = loop._look_alikes(model, folders, recipe, tmp_path, torch.device("cpu"))
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
 
 
 def test_train_smoke_and_resume(cache, tmp_path, monkeypatch):

@@ -20,6 +20,7 @@ from torchvision.transforms import v2
 from ..config import ModelConfig
 from ..crop import context_side, crop_square, mean_colour, rotation_about_centre
 from ..errors import UserError
+from ..progress import progress as make_progress
 from .recipe import TrainConfig
 
 
@@ -71,14 +72,52 @@ def load_crop_cache(root: str | Path, min_crops: int = 2) -> list[CropFolder]:
     return folders
 
 
+EXEMPLAR_IN_CACHE = slice(160, 287)  # the 127 px exemplar region of a 447 px cache crop (see the data README)
+
+
+def mine_look_alikes(folders: list[CropFolder], embed, neighbours: int, batch: int = 64) -> list[np.ndarray]:
+    """For every crop of every folder: the `neighbours` crops of *other* folders that look most like it, by the
+    cosine similarity of embed(exemplars) (uint8 (B,127,127,3) BGR -> (B,D) features). These are the look-alikes a
+    tracker of that target is likeliest to jump to. Returns one (n_crops, neighbours, 2) int array per folder:
+    (folder index, crop index) pairs."""
+    owners = np.concatenate([np.full(len(f.files), k) for k, f in enumerate(folders)])
+    crops = np.concatenate([np.arange(len(f.files)) for f in folders])
+    features = []
+    bar = make_progress(len(crops), "mining look-alikes", "crop")
+    for start in range(0, len(crops), batch):
+        images = np.stack([PairDataset._read(folders[f], int(c))[EXEMPLAR_IN_CACHE, EXEMPLAR_IN_CACHE]
+                           for f, c in zip(owners[start:start + batch], crops[start:start + batch])])
+        features.append(np.asarray(embed(images), np.float32))
+        bar.update(len(images))
+    bar.close()
+    features = np.concatenate(features)
+    features /= np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    k = min(neighbours, int(np.sum(owners != owners[0])) or 1)
+    nearest = np.empty((len(crops), k), np.int64)
+    for start in range(0, len(crops), 1024):
+        similarity = features[start:start + 1024] @ features.T
+        similarity[owners[start:start + 1024, None] == owners[None, :]] = -np.inf  # other folders only
+        best = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+        nearest[start:start + 1024] = best
+    pairs = np.stack([owners[nearest], crops[nearest]], axis=-1)
+    ends = np.cumsum([len(f.files) for f in folders])
+    return np.split(pairs, ends[:-1])
+
+
 class PairDataset(Dataset):
     """Random pairs, deterministic per (seed, epoch, index). Items: exemplar (3,127,127) uint8, search (3,255,255)
     uint8, the target's box in the search crop as (x1, y1, x2, y2) continuous pixels (4,), and a positive flag
     (1 = same object, 0 = a negative pair, whose box is that other crop's own target)."""
 
-    def __init__(self, folders: list[CropFolder], recipe: TrainConfig, model: ModelConfig, length: int) -> None:
+    def __init__(self, folders: list[CropFolder], recipe: TrainConfig, model: ModelConfig, length: int,
+                 look_alikes: list[np.ndarray] | None = None) -> None:
+        """look_alikes: mine_look_alikes(folders, ...), for recipe.mined_negative_prob."""
         self.videos = [f for f in folders if not f.is_still]
         self.stills = [f for f in folders if f.is_still]
+        self.folders = list(folders)
+        self.look_alikes = {f.path: pairs for f, pairs in zip(folders, look_alikes)} if look_alikes else {}
+        if recipe.mined_negative_prob and not self.look_alikes:
+            raise UserError("mined_negative_prob > 0 needs the mined look-alikes (mine_look_alikes)")
         if not self.videos and not self.stills:
             raise UserError("the crop cache is empty")
         self.recipe, self.model, self.length = recipe, model, length
@@ -118,6 +157,10 @@ class PairDataset(Dataset):
         others = self.same_image.get(folder.path, {}).get(i) if use_still else None
         if others is not None and rng.random() < r.same_image_prob:
             beside = int(rng.choice(others))  # positive or not, as where the target falls decides
+        elif not positive and folder.path in self.look_alikes and rng.random() < r.mined_negative_prob:
+            mined = self.look_alikes[folder.path][i]
+            owner, j = (int(v) for v in mined[rng.integers(len(mined))])
+            search_folder = self.folders[owner]
         elif not positive:
             pool = [f for f in self.videos + self.stills if f.path != folder.path]
             search_folder = pool[rng.integers(len(pool))]

@@ -22,7 +22,7 @@ from tracker.progress import progress as make_progress
 from ..checkpoint import save_checkpoint
 from ..errors import UserError
 from ..model import SiamNet
-from .data import PairDataset, load_crop_cache
+from .data import PairDataset, load_crop_cache, mine_look_alikes
 from .loss import balanced_logistic_loss, box_regression_loss, ellipse_labels, response_labels
 from .recipe import TrainConfig
 
@@ -138,7 +138,9 @@ def train(recipe: TrainConfig, data_root: Path, val_root: Path | None, run_dir: 
         print(f"epoch 0 (untrained): val AUC {scores['auc']:.3f}  precision {scores['precision']:.3f}", file=sys.stderr)
 
     folders = load_crop_cache(data_root)
-    dataset = PairDataset(folders, recipe, recipe.model_config, recipe.iterations_per_epoch * recipe.batch_size)
+    look_alikes = _look_alikes(model, folders, recipe, run_dir, dev) if recipe.mined_negative_prob else None
+    dataset = PairDataset(folders, recipe, recipe.model_config, recipe.iterations_per_epoch * recipe.batch_size,
+                          look_alikes)
     m = recipe.model_config
     for epoch in range(start_epoch, recipe.epochs + 1):
         started = time.time()
@@ -191,6 +193,27 @@ def train(recipe: TrainConfig, data_root: Path, val_root: Path | None, run_dir: 
     if not (run_dir / "best.pt").is_file():  # zero epochs without validation: the untrained model is the result
         save_checkpoint(run_dir / "best.pt", model, recipe.tracker_config, {**meta, "epoch": 0})
     return run_dir / "best.pt"
+
+
+def _look_alikes(model: SiamNet, folders: list, recipe: TrainConfig, run_dir: Path, dev: torch.device) -> list:
+    """The crop cache's mined look-alikes (data.mine_look_alikes) by the starting network's pooled template
+    features, kept in the run folder so that --resume uses the same ones."""
+    path = run_dir / "look_alikes.npz"
+    if path.is_file():
+        with np.load(path) as saved:  # plain arrays: no pickle
+            pairs = [saved[f"folder{k}"] for k in range(len(folders))]
+        if all(len(p) == len(f.files) for p, f in zip(pairs, folders)) and pairs[0].shape[1] == recipe.mined_neighbours:
+            return pairs
+    model.eval()
+
+    def embed(images: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            exemplars = torch.from_numpy(images).to(dev).permute(0, 3, 1, 2).float()
+            return model.template(exemplars).mean(dim=(2, 3)).cpu().numpy()
+
+    pairs = mine_look_alikes(folders, embed, recipe.mined_neighbours)
+    np.savez(path, **{f"folder{k}": p for k, p in enumerate(pairs)})
+    return pairs
 
 
 def _brief(scores: dict) -> dict:

@@ -45,6 +45,11 @@ class TrainConfig(_Config):
     # positive when the exemplar's object falls inside that crop (off-centre, beside the distractor), else a
     # negative.
     same_image_prob: float = 0.0
+    # This share of the negative pairs takes its search crop from the exemplar's mined look-alikes: the
+    # mined_neighbours crops of other folders whose template features are closest to the exemplar's (cosine of the
+    # pooled features of the starting network, mined once per run; tracker/training/data.py, mine_look_alikes).
+    mined_negative_prob: float = 0.0
+    mined_neighbours: int = 20
     # Loss
     positive_radius: float = 16.0  # search-crop pixels from the target centre
     # "radius": cells within positive_radius of the centre are positive (SiamFC); "ellipse": SiamBAN's labels,
@@ -74,11 +79,12 @@ class TrainConfig(_Config):
         _check(0 < self.min_lr <= self.lr, "need 0 < min_lr <= lr")
         _check(self.trainable_from_block >= 0, "trainable_from_block must be >= 0")
         for name in ("negative_prob", "still_prob", "flip_prob", "gray_prob", "blur_prob", "rotate_prob",
-                     "same_image_prob"):
+                     "same_image_prob", "mined_negative_prob"):
             _check(0 <= getattr(self, name) <= 1, f"{name} must be in [0, 1]")
         _check(self.max_shift >= 0 and self.positive_radius > 0, "max_shift >= 0 and positive_radius > 0")
         _check(self.box_loss_weight >= 0, "box_loss_weight must be >= 0")
         _check(0 <= self.max_rotation <= 180, f"max_rotation must be in [0, 180] degrees, got {self.max_rotation}")
+        _check(1 <= self.mined_neighbours <= 1000, f"mined_neighbours must be from 1 to 1000, got {self.mined_neighbours}")
         _check(self.labels in ("radius", "ellipse"), f"labels must be 'radius' or 'ellipse', got {self.labels!r}")
         _check(self.freeze_after_epoch >= 0, "freeze_after_epoch must be >= 0")
         _check(not self.freeze_after_epoch or self.model_config.box_head_channels, "freeze_after_epoch needs a model "
