@@ -273,6 +273,28 @@ def test_mined_look_alikes_are_the_most_similar_crops_of_other_folders(cache):
         assert colour in [(255, 0, 255), (0, 255, 255)], colour
 
 
+def test_sub_sequences_of_one_video_never_pair_as_negatives(tmp_path):
+    """UAV123's car16_1 and car16_2 are one video and one target: not a negative pair, not look-alikes."""
+    rng = np.random.default_rng(2)
+    write_folder(tmp_path / "uav__car16_1", [(0, 0, 255)] * 3, rng)
+    write_folder(tmp_path / "uav__car16_2", [(0, 0, 255)] * 3, rng)
+    write_folder(tmp_path / "uav__boat1", [(0, 255, 0)] * 3, rng)
+    folders = load_crop_cache(tmp_path)
+    assert sorted(f.video for f in folders) == ["uav__boat1", "uav__car16", "uav__car16"]
+    ds = dataset(tmp_path, clean(negative_prob=1.0, still_prob=0.0), length=16)
+    for k in range(len(ds)):
+        z, x, box, positive = ds[k]
+        cx, cy = centre_of(box).tolist()
+        assert positive == 0 and colour_class(z[:, 63, 63]) != colour_class(x[:, int(cy), int(cx)])
+    for k, pairs in enumerate(mine_look_alikes(folders, _centre_colour, neighbours=2)):
+        assert {folders[o].video for o in pairs[..., 0].ravel()} == ({"uav__boat1"} if folders[k].video ==
+                                                                     "uav__car16" else {"uav__car16"})
+    write_folder(tmp_path / "one" / "uav__car16_1", [(0, 0, 255)] * 3, rng)
+    write_folder(tmp_path / "one" / "uav__car16_2", [(0, 0, 255)] * 3, rng)
+    alone = dataset(tmp_path / "one", clean(negative_prob=1.0, still_prob=0.0), length=4)
+    assert all(alone[k][3] == 1 for k in range(len(alone)))  # one video: nothing to draw a negative from
+
+
 def test_mined_negatives_draw_the_search_crop_from_the_look_alikes(cache):
     folders = load_crop_cache(cache)
     look_alikes = mine_look_alikes(folders, _centre_colour, neighbours=2)

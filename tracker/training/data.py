@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,12 @@ class CropFolder:
     is_still: bool
     sources: np.ndarray  # (n, 4) x, y, w, h of the target in its source image's pixels
     images: tuple[str, ...] = ()  # stills: each crop's source image (several crops may share one)
+
+    @property
+    def video(self) -> str:
+        """The source video: UAV123 splits long videos into sub-sequences of the same target (car16_1, car16_2
+        share frames and target), which must never pair as negatives of each other."""
+        return re.sub(r"_\d+$", "", self.path.name)
 
     def same_image(self) -> dict[int, np.ndarray]:
         """Still crops -> the other crops of their source image (only those that have any)."""
@@ -78,9 +85,12 @@ EXEMPLAR_IN_CACHE = slice(160, 287)  # the 127 px exemplar region of a 447 px ca
 def mine_look_alikes(folders: list[CropFolder], embed, neighbours: int, batch: int = 64) -> list[np.ndarray]:
     """For every crop of every folder: the `neighbours` crops of *other* folders that look most like it, by the
     cosine similarity of embed(exemplars) (uint8 (B,127,127,3) BGR -> (B,D) features). These are the look-alikes a
-    tracker of that target is likeliest to jump to. Returns one (n_crops, neighbours, 2) int array per folder:
+    tracker of that target is likeliest to jump to; never crops of the same video (CropFolder.video). Returns one
+    (n_crops, neighbours, 2) int array per folder:
     (folder index, crop index) pairs."""
     owners = np.concatenate([np.full(len(f.files), k) for k, f in enumerate(folders)])
+    videos = np.unique([f.video for f in folders], return_inverse=True)[1]
+    sources = videos[owners]  # crops of one video (its sub-sequences included) never look-alike each other
     crops = np.concatenate([np.arange(len(f.files)) for f in folders])
     features = []
     bar = make_progress(len(crops), "mining look-alikes", "crop")
@@ -92,11 +102,11 @@ def mine_look_alikes(folders: list[CropFolder], embed, neighbours: int, batch: i
     bar.close()
     features = np.concatenate(features)
     features /= np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-    k = min(neighbours, int(np.sum(owners != owners[0])) or 1)
+    k = min(neighbours, int(np.sum(sources != sources[0])) or 1)
     nearest = np.empty((len(crops), k), np.int64)
     for start in range(0, len(crops), 1024):
         similarity = features[start:start + 1024] @ features.T
-        similarity[owners[start:start + 1024, None] == owners[None, :]] = -np.inf  # other folders only
+        similarity[sources[start:start + 1024, None] == sources[None, :]] = -np.inf  # other videos only
         best = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
         nearest[start:start + 1024] = best
     pairs = np.stack([owners[nearest], crops[nearest]], axis=-1)
@@ -115,6 +125,7 @@ class PairDataset(Dataset):
         self.videos = [f for f in folders if not f.is_still]
         self.stills = [f for f in folders if f.is_still]
         self.folders = list(folders)
+        self.sources = len({f.video for f in folders})  # negatives need a second video
         self.look_alikes = {f.path: pairs for f, pairs in zip(folders, look_alikes)} if look_alikes else {}
         if recipe.mined_negative_prob and not self.look_alikes:
             raise UserError("mined_negative_prob > 0 needs the mined look-alikes (mine_look_alikes)")
@@ -152,7 +163,7 @@ class PairDataset(Dataset):
             i = int(rng.integers(len(folder.files)))
             near = np.flatnonzero(np.abs(folder.frames - folder.frames[i]) <= r.max_frame_gap)
             j = int(rng.choice(near))
-        positive = rng.random() >= r.negative_prob or len(self.videos) + len(self.stills) < 2  # else no negative exists
+        positive = rng.random() >= r.negative_prob or self.sources < 2  # else no negative exists
         search_folder, beside = folder, None
         others = self.same_image.get(folder.path, {}).get(i) if use_still else None
         if others is not None and rng.random() < r.same_image_prob:
@@ -162,7 +173,7 @@ class PairDataset(Dataset):
             owner, j = (int(v) for v in mined[rng.integers(len(mined))])
             search_folder = self.folders[owner]
         elif not positive:
-            pool = [f for f in self.videos + self.stills if f.path != folder.path]
+            pool = [f for f in self.videos + self.stills if f.video != folder.video]
             search_folder = pool[rng.integers(len(pool))]
             j = int(rng.integers(len(search_folder.files)))
 
