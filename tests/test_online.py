@@ -139,3 +139,19 @@ def test_online_tracker_follows_the_synthetic_clip_and_learns(default_tracker_fa
     boxes = np.array([tracker.update(f).box for f in frames[1:]])
     assert np.mean(iou(boxes, gt[1:])) > 0.6
     assert tracker._target.state.online.samples >= 5
+
+
+def test_weights_are_a_running_mean_then_decay_and_the_newest_sample_stays(objects):
+    rng = np.random.default_rng(7)
+    first = np.stack([_scene(rng, objects, {"target": (8, 8)})])
+    model = OnlineTargetModel(first, [(_cell(8), _cell(8))], R, **{**PARAMS, "learning_rate": 0.05, "memory": 50})
+    for i in range(3):
+        model.learn(_scene(rng, objects, {"target": (8, 8)}), (_cell(8), _cell(8)))
+    assert np.allclose(model._weights, 1 / 3)  # not (0.95^2, 0.95 x 0.05, 0.05): the first would outweigh the rest
+    for i in range(30):
+        model.learn(_scene(rng, objects, {"target": (8, 8)}), (_cell(8), _cell(8)))
+    assert np.isclose(model._weights[-1], 0.05) and model._weights[-1] > model._weights[0]
+    one = OnlineTargetModel(first, [(_cell(8), _cell(8))], R, **{**PARAMS, "memory": 1})
+    one.learn(_scene(rng, objects, {"target": (8, 8)}), (_cell(8), _cell(8)))
+    one.learn(_scene(rng, objects, {"target": (4, 4)}), (_cell(4), _cell(4)))
+    assert one.samples == 1 and one._samples[0][1] == (_cell(4), _cell(4))  # the newest is kept

@@ -206,18 +206,20 @@ def test_rotated_search_crops_keep_the_centre_on_the_target(cache, angle):
 
 
 def _same_image_cache(root: Path) -> Path:
-    """One stills folder: crops a and b from one image, their objects 40 source pixels apart (each shows both
-    markers), and crops c and d from another, 900 pixels apart (each shows its own). Scale 1: crop = source px."""
+    """One stills folder: crops a and b from one image, their objects 40 source pixels apart; crops c and d from
+    another, 150 apart (in each other's cache crop, outside a search crop); e and f from a third, 900 apart (not
+    even in each other's cache crop). Scale 1: crop = source px."""
     folder = root / "stills__pairs"
     folder.mkdir(parents=True)
-    colours = {"a": (255, 0, 0), "b": (0, 255, 255), "c": (255, 0, 255), "d": (255, 255, 0)}
-    sources = {"a": (100, 100), "b": (140, 100), "c": (100, 100), "d": (1000, 100)}
-    image = {"a": "one.jpg", "b": "one.jpg", "c": "two.jpg", "d": "two.jpg"}
+    colours = {"a": (255, 0, 0), "b": (0, 255, 255), "c": (255, 0, 255), "d": (255, 255, 0), "e": (0, 0, 255),
+               "f": (0, 255, 0)}
+    sources = {"a": (100, 100), "b": (140, 100), "c": (100, 100), "d": (250, 100), "e": (100, 100), "f": (1000, 100)}
+    image = {"a": "one.jpg", "b": "one.jpg", "c": "two.jpg", "d": "two.jpg", "e": "three.jpg", "f": "three.jpg"}
     rows = []
     rng = np.random.default_rng(5)
-    for k, name in enumerate("abcd"):
+    for k, name in enumerate("abcdef"):
         crop = rng.integers(0, 50, (447, 447, 3), dtype=np.uint8)
-        for other in "abcd":
+        for other in "abcdef":
             if image[other] != image[name]:
                 continue
             dx = sources[other][0] - sources[name][0]
@@ -235,23 +237,28 @@ def test_same_image_pairs_search_beside_another_object(tmp_path, rotate_prob):
     root, colours = _same_image_cache(tmp_path)
     recipe = clean(still_prob=1.0, same_image_prob=1.0, negative_prob=0.0, max_shift=0.0, flip_prob=0.0,
                    search_scale_jitter=0.0, rotate_prob=rotate_prob, max_rotation=20.0)
-    ds = PairDataset(load_crop_cache(root), recipe, recipe.model_config, 24)
+    folders = load_crop_cache(root)
+    assert sorted(folders[0].same_image()) == [0, 1, 2, 3]  # e and f do not show each other's object at all
+    ds = PairDataset(folders, recipe, recipe.model_config, 48)
     seen = set()
     for k in range(len(ds)):
         z, x, box, positive = ds[k]
         exemplar = colour_class(z[:, 63, 63])
-        centre = colour_class(x[:, 127, 127])  # the search crop is centred on the *other* object
-        assert exemplar is not None and centre is not None and centre != exemplar
+        centre = colour_class(x[:, 127, 127])
+        seen.add(exemplar)
+        if exemplar in (colours["e"], colours["f"]):  # an ordinary pair: the crop with itself
+            assert positive == 1 and centre == exemplar
+            continue
+        assert exemplar is not None and centre is not None and centre != exemplar  # centred on the *other* one
         if exemplar in (colours["a"], colours["b"]):  # 40 px apart: the exemplar's object is in view, off-centre
             assert positive == 1
             cx, cy = centre_of(box).tolist()
             mx, my = marker_centroid(x, exemplar)
             assert abs(mx - cx) < 1.5 and abs(my - cy) < 1.5, (k, (mx, my), (cx, cy))
             assert abs(cx - 127.5) > 20 or abs(cy - 127.5) > 20
-        else:  # 900 px apart: a same-scene negative
+        else:  # 150 px apart: a same-scene negative
             assert positive == 0
-        seen.add(exemplar)
-    assert len(seen) == 4
+    assert len(seen) == 6
 
 
 def _centre_colour(images: np.ndarray) -> np.ndarray:
@@ -276,21 +283,21 @@ def test_mined_look_alikes_are_the_most_similar_crops_of_other_folders(cache):
 def test_sub_sequences_of_one_video_never_pair_as_negatives(tmp_path):
     """UAV123's car16_1 and car16_2 are one video and one target: not a negative pair, not look-alikes."""
     rng = np.random.default_rng(2)
-    write_folder(tmp_path / "uav__car16_1", [(0, 0, 255)] * 3, rng)
-    write_folder(tmp_path / "uav__car16_2", [(0, 0, 255)] * 3, rng)
-    write_folder(tmp_path / "uav__boat1", [(0, 255, 0)] * 3, rng)
+    write_folder(tmp_path / "uav123_10fps__car16_1", [(0, 0, 255)] * 3, rng)
+    write_folder(tmp_path / "uav123_10fps__car16_2", [(0, 0, 255)] * 3, rng)
+    write_folder(tmp_path / "uav123_10fps__boat1", [(0, 255, 0)] * 3, rng)
     folders = load_crop_cache(tmp_path)
-    assert sorted(f.video for f in folders) == ["uav__boat1", "uav__car16", "uav__car16"]
+    assert sorted(f.video for f in folders) == ["uav123_10fps__boat1", "uav123_10fps__car16", "uav123_10fps__car16"]
     ds = dataset(tmp_path, clean(negative_prob=1.0, still_prob=0.0), length=16)
     for k in range(len(ds)):
         z, x, box, positive = ds[k]
         cx, cy = centre_of(box).tolist()
         assert positive == 0 and colour_class(z[:, 63, 63]) != colour_class(x[:, int(cy), int(cx)])
     for k, pairs in enumerate(mine_look_alikes(folders, _centre_colour, neighbours=2)):
-        assert {folders[o].video for o in pairs[..., 0].ravel()} == ({"uav__boat1"} if folders[k].video ==
-                                                                     "uav__car16" else {"uav__car16"})
-    write_folder(tmp_path / "one" / "uav__car16_1", [(0, 0, 255)] * 3, rng)
-    write_folder(tmp_path / "one" / "uav__car16_2", [(0, 0, 255)] * 3, rng)
+        assert {folders[o].video for o in pairs[..., 0].ravel()} == ({"uav123_10fps__boat1"} if folders[k].video ==
+                                                                     "uav123_10fps__car16" else {"uav123_10fps__car16"})
+    write_folder(tmp_path / "one" / "uav123_10fps__car16_1", [(0, 0, 255)] * 3, rng)
+    write_folder(tmp_path / "one" / "uav123_10fps__car16_2", [(0, 0, 255)] * 3, rng)
     alone = dataset(tmp_path / "one", clean(negative_prob=1.0, still_prob=0.0), length=4)
     assert all(alone[k][3] == 1 for k in range(len(alone)))  # one video: nothing to draw a negative from
 

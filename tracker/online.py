@@ -10,8 +10,9 @@ the same kind scores as high as the target. This model asks "is this *this* targ
   response lands on the siamese response's cells;
 * loss: ridge regression of every sample's response onto a Gaussian at the target, 0 everywhere else: the rest of
   each search crop, look-alikes included, are the negatives;
-* memory: the first frame's augmented crops keep INIT_SHARE of the weight for good; later samples get
-  `learning_rate` of the rest as they come, older ones decay, and the lightest goes when `memory` are held;
+* memory: the first frame's augmented crops keep INIT_SHARE of the weight for good; later samples share the
+  rest as a running mean until 1/`learning_rate` are held, then each new one gets `learning_rate` of it and the
+  older ones decay; the lightest goes when `memory` are held;
 * fit: the normal equations are kept as a running sum of the samples' Gram matrices, so a refit is CG_STEPS
   conjugate-gradient steps from the last filter, not a pass over the memory.
 
@@ -29,7 +30,6 @@ from threadpoolctl import ThreadpoolController
 FILTER_CELLS = 4  # as the box-adaptive head's depthwise match: a 16x16 map padded by 1 gives its 15x15 cells
 INIT_SHARE = 0.25  # of the normal equations' weight, held by the first frame's samples for good
 CG_STEPS = 5  # per refit, warm-started from the last filter
-INIT_AUGMENTS = 8  # first-frame crops: as is, four shifts, a blur, two small rotations (see tracking.py)
 
 
 @functools.lru_cache(maxsize=1)
@@ -147,7 +147,9 @@ class OnlineTargetModel:
         the memory, dropping the lightest when full, and refit."""
         projected = self._project(np.asarray(features, np.float32))
         gram, rhs = self._normal_terms(None, centre, projected)
-        rate = self.learning_rate if self._samples else 1.0
+        # A running mean until 1/learning_rate samples are held, then exponential forgetting: the first sample
+        # would otherwise keep weight (1 - rate)^n, most of the memory for dozens of samples.
+        rate = max(self.learning_rate, 1.0 / (len(self._samples) + 1))
         self._weights *= 1 - rate
         self._gram *= 1 - rate
         self._rhs *= 1 - rate
@@ -156,7 +158,7 @@ class OnlineTargetModel:
         self._samples.append((projected, centre))
         self._weights = np.append(self._weights, rate)
         if len(self._samples) > self.memory:
-            lightest = int(np.argmin(self._weights))
+            lightest = int(np.argmin(self._weights[:-1]))  # never the sample just added
             old_projected, old_centre = self._samples.pop(lightest)
             old_gram, old_rhs = self._normal_terms(None, old_centre, old_projected)
             weight = self._weights[lightest]

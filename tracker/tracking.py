@@ -181,8 +181,8 @@ class TrackingLoop:
         return _Target(state, Presence(last_good=(center.copy(), np.array([w, h], float), search_side)))
 
     def _start_online(self, frame: np.ndarray, state: _TargetState) -> OnlineTargetModel:
-        """The online model, learnt on the first frame: the search crop around the target as it is, shifted
-        two cells four ways, blurred, and turned 10 degrees each way (what the next frames may do to it)."""
+        """The online model, learnt on the first frame: the search crop around the target as it is, shifted two
+        cells diagonally four ways, blurred, and turned 10 degrees each way (what the next frames may do to it)."""
         c, m = self.config, self.engine.config
         size, shift = m.search_size, 2 * m.stride
         middle = (self.engine.response_size - 1) / 2
@@ -283,7 +283,6 @@ class TrackingLoop:
             rows = slice(i * per, (i + 1) * per)
             if state.online is not None:
                 score = self._move_to_best_box(state, logits[i], distances[i], features[i])
-                state.pending = self._sample(state, before[i], logits[i], features[i])
             elif self.has_box_head and self.config.box_position == "box":
                 score = self._move_to_best_box(state, logits[rows][0], distances[rows][0])
             elif self.has_box_head:
@@ -291,6 +290,8 @@ class TrackingLoop:
             else:
                 score = self._move_pyramid(state, logits[rows])
             scores.append(self._settle(frame, state, before[i], score))
+            if state.online is not None and scores[-1] > 0:  # a non-finite step (score 0) teaches nothing
+                state.pending = self._sample(state, before[i], logits[i], features[i])
         times.append(time.perf_counter())
         return scores
 
@@ -302,7 +303,8 @@ class TrackingLoop:
         middle = (self.engine.response_size - 1) / 2
         offset = (state.center - before[0]) * m.search_size / before[2] / m.stride  # (x, y) in cells
         centre = (float(middle + offset[1]), float(middle + offset[0]))
-        row, col = (int(round(v)) for v in centre)
+        last = self.engine.response_size - 1
+        row, col = (min(max(int(round(v)), 0), last) for v in centre)
         away = logits.copy()
         away[max(row - 3, 0) : row + 4, max(col - 3, 0) : col + 4] = -np.inf
         return features, centre, _sigmoid(away.max())
@@ -335,6 +337,7 @@ class TrackingLoop:
                 state.online.learn(features, centre)
                 state.frames_unlearnt = 0
         if lost:
+            state.frames_unlearnt = 0  # after a re-detection, learn only once confidence has held again
             # Just lost. The search goes on from here in a shadow of the target's state, while the box goes back
             # to where the target was last seen well and stays there.
             presence.shadow = dataclasses.replace(state, center=state.center.copy(), size=state.size.copy())

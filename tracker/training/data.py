@@ -40,16 +40,39 @@ class CropFolder:
     @property
     def video(self) -> str:
         """The source video: UAV123 splits long videos into sub-sequences of the same target (car16_1, car16_2
-        share frames and target), which must never pair as negatives of each other."""
-        return re.sub(r"_\d+$", "", self.path.name)
+        share frames and target), which must never pair as negatives of each other. Other benchmarks' folders
+        are videos of their own (a trailing number there is part of the name, as in VOT's fish1 and fish2)."""
+        if self.path.name.startswith("uav123"):
+            return re.sub(r"_\d+$", "", self.path.name)
+        return self.path.name
 
     def same_image(self) -> dict[int, np.ndarray]:
-        """Still crops -> the other crops of their source image (only those that have any)."""
+        """Still crops -> the other crops of their source image that show the crop's object whole (only crops
+        that have any)."""
         groups: dict[str, list[int]] = {}
         for k, image in enumerate(self.images):
-            groups.setdefault(image, []).append(k)
-        return {k: np.array([o for o in group if o != k]) for group in groups.values() if len(group) > 1
-                for k in group}
+            if image and np.isfinite(self.sources[k]).all():  # a crop without its source cannot be placed
+                groups.setdefault(image, []).append(k)
+        found = {}
+        for group in groups.values():
+            for k in group:
+                shown = [o for o in group if o != k and self.shows_whole(k, o)]
+                if shown:
+                    found[k] = np.array(shown)
+        return found
+
+    def placed_in(self, k: int, other: int) -> tuple[np.ndarray, np.ndarray]:
+        """Crop k's object in crop `other`'s pixels, by way of the source image both came from: (centre, size)."""
+        per_source = self.boxes[other][2] / self.sources[other][2]
+        here, there = self.sources[k], self.sources[other]
+        other_center = self.boxes[other][:2] + self.boxes[other][2:] / 2
+        offset = (here[:2] + here[2:] / 2 - there[:2] - there[2:] / 2) * per_source
+        return other_center + offset, here[2:] * per_source
+
+    def shows_whole(self, k: int, other: int) -> bool:
+        """Crop `other` holds all of crop k's object (outside the source frame, a cache crop is mean colour)."""
+        centre, size = self.placed_in(k, other)
+        return bool(np.all(centre - size / 2 >= 0) and np.all(centre + size / 2 <= CACHE_SIDE))
 
 
 def load_crop_cache(root: str | Path, min_crops: int = 2) -> list[CropFolder]:
@@ -79,7 +102,8 @@ def load_crop_cache(root: str | Path, min_crops: int = 2) -> list[CropFolder]:
     return folders
 
 
-EXEMPLAR_IN_CACHE = slice(160, 287)  # the 127 px exemplar region of a 447 px cache crop (see the data README)
+CACHE_SIDE = 447  # the side of every crop in the cache (../shared/data/README.md)
+EXEMPLAR_IN_CACHE = slice((CACHE_SIDE - 127) // 2, (CACHE_SIDE + 127) // 2)  # its 127 px exemplar region
 
 
 def mine_look_alikes(folders: list[CropFolder], embed, neighbours: int, batch: int = 64) -> list[np.ndarray]:
@@ -90,7 +114,11 @@ def mine_look_alikes(folders: list[CropFolder], embed, neighbours: int, batch: i
     (folder index, crop index) pairs."""
     owners = np.concatenate([np.full(len(f.files), k) for k, f in enumerate(folders)])
     videos = np.unique([f.video for f in folders], return_inverse=True)[1]
-    sources = videos[owners]  # crops of one video (its sub-sequences included) never look-alike each other
+    video_of_crop = videos[owners]  # crops of one video (its sub-sequences included) never look-alike each other
+    eligible = len(owners) - np.bincount(video_of_crop).max()  # the fewest crops any crop may pick from
+    if eligible < 1:
+        raise UserError("mining look-alikes needs crops of at least two videos in the crop cache")
+    k = min(neighbours, int(eligible))
     crops = np.concatenate([np.arange(len(f.files)) for f in folders])
     features = []
     bar = make_progress(len(crops), "mining look-alikes", "crop")
@@ -102,11 +130,10 @@ def mine_look_alikes(folders: list[CropFolder], embed, neighbours: int, batch: i
     bar.close()
     features = np.concatenate(features)
     features /= np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-    k = min(neighbours, int(np.sum(sources != sources[0])) or 1)
     nearest = np.empty((len(crops), k), np.int64)
     for start in range(0, len(crops), 1024):
         similarity = features[start:start + 1024] @ features.T
-        similarity[sources[start:start + 1024, None] == sources[None, :]] = -np.inf  # other videos only
+        similarity[video_of_crop[start:start + 1024, None] == video_of_crop[None, :]] = -np.inf  # other videos only
         best = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
         nearest[start:start + 1024] = best
     pairs = np.stack([owners[nearest], crops[nearest]], axis=-1)
@@ -125,7 +152,7 @@ class PairDataset(Dataset):
         self.videos = [f for f in folders if not f.is_still]
         self.stills = [f for f in folders if f.is_still]
         self.folders = list(folders)
-        self.sources = len({f.video for f in folders})  # negatives need a second video
+        self.n_videos = len({f.video for f in folders})  # negatives need a second video
         self.look_alikes = {f.path: pairs for f, pairs in zip(folders, look_alikes)} if look_alikes else {}
         if recipe.mined_negative_prob and not self.look_alikes:
             raise UserError("mined_negative_prob > 0 needs the mined look-alikes (mine_look_alikes)")
@@ -163,7 +190,7 @@ class PairDataset(Dataset):
             i = int(rng.integers(len(folder.files)))
             near = np.flatnonzero(np.abs(folder.frames - folder.frames[i]) <= r.max_frame_gap)
             j = int(rng.choice(near))
-        positive = rng.random() >= r.negative_prob or self.sources < 2  # else no negative exists
+        positive = rng.random() >= r.negative_prob or self.n_videos < 2  # else no negative exists
         search_folder, beside = folder, None
         others = self.same_image.get(folder.path, {}).get(i) if use_still else None
         if others is not None and rng.random() < r.same_image_prob:
@@ -210,14 +237,12 @@ class PairDataset(Dataset):
     def _crop_beside(self, folder: CropFolder, k: int, other: int, rng, angle: float):
         """A search crop around still crop `other`'s object, at the scale tracking crop k's object would get: the
         object of crop k is in it (a positive pair, beside a distractor) or not (a same-scene negative). Returns
-        the crop, crop k's object's centre and size in it, and whether it is in it."""
+        the crop, crop k's object's centre and size in it, and whether it is in it (same_image() offers only
+        crops that show it whole)."""
         image = self._read(folder, other)
-        # Where crop k's object is in crop `other`'s pixels, by way of the source image both came from.
-        per_source = folder.boxes[other][2] / folder.sources[other][2]
-        here, there = folder.sources[k], folder.sources[other]
-        offset = (here[:2] + here[2:] / 2 - there[:2] - there[2:] / 2) * per_source
+        placed, size = folder.placed_in(k, other)
         other_center = folder.boxes[other][:2] + folder.boxes[other][2:] / 2
-        size = here[2:] * per_source
+        offset = placed - other_center
         r, m = self.recipe, self.model
         # The crop is centred on the other object (plus the usual shift), sized for crop k's object.
         crop, center, _, per_pixel = self._crop_at(image, tuple(other_center), tuple(size), rng, m.search_size,

@@ -83,7 +83,8 @@ class TrainConfig(_Config):
             _check(0 <= getattr(self, name) <= 1, f"{name} must be in [0, 1]")
         _check(self.max_shift >= 0 and self.positive_radius > 0, "max_shift >= 0 and positive_radius > 0")
         _check(self.box_loss_weight >= 0, "box_loss_weight must be >= 0")
-        _check(0 <= self.max_rotation <= 180, f"max_rotation must be in [0, 180] degrees, got {self.max_rotation}")
+        # The label keeps the target's upright size: right for small turns, wrong (w and h swapped) at 90.
+        _check(0 <= self.max_rotation <= 30, f"max_rotation must be in [0, 30] degrees, got {self.max_rotation}")
         _check(1 <= self.mined_neighbours <= 1000, f"mined_neighbours must be from 1 to 1000, got {self.mined_neighbours}")
         _check(self.labels in ("radius", "ellipse"), f"labels must be 'radius' or 'ellipse', got {self.labels!r}")
         _check(self.freeze_after_epoch >= 0, "freeze_after_epoch must be >= 0")
