@@ -175,7 +175,7 @@ class TrackerConfig(_Config):
     online_weight: float = 0.0
     online_channels: int = 16
     online_memory: int = 50
-    online_update_every: int = 5
+    online_update_every: int = 10
     online_learning_rate: float = 0.05
     online_sigma: float = 1.0
     online_regularization: float = 0.1
