@@ -73,7 +73,7 @@ def test_memory_holds_at_most_its_size_and_the_normal_equations_match_a_recount(
     assert np.isclose(model._weights.sum(), 1.0)
     # The running sums must equal the weighted sums over what the memory holds now (the dropped samples' terms
     # subtracted exactly).
-    recount = sum(w * model._normal_terms(None, centre, projected)[0]
+    recount = sum(w * model._normal_terms(projected, centre)[0]
                   for w, (projected, centre) in zip(model._weights, model._samples))
     assert np.allclose(model._gram, recount, rtol=1e-4, atol=1e-4 * np.abs(recount).max())
 

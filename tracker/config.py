@@ -169,8 +169,8 @@ class TrackerConfig(_Config):
     # (1 - online_weight) x the siamese probability + online_weight x the filter's response (clipped to [0, 1]);
     # 0 = no online model. The filter works on the search features projected to online_channels; it is refit
     # after a sample is added: every online_update_every frames tracked with confidence, and at once when a second
-    # peak reaches online_distractor in the siamese probability. online_memory samples are held; each new one
-    # gets online_learning_rate of the weight. Labels: Gaussians of online_sigma response cells; ridge weight
+    # peak reaches online_distractor in the siamese probability. online_memory samples are held; they share the
+    # weight as a running mean until 1 / online_learning_rate are held, then each new one gets that rate. Labels: Gaussians of online_sigma response cells; ridge weight
     # online_regularization x the mean diagonal of the normal equations.
     online_weight: float = 0.0
     online_channels: int = 16

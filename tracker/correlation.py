@@ -115,4 +115,3 @@ class BoxHead(nn.Module):
             corr = xcorr_depthwise_owned(self.adjust_search(search), self.adjust_template(template), owner)
         # The clamp bounds a diverging early step (e^8 strides is far beyond any crop), not a trained output.
         return torch.exp(self.predict(self.tower(corr)).clamp(max=8.0)) * self.stride
-

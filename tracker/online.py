@@ -88,7 +88,7 @@ class OnlineTargetModel:
 
         self._init_gram, self._init_rhs = np.zeros((n, n)), np.zeros(n)
         for one, centre in zip(features, centres):
-            gram, rhs = self._normal_terms(one, centre)
+            gram, rhs = self._normal_terms(self._project(one), centre)
             self._init_gram += gram / k
             self._init_rhs += rhs / k
         self._gram, self._rhs = np.zeros((n, n)), np.zeros(n)  # the later samples' weighted sums
@@ -111,8 +111,9 @@ class OnlineTargetModel:
         windows = sliding_window_view(projected, (FILTER_CELLS, FILTER_CELLS), axis=(1, 2))  # (D,R,R,F,F)
         return windows.transpose(1, 2, 0, 3, 4).reshape(self.response_size ** 2, -1)
 
-    def _normal_terms(self, features: np.ndarray, centre, projected: np.ndarray | None = None):
-        columns = self._columns(self._project(features) if projected is None else projected)
+    def _normal_terms(self, projected: np.ndarray, centre) -> tuple[np.ndarray, np.ndarray]:
+        """One sample's Gram matrix and right-hand side (projected features, target centre in cells)."""
+        columns = self._columns(projected)
         label = gaussian_label(self.response_size, centre, self.sigma).ravel().astype(np.float32)
         # float32 products (half the time of float64), summed into float64 normal equations
         return (columns.T @ columns).astype(np.float64), (columns.T @ label).astype(np.float64)
@@ -146,7 +147,7 @@ class OnlineTargetModel:
         """Add one sample (a search crop's (C,H,W) features, the target at centre = (row, col) response cells) to
         the memory, dropping the lightest when full, and refit."""
         projected = self._project(np.asarray(features, np.float32))
-        gram, rhs = self._normal_terms(None, centre, projected)
+        gram, rhs = self._normal_terms(projected, centre)
         # A running mean until 1/learning_rate samples are held, then exponential forgetting: the first sample
         # would otherwise keep weight (1 - rate)^n, most of the memory for dozens of samples.
         rate = max(self.learning_rate, 1.0 / (len(self._samples) + 1))
@@ -160,7 +161,7 @@ class OnlineTargetModel:
         if len(self._samples) > self.memory:
             lightest = int(np.argmin(self._weights[:-1]))  # never the sample just added
             old_projected, old_centre = self._samples.pop(lightest)
-            old_gram, old_rhs = self._normal_terms(None, old_centre, old_projected)
+            old_gram, old_rhs = self._normal_terms(old_projected, old_centre)
             weight = self._weights[lightest]
             self._weights = np.delete(self._weights, lightest)
             total = float(self._weights.sum())
@@ -179,8 +180,7 @@ class OnlineTargetModel:
             gram = INIT_SHARE * self._init_gram + (1 - INIT_SHARE) * self._gram
             rhs = INIT_SHARE * self._init_rhs + (1 - INIT_SHARE) * self._rhs
         else:
-            gram, rhs = self._init_gram, self._init_rhs
-        gram = gram.copy() if gram is self._init_gram else gram
+            gram, rhs = self._init_gram.copy(), self._init_rhs
         gram[np.diag_indices_from(gram)] += self.regularization * np.trace(gram) / len(gram)
         return gram, rhs
 

@@ -175,6 +175,7 @@ class OnnxEngine:
         # Pairs exported before the `features` output (the online target model's input) still track without it.
         self.has_features = outputs[-1:] == ["features"]
         self._search_outs = outputs[:-1] if self.has_features else outputs
+        self._search_outs_with_features = [*self._search_outs, "features"]
         if len(self._search_outs) != (2 if self.config.predicts_boxes else 1):
             raise UserError(f"{search_path}: {len(outputs)} outputs do not fit its model config; re-export "
                             "with `siamtrack export`")
@@ -241,8 +242,7 @@ class OnnxEngine:
         if not self.has_features:
             raise UserError("these ONNX weights were exported without the search features the online target model "
                             "learns on: re-export them with `siamtrack export`, or set online_weight=0")
-        logits, distances, features = self._search(crops, template, owner, [*self._search_outs, "features"])
-        return logits, distances, features
+        return self._search(crops, template, owner, self._search_outs_with_features)
 
     def _search(self, crops: np.ndarray, template, owner: np.ndarray | None, names: list[str]):
         start = time.perf_counter()

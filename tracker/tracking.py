@@ -251,17 +251,19 @@ class TrackingLoop:
     def _search(self, crops: np.ndarray, templates: list, crops_each: list[int]):
         """One network run: the crops, in consecutive runs of crops_each[k], scored against templates[k] ->
         (logits, distances, features); features only with the online model, else None."""
-        search = self.engine.search_with_features if self._online else self.engine.search
         if len(templates) == 1:
-            return (*search(crops, templates[0]), None)[:3]
-        for made_of, stacked in self._stacks:
-            if len(made_of) == len(templates) and all(a is b for a, b in zip(made_of, templates)):
-                break
-        else:  # stacked once per set of targets: it changes when targets come, go or get lost, not every frame
-            stacked = self.engine.stack_templates(templates)
-            self._stacks = [(tuple(templates), stacked)] + self._stacks[:1]
-        owner = np.repeat(np.arange(len(templates), dtype=np.int64), crops_each)
-        return (*search(crops, stacked, owner), None)[:3]
+            args = (crops, templates[0])
+        else:
+            for made_of, stacked in self._stacks:
+                if len(made_of) == len(templates) and all(a is b for a, b in zip(made_of, templates)):
+                    break
+            else:  # stacked once per set of targets: it changes when targets come, go or get lost, not every frame
+                stacked = self.engine.stack_templates(templates)
+                self._stacks = [(tuple(templates), stacked)] + self._stacks[:1]
+            args = (crops, stacked, np.repeat(np.arange(len(templates), dtype=np.int64), crops_each))
+        if self._online:
+            return self.engine.search_with_features(*args)
+        return (*self.engine.search(*args), None)
 
     def _track_steps(self, frame: np.ndarray, states: list[_TargetState], times: list[float]) -> list[float]:
         """One frame of ordinary tracking for each state (a target's, or its shadow's while lost), all crops in
@@ -281,10 +283,9 @@ class TrackingLoop:
         scores = []
         for i, state in enumerate(states):
             rows = slice(i * per, (i + 1) * per)
-            if state.online is not None:
-                score = self._move_to_best_box(state, logits[i], distances[i], features[i])
-            elif self.has_box_head and self.config.box_position == "box":
-                score = self._move_to_best_box(state, logits[rows][0], distances[rows][0])
+            if self.has_box_head and self.config.box_position == "box":
+                score = self._move_to_best_box(state, logits[rows][0], distances[rows][0],
+                                               None if features is None else features[i])
             elif self.has_box_head:
                 score = self._move_box_head(state, logits[rows][0], distances[rows][0])
             else:

@@ -201,8 +201,9 @@ def _look_alikes(model: SiamNet, folders: list, recipe: TrainConfig, run_dir: Pa
     path = run_dir / "look_alikes.npz"
     if path.is_file():
         with np.load(path) as saved:  # plain arrays: no pickle
-            pairs = [saved[f"folder{k}"] for k in range(len(folders))]
-        if all(len(p) == len(f.files) for p, f in zip(pairs, folders)) and pairs[0].shape[1] == recipe.mined_neighbours:
+            pairs = [saved[f"folder{k}"] for k in range(len(folders))] if len(saved.files) == len(folders) else []
+        if pairs and all(len(p) == len(f.files) for p, f in zip(pairs, folders)) \
+                and pairs[0].shape[1] == recipe.mined_neighbours:
             return pairs
     model.eval()
 
