@@ -11,6 +11,8 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Mapping, TypeVar
 
+from .errors import UserError
+
 C = TypeVar("C", bound="_Config")
 
 BACKBONES = ("alexnet", "efficientnet_lite0", "mobilenetv3_nanotrack")
@@ -147,10 +149,11 @@ class TrackerConfig(_Config):
     # where change >= 1 measures how much the predicted box would change the target's size and aspect ratio.
     size_penalty: float = 0.04
     window_influence: float = 0.176
-    # Box head only: where the centre goes. "peak": the upsampled response's peak after the cosine window (the size
-    # from the box of the cell under it). "box": NanoTrack's rule, the box of the cell that scores best after the
-    # size penalty and a cell-level cosine window, whose centre and size (at the damped rate) are taken.
-    box_position: str = "peak"
+    # Box head only: where the centre goes. "box" (the shipped model's): NanoTrack's rule, the box of the cell that
+    # scores best after the size penalty and a cell-level cosine window, whose centre and size (at the damped rate)
+    # are taken. "peak": the upsampled response's peak after the cosine window (the size from the box of the cell
+    # under it).
+    box_position: str = "box"
     response_upsample: int = 16
     min_scale_factor: float = 0.2  # search size clamped to [min, max] x its initial value
     max_scale_factor: float = 5.0
@@ -217,3 +220,19 @@ class TrackerConfig(_Config):
         _check(0 < self.online_regularization <= 100, f"online_regularization must be in (0, 100], got "
                                                       f"{self.online_regularization}")
         _check(0 < self.online_distractor <= 1, f"online_distractor must be in (0, 1], got {self.online_distractor}")
+
+
+def parse_overrides(items: list[str], flag: str = "--set") -> dict[str, Any]:
+    """KEY=VALUE items (--set) -> keyword arguments for TrackerConfig.replace, which validates the keys and their
+    types. A value is an int or a float when it reads as one, else a string (box_position=box)."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise UserError(f"{flag} {item!r}: use KEY=VALUE, e.g. {flag} window_influence=0.3")
+        value = value.strip()
+        try:
+            overrides[key.strip()] = int(value) if value.lstrip("-").isdigit() else float(value)
+        except ValueError:
+            overrides[key.strip()] = value
+    return overrides

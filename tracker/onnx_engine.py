@@ -1,7 +1,7 @@
 """The network behind the tracking loop, run with onnxruntime: no PyTorch needed.
 
-Runs the exported pair (``siamtrack export``): template.onnx once per target, search.onnx every frame. Same
-interface as TorchEngine (config, response_size, template(), search(), last_split), so SiamTracker takes either.
+Runs the exported pair (``siamtrack export``): template.onnx once per target, search.onnx every frame. It implements
+tracker.engines.Engine, as TorchEngine does, so the tracking loop takes either.
 This module must never import torch, directly or through another siamtrack module.
 """
 from __future__ import annotations
@@ -297,3 +297,8 @@ class OnnxEngine:
     @staticmethod
     def template_to_numpy(template) -> np.ndarray:
         return template if isinstance(template, np.ndarray) else template.numpy()
+
+
+def load(weights: str | Path | None, device: str = "auto", threads: int | None = None) -> OnnxEngine:
+    """The engine registry's loader (tracker/engines.py): an exported pair's folder, default the shipped one."""
+    return OnnxEngine.from_dir(weights, device, threads=threads)

@@ -10,6 +10,8 @@ import time
 import numpy as np
 import torch
 
+from .checkpoint import load_model
+from .config import TrackerConfig
 from .errors import UserError
 from .model import SiamNet
 
@@ -42,10 +44,15 @@ CPU_CHUNK = 4
 class TorchEngine:
     name = "torch"
 
-    def __init__(self, model: SiamNet, device: str = "auto") -> None:
+    def __init__(self, model: SiamNet, device: str = "auto", tracker_config: TrackerConfig | None = None) -> None:
+        """tracker_config: the tracking hyperparameters to run this network with (a checkpoint's stored ones; load()
+        passes them); default TrackerConfig() with one crop per frame for a network that predicts boxes."""
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         self.config = model.config
+        if tracker_config is None:
+            tracker_config = TrackerConfig(num_scales=1) if model.config.predicts_boxes else TrackerConfig()
+        self.tracker_config = tracker_config
         self.response_size = model.response_size
         self.last_split: dict[str, float] = {}
 
@@ -90,6 +97,19 @@ class TorchEngine:
         self.last_split = {"backbone": middle - start, "correlation": time.perf_counter() - middle}
         return logits, distances, features
 
+    @staticmethod
+    def template_to_numpy(template: torch.Tensor) -> np.ndarray:
+        return template.detach().float().cpu().numpy()
+
     def _to_tensor(self, images: np.ndarray) -> torch.Tensor:
         # Move the uint8 batch first: 4x less to copy to a GPU, and the float conversion runs there.
         return torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).float()
+
+
+def load(weights, device: str = "auto", threads: int | None = None) -> TorchEngine:
+    """The engine registry's loader (tracker/engines.py): a .pt checkpoint, default the shipped one, run with its
+    stored tracker config. threads: torch's intra-op threads (default: torch's own choice)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    model, tracker_config, _ = load_model(weights)
+    return TorchEngine(model, device, tracker_config)

@@ -19,6 +19,7 @@ import numpy as np
 
 from .config import TrackerConfig
 from .crop import context_side, crop_square, mean_colour, response_cell_positions
+from .engines import load_engine
 from .errors import UserError
 from .online import OnlineTargetModel
 from .presence import Presence, tile_centres
@@ -122,36 +123,11 @@ class TrackingLoop:
     @classmethod
     def from_pretrained(cls, weights: str | None = None, device: str = "auto", engine: str = "auto",
                         threads: int | None = None, **tracker_overrides):
-        """The shipped default model (or given weights); keyword arguments override the tracking hyperparameters.
-
-        engine: "onnx" runs onnxruntime on an exported pair (`weights`: a folder holding template.onnx and
-        search.onnx, default the shipped one; no PyTorch needed); "torch" runs PyTorch on a checkpoint
-        (`weights`: a .pt file, default the shipped one); "auto" picks onnx when onnxruntime is installed and
-        `weights` is not a .pt checkpoint, else torch. The tracker config comes with the weights either way.
-        threads: onnxruntime's intra-op threads (default: the physical cores); several trackers in separate
-        processes on one machine should split the cores between them.
-        """
-        from .engines import pick_engine
-
-        kind = pick_engine(engine, weights)
-        if kind == "onnx":
-            from .onnx_engine import OnnxEngine
-
-            runner = OnnxEngine.from_dir(weights, device, threads=threads)
-            config = runner.tracker_config
-        else:
-            try:
-                from .checkpoint import load_model
-                from .torch_engine import TorchEngine
-            except ImportError as exc:
-                if exc.name != "torch" and not (exc.name or "").startswith("torch."):
-                    raise
-                raise UserError("the torch engine needs PyTorch: pip install 'siamtrack[train]', or use "
-                                "engine='onnx' (onnxruntime) with the exported weights") from None
-            model, config, _ = load_model(weights)
-            runner = TorchEngine(model, device)
+        """The shipped default model (or given weights); keyword arguments override the tracking hyperparameters
+        stored with the weights. engine, device, threads: as tracker.engines.load_engine's."""
+        runner = load_engine(weights, engine, device, threads)
         try:
-            config = config.replace(**tracker_overrides)
+            config = runner.tracker_config.replace(**tracker_overrides)
         except ValueError as exc:
             raise UserError(str(exc)) from None
         return cls(runner, config)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tracker.config import parse_overrides
 from tracker.errors import UserError
 from tracker.outputs import check_output_dir, check_output_path
 from tracker.result import parse_box
@@ -189,22 +190,6 @@ def _tracker_args(p: argparse.ArgumentParser) -> None:
                    help="override a tracking hyperparameter (TrackerConfig key), e.g. --set window_influence=0.3; "
                         "repeatable")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def parse_overrides(items: list[str]) -> dict:
-    """--set KEY=VALUE items -> keyword arguments for SiamTracker.from_pretrained (which validates the keys and
-    their types). A value is an int or a float when it reads as one, else a string (box_position=box)."""
-    overrides = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise UserError(f"--set {item!r}: use KEY=VALUE, e.g. --set window_influence=0.3")
-        value = value.strip()
-        try:
-            overrides[key.strip()] = int(value) if value.lstrip("-").isdigit() else float(value)
-        except ValueError:
-            overrides[key.strip()] = value
-    return overrides
 
 
 def _split(text: str | None) -> list[str] | None:
