@@ -22,6 +22,7 @@ import numpy as np
 
 from tracker import SiamTracker
 from tracker.evaluation.datasets import load_dataset
+from tracker.response import fused_scores
 
 
 def main() -> None:
@@ -40,14 +41,14 @@ def main() -> None:
     for seq in sequences:
         tracker = SiamTracker.from_pretrained(args.weights, engine="onnx", **settings)
         seen = {}
-        move = tracker._move_to_best_box
+        move = tracker.rule.move
 
         def spy(state, logits, distances, features=None, move=move):
             seen["crop"] = state.center.copy(), state.search_side
-            seen["maps"] = logits, features, state.online
+            seen["maps"] = logits[0], features, state.online
             return move(state, logits, distances, features)
 
-        tracker._move_to_best_box = spy
+        tracker.rule.move = spy
         errors: dict[str, list[float]] = {k: [] for k in pooled}
         m, size = tracker.engine.config, tracker.engine.response_size
         for i, frame in seq.images():
@@ -63,9 +64,9 @@ def main() -> None:
             if np.any(np.abs(truth - (size - 1) / 2) > (size - 1) / 2):
                 continue  # the target is outside this crop
             logits, features, online = seen["maps"]
-            siamese = tracker._score_map(logits, None, None)
+            siamese = fused_scores(logits, None, None, 0.0)
             response = online.response(features)
-            fused = tracker._score_map(logits, online, features)
+            fused = fused_scores(logits, online, features, tracker.config.online_weight)
             for name, scores in (("siamese", siamese), ("online", response), ("fused", fused)):
                 row, col = np.unravel_index(int(np.argmax(scores)), scores.shape)
                 errors[name].append(float(np.hypot(col - truth[0], row - truth[1])))

@@ -110,7 +110,7 @@ def test_one_network_run_per_frame(onnx_pair, monkeypatch):
     monkeypatch.setattr(multi.engine, "search", counting)
     for frame in frames[1:]:
         multi.update(frame)
-    per = multi._crops_per_target
+    per = multi.rule.crops_per_target
     assert calls == [(3 * per, [k for k in range(3) for _ in range(per)])] * 3
 
 
@@ -180,7 +180,7 @@ def test_several_targets_on_a_graph_without_the_owner_input(onnx_pair, monkeypat
     monkeypatch.setattr(engine, "_run_search", one_template_per_run)
     multi.init(frames[0], [tuple(g[0]) for g in gts])
     got = [multi.update(frame) for frame in frames[1:]]
-    assert runs == [multi._crops_per_target] * 3 * 5
+    assert runs == [multi.rule.crops_per_target] * 3 * 5
     for a, b in zip(got, expected):
         _assert_same(list(a.values()), list(b.values()), "per-target runs")
 

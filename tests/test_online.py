@@ -69,7 +69,7 @@ def test_memory_holds_at_most_its_size_and_the_normal_equations_match_a_recount(
                               **PARAMS)
     for i in range(10):
         model.learn(_scene(rng, objects, {"target": (6 + i % 4, 8)}), (_cell(6 + i % 4), _cell(8)))
-        assert model.samples == min(i + 1, PARAMS["memory"])
+        assert model.sample_count == min(i + 1, PARAMS["memory"])
     assert np.isclose(model._weights.sum(), 1.0)
     # The running sums must equal the weighted sums over what the memory holds now (the dropped samples' terms
     # subtracted exactly).
@@ -138,7 +138,7 @@ def test_online_tracker_follows_the_synthetic_clip_and_learns(default_tracker_fa
     tracker.init(frames[0], tuple(gt[0]))
     boxes = np.array([tracker.update(f).box for f in frames[1:]])
     assert np.mean(iou(boxes, gt[1:])) > 0.6
-    assert tracker._target.state.online.samples >= 5
+    assert tracker._target.state.online.sample_count >= 5
 
 
 def test_weights_are_a_running_mean_then_decay_and_the_newest_sample_stays(objects):
@@ -154,4 +154,4 @@ def test_weights_are_a_running_mean_then_decay_and_the_newest_sample_stays(objec
     one = OnlineTargetModel(first, [(_cell(8), _cell(8))], R, **{**PARAMS, "memory": 1})
     one.learn(_scene(rng, objects, {"target": (8, 8)}), (_cell(8), _cell(8)))
     one.learn(_scene(rng, objects, {"target": (4, 4)}), (_cell(4), _cell(4)))
-    assert one.samples == 1 and one._samples[0][1] == (_cell(4), _cell(4))  # the newest is kept
+    assert one.sample_count == 1 and one._samples[0][1] == (_cell(4), _cell(4))  # the newest is kept

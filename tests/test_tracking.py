@@ -9,7 +9,7 @@ import pytest
 
 from conftest import iou, synthetic_video, textured_background, two_target_video
 from tracker import SiamTracker, TrackResult, UserError
-from tracker.tracking import STAGES
+from tracker.timing import STAGES
 
 
 def track(tracker, frames, first_box):
@@ -185,9 +185,10 @@ def test_box_head_loop_takes_the_size_from_the_peak_cell():
     from tracker.crop import context_side
 
     engine = FakeBoxEngine()
-    config = TrackerConfig(num_scales=1, scale_damping=0.5, size_penalty=0.1, window_influence=0.0)
+    config = TrackerConfig(num_scales=1, box_position="peak", scale_damping=0.5, size_penalty=0.1,
+                           window_influence=0.0)
     tracker = SiamTracker(engine, config)
-    assert tracker.has_box_head
+    assert tracker.rule.name == "peak"
     frame = np.zeros((480, 640, 3), np.uint8)
     box = (300.0, 200.0, 40.0, 60.0)
     tracker.init(frame, box)
@@ -210,7 +211,7 @@ def test_box_head_loop_moves_with_the_peak():
     from tracker.crop import context_side
 
     engine = FakeBoxEngine()
-    tracker = SiamTracker(engine, TrackerConfig(num_scales=1, window_influence=0.0))
+    tracker = SiamTracker(engine, TrackerConfig(num_scales=1, box_position="peak", window_influence=0.0))
     frame = np.zeros((480, 640, 3), np.uint8)
     tracker.init(frame, (300.0, 200.0, 40.0, 60.0))
     side = context_side(40, 60, 0.5) * 255 / 127
@@ -234,7 +235,7 @@ def test_siamfc_pyramid_tracker_runs(synthetic, siamfc_tracker_factory):
     frames, gt = synthetic
     for scales in (3, 5):
         tracker = siamfc_tracker_factory(num_scales=scales)
-        assert not tracker.has_box_head
+        assert tracker.rule.name == "pyramid"
         boxes, _, _ = track(tracker, frames[:8], tuple(gt[0]))
         assert iou(boxes, gt[:8]).min() > 0.5
 
@@ -248,7 +249,7 @@ def test_static_target_stays_put(synthetic, default_tracker_factory, siamfc_trac
     tracker = default_tracker_factory() if model == "shipped" else siamfc_tracker_factory()
     tracker.init(frame, box)
     c = tracker.config
-    one_step = 0.1 if tracker.has_box_head else c.scale_damping * (c.scale_step - 1)
+    one_step = 0.1 if tracker.rule.needs_box_head else c.scale_damping * (c.scale_step - 1)
     for _ in range(20):
         result = tracker.update(frame)
     x, y, w, h = result.box

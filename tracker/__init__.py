@@ -1,6 +1,7 @@
 """siamtrack: a real-time siamese (SiamFC) single-object tracker."""
 from importlib.metadata import PackageNotFoundError, version
 
+from .engines import Engine, load_engine
 from .errors import UserError
 from .multi import MultiTracker
 from .result import TrackResult
@@ -11,4 +12,4 @@ try:
 except PackageNotFoundError:  # running from a source checkout without installing
     __version__ = "0+unknown"
 
-__all__ = ["MultiTracker", "SiamTracker", "TrackResult", "UserError", "__version__"]
+__all__ = ["Engine", "MultiTracker", "SiamTracker", "TrackResult", "UserError", "__version__", "load_engine"]

@@ -11,6 +11,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Mapping, TypeVar
 
+from .box_rules import box_positions
 from .errors import UserError
 
 C = TypeVar("C", bound="_Config")
@@ -21,7 +22,6 @@ BACKBONES = ("alexnet", "efficientnet_lite0", "mobilenetv3_nanotrack")
 HEADS = ("siamfc", "box_adaptive")
 # EfficientNet-Lite0 stages a cut may end after, with their total stride.
 LITE0_STAGE_STRIDE = {3: 8, 4: 16, 5: 16}
-BOX_POSITIONS = ("peak", "box")
 MAX_CROP_SIZE = 1023  # pixels; SiamFC crops are 127 / 255
 MAX_SCALES = 15
 MAX_UPSAMPLE = 64
@@ -193,8 +193,8 @@ class TrackerConfig(_Config):
         _check(0 <= self.scale_damping <= 1, "scale_damping must be in [0, 1]")
         _check(self.size_penalty >= 0, "size_penalty must be >= 0")
         _check(0 <= self.window_influence <= 1, "window_influence must be in [0, 1]")
-        _check(self.box_position in BOX_POSITIONS, f"box_position must be one of {BOX_POSITIONS}, got "
-                                                   f"{self.box_position!r}")
+        positions = box_positions()
+        _check(self.box_position in positions, f"box_position must be one of {positions}, got {self.box_position!r}")
         # The upsampled response is (upsample x response size)^2 floats per scale: 64 keeps it a few MB.
         _check(1 <= self.response_upsample <= MAX_UPSAMPLE,
                f"response_upsample must be from 1 to {MAX_UPSAMPLE}, got {self.response_upsample}")

@@ -14,17 +14,12 @@ from .result import TrackResult
 
 
 class OpenCVTracker:
+    """A SiamTracker behind OpenCV's tracker interface (SiamTracker.as_opencv() makes one)."""
+
     def __init__(self, tracker) -> None:
         """tracker: a SiamTracker (its network may be shared with other trackers)."""
         self.tracker = tracker
         self.result: TrackResult | None = None
-
-    @classmethod
-    def create(cls, **kwargs) -> "OpenCVTracker":
-        """Like cv2.TrackerXXX.create(): the shipped model; keyword arguments as SiamTracker.from_pretrained's."""
-        from .tracking import SiamTracker
-
-        return cls(SiamTracker.from_pretrained(**kwargs))
 
     def init(self, image: np.ndarray, bounding_box) -> None:
         """image: BGR uint8; bounding_box: (x, y, w, h), as cv2.selectROI returns it."""

@@ -16,16 +16,23 @@ the same kind scores as high as the target. This model asks "is this *this* targ
 * fit: the normal equations are kept as a running sum of the samples' Gram matrices, so a refit is CG_STEPS
   conjugate-gradient steps from the last filter, not a pass over the memory.
 
-When to learn is the tracking loop's call (tracking.py): every update_every frames tracked with confidence, at
-once when a second peak rivals the target, never while uncertain or lost. numpy only, so both engines run it.
+When to learn is LearningSchedule's call: every update_every frames tracked with confidence, at once when a second
+peak rivals the target, never while uncertain or lost. `first_frame_model` starts a target's model from augmented
+crops of its first frame. numpy only, so both engines run it.
 """
 from __future__ import annotations
 
 import functools
 
+from dataclasses import dataclass
+
+import cv2
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from threadpoolctl import ThreadpoolController
+
+from .crop import crop_square
+from .response import sigmoid
 
 FILTER_CELLS = 4  # as the box-adaptive head's depthwise match: a 16x16 map padded by 1 gives its 15x15 cells
 INIT_SHARE = 0.25  # of the normal equations' weight, held by the first frame's samples for good
@@ -171,7 +178,7 @@ class OnlineTargetModel:
         self._fit()
 
     @property
-    def samples(self) -> int:
+    def sample_count(self) -> int:
         """Samples in the memory besides the first frame's."""
         return len(self._samples)
 
@@ -203,3 +210,69 @@ class OnlineTargetModel:
             energy = new_energy
         self.filter = f
         self._refresh_kernel()
+
+
+def first_frame_model(frame: np.ndarray, state, engine, config) -> OnlineTargetModel:
+    """A target's online model, learnt on its first frame: the search crop around the target (`state`, a
+    tracking.TargetState) as it is, shifted two cells diagonally four ways, blurred, and turned 10 degrees each way
+    (what the next frames may do to it). engine: the tracker's Engine; config: its TrackerConfig."""
+    m = engine.config
+    size, shift = m.search_size, 2 * m.stride
+    middle = (engine.response_size - 1) / 2
+    crops = np.empty((8, size, size, 3), np.uint8)
+    centres = [(middle, middle)]
+    crop_square(frame, tuple(state.center), state.search_side, size, state.fill, out=crops[0])
+    for i, (dx, dy) in enumerate([(-1, -1), (1, -1), (-1, 1), (1, 1)], start=1):
+        at = state.center + np.array([dx, dy]) * shift * state.search_side / size
+        crop_square(frame, tuple(at), state.search_side, size, state.fill, out=crops[i])
+        centres.append((middle - dy * shift / m.stride, middle - dx * shift / m.stride))
+    crops[5] = cv2.GaussianBlur(crops[0], (0, 0), 2.0)
+    for i, angle in ((6, 10), (7, -10)):
+        crop_square(frame, tuple(state.center), state.search_side, size, state.fill, out=crops[i], angle=angle)
+    centres += [(middle, middle)] * 3
+    features = engine.search_with_features(crops, state.template)[2]
+    return OnlineTargetModel(features, centres, engine.response_size, channels=config.online_channels,
+                             memory=config.online_memory, learning_rate=config.online_learning_rate,
+                             sigma=config.online_sigma, regularization=config.online_regularization)
+
+
+def frame_sample(before_center: np.ndarray, before_side: float, center: np.ndarray, logits: np.ndarray,
+                 features: np.ndarray, model_config, response_size: int) -> tuple:
+    """A frame's would-be sample from its search crop (cut at `before_center`, `before_side` frame pixels wide): the
+    features, the target's new `center` in response cells, and the best siamese probability more than three cells
+    from it (a rival peak: a look-alike or a distractor coming close)."""
+    m = model_config
+    middle = (response_size - 1) / 2
+    offset = (center - before_center) * m.search_size / before_side / m.stride  # (x, y) in cells
+    centre = (float(middle + offset[1]), float(middle + offset[0]))
+    last = response_size - 1
+    row, col = (min(max(int(round(v)), 0), last) for v in centre)
+    away = logits.copy()
+    away[max(row - 3, 0) : row + 4, max(col - 3, 0) : col + 4] = -np.inf
+    return features, centre, sigmoid(away.max())
+
+
+@dataclass
+class LearningSchedule:
+    """When a target's online model learns: the frame's sample is proposed after its step and learnt only if the
+    frame ends up "tracking", every update_every such frames, and at once when a rival peak reaches `distractor`
+    (that frame holds the negative the model most needs); never while uncertain or lost."""
+
+    update_every: int
+    distractor: float
+    pending: tuple | None = None  # this frame's sample: (features, target centre in cells, rival probability)
+    frames_unlearnt: int = 0  # confident frames since the model last learnt
+
+    def propose(self, sample: tuple) -> None:
+        self.pending = sample
+
+    def after_frame(self, model: OnlineTargetModel, presence_state: str, just_lost: bool) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None and presence_state == "tracking":
+            self.frames_unlearnt += 1
+            features, centre, rival = pending
+            if self.frames_unlearnt >= self.update_every or rival >= self.distractor:
+                model.learn(features, centre)
+                self.frames_unlearnt = 0
+        if just_lost:
+            self.frames_unlearnt = 0  # after a re-detection, learn only once confidence has held again

@@ -87,6 +87,26 @@ def _device_id(device: str) -> int:
         raise UserError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
 
 
+def _session_options(threads: int | None, spin: bool) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads or physical_cores()
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    options.log_severity_level = 3  # onnxruntime's own warnings (e.g. a CUDA fallback) only when they matter
+    return options
+
+
+def _open_session(path: Path, options: ort.SessionOptions, providers: list) -> tuple[ort.InferenceSession, dict]:
+    """A graph's session and its siamtrack metadata."""
+    try:
+        session = ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own types for missing / corrupt files
+        raise UserError(f"cannot load ONNX graph {path}: {type(exc).__name__}: {exc}") from None
+    return session, read_metadata(session, path)
+
+
 def read_metadata(session: ort.InferenceSession, path: Path) -> dict:
     raw = session.get_modelmeta().custom_metadata_map
     if raw.get("siamtrack_format") not in FORMATS:
@@ -123,42 +143,12 @@ class OnnxEngine:
         """threads: intra-op threads (default: the physical cores). spin=False lets onnxruntime's worker threads
         sleep between runs instead of busy-waiting: between two frames the CPU decodes and crops, and on a small
         shared CPU spinning workers only steal it (measured about 10% slower per frame on a loaded 2-core box)."""
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.intra_op_num_threads = threads or physical_cores()
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-        options.log_severity_level = 3  # onnxruntime's own warnings (e.g. a CUDA fallback) only when they matter
+        options = _session_options(threads, spin)
         _check_one_onnxruntime()
         providers = pick_providers(device)
-        sessions, metas = [], []
-        for path in (Path(template_path), Path(search_path)):
-            try:
-                session = ort.InferenceSession(str(path), options, providers=providers)
-            except Exception as exc:  # onnxruntime raises its own types for missing / corrupt files
-                raise UserError(f"cannot load ONNX graph {path}: {type(exc).__name__}: {exc}") from None
-            sessions.append(session)
-            metas.append(read_metadata(session, path))
-        self._template_session, self._search_session = sessions
-        template_meta, search_meta = metas
-        if template_meta.get("graph") != "template" or search_meta.get("graph") != "search":
-            raise UserError(f"{template_path} / {search_path}: expected a template graph and a search graph, got "
-                            f"{template_meta.get('graph')!r} / {search_meta.get('graph')!r}")
-        if any(template_meta.get(k) != search_meta.get(k) for k in _PAIR_KEYS):
-            raise UserError(f"{template_path} and {search_path} come from different exports: re-export both with "
-                            "`siamtrack export`")
-        self.metadata = search_meta
-        try:
-            self.config = ModelConfig.from_dict(search_meta["model_config"])
-            self.tracker_config = TrackerConfig.from_dict(search_meta["tracker_config"])
-            self.response_size = int(search_meta["response_size"])
-            self.layout = search_meta["input_layout"]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise UserError(f"{search_path}: metadata this siamtrack cannot use ({type(exc).__name__}: {exc}); "
-                            "re-export with this version: `siamtrack export`") from None
-        if self.layout not in ("uint8_nhwc", "float_nchw"):
-            raise UserError(f"{search_path}: unknown input layout {self.layout!r}; re-export with `siamtrack export`")
+        (self._template_session, template_meta), (self._search_session, search_meta) = (
+            _open_session(Path(path), options, providers) for path in (template_path, search_path))
+        self._read_metadata(template_meta, search_meta, template_path, search_path)
         self.providers = self._search_session.get_providers()
         if device.startswith("cuda") and "CUDAExecutionProvider" not in self.providers:
             raise UserError("device 'cuda' asked for but onnxruntime could not start CUDA (check the CUDA and "
@@ -182,6 +172,26 @@ class OnnxEngine:
         self._float_buffers: dict[int, np.ndarray] = {}
         self.last_split: dict[str, float] = {}
         self._check_finite(search_path)
+
+    def _read_metadata(self, template_meta: dict, search_meta: dict, template_path, search_path) -> None:
+        """The model config, stored tracker config, response size and input layout of a matching pair."""
+        if template_meta.get("graph") != "template" or search_meta.get("graph") != "search":
+            raise UserError(f"{template_path} / {search_path}: expected a template graph and a search graph, got "
+                            f"{template_meta.get('graph')!r} / {search_meta.get('graph')!r}")
+        if any(template_meta.get(k) != search_meta.get(k) for k in _PAIR_KEYS):
+            raise UserError(f"{template_path} and {search_path} come from different exports: re-export both with "
+                            "`siamtrack export`")
+        self.metadata = search_meta
+        try:
+            self.config = ModelConfig.from_dict(search_meta["model_config"])
+            self.tracker_config = TrackerConfig.from_dict(search_meta["tracker_config"])
+            self.response_size = int(search_meta["response_size"])
+            self.layout = search_meta["input_layout"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UserError(f"{search_path}: metadata this siamtrack cannot use ({type(exc).__name__}: {exc}); "
+                            "re-export with this version: `siamtrack export`") from None
+        if self.layout not in ("uint8_nhwc", "float_nchw"):
+            raise UserError(f"{search_path}: unknown input layout {self.layout!r}; re-export with `siamtrack export`")
 
     def _check_finite(self, search_path) -> None:
         """Run both graphs once on a fixed random image: a pair whose weights hold NaN/Inf (a diverged or damaged

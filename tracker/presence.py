@@ -13,16 +13,23 @@ often a look-alike. So the state moves on runs of frames, not single frames:
   scores at least lost_threshold + redetect_margin on redetect_confirm frames in a row: one strong frame on a
   distractor is not enough.
 
-The tracker (tracking.py) runs the network; this module keeps the state and picks the tiles.
+Presence owns all of that: the state, the shadow, the tile plan and the re-detection decision. The tracking loop
+(tracking.py) only runs the network for the shadow and the tiles.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 STATES = ("tracking", "uncertain", "lost")
+
+
+def redetect_threshold(config) -> float:
+    """The score a re-detection must reach (a TrackerConfig's lost_threshold + redetect_margin, below 1)."""
+    return min(config.lost_threshold + config.redetect_margin, 0.999)
 
 
 @dataclass
@@ -34,12 +41,11 @@ class Presence:
     confirmed: int = 0  # frames in a row a re-detection was seen there
     next_tile: int = 0  # where the tile sweep goes on next frame
     tiles: list = field(default_factory=list)
-    shadow: object = None  # while lost: the tracking state that keeps searching (the box itself stays put)
+    shadow: object = None  # while lost: a copy of the target's state (tracking.TargetState) that keeps searching
 
     def after_tracked(self, score: float, lost_threshold: float, uncertain_margin: float, lost_after: int,
                       center, size, side) -> bool:
-        """The state after a normal tracking step that scored `score`; True when the target has just been lost
-        (the caller then puts the box back at last_good)."""
+        """The state after a normal tracking step that scored `score`; True when the target has just been lost."""
         if score >= lost_threshold:
             self.low_run = 0
             self.state = "tracking" if score >= lost_threshold + uncertain_margin else "uncertain"
@@ -71,6 +77,44 @@ class Presence:
         self.state, self.low_run, self.candidate, self.confirmed = "tracking", 0, None, 0
         return True
 
+    def settle_tracked(self, score: float, state, config) -> bool:
+        """After a tracked target's step: the new presence state. On the frame it is lost, the search goes on from
+        there in a shadow of `state`, while the box goes back to where the target was last seen well and stays.
+        True when the target has just been lost."""
+        lost = self.after_tracked(score, config.lost_threshold, config.uncertain_margin, config.lost_after,
+                                  state.center, state.size, state.search_side)
+        if lost:
+            self.shadow = dataclasses.replace(state, center=state.center.copy(), size=state.size.copy())
+            if self.last_good:
+                center, size, side = self.last_good
+                state.center, state.size, state.search_side = center.copy(), size.copy(), side
+        return lost
+
+    def next_tiles(self, frame_size: tuple[int, int], span: float, count: int) -> list[np.ndarray]:
+        """The next `count` tiles of the sweep over the frame (`span` apart), which starts at the shadow's place."""
+        if not self.tiles:
+            self.tiles = tile_centres(frame_size, span, self.shadow.center)
+        count = min(count, len(self.tiles))
+        plan = [self.tiles[(self.next_tile + i) % len(self.tiles)] for i in range(count)]
+        self.next_tile += count
+        return plan
+
+    def settle_search(self, score: float, tile_hit, state, config) -> float:
+        """While lost, after the shadow's step (`score`) and maybe a tile search (`tile_hit`: (score, position)):
+        the shadow moves to the best tile peak that clears the re-detection threshold, to look there again next
+        frame. The target (`state`) is taken back only when the same place is confirmed. Returns the frame's score."""
+        threshold, shadow = redetect_threshold(config), self.shadow
+        position, from_tiles = shadow.center, False
+        if tile_hit is not None and tile_hit[0] > score:
+            score, position, from_tiles = tile_hit[0], tile_hit[1], True
+        if from_tiles and score >= threshold:  # track on from there next frame, at the held size, to confirm
+            shadow.center = np.asarray(position, float).copy()
+            shadow.size, shadow.search_side = state.size.copy(), state.search_side
+        if self.after_search(score, position, threshold, config.redetect_confirm, state.search_side / 4):
+            state.center, state.size, state.search_side = shadow.center.copy(), shadow.size.copy(), shadow.search_side
+            self.shadow = None
+        return score
+
 
 def tile_centres(frame_size: tuple[int, int], spacing: float, start) -> list[np.ndarray]:
     """Centres of search regions that together cover the frame (`spacing` apart, the span a search region's
@@ -83,3 +127,19 @@ def tile_centres(frame_size: tuple[int, int], spacing: float, start) -> list[np.
     centres = [np.array([x, y]) for y in ys for x in xs]
     centres.sort(key=lambda c: float(np.linalg.norm(c - np.asarray(start, float))))
     return centres
+
+
+def best_tile(scores: np.ndarray, centres: list, stride: int, side: float, search_size: int,
+              frame_size: tuple[int, int], fallback) -> tuple[float, np.ndarray]:
+    """The best peak over the tiles' score maps (T,R,R), as (score, frame position), for search crops of `side`
+    frame pixels (search_size crop pixels, `stride` of them per response cell). `fallback` is the position when no
+    tile gave a finite score."""
+    peaks = scores.reshape(len(centres), -1).max(axis=1)
+    if not np.isfinite(peaks).any():
+        return 0.0, fallback
+    best = int(np.nanargmax(peaks))
+    cells = scores.shape[1]
+    row, col = np.unravel_index(int(np.argmax(scores[best])), scores.shape[1:])
+    offset = (np.array([col, row]) - (cells - 1) / 2) * stride * side / search_size
+    position = np.clip(np.asarray(centres[best], float) + offset, 0, list(frame_size))
+    return float(peaks[best]), position

@@ -9,7 +9,7 @@ from tracker.progress import progress as make_progress
 
 from tracker.errors import UserError
 from tracker.result import check_box
-from tracker.tracking import STAGES
+from tracker.timing import STAGES
 
 from .datasets import parse_boxes
 
