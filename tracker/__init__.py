@@ -1,4 +1,4 @@
-"""siamtrack: a real-time siamese (SiamFC) single-object tracker."""
+"""siamtrack: a real-time siamese single-object tracker (NanoTrack-v3-style network, OpenCV-style API)."""
 from importlib.metadata import PackageNotFoundError, version
 
 from .engines import Engine, load_engine

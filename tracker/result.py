@@ -19,7 +19,9 @@ MAX_BOX_FACTOR = 100  # a box may be at most this many times the frame's width /
 
 @dataclass(frozen=True)
 class TrackResult:
-    """box: (x, y, w, h) floats; score: 0..1, the network's confidence at the peak (while lost: the best
+    """box: (x, y, w, h) floats; score: 0..1, the network's confidence in the box (the box rule's: with the shipped
+    "box" rule the probability of the cell whose box was taken, fused with the online model's response when that
+    is on; with the "peak" rule and the scale pyramid the sigmoid of the response peak; while lost, the best
     re-detection peak); lost: the target is lost (lost_after frames in a row scored under the lost threshold) and
     the box is held where it was last seen; state adds "uncertain" between the two. True when not lost, so
     `if tracker.update(frame):` reads as OpenCV's ok flag does."""
