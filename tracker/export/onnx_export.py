@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..backbones import AlexNet, EfficientNetLite0Trunk
+from ..backbones import trunk_hooks
 from ..config import TrackerConfig
 from ..crop import crop_square
 from ..errors import UserError
@@ -56,50 +56,13 @@ def _to_network_input(images: torch.Tensor, layout: str) -> torch.Tensor:
     return images
 
 
-class _FoldedLite0(nn.Module):
-    """EfficientNetLite0Trunk with its BGR->RGB flip and 1/128 scale folded into the stem conv's weights. The
-    -127 offset stays a Sub: the stem's 'same' padding pads the *normalised* image with zeros."""
-
-    def __init__(self, trunk: EfficientNetLite0Trunk) -> None:
-        super().__init__()
-        self.stem = copy.deepcopy(trunk.stem)
-        with torch.no_grad():
-            self.stem[0].weight.copy_(self.stem[0].weight.flip(1) / 128.0)
-        self.blocks, self.out_channels = trunk.blocks, trunk.out_channels
-
-    def forward(self, bgr: torch.Tensor) -> torch.Tensor:
-        x = self.stem(bgr - 127.0)
-        for block in self.blocks:
-            x = block(x)
-        return x
-
-
-class _FoldedAlexNet(nn.Module):
-    """AlexNet with (x - 127) / 128 folded into conv1 (unpadded, so the offset folds into its bias exactly)."""
-
-    def __init__(self, net: AlexNet) -> None:
-        super().__init__()
-        self.features = copy.deepcopy(net.features)
-        conv = self.features[0]
-        with torch.no_grad():
-            conv.weight.div_(128.0)
-            conv.bias.sub_(127.0 * conv.weight.sum(dim=(1, 2, 3)))
-        self.out_channels = net.out_channels
-
-    def forward(self, bgr: torch.Tensor) -> torch.Tensor:
-        return self.features(bgr)
-
-
 def fold_input_normalisation(model: SiamNet) -> SiamNet:
     """A copy of `model` whose first conv absorbs the input normalisation, so the exported graphs do not spend
     elementwise passes over every input pixel on it (a Slice for the channel flip, a Div). The parity check
-    compares the export against the original model, so a change in backbones.py cannot slip through."""
+    compares the export against the original model, so a change in a backbone module cannot slip through."""
     folded = copy.copy(model)  # shallow: shares every submodule except the backbone replaced below
     folded._modules = dict(model._modules)
-    if isinstance(model.backbone, EfficientNetLite0Trunk):
-        folded._modules["backbone"] = _FoldedLite0(model.backbone)
-    elif isinstance(model.backbone, AlexNet):
-        folded._modules["backbone"] = _FoldedAlexNet(model.backbone)
+    folded._modules["backbone"] = trunk_hooks(model.config.backbone).fold_input_normalisation(model.backbone)
     return folded
 
 
