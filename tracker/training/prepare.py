@@ -32,9 +32,12 @@ import cv2
 import numpy as np
 
 from ..crop import box_to_crop, context_side, crop_square, mean_colour
+from ..crop_cache import CACHE_SIDE
 from ..errors import UserError
+from ..evaluation.datasets import detect_layout, load_dataset
+from ..progress import progress as make_progress
 
-CROP_SIZE = 447
+CROP_SIZE = CACHE_SIDE
 EXEMPLAR_SIZE = 127
 CONTEXT_AMOUNT = 0.5
 BOXES_HEADER = ["file", "frame", "x", "y", "w", "h", "src_x", "src_y", "src_w", "src_h", "frame_w", "frame_h"]
@@ -172,10 +175,6 @@ def prepare_data(src: str | Path, dst: str | Path, step: int = 2, sequences: lis
     A sequence folder already complete in `dst` (it has boxes.csv) is kept as it is unless `overwrite`, so an
     interrupted run can simply be started again. `name` is the folder prefix (default: the SRC folder name).
     """
-    from tracker.progress import progress as make_progress
-
-    from ..evaluation.datasets import detect_layout, load_dataset
-
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
         raise UserError(f"SRC {src}: folder not found")
