@@ -263,8 +263,6 @@ def export_onnx(model: SiamNet, tracker_config: TrackerConfig, out_dir: str | Pa
                 source: dict[str, Any] | None = None, parity: bool = True) -> ExportReport:
     """Write template.onnx + search.onnx for `model` into out_dir. The files are first written under temporary
     names and only moved into place once onnx.checker and (unless parity=False) the parity check pass."""
-    import onnx
-
     if layout not in LAYOUTS:
         raise UserError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     if model.config.predicts_boxes and tracker_config.num_scales != 1:
@@ -273,29 +271,45 @@ def export_onnx(model: SiamNet, tracker_config: TrackerConfig, out_dir: str | Pa
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
-    cfg = model.config
-    metadata = {
+    metadata = _graph_metadata(model, tracker_config, layout, source)
+    protos, exporter, template_shape = _export_graphs(model, layout)
+    for name, proto in protos.items():
+        _set_metadata(proto, {**metadata, "graph": name, "exporter": exporter},
+                      _graph_doc(name, model, layout, template_shape))
+    return _write_checked(protos, model, out_dir, exporter, layout, parity)
+
+
+def _graph_metadata(model: SiamNet, tracker_config: TrackerConfig, layout: str,
+                    source: dict[str, Any] | None) -> dict[str, Any]:
+    """What both graphs carry (metadata_props), so that a pair describes itself and a mixed pair is refused."""
+    return {
         "siamtrack_format": FORMAT,
         "siamtrack_version": _siamtrack_version(),
-        "model_config": cfg.to_dict(),
+        "model_config": model.config.to_dict(),
         "tracker_config": tracker_config.to_dict(),
         "input_layout": layout,
         "response_size": int(model.response_size),
         "weights_sha256": weights_fingerprint(model),
         "source": dict(source or {}),
     }
+
+
+def _example_images(model: SiamNet, layout: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """An exemplar and three search crops in the graphs' input layout (zeros: only their shapes matter)."""
+    cfg = model.config
     if layout == "uint8_nhwc":
-        exemplar = torch.zeros(1, cfg.exemplar_size, cfg.exemplar_size, 3, dtype=torch.uint8)
-        search = torch.zeros(3, cfg.search_size, cfg.search_size, 3, dtype=torch.uint8)
-        image_doc = "uint8 BGR images, NHWC"
-    else:
-        exemplar = torch.zeros(1, 3, cfg.exemplar_size, cfg.exemplar_size)
-        search = torch.zeros(3, 3, cfg.search_size, cfg.search_size)
-        image_doc = "float32 BGR images in [0, 255], NCHW"
+        return (torch.zeros(1, cfg.exemplar_size, cfg.exemplar_size, 3, dtype=torch.uint8),
+                torch.zeros(3, cfg.search_size, cfg.search_size, 3, dtype=torch.uint8))
+    return torch.zeros(1, 3, cfg.exemplar_size, cfg.exemplar_size), torch.zeros(3, 3, cfg.search_size, cfg.search_size)
+
+
+def _export_graphs(model: SiamNet, layout: str) -> tuple[dict[str, Any], str, tuple[int, ...]]:
+    """Both graphs as onnx ModelProtos, the exporter(s) used ("dynamo", "torchscript" or both, joined by /) and
+    the template features' shape."""
+    exemplar, search = _example_images(model, layout)
     graph_model = fold_input_normalisation(model)
     with torch.no_grad():
         template = TemplateGraph(graph_model, layout)(exemplar)
-
     protos, exporter = {}, set()
     protos["template"], how = _export_one(TemplateGraph(graph_model, layout), (exemplar,), ["exemplar"], ["template"], {})
     exporter.add(how)
@@ -306,29 +320,42 @@ def export_onnx(model: SiamNet, tracker_config: TrackerConfig, out_dir: str | Pa
                                         ["search", "template", "owner"], search_outputs,
                                         {"search": "n", "owner": "n", "template": "t"})
     exporter.add(how)
-    docs = {
-        "template": f"siamtrack template graph: exemplar (1,{cfg.exemplar_size},{cfg.exemplar_size}) {image_doc} -> "
-                    f"template features {tuple(template.shape)} float32.",
-        "search": f"siamtrack search graph: search (N,{cfg.search_size},{cfg.search_size}) {image_doc} + template "
-                  f"features (T,{','.join(map(str, template.shape[1:]))}) + owner (N,) int64 (the template each crop "
-                  "is scored against) -> response (N,{model.response_size},{model.response_size}) "
-                  "float32 logits (score = sigmoid of the peak)" +
-                  (f" + boxes (N,4,{model.response_size},{model.response_size}) float32: distances from each cell "
-                   "to the target's left, top, right and bottom, in search-crop pixels" if model.has_box_head else "")
-                  + " + features (N,C,H,W) float32: the search crops' backbone features, for the online target model.",
-    }
+    return protos, "/".join(sorted(exporter)), tuple(template.shape)
+
+
+def _graph_doc(name: str, model: SiamNet, layout: str, template_shape: tuple[int, ...]) -> str:
+    """The doc_string of graph `name`: its inputs and outputs, with their shapes."""
+    cfg, r = model.config, model.response_size
+    image_doc = "uint8 BGR images, NHWC" if layout == "uint8_nhwc" else "float32 BGR images in [0, 255], NCHW"
+    if name == "template":
+        return (f"siamtrack template graph: exemplar (1,{cfg.exemplar_size},{cfg.exemplar_size}) {image_doc} -> "
+                f"template features {template_shape} float32.")
+    return (f"siamtrack search graph: search (N,{cfg.search_size},{cfg.search_size}) {image_doc} + template "
+            f"features (T,{','.join(map(str, template_shape[1:]))}) + owner (N,) int64 (the template each crop "
+            "is scored against) -> response (N,{model.response_size},{model.response_size}) "
+            "float32 logits (score = sigmoid of the peak)" +
+            (f" + boxes (N,4,{r},{r}) float32: distances from each cell "
+             "to the target's left, top, right and bottom, in search-crop pixels" if model.has_box_head else "")
+            + " + features (N,C,H,W) float32: the search crops' backbone features, for the online target model.")
+
+
+def _write_checked(protos: dict[str, Any], model: SiamNet, out_dir: Path, exporter: str, layout: str,
+                   parity: bool) -> ExportReport:
+    """Check both graphs (onnx.checker, BatchNorm folded, parity with `model` unless parity=False) under temporary
+    names, then move them into place; nothing is left behind when a check fails."""
+    import onnx
+
     final = {"template": out_dir / TEMPLATE_ONNX, "search": out_dir / SEARCH_ONNX}
     staged = {name: path.with_name(f".{path.name}.tmp{os.getpid()}") for name, path in final.items()}
     ops = {}
     try:
         for name, proto in protos.items():
-            _set_metadata(proto, {**metadata, "graph": name, "exporter": "/".join(sorted(exporter))}, docs[name])
             onnx.checker.check_model(proto, full_check=True)
             ops[name] = dict(Counter(node.op_type for node in proto.graph.node))
             if "BatchNormalization" in ops[name]:
                 raise RuntimeError(f"{name}.onnx still has BatchNormalization nodes: BN was not folded")
             onnx.save(proto, str(staged[name]))
-        report = ExportReport(final["template"], final["search"], "/".join(sorted(exporter)), layout,
+        report = ExportReport(final["template"], final["search"], exporter, layout,
                               {n: p.stat().st_size for n, p in staged.items()}, ops)
         if parity:
             report.parity = check_parity(model, staged["template"], staged["search"])
