@@ -30,16 +30,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
 
+from .. import __version__
 from ..backbones import trunk_hooks
+from ..checkpoint import load_model
 from ..config import TrackerConfig
 from ..crop import crop_square
 from ..errors import UserError
 from ..model import SiamNet
-from ..paths import SEARCH_ONNX, TEMPLATE_ONNX
+from ..onnx_engine import OnnxEngine
+from ..paths import SEARCH_ONNX, TEMPLATE_ONNX, default_weights_path
 
 FORMAT = "siamtrack-onnx/2"  # /2: several targets per search run (the owner input); see onnx_engine.FORMATS
 OPSET = 18
@@ -136,8 +140,6 @@ def file_sha256(path: str | Path) -> str:
 
 
 def _siamtrack_version() -> str:
-    from .. import __version__
-
     return __version__
 
 
@@ -188,8 +190,6 @@ def _set_metadata(proto, values: dict[str, Any], doc: str) -> None:
 def parity_inputs(model: SiamNet, batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A deterministic textured scene: an exemplar crop and `batch` search crops around it at shifted centres and
     scales, as the tracker crops them (uint8 BGR NHWC), so every response has a real, unambiguous peak."""
-    import cv2
-
     rng = np.random.default_rng(seed)
     cfg = model.config
     scene = cv2.resize(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), (640, 480), interpolation=cv2.INTER_CUBIC)
@@ -221,8 +221,6 @@ def check_parity(model: SiamNet, template_path: str | Path, search_path: str | P
     full graph optimisation, as users run it). Diffs are relative to the largest magnitude of the torch output
     (responses are logits, which cross zero, so a per-element ratio would be meaningless there). A batch of 4 is
     scored as two targets' (two exemplars, crops owned alternately), the others against one template."""
-    from ..onnx_engine import OnnxEngine
-
     engine = OnnxEngine(template_path, search_path, device="cpu")
     result = {"batches": list(batches), "template_max_rel": 0.0, "response_max_rel": 0.0, "response_max_abs": 0.0,
               "argmax_equal": 0, "argmax_total": 0}
@@ -387,9 +385,6 @@ def export_checkpoint(weights: str | Path | None, out_dir: str | Path, *, search
                       tracker_overrides: dict[str, Any] | None = None, **kwargs) -> ExportReport:
     """Export a checkpoint file (default: the shipped model) with its tracker config; `search_size` and
     `tracker_overrides` change what the graphs' metadata tells the tracking loop (the checkpoint stays as it is)."""
-    from ..checkpoint import load_model
-    from ..paths import default_weights_path
-
     path = Path(weights) if weights else default_weights_path()
     model, tracker_config, meta = load_model(path)
     if search_size is not None:

@@ -32,8 +32,8 @@ def current_commit() -> str:
 
 
 def cmd_init_weights(args: argparse.Namespace) -> int:
-    from ..model import SiamNet
     from ..checkpoint import save_checkpoint
+    from ..model import SiamNet
 
     try:
         if args.nanotrack:
@@ -43,7 +43,7 @@ def cmd_init_weights(args: argparse.Namespace) -> int:
                                        template_crop=args.template_crop, last_stage=args.last_stage)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    spec = BACKBONE_SPECS[model_config.backbone]
+    spec = BACKBONE_SPECS[args.backbone]
     if spec.initial_weights == "random":
         print(f"note: {spec.title} has no pretrained weights here: this model is random until trained", file=sys.stderr)
     model = SiamNet(model_config, pretrained_backbone=True).eval()
