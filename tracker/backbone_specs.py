@@ -45,7 +45,7 @@ class BackboneSpec:
         return tuple(sorted({cut.stride for cut in self.cuts.values()}))
 
     def stages(self, stride: int) -> tuple[int, ...]:
-        """The last_stage values allowed at `stride`: 0 (the deepest cut of the stride) and the stages that end there."""
+        """The last_stage values allowed at `stride`: 0 (the deepest cut of the stride) and each stage ending there."""
         return (0,) + tuple(stage for stage, cut in self.cuts.items() if stage and cut.stride == stride)
 
     def stage(self, stride: int, last_stage: int) -> int:
