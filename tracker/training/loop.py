@@ -82,7 +82,7 @@ def train(recipe: TrainConfig, data_root: Path, val_root: Path | None, run_dir: 
     for epoch in range(run.start_epoch, recipe.epochs + 1):
         run.train_epoch(dataset, epoch)
     if not (run_dir / "best.pt").is_file():  # zero epochs without validation: the untrained model is the result
-        save_checkpoint(run_dir / "best.pt", run.model, recipe.tracker_config, {**run.meta, "epoch": 0})
+        run.save("best.pt", {**run.meta, "epoch": 0})
     return run_dir / "best.pt"
 
 
