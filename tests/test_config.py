@@ -92,6 +92,26 @@ def test_box_head_needs_a_3x3_template_grid():
         SiamNet(ModelConfig(template_crop=2, box_head_channels=8), pretrained_backbone=False)
 
 
+@pytest.mark.parametrize("name", ["alexnet", "efficientnet_lite0", "mobilenetv3_nanotrack"])
+def test_registered_backbone_builds_every_cut_it_declares(name):
+    """The registry (tracker/backbone_specs.py) is the one list of trunks: each spec's module builds every cut the
+    spec declares, with the declared channels, and its export fold computes the same features."""
+    from tracker.backbone_specs import SPECS
+    from tracker.backbones import build_backbone, trunk_hooks
+
+    spec = SPECS[name]
+    assert tuple(SPECS) == ("alexnet", "efficientnet_lite0", "mobilenetv3_nanotrack")
+    images = torch.rand(2, 3, 127, 127) * 255
+    for stage, cut in spec.cuts.items():
+        config = ModelConfig(backbone=name, stride=cut.stride, last_stage=stage)
+        trunk = build_backbone(config, pretrained=False).eval()
+        folded = trunk_hooks(name).fold_input_normalisation(trunk).eval()
+        with torch.no_grad():
+            features, from_folded = trunk(images), folded(images)
+        assert trunk.out_channels == folded.out_channels == features.shape[1] == cut.channels
+        torch.testing.assert_close(from_folded, features, rtol=1e-4, atol=1e-3)
+
+
 @pytest.mark.parametrize(
     "values,template,search,response",
     [

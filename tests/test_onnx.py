@@ -20,9 +20,8 @@ from tracker.checkpoint import load_model  # noqa: E402
 from tracker.cli import main  # noqa: E402
 from tracker.config import ModelConfig, TrackerConfig  # noqa: E402
 from tracker.errors import UserError  # noqa: E402
-from tracker.export.onnx_export import (  # noqa: E402
-    PARITY_RTOL, check_parity, export_onnx, file_sha256, parity_inputs, weights_fingerprint,
-)
+from tracker.export.onnx_export import export_onnx, file_sha256, weights_fingerprint  # noqa: E402
+from tracker.export.parity import PARITY_RTOL, check_parity, parity_inputs  # noqa: E402
 from tracker.model import SiamNet  # noqa: E402
 from tracker.onnx_engine import OnnxEngine  # noqa: E402
 from tracker.paths import SEARCH_ONNX, TEMPLATE_ONNX, default_weights_path, weights_dir  # noqa: E402

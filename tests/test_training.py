@@ -571,14 +571,21 @@ def test_recipe_unknown_key_raises(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
-def test_packaged_recipes_load():
-    """Every packaged recipe validates. 'default' makes the shipped SiamFC-head model (3 scales); 'box' the model
-    with a box head, which tracks with one crop per frame."""
+def test_recipes_load():
+    """The package holds the shipped model's recipe alone, train's default: NanoTrack v3's trunk and box-adaptive
+    head, one crop per frame. The recipes that did not ship (benchmarks/recipes/) still validate: 'default' makes
+    the previous SiamFC-head model (3 scales), 'box' the model with a box head (one crop per frame)."""
+    from tracker.cli import build_parser
     from tracker.training.cli import RECIPES
 
-    names = sorted(p.stem for p in RECIPES.glob("*.json"))
-    assert {"default", "box"} <= set(names)
-    recipes = {name: TrainConfig.load(RECIPES / f"{name}.json") for name in names}
+    assert sorted(p.stem for p in RECIPES.glob("*.json")) == ["nanotrack_v3"]
+    assert build_parser().parse_args(["train"]).config == "nanotrack_v3"
+    shipped = TrainConfig.load(RECIPES / "nanotrack_v3.json")
+    assert shipped.model_config.head == "box_adaptive" and shipped.tracker_config.num_scales == 1
+    assert shipped.model_config.backbone == "mobilenetv3_nanotrack" and shipped.init_weights
+    others = Path(__file__).resolve().parents[1] / "benchmarks" / "recipes"
+    recipes = {p.stem: TrainConfig.load(p) for p in others.glob("*.json")}
+    assert {"default", "box", "stage5_tail"} <= set(recipes)
     assert recipes["default"].model_config.box_head_channels == 0 and recipes["default"].tracker_config.num_scales == 3
     box = recipes["box"]
     assert box.model_config.box_head_channels > 0 and box.tracker_config.num_scales == 1 and box.freeze_after_epoch == 1
@@ -588,7 +595,7 @@ def test_train_cli_missing_config(capsys):
     assert main(["train", "--config", "nonexistent"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("siamtrack: error: --config nonexistent") and err.count("\n") == 1
-    assert "default" in err  # names the packaged recipes
+    assert "nanotrack_v3" in err  # names the packaged recipes
 
 
 def test_configure_rewrites_tracker_config(tmp_path):

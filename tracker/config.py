@@ -11,17 +11,16 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Mapping, TypeVar
 
+from .backbone_specs import SPECS as BACKBONE_SPECS
 from .box_rules import box_positions
 from .errors import UserError
 
 C = TypeVar("C", bound="_Config")
 
-BACKBONES = ("alexnet", "efficientnet_lite0", "mobilenetv3_nanotrack")
+BACKBONES = tuple(BACKBONE_SPECS)  # each trunk's strides, stages and channels: tracker/backbone_specs.py
 # "siamfc": energy-normalised cross-correlation -> one logit map (+ the optional box head); "box_adaptive": the
 # NanoTrack-v3-style head (tracker/ban_head.py), which predicts the logits and the box distances together.
 HEADS = ("siamfc", "box_adaptive")
-# EfficientNet-Lite0 stages a cut may end after, with their total stride.
-LITE0_STAGE_STRIDE = {3: 8, 4: 16, 5: 16}
 MAX_CROP_SIZE = 1023  # pixels; SiamFC crops are 127 / 255
 MAX_SCALES = 15
 MAX_UPSAMPLE = 64
@@ -82,8 +81,8 @@ class ModelConfig(_Config):
     """The network: backbone (shared by both branches) -> optional neck -> cross-correlation head."""
 
     backbone: str = "efficientnet_lite0"
-    # Total stride of the backbone cut. EfficientNet-Lite0: 8 (after stage 3, 40 ch) or 16 (after stage 4 or 5).
-    # AlexNet is always 8.
+    # Total stride of the backbone cut (each backbone's cuts: tracker/backbone_specs.py). EfficientNet-Lite0: 8
+    # (after stage 3, 40 ch) or 16 (after stage 4 or 5). AlexNet is always 8, NanoTrack's MobileNetV3 16.
     stride: int = 16
     # EfficientNet-Lite0 only: the last stage kept. 0 = the deepest of the stride (3 for 8, 5 for 16); 4 cuts
     # stride 16 after stage 4 (80 ch), which measured 18% less time per frame and a weaker untrained trunk.
@@ -111,16 +110,16 @@ class ModelConfig(_Config):
 
     @property
     def trunk_stage(self) -> int:
-        """EfficientNet-Lite0: the stage the trunk ends after (last_stage, or the deepest one of the stride)."""
-        return self.last_stage or max(k for k, stride in LITE0_STAGE_STRIDE.items() if stride == self.stride)
+        """The stage the trunk's cut ends after: last_stage, or the deepest one of the stride (0: a trunk used
+        whole)."""
+        return BACKBONE_SPECS[self.backbone].stage(self.stride, self.last_stage)
 
     def validate(self) -> None:
         _check(self.backbone in BACKBONES, f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
-        allowed = {"alexnet": (8,), "mobilenetv3_nanotrack": (16,)}.get(self.backbone, (8, 16))
-        _check(self.stride in allowed, f"stride for {self.backbone} must be one of {allowed}, got {self.stride}")
-        stages = (0,)
-        if self.backbone == "efficientnet_lite0":
-            stages += tuple(k for k, stride in LITE0_STAGE_STRIDE.items() if stride == self.stride)
+        spec = BACKBONE_SPECS[self.backbone]
+        _check(self.stride in spec.strides, f"stride for {self.backbone} must be one of {spec.strides}, got "
+                                            f"{self.stride}")
+        stages = spec.stages(self.stride)
         _check(self.last_stage in stages, f"last_stage for {self.backbone} at stride {self.stride} must be one of "
                                           f"{stages}, got {self.last_stage}")
         _check(0 <= self.neck_channels <= 4096, "neck_channels must be in [0, 4096]")

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
+from ..config import parse_overrides
 from ..errors import UserError
 
 
@@ -18,8 +20,6 @@ def cmd_export(args: argparse.Namespace) -> int:
         import onnxscript  # noqa: F401
     except ModuleNotFoundError as exc:
         raise UserError(f"export needs onnx and onnxscript ({exc.name} is missing): pip install 'siamtrack[export]'") from None
-    from ..evaluation.cli import parse_overrides
-
     overrides = parse_overrides(args.set)
     print(f"exporting {args.weights or 'the shipped default model'} -> {args.out} ...", file=sys.stderr)
     report = export_checkpoint(args.weights, args.out, search_size=args.search_size, tracker_overrides=overrides,
@@ -29,8 +29,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
-    import json
-
     try:
         from .quantize import quantize_pair
     except ModuleNotFoundError as exc:

@@ -1,4 +1,4 @@
-"""Export a SiamNet to two self-describing ONNX graphs, and check them against PyTorch.
+"""Export a SiamNet to two self-describing ONNX graphs, checked against PyTorch (parity.py) before they are written.
 
 * ``template.onnx``: the exemplar crop (1 image) -> template features. Run once per target.
 * ``search.onnx``: N search crops + T targets' template features (a graph input, the weight of the correlation
@@ -11,7 +11,8 @@
 
 Images enter the graphs as the tracker crops them: uint8 BGR, NHWC (``layout="uint8_nhwc"``, the default: the
 engine passes its crop buffer as is, and a GPU gets 4x fewer bytes), or float32 BGR in [0, 255], NCHW
-(``layout="float_nchw"``, the classic layout). The network normalises inside either way (see backbones.py).
+(``layout="float_nchw"``, the classic layout). The network normalises inside either way (see backbones.py);
+export folds that normalisation into the first conv where the trunk allows (its module's TRUNK hooks).
 
 Both files carry the model config, the tracker config, the siamtrack version and a fingerprint of the weights in
 their ``metadata_props`` (JSON values), so a pair is self-describing and a mixed pair is refused at load time.
@@ -30,23 +31,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from ..backbones import AlexNet, EfficientNetLite0Trunk
+from .. import __version__
+from ..backbones import trunk_hooks
+from ..checkpoint import load_model
 from ..config import TrackerConfig
-from ..crop import crop_square
 from ..errors import UserError
 from ..model import SiamNet
-from ..paths import SEARCH_ONNX, TEMPLATE_ONNX
+from ..paths import SEARCH_ONNX, TEMPLATE_ONNX, default_weights_path
+from .parity import PARITY_RTOL, check_parity
 
 FORMAT = "siamtrack-onnx/2"  # /2: several targets per search run (the owner input); see onnx_engine.FORMATS
 OPSET = 18
 LAYOUTS = ("uint8_nhwc", "float_nchw")
 DEFAULT_LAYOUT = "uint8_nhwc"
-# Parity: responses equal within this relative tolerance, and the same peak, torch vs onnxruntime.
-PARITY_RTOL = 1e-3
 
 
 def _to_network_input(images: torch.Tensor, layout: str) -> torch.Tensor:
@@ -56,50 +56,13 @@ def _to_network_input(images: torch.Tensor, layout: str) -> torch.Tensor:
     return images
 
 
-class _FoldedLite0(nn.Module):
-    """EfficientNetLite0Trunk with its BGR->RGB flip and 1/128 scale folded into the stem conv's weights. The
-    -127 offset stays a Sub: the stem's 'same' padding pads the *normalised* image with zeros."""
-
-    def __init__(self, trunk: EfficientNetLite0Trunk) -> None:
-        super().__init__()
-        self.stem = copy.deepcopy(trunk.stem)
-        with torch.no_grad():
-            self.stem[0].weight.copy_(self.stem[0].weight.flip(1) / 128.0)
-        self.blocks, self.out_channels = trunk.blocks, trunk.out_channels
-
-    def forward(self, bgr: torch.Tensor) -> torch.Tensor:
-        x = self.stem(bgr - 127.0)
-        for block in self.blocks:
-            x = block(x)
-        return x
-
-
-class _FoldedAlexNet(nn.Module):
-    """AlexNet with (x - 127) / 128 folded into conv1 (unpadded, so the offset folds into its bias exactly)."""
-
-    def __init__(self, net: AlexNet) -> None:
-        super().__init__()
-        self.features = copy.deepcopy(net.features)
-        conv = self.features[0]
-        with torch.no_grad():
-            conv.weight.div_(128.0)
-            conv.bias.sub_(127.0 * conv.weight.sum(dim=(1, 2, 3)))
-        self.out_channels = net.out_channels
-
-    def forward(self, bgr: torch.Tensor) -> torch.Tensor:
-        return self.features(bgr)
-
-
 def fold_input_normalisation(model: SiamNet) -> SiamNet:
     """A copy of `model` whose first conv absorbs the input normalisation, so the exported graphs do not spend
     elementwise passes over every input pixel on it (a Slice for the channel flip, a Div). The parity check
-    compares the export against the original model, so a change in backbones.py cannot slip through."""
+    compares the export against the original model, so a change in a backbone module cannot slip through."""
     folded = copy.copy(model)  # shallow: shares every submodule except the backbone replaced below
     folded._modules = dict(model._modules)
-    if isinstance(model.backbone, EfficientNetLite0Trunk):
-        folded._modules["backbone"] = _FoldedLite0(model.backbone)
-    elif isinstance(model.backbone, AlexNet):
-        folded._modules["backbone"] = _FoldedAlexNet(model.backbone)
+    folded._modules["backbone"] = trunk_hooks(model.config.backbone).fold_input_normalisation(model.backbone)
     return folded
 
 
@@ -173,8 +136,6 @@ def file_sha256(path: str | Path) -> str:
 
 
 def _siamtrack_version() -> str:
-    from .. import __version__
-
     return __version__
 
 
@@ -222,86 +183,10 @@ def _set_metadata(proto, values: dict[str, Any], doc: str) -> None:
     proto.doc_string = doc
 
 
-def parity_inputs(model: SiamNet, batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A deterministic textured scene: an exemplar crop and `batch` search crops around it at shifted centres and
-    scales, as the tracker crops them (uint8 BGR NHWC), so every response has a real, unambiguous peak."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    cfg = model.config
-    scene = cv2.resize(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), (640, 480), interpolation=cv2.INTER_CUBIC)
-    scene = cv2.add(scene, rng.integers(0, 40, scene.shape, dtype=np.uint8))  # fine texture on the blobs
-    center = np.array([320.0, 240.0])
-    exemplar_side = 120.0
-    exemplar = crop_square(scene, tuple(center), exemplar_side, cfg.exemplar_size, (128.0, 128.0, 128.0))[None]
-    search_side = exemplar_side * cfg.search_size / cfg.exemplar_size
-    crops = np.empty((batch, cfg.search_size, cfg.search_size, 3), np.uint8)
-    for i in range(batch):
-        shift = rng.uniform(-25, 25, 2)
-        scale = 1.0375 ** (i - batch // 2)
-        crop_square(scene, tuple(center + shift), search_side * scale, cfg.search_size, (128.0, 128.0, 128.0), out=crops[i])
-    return exemplar, crops
-
-
-def _torch_reference(model: SiamNet, exemplar: np.ndarray, crops: np.ndarray, owner: np.ndarray):
-    """exemplar: (T,...) crops, one per target; owner (N,): whose each crop is."""
-    with torch.inference_mode():
-        z = model.template(torch.from_numpy(exemplar).permute(0, 3, 1, 2).float())
-        logits, distances = model.track(torch.from_numpy(crops).permute(0, 3, 1, 2).float(), z,
-                                        torch.from_numpy(owner))
-    return z.numpy(), logits[:, 0].numpy(), (distances.numpy() if distances is not None else None)
-
-
-def check_parity(model: SiamNet, template_path: str | Path, search_path: str | Path,
-                 batches: tuple[int, ...] = (1, 3, 4), seed: int = 0) -> dict[str, Any]:
-    """Run the same crops through PyTorch and through the exported pair with the ONNX engine (onnxruntime, CPU,
-    full graph optimisation, as users run it). Diffs are relative to the largest magnitude of the torch output
-    (responses are logits, which cross zero, so a per-element ratio would be meaningless there). A batch of 4 is
-    scored as two targets' (two exemplars, crops owned alternately), the others against one template."""
-    from ..onnx_engine import OnnxEngine
-
-    engine = OnnxEngine(template_path, search_path, device="cpu")
-    result = {"batches": list(batches), "template_max_rel": 0.0, "response_max_rel": 0.0, "response_max_abs": 0.0,
-              "argmax_equal": 0, "argmax_total": 0}
-    if model.has_box_head:
-        result["boxes_max_rel"] = 0.0
-    model = model.eval()
-    for batch in batches:
-        exemplar, crops = parity_inputs(model, batch, seed + batch)
-        owner = np.zeros(batch, np.int64)
-        if batch >= 4:  # a second target: the first exemplar mirrored, owning every other crop
-            exemplar = np.concatenate([exemplar, exemplar[:, :, ::-1]])
-            owner[1::2] = 1
-        z_ref, p_ref, d_ref = _torch_reference(model, exemplar, crops, owner)
-        zs = [engine.template(np.ascontiguousarray(e[None])) for e in exemplar]
-        p, d = engine.search(crops, zs[0] if len(zs) == 1 else engine.stack_templates(zs), owner)
-        z = np.concatenate([engine.template_to_numpy(t) for t in zs])
-        if (d is None) != (d_ref is None) or (d is not None and d.shape != d_ref.shape):
-            raise RuntimeError("the ONNX search graph's box output does not match the model's box head")
-        if d is not None:  # distances are positive, so a plain relative difference is meaningful
-            result["boxes_max_rel"] = max(result["boxes_max_rel"], float(np.max(np.abs(d - d_ref) / np.abs(d_ref))))
-        if p.shape != p_ref.shape or z.shape != z_ref.shape:
-            raise RuntimeError(f"shape mismatch: onnx {z.shape}, {p.shape} vs torch {z_ref.shape}, {p_ref.shape}")
-        rel_z = float(np.max(np.abs(z - z_ref)) / max(float(np.max(np.abs(z_ref))), 1e-12))
-        rel_p = float(np.max(np.abs(p - p_ref)) / max(float(np.max(np.abs(p_ref))), 1e-12))
-        result["template_max_rel"] = max(result["template_max_rel"], rel_z)
-        result["response_max_rel"] = max(result["response_max_rel"], rel_p)
-        result["response_max_abs"] = max(result["response_max_abs"], float(np.max(np.abs(p - p_ref))))
-        same = [int(np.argmax(a)) == int(np.argmax(b)) for a, b in zip(p, p_ref)]
-        result["argmax_equal"] += sum(same)
-        result["argmax_total"] += len(same)
-    result["ok"] = (result["template_max_rel"] <= PARITY_RTOL and result["response_max_rel"] <= PARITY_RTOL
-                    and result.get("boxes_max_rel", 0.0) <= PARITY_RTOL
-                    and result["argmax_equal"] == result["argmax_total"])
-    return result
-
-
 def export_onnx(model: SiamNet, tracker_config: TrackerConfig, out_dir: str | Path, *, layout: str = DEFAULT_LAYOUT,
                 source: dict[str, Any] | None = None, parity: bool = True) -> ExportReport:
     """Write template.onnx + search.onnx for `model` into out_dir. The files are first written under temporary
     names and only moved into place once onnx.checker and (unless parity=False) the parity check pass."""
-    import onnx
-
     if layout not in LAYOUTS:
         raise UserError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     if model.config.predicts_boxes and tracker_config.num_scales != 1:
@@ -310,31 +195,48 @@ def export_onnx(model: SiamNet, tracker_config: TrackerConfig, out_dir: str | Pa
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
-    cfg = model.config
-    metadata = {
+    metadata = _graph_metadata(model, tracker_config, layout, source)
+    protos, exporter, template_shape = _export_graphs(model, layout)
+    for name, proto in protos.items():
+        _set_metadata(proto, {**metadata, "graph": name, "exporter": exporter},
+                      _graph_doc(name, model, layout, template_shape))
+    return _write_checked(protos, model, out_dir, exporter, layout, parity)
+
+
+def _graph_metadata(model: SiamNet, tracker_config: TrackerConfig, layout: str,
+                    source: dict[str, Any] | None) -> dict[str, Any]:
+    """What both graphs carry (metadata_props), so that a pair describes itself and a mixed pair is refused."""
+    return {
         "siamtrack_format": FORMAT,
         "siamtrack_version": _siamtrack_version(),
-        "model_config": cfg.to_dict(),
+        "model_config": model.config.to_dict(),
         "tracker_config": tracker_config.to_dict(),
         "input_layout": layout,
         "response_size": int(model.response_size),
         "weights_sha256": weights_fingerprint(model),
         "source": dict(source or {}),
     }
+
+
+def _example_images(model: SiamNet, layout: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """An exemplar and three search crops in the graphs' input layout (zeros: only their shapes matter)."""
+    cfg = model.config
     if layout == "uint8_nhwc":
-        exemplar = torch.zeros(1, cfg.exemplar_size, cfg.exemplar_size, 3, dtype=torch.uint8)
-        search = torch.zeros(3, cfg.search_size, cfg.search_size, 3, dtype=torch.uint8)
-        image_doc = "uint8 BGR images, NHWC"
-    else:
-        exemplar = torch.zeros(1, 3, cfg.exemplar_size, cfg.exemplar_size)
-        search = torch.zeros(3, 3, cfg.search_size, cfg.search_size)
-        image_doc = "float32 BGR images in [0, 255], NCHW"
+        return (torch.zeros(1, cfg.exemplar_size, cfg.exemplar_size, 3, dtype=torch.uint8),
+                torch.zeros(3, cfg.search_size, cfg.search_size, 3, dtype=torch.uint8))
+    return torch.zeros(1, 3, cfg.exemplar_size, cfg.exemplar_size), torch.zeros(3, 3, cfg.search_size, cfg.search_size)
+
+
+def _export_graphs(model: SiamNet, layout: str) -> tuple[dict[str, Any], str, tuple[int, ...]]:
+    """Both graphs as onnx ModelProtos, the exporter(s) used ("dynamo", "torchscript" or both, joined by /) and
+    the template features' shape."""
+    exemplar, search = _example_images(model, layout)
     graph_model = fold_input_normalisation(model)
     with torch.no_grad():
         template = TemplateGraph(graph_model, layout)(exemplar)
-
     protos, exporter = {}, set()
-    protos["template"], how = _export_one(TemplateGraph(graph_model, layout), (exemplar,), ["exemplar"], ["template"], {})
+    protos["template"], how = _export_one(TemplateGraph(graph_model, layout), (exemplar,), ["exemplar"],
+                                          ["template"], {})
     exporter.add(how)
     search_outputs = (["response", "boxes"] if model.has_box_head else ["response"]) + ["features"]
     # Two targets' templates and three crops in the example, so that no size is taken for a constant 1.
@@ -343,29 +245,42 @@ def export_onnx(model: SiamNet, tracker_config: TrackerConfig, out_dir: str | Pa
                                         ["search", "template", "owner"], search_outputs,
                                         {"search": "n", "owner": "n", "template": "t"})
     exporter.add(how)
-    docs = {
-        "template": f"siamtrack template graph: exemplar (1,{cfg.exemplar_size},{cfg.exemplar_size}) {image_doc} -> "
-                    f"template features {tuple(template.shape)} float32.",
-        "search": f"siamtrack search graph: search (N,{cfg.search_size},{cfg.search_size}) {image_doc} + template "
-                  f"features (T,{','.join(map(str, template.shape[1:]))}) + owner (N,) int64 (the template each crop "
-                  "is scored against) -> response (N,{model.response_size},{model.response_size}) "
-                  "float32 logits (score = sigmoid of the peak)" +
-                  (f" + boxes (N,4,{model.response_size},{model.response_size}) float32: distances from each cell "
-                   "to the target's left, top, right and bottom, in search-crop pixels" if model.has_box_head else "")
-                  + " + features (N,C,H,W) float32: the search crops' backbone features, for the online target model.",
-    }
+    return protos, "/".join(sorted(exporter)), tuple(template.shape)
+
+
+def _graph_doc(name: str, model: SiamNet, layout: str, template_shape: tuple[int, ...]) -> str:
+    """The doc_string of graph `name`: its inputs and outputs, with their shapes."""
+    cfg, r = model.config, model.response_size
+    image_doc = "uint8 BGR images, NHWC" if layout == "uint8_nhwc" else "float32 BGR images in [0, 255], NCHW"
+    if name == "template":
+        return (f"siamtrack template graph: exemplar (1,{cfg.exemplar_size},{cfg.exemplar_size}) {image_doc} -> "
+                f"template features {template_shape} float32.")
+    return (f"siamtrack search graph: search (N,{cfg.search_size},{cfg.search_size}) {image_doc} + template "
+            f"features (T,{','.join(map(str, template_shape[1:]))}) + owner (N,) int64 (the template each crop "
+            "is scored against) -> response (N,{model.response_size},{model.response_size}) "
+            "float32 logits (score = sigmoid of the peak)" +
+            (f" + boxes (N,4,{r},{r}) float32: distances from each cell "
+             "to the target's left, top, right and bottom, in search-crop pixels" if model.has_box_head else "")
+            + " + features (N,C,H,W) float32: the search crops' backbone features, for the online target model.")
+
+
+def _write_checked(protos: dict[str, Any], model: SiamNet, out_dir: Path, exporter: str, layout: str,
+                   parity: bool) -> ExportReport:
+    """Check both graphs (onnx.checker, BatchNorm folded, parity with `model` unless parity=False) under temporary
+    names, then move them into place; nothing is left behind when a check fails."""
+    import onnx
+
     final = {"template": out_dir / TEMPLATE_ONNX, "search": out_dir / SEARCH_ONNX}
     staged = {name: path.with_name(f".{path.name}.tmp{os.getpid()}") for name, path in final.items()}
     ops = {}
     try:
         for name, proto in protos.items():
-            _set_metadata(proto, {**metadata, "graph": name, "exporter": "/".join(sorted(exporter))}, docs[name])
             onnx.checker.check_model(proto, full_check=True)
             ops[name] = dict(Counter(node.op_type for node in proto.graph.node))
             if "BatchNormalization" in ops[name]:
                 raise RuntimeError(f"{name}.onnx still has BatchNormalization nodes: BN was not folded")
             onnx.save(proto, str(staged[name]))
-        report = ExportReport(final["template"], final["search"], "/".join(sorted(exporter)), layout,
+        report = ExportReport(final["template"], final["search"], exporter, layout,
                               {n: p.stat().st_size for n, p in staged.items()}, ops)
         if parity:
             report.parity = check_parity(model, staged["template"], staged["search"])
@@ -397,9 +312,6 @@ def export_checkpoint(weights: str | Path | None, out_dir: str | Path, *, search
                       tracker_overrides: dict[str, Any] | None = None, **kwargs) -> ExportReport:
     """Export a checkpoint file (default: the shipped model) with its tracker config; `search_size` and
     `tracker_overrides` change what the graphs' metadata tells the tracking loop (the checkpoint stays as it is)."""
-    from ..checkpoint import load_model
-    from ..paths import default_weights_path
-
     path = Path(weights) if weights else default_weights_path()
     model, tracker_config, meta = load_model(path)
     if search_size is not None:

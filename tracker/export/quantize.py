@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from ..crop import context_side, crop_square, mean_colour
+from ..crop_cache import load_crop_cache
 from ..errors import UserError
 from ..onnx_engine import OnnxEngine, resolve_pair
 from ..paths import SEARCH_ONNX, TEMPLATE_ONNX
@@ -20,8 +21,6 @@ from ..paths import SEARCH_ONNX, TEMPLATE_ONNX
 
 def calibration_inputs(engine: OnnxEngine, cache_dir: Path, count: int, seed: int = 0) -> list[dict]:
     """Search batches shaped like tracking's (all scales of one frame) from crop-cache images."""
-    from ..training.data import load_crop_cache
-
     folders = load_crop_cache(cache_dir, min_crops=1)
     rng = np.random.default_rng(seed)
     m, scales = engine.config, engine.tracker_config

@@ -2,10 +2,21 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
+from ..backbone_specs import SPECS as BACKBONE_SPECS
+from ..config import ModelConfig, TrackerConfig, parse_overrides
 from ..errors import UserError
+from .prepare import prepare_data
+from .recipe import TrainConfig
+
+# init-weights builds the trunks that need no tracking checkpoint, the ImageNet-pretrained first.
+_FRESH_TRUNKS = sorted((name for name, spec in BACKBONE_SPECS.items() if spec.initial_weights != "checkpoint"),
+                       key=lambda name: BACKBONE_SPECS[name].initial_weights != "imagenet")
 
 
 def current_commit() -> str:
@@ -21,11 +32,8 @@ def current_commit() -> str:
 
 
 def cmd_init_weights(args: argparse.Namespace) -> int:
-    import sys
-
-    from ..config import ModelConfig, TrackerConfig
-    from ..model import SiamNet
     from ..checkpoint import save_checkpoint
+    from ..model import SiamNet
 
     try:
         if args.nanotrack:
@@ -35,18 +43,18 @@ def cmd_init_weights(args: argparse.Namespace) -> int:
                                        template_crop=args.template_crop, last_stage=args.last_stage)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    if args.backbone == "alexnet":
-        print("note: AlexNet has no pretrained weights here: this model is random until trained", file=sys.stderr)
+    spec = BACKBONE_SPECS[args.backbone]
+    if spec.initial_weights == "random":
+        print(f"note: {spec.title} has no pretrained weights here: this model is random until trained", file=sys.stderr)
     model = SiamNet(model_config, pretrained_backbone=True).eval()
     tracker_config = TrackerConfig()
     description = "untrained: ImageNet EfficientNet-Lite0 trunk, correlation head at its initial values"
     if args.nanotrack:
         from .nanotrack_init import load_nanotrack_weights
-        from .recipe import TrainConfig
 
         load_nanotrack_weights(model, args.nanotrack)
         # NanoTrack's published tracking settings, as the packaged recipe holds them.
-        tracker_config = TrainConfig.load(RECIPES / "nanotrack_v3.json").tracker_config
+        tracker_config = TrainConfig.load(RECIPES / f"{SHIPPED_RECIPE}.json").tracker_config
         description = f"NanoTrack v3's trunk and head as published ({args.nanotrack}), not trained here"
     meta = {
         "description": description,
@@ -59,12 +67,14 @@ def cmd_init_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+# The package holds the shipped model's recipe only; recipes that did not ship are in benchmarks/recipes/.
 RECIPES = Path(__file__).resolve().parent / "recipes"
+SHIPPED_RECIPE = "nanotrack_v3"
 DATA = Path("..") / "shared" / "data"
 
 
 def resolve_recipe(name: str) -> Path:
-    """A recipe file path, or the name of a packaged recipe (e.g. 'default')."""
+    """A recipe file path, or the name of a packaged recipe (e.g. 'nanotrack_v3')."""
     path = Path(name)
     if path.is_file():
         return path
@@ -76,15 +86,10 @@ def resolve_recipe(name: str) -> Path:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import shutil
-    import sys
-    import time
-
     import torch
 
     from ..checkpoint import load_checkpoint
     from .loop import train
-    from .recipe import TrainConfig
 
     recipe_path = resolve_recipe(args.config)
     try:
@@ -113,10 +118,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare_data(args: argparse.Namespace) -> int:
-    import sys
-
-    from .prepare import prepare_data
-
     names = [n.strip() for n in args.sequences.split(",") if n.strip()] if args.sequences else None
     summary = prepare_data(args.src, args.dst, step=args.step, sequences=names, quality=args.quality,
                            overwrite=args.overwrite, name=args.name, benchmark=args.benchmark,
@@ -131,8 +132,6 @@ def cmd_configure(args: argparse.Namespace) -> int:
     import torch
 
     from ..checkpoint import load_checkpoint
-    from ..config import TrackerConfig
-    from ..evaluation.cli import parse_overrides
 
     payload = load_checkpoint(args.weights)
     try:
@@ -158,8 +157,10 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     conf.set_defaults(func=cmd_configure)
 
     tr = sub.add_parser("train", help="train a model from the crop cache",
-                        description="Train the SiamFC network on the crop cache; validate each epoch on val.")
-    tr.add_argument("--config", default="default", help="recipe JSON file or packaged recipe name (default: default)")
+                        description="Train the siamese tracking network on the crop cache; validate each epoch on val.")
+    tr.add_argument("--config", default=SHIPPED_RECIPE,
+                    help=f"recipe JSON file or packaged recipe name (default: {SHIPPED_RECIPE}, the shipped model's "
+                         "recipe; others: benchmarks/recipes/)")
     tr.add_argument("--data", default=str(DATA / "train"), help="crop-cache folder (default: ../shared/data/train)")
     tr.add_argument("--val", default=str(DATA / "val"), help="validation sequences, GOT-10k or OTB layout")
     tr.add_argument("--no-val", action="store_true", help="skip validation (keeps the last epoch)")
@@ -173,7 +174,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
                           description="Write an untrained checkpoint: the starting point of training and the "
                                       "baseline it is measured against.")
     init.add_argument("--out", required=True, help="checkpoint path to write")
-    init.add_argument("--backbone", default="efficientnet_lite0", choices=["efficientnet_lite0", "alexnet"])
+    init.add_argument("--backbone", default="efficientnet_lite0", choices=_FRESH_TRUNKS)
     init.add_argument("--stride", type=int, default=16, help="backbone cut: 8 or 16 (EfficientNet)")
     init.add_argument("--neck-channels", type=int, default=0, help="1x1 neck width, 0 for none")
     init.add_argument("--last-stage", type=int, default=0,

@@ -32,9 +32,12 @@ import cv2
 import numpy as np
 
 from ..crop import box_to_crop, context_side, crop_square, mean_colour
+from ..crop_cache import CACHE_SIDE
 from ..errors import UserError
+from ..evaluation.datasets import detect_layout, load_dataset
+from ..progress import progress as make_progress
 
-CROP_SIZE = 447
+CROP_SIZE = CACHE_SIDE
 EXEMPLAR_SIZE = 127
 CONTEXT_AMOUNT = 0.5
 BOXES_HEADER = ["file", "frame", "x", "y", "w", "h", "src_x", "src_y", "src_w", "src_h", "frame_w", "frame_h"]
@@ -172,26 +175,68 @@ def prepare_data(src: str | Path, dst: str | Path, step: int = 2, sequences: lis
     A sequence folder already complete in `dst` (it has boxes.csv) is kept as it is unless `overwrite`, so an
     interrupted run can simply be started again. `name` is the folder prefix (default: the SRC folder name).
     """
-    from tracker.progress import progress as make_progress
-
-    from ..evaluation.datasets import detect_layout, load_dataset
-
     src, dst = Path(src), Path(dst)
+    _check_arguments(src, step, quality)
+    layout = detect_layout(src)  # UserError for an unknown layout
+    dataset = _dataset_name(src, name, layout)
+    benchmark = benchmark if benchmark is not None else LAYOUT_NAMES.get(layout, "")
+    seqs, problems = _load_sequences(src, sequences)
+    summary = PrepareSummary(problems=dict(problems))
+    for seq_name, reason in problems.items():
+        print(f"warning: skipping sequence {seq_name}: {reason}", file=sys.stderr)
+    folder_names = _folder_names(seqs, dataset)
+
+    _check_destination(dst, overwrite)
+    index_path = dst / "index.csv"
+    index = _read_index(index_path)
+    todo = _still_to_do(seqs, folder_names, dst, overwrite, benchmark, index, summary)
+    total = sum(len(range(0, len(seq.gt), step)) for seq, _ in todo)
+    params = [cv2.IMWRITE_WEBP_QUALITY, int(quality)]
+    bar = make_progress(total, "prepare-data", "crop", quiet=not progress or total == 0)
+    try:
+        for seq, folder_name in todo:
+            bar.set_postfix_str(folder_name, refresh=False)
+            rows = _crop_sequence(seq, dst / folder_name, step, params, bar, summary)
+            if not rows:
+                index.pop(folder_name, None)
+                continue
+            _write_csv(dst / folder_name / "boxes.csv", BOXES_HEADER, rows)  # last: marks the folder complete
+            index[folder_name] = _index_row(folder_name, seq.folder, benchmark, len(rows))
+            summary.folders.append(folder_name)
+            summary.crops += len(rows)
+    finally:
+        bar.close()
+        if index:
+            _write_csv(index_path, INDEX_HEADER, [index[k] for k in sorted(index)])
+    if summary.unreadable:
+        print(f"warning: {len(summary.unreadable)} frame(s) could not be read, e.g. {summary.unreadable[0]}",
+              file=sys.stderr)
+    return summary
+
+
+def _check_arguments(src: Path, step: int, quality: int) -> None:
     if not src.is_dir():
         raise UserError(f"SRC {src}: folder not found")
     if step < 1:
         raise UserError(f"--step must be >= 1, got {step}")
     if not 0 <= quality <= 100:
         raise UserError(f"--quality must be in 0..100, got {quality}")
-    layout = detect_layout(src)  # UserError for an unknown layout
+
+
+def _dataset_name(src: Path, name: str | None, layout: str) -> str:
+    """The folder prefix: --name, else the dataset folder's name (the parent's for one sequence folder)."""
     dataset = safe_name(name if name is not None else (src.resolve().parent.name if layout.endswith("-seq")
                                                       else src.resolve().name))
     if not dataset:
         raise UserError(f"--name {name!r}: need at least one of [A-Za-z0-9_-]")
     if dataset == "stills":
         raise UserError("--name stills is reserved for still-image sets (their crops are paired with themselves)")
-    benchmark = benchmark if benchmark is not None else LAYOUT_NAMES.get(layout, "")
+    return dataset
 
+
+def _load_sequences(src: Path, sequences: list[str] | None) -> tuple[list, dict[str, str]]:
+    """The sequences to crop and the ones that could not be loaded (name -> why); a UserError when none is left
+    or a named one does not exist."""
     _, seqs, problems = load_dataset(src, sequences)
     missing = sorted(k for k, v in problems.items() if v == "no such sequence")
     if missing:
@@ -199,22 +244,29 @@ def prepare_data(src: str | Path, dst: str | Path, step: int = 2, sequences: lis
     if not seqs:
         detail = "; ".join(f"{k}: {v}" for k, v in problems.items())
         raise UserError(f"no usable sequence in {src}" + (f" ({detail})" if detail else ""))
-    summary = PrepareSummary(problems=dict(problems))
-    for seq_name, reason in problems.items():
-        print(f"warning: skipping sequence {seq_name}: {reason}", file=sys.stderr)
+    return seqs, problems
 
+
+def _folder_names(seqs: list, dataset: str) -> list[str]:
     folder_names = [f"{dataset}__{safe_name(s.name) or 'seq'}" for s in seqs]
     clashes = sorted({n for n in folder_names if folder_names.count(n) > 1})
     if clashes:
         raise UserError(f"sequence names collide once restricted to [A-Za-z0-9_-]: {', '.join(clashes)}")
+    return folder_names
 
-    _check_destination(dst, overwrite)
-    index_path = dst / "index.csv"
-    index: dict[str, dict] = {}
-    if index_path.is_file():
-        with open(index_path, newline="") as f:
-            index = {row["folder"]: row for row in csv.DictReader(f) if row.get("folder")}
 
+def _read_index(index_path: Path) -> dict[str, dict]:
+    """index.csv's rows by folder ({} when there is none yet)."""
+    if not index_path.is_file():
+        return {}
+    with open(index_path, newline="") as f:
+        return {row["folder"]: row for row in csv.DictReader(f) if row.get("folder")}
+
+
+def _still_to_do(seqs: list, folder_names: list[str], dst: Path, overwrite: bool, benchmark: str,
+                 index: dict[str, dict], summary: PrepareSummary) -> list[tuple]:
+    """(sequence, folder name) pairs to crop; the folders already complete in DST are kept (and indexed) unless
+    `overwrite`."""
     todo = []
     for seq, folder_name in zip(seqs, folder_names):
         out = dst / folder_name
@@ -228,50 +280,35 @@ def prepare_data(src: str | Path, dst: str | Path, step: int = 2, sequences: lis
     if summary.kept:
         print(f"keeping {len(summary.kept)} sequence folder(s) already in {dst} (--overwrite redoes them)",
               file=sys.stderr)
+    return todo
 
-    total = sum(len(range(0, len(seq.gt), step)) for seq, _ in todo)
-    params = [cv2.IMWRITE_WEBP_QUALITY, int(quality)]
-    bar = make_progress(total, "prepare-data", "crop", quiet=not progress or total == 0)
-    try:
-        for seq, folder_name in todo:
-            bar.set_postfix_str(folder_name, refresh=False)
-            out = dst / folder_name
-            out.mkdir(exist_ok=True)
-            _clear_folder(out)
-            rows = []
-            lines = range(0, len(seq.gt), step)
-            usable = [line for line in lines if seq.valid[line] and box_usable(seq.gt[line])]
-            summary.skipped_rows += len(lines) - len(usable)
-            bar.update(len(lines) - len(usable))
-            for line, frame in _readable(seq, usable, summary.unreadable):
-                bar.update(1)
-                box = seq.gt[line]
-                frame_h, frame_w = frame.shape[:2]
-                if not box_usable(box, frame_w, frame_h):
-                    summary.skipped_rows += 1
-                    continue
-                crop, (cx, cy, cw, ch) = make_crop(frame, box)
-                file = f"{line:06d}.webp"
-                if not cv2.imwrite(str(out / file), crop, params):
-                    raise UserError(f"cannot write {out / file} (is WebP supported by this OpenCV build?)")
-                rows.append([file, line, *(f"{v:.2f}" for v in (cx, cy, cw, ch)),
-                             *(f"{float(v):.2f}" for v in box), frame_w, frame_h])
-            if not rows:
-                if not any(out.iterdir()):
-                    out.rmdir()
-                summary.problems[seq.name] = "no usable box on the sampled lines"
-                index.pop(folder_name, None)
-                print(f"warning: {seq.name}: no usable box on the sampled lines, no folder written", file=sys.stderr)
-                continue
-            _write_csv(out / "boxes.csv", BOXES_HEADER, rows)  # last: marks the folder complete
-            index[folder_name] = _index_row(folder_name, seq.folder, benchmark, len(rows))
-            summary.folders.append(folder_name)
-            summary.crops += len(rows)
-    finally:
-        bar.close()
-        if index:
-            _write_csv(index_path, INDEX_HEADER, [index[k] for k in sorted(index)])
-    if summary.unreadable:
-        print(f"warning: {len(summary.unreadable)} frame(s) could not be read, e.g. {summary.unreadable[0]}",
-              file=sys.stderr)
-    return summary
+
+def _crop_sequence(seq, out: Path, step: int, params: list[int], bar, summary: PrepareSummary) -> list[list]:
+    """Write the crops of every `step`-th usable line of `seq` into `out`; returns their boxes.csv rows. With none,
+    the folder is removed (when empty) and the sequence recorded as a problem."""
+    out.mkdir(exist_ok=True)
+    _clear_folder(out)
+    rows = []
+    lines = range(0, len(seq.gt), step)
+    usable = [line for line in lines if seq.valid[line] and box_usable(seq.gt[line])]
+    summary.skipped_rows += len(lines) - len(usable)
+    bar.update(len(lines) - len(usable))
+    for line, frame in _readable(seq, usable, summary.unreadable):
+        bar.update(1)
+        box = seq.gt[line]
+        frame_h, frame_w = frame.shape[:2]
+        if not box_usable(box, frame_w, frame_h):
+            summary.skipped_rows += 1
+            continue
+        crop, (cx, cy, cw, ch) = make_crop(frame, box)
+        file = f"{line:06d}.webp"
+        if not cv2.imwrite(str(out / file), crop, params):
+            raise UserError(f"cannot write {out / file} (is WebP supported by this OpenCV build?)")
+        rows.append([file, line, *(f"{v:.2f}" for v in (cx, cy, cw, ch)),
+                     *(f"{float(v):.2f}" for v in box), frame_w, frame_h])
+    if not rows:
+        if not any(out.iterdir()):
+            out.rmdir()
+        summary.problems[seq.name] = "no usable box on the sampled lines"
+        print(f"warning: {seq.name}: no usable box on the sampled lines, no folder written", file=sys.stderr)
+    return rows

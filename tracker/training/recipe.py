@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..backbone_specs import SPECS as BACKBONE_SPECS
 from ..config import ModelConfig, TrackerConfig, _check, _Config
 
 
@@ -94,9 +95,9 @@ class TrainConfig(_Config):
                                          and self.model_config.head == "box_adaptive"),
                "init_weights (a NanoTrack v3 checkpoint) needs model.backbone 'mobilenetv3_nanotrack' and "
                "model.head 'box_adaptive'")
-        _check(self.init_weights or self.model_config.backbone != "mobilenetv3_nanotrack",
-               "the mobilenetv3_nanotrack trunk has no ImageNet weights here: set init_weights to NanoTrack v3's "
-               "checkpoint")
+        backbone = self.model_config.backbone
+        _check(self.init_weights or BACKBONE_SPECS[backbone].initial_weights != "checkpoint",
+               f"the {backbone} trunk has no ImageNet weights here: set init_weights to NanoTrack v3's checkpoint")
         if self.model_config.predicts_boxes:
             _check(self.tracker_config.num_scales == 1, "a model with a box head tracks with one crop: set "
                                                        "tracker.num_scales to 1 in the recipe")
