@@ -20,7 +20,7 @@ import cv2
 
 from tracker import SiamTracker, UserError
 from tracker.result import parse_box
-from tracker.video import FrameSource
+from tracker.sources import FrameSource
 
 KEYS = "space pause   r re-select   s snapshot   q/Esc quit"
 WINDOW = "siamtrack webcam demo"

@@ -274,7 +274,7 @@ def test_cli_several_boxes_refused_with_one_line(two_target_clip, tmp_path, capf
 
 def test_each_target_has_its_colour():
     from tracker.result import TrackResult
-    from tracker.video import STATE_COLOURS, TARGET_COLOURS, draw_targets
+    from tracker.drawing import STATE_COLOURS, TARGET_COLOURS, draw_targets
 
     frame = np.zeros((120, 200, 3), np.uint8)
     shown = {0: TrackResult((10, 40, 30, 30), 0.9, False), 1: TrackResult((60, 40, 30, 30), 0.9, False),

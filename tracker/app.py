@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from .errors import UserError
-from .live import Pacer, percentiles
+from .sources import Pacer
 from .outputs import BOX_FORMATS, OTB_ONE_TARGET
 from .result import TrackResult, check_box, parse_box
 from .signals import SignalGuard, Signalled
@@ -139,7 +139,8 @@ def _track(args: argparse.Namespace, guard: SignalGuard) -> int:
     from .outputs import AnnotatedVideoWriter, BoxCsvWriter
     from .progress import progress as make_progress
     from .multi import MultiTracker
-    from .video import FrameSource, draw_targets
+    from .drawing import draw_targets
+    from .sources import FrameSource
 
     if args.max_frames is not None and args.max_frames < 1:
         raise UserError(f"--max-frames must be >= 1, got {args.max_frames}")
@@ -374,6 +375,12 @@ def _snapshot(viewer) -> None:
         print(f"snapshot saved: {viewer.snapshot()}", file=sys.stderr)
     except UserError as exc:
         print(f"warning: {exc}", file=sys.stderr)
+
+
+def percentiles(values: list[float], qs=(50, 95)) -> tuple[float, ...]:
+    import numpy as np
+
+    return tuple(float(np.percentile(values, q)) for q in qs) if values else tuple(float("nan") for _ in qs)
 
 
 def _close_quietly(*things) -> None:

@@ -141,8 +141,8 @@ def _read_jsonl_manifest(path: Path) -> list[tuple[str | None, str, Box, int]]:
 
 def _read_folder_manifest(folder: Path) -> tuple[list, dict[str, str]]:
     """(jobs, problems): a video without a usable box file is a problem to report, not a reason to stop. The box
-    files are found as `siamtrack bench` finds them (bench.default_box)."""
-    from .evaluation.bench import default_box
+    files are found as `siamtrack bench` finds them (sources.default_box)."""
+    from .sources import default_box
 
     rows, problems = [], {}
     for entry in sorted(folder.iterdir()):
@@ -242,7 +242,7 @@ def _tracker(settings: Settings):
 def track_job(job: Job, settings: Settings, out_dir: str) -> dict:
     """Track one video into out_dir/<name>.csv; never raises for a bad job: the result says what went wrong."""
     from .outputs import BoxCsvWriter
-    from .video import FrameSource
+    from .sources import FrameSource
 
     started = time.perf_counter()
     frames, reported = 0, 0
@@ -253,7 +253,7 @@ def track_job(job: Job, settings: Settings, out_dir: str) -> dict:
         source = FrameSource(job.video, allow_truncated=settings.allow_truncated, start=job.start)
         writer = None
         try:
-            it = iter(source)
+            it = (frame.image for frame in source.frames())
             first = next(it, None)
             if first is None:
                 raise UserError(f"{job.video} has no frames from frame {job.start}")

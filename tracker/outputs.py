@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import UserError
 from .result import TrackResult
-from .video import draw_box
+from .drawing import draw_box
 
 CSV_HEADER = "frame,x,y,w,h,score,lost,state,target"
 VIDEO_FOURCC = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v"}

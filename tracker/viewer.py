@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from .errors import UserError
-from .video import draw_targets, put_label, target_colour
+from .drawing import draw_targets, put_label, target_colour
 
 KEYS_HELP = "space pause/resume   r re-select   s snapshot   q/Esc quit"  # the window's one-line help
 KEYS_DESCRIPTION = ("keys in the window: space pause/resume, r re-select the target(s) (draw a box, n to keep it and "

@@ -5,39 +5,19 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tracker.progress import progress as make_progress
 
 from tracker.errors import UserError
+from tracker.progress import progress as make_progress
 from tracker.result import check_box
-from tracker.tracking import STAGES
-
-from .datasets import parse_boxes
-
-
-def default_box(source: Path):
-    """The first GT / init box stored next to a clip (``<stem>_groundtruth.txt``, ``<stem>_init.txt``,
-    or ``groundtruth.txt`` / ``groundtruth_rect.txt`` in an image folder), else None."""
-    source = Path(source)
-    if source.is_dir():
-        cands = [source / "groundtruth.txt", source / "groundtruth_rect.txt"]
-    else:
-        cands = [source.with_name(source.stem + "_groundtruth.txt"), source.with_name(source.stem + "_init.txt")]
-    for c in cands:
-        if c.is_file():
-            box = parse_boxes(c)[0]
-            if c.name == "groundtruth_rect.txt":
-                box[:2] -= 1.0
-            return tuple(float(v) for v in box)
-    return None
+from tracker.sources import FrameSource
+from tracker.timing import STAGES
 
 
 def frames(source: Path, limit: int | None):
     """Yield (frame, decode_seconds) from a video file or a folder of images (through FrameSource, so a corrupt
     image or a truncated video is named in a UserError, as in `siamtrack track`)."""
-    from tracker.video import FrameSource
-
     source = FrameSource(str(source))
-    it = iter(source)
+    it = (frame.image for frame in source.frames())
     n = 0
     try:
         while limit is None or n < limit:

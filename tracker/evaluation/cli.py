@@ -12,6 +12,7 @@ from tracker.config import parse_overrides
 from tracker.errors import UserError
 from tracker.outputs import check_output_dir, check_output_path
 from tracker.result import parse_box
+from tracker.sources import default_box
 
 from . import bench, peers, runner
 from .datasets import load_dataset
@@ -281,7 +282,7 @@ def cmd_bench(args) -> int:
         raise UserError(f"clip not found: {src}")
     if args.frames is not None and args.frames < 2:
         raise UserError("--frames must be at least 2 (one init frame, then updates)")
-    box = parse_box(args.box) if args.box else bench.default_box(src)
+    box = parse_box(args.box) if args.box else default_box(src)
     if box is None:
         raise UserError(f"{src.name} has no ground truth or init file next to it: pass --box x,y,w,h")
     if args.json:
