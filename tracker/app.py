@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from .errors import UserError
+from .options import add_model_options, check_model_options, load_tracker
 from .sources import Pacer
 from .outputs import BOX_FORMATS, OTB_ONE_TARGET
 from .result import TrackResult, check_box, parse_box
@@ -33,12 +34,7 @@ def add_tracking_options(parser: argparse.ArgumentParser) -> None:
                              "and target; 0-based), mot (MOTChallenge, 1-based, id = target + 1, lost frames left "
                              "out) or otb (x,y,w,h per frame, 1-based; one target)")
     parser.add_argument("--snapshots", metavar="DIR", default=".", help="folder for the PNGs the s key saves")
-    parser.add_argument("--weights", help="checkpoint to use instead of the shipped default model")
-    parser.add_argument("--engine", choices=("auto", "onnx", "torch"), default="auto",
-                        help="network runner: onnx (onnxruntime, no PyTorch; --weights is then a folder with "
-                        "template.onnx + search.onnx), torch (--weights a .pt file), or auto (onnx when onnxruntime "
-                        "is installed and --weights is not a .pt file)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    add_model_options(parser)
     parser.add_argument("--max-frames", type=int, help="stop after this many tracked frames")
     parser.add_argument("--stall-timeout", type=float, default=5.0, metavar="SECONDS",
                         help="live sources: stop (keeping what was written) when no frame arrives for this long")
@@ -146,6 +142,7 @@ def _track(args: argparse.Namespace, guard: SignalGuard) -> int:
         raise UserError(f"--max-frames must be >= 1, got {args.max_frames}")
     if not args.stall_timeout > 0:
         raise UserError(f"--stall-timeout must be > 0 seconds, got {args.stall_timeout:g}")
+    check_model_options(args)
     if not args.box and not args.select:
         raise UserError("give the first box with --box x,y,w,h (or --select to draw it)")
     boxes = [parse_box(text) for text in args.box] if args.box else None
@@ -176,7 +173,7 @@ def _track(args: argparse.Namespace, guard: SignalGuard) -> int:
     pacer = Pacer(source.fps) if args.show and not args.fast and not source.is_live else None
     drew_box = boxes is None
     try:
-        tracker = MultiTracker.from_pretrained(args.weights, device=args.device, engine=args.engine)
+        tracker = load_tracker(MultiTracker, args)
         frames = source.frames()
         first = next(frames, None)
         if first is None:

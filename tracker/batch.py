@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import UserError
+from .options import add_model_options, check_model_options
 from .result import Box, parse_box
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg"}
@@ -226,13 +227,6 @@ def _tracker(settings: Settings):
 
     shared = _TRACKERS.get(settings)
     if shared is None:
-        if settings.engine == "torch" or (settings.weights or "").endswith(".pt"):
-            try:
-                import torch
-
-                torch.set_num_threads(settings.threads)
-            except ImportError:
-                pass  # from_pretrained says what to install
         shared = SiamTracker.from_pretrained(settings.weights, device=settings.device, engine=settings.engine,
                                              threads=settings.threads, **dict(settings.overrides))
         _TRACKERS[settings] = shared
@@ -508,14 +502,12 @@ def cmd_batch(args) -> int:
 def _batch(args, guard) -> int:
     from .progress import progress as make_progress
 
-    from .evaluation.cli import parse_overrides
     from .onnx_engine import physical_cores
     from .outputs import check_output_dir
 
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
-    if args.threads is not None and args.threads < 1:
-        raise UserError(f"--threads must be >= 1, got {args.threads}")
+    overrides = check_model_options(args)
     if args.gpu_fraction is not None and not 0 <= args.gpu_fraction <= 1:
         raise UserError(f"--gpu-fraction must be from 0 to 1 (a share of one GPU per task), got {args.gpu_fraction:g}")
     jobs, problems = read_manifest(args.manifest)
@@ -528,7 +520,7 @@ def _batch(args, guard) -> int:
     workers = min(args.workers or cores, max(len(jobs), 1))
     threads = args.threads or max(1, cores // workers)
     settings = Settings(weights=weights, engine=args.engine, device=args.device, threads=threads,
-                        allow_truncated=args.allow_truncated, overrides=tuple(sorted(parse_overrides(args.set).items())))
+                        allow_truncated=args.allow_truncated, overrides=tuple(sorted(overrides.items())))
     # Bad weights or settings are one error now, not one failure per video later.
     _tracker(settings)
     _TRACKERS.clear()
@@ -608,17 +600,12 @@ def add_subcommands(sub) -> None:
     p.add_argument("manifest", metavar="MANIFEST", help="CSV or JSONL manifest, or a folder of videos")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the CSVs and done.jsonl")
     p.add_argument("--workers", type=int, help="parallel jobs (default: one per physical core)")
-    p.add_argument("--threads", type=int, help="threads per job (default: the physical cores / workers)")
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="run on Ray: a cluster ADDRESS (auto, or head-host:6379; ray://... needs ray[client]), or a "
                         "local Ray instance when no address is given (pip install 'siamtrack[batch]')")
     p.add_argument("--gpu-fraction", type=float, default=None,
                    help="with --ray: GPUs per task (default: 0.25 when the cluster has GPUs, else 0)")
-    p.add_argument("--weights", help="a .pt checkpoint or an ONNX folder instead of the shipped model")
-    p.add_argument("--engine", choices=("auto", "onnx", "torch"), default="auto")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a tracking hyperparameter; repeatable")
+    add_model_options(p, threads_help="threads per job (default: the physical cores / workers)")
     p.add_argument("--allow-truncated", action="store_true", help="accept videos shorter than their header says")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_batch)

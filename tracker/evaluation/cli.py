@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tracker.config import parse_overrides
+from tracker.config import parse_overrides  # noqa: F401  (training and export import it from here)
 from tracker.errors import UserError
+from tracker.options import add_model_options, check_model_options, first_engine, load_tracker, split_list
 from tracker.outputs import check_output_dir, check_output_path
 from tracker.result import parse_box
 from tracker.sources import default_box
@@ -97,7 +98,7 @@ def cmd_calibrate_lost(args) -> int:
 
     from .lost import collect_scores, separating_threshold
 
-    _, sequences, problems = load_dataset(Path(args.dataset), _split(args.sequences))
+    _, sequences, problems = load_dataset(Path(args.dataset), split_list(args.sequences))
     for name, why in problems.items():
         print(f"skipping {name}: {why}", file=sys.stderr)
     if len(sequences) < 2:
@@ -110,9 +111,7 @@ def cmd_calibrate_lost(args) -> int:
             raise UserError(f"--compare {name}: OpenCV's {name.upper()} gives no score to calibrate; nano does")
         if peers.availability()[name]:
             raise UserError(peers.availability()[name])
-    engine = (_split(args.engine) or ["auto"])[0]
-    shared = SiamTracker.from_pretrained(weights=args.weights, device=args.device, engine=engine,
-                                         **parse_overrides(args.set))
+    shared = load_tracker(SiamTracker, args, engine=first_engine(args))
     tracked, absent = collect_scores(sequences, lambda: SiamTracker(shared.engine, shared.config),
                                      args.absent_frames, progress=not args.no_progress)
     result = separating_threshold(tracked, absent, args.max_false_alarm)
@@ -136,7 +135,7 @@ def cmd_absence(args) -> int:
 
     from .absence import KINDS, flag_rates, long_term_scores, run_events, state_summary
 
-    kinds = _split(args.kinds) or list(KINDS)
+    kinds = split_list(args.kinds) or list(KINDS)
     for kind in kinds:
         if kind not in KINDS:
             raise UserError(f"--kinds: unknown kind {kind!r}; use {', '.join(KINDS)}")
@@ -148,9 +147,7 @@ def cmd_absence(args) -> int:
     for name, why in problems.items():
         print(f"skipping {name}: {why}", file=sys.stderr)
     clips = clips[:args.max_sequences]
-    engine = (_split(args.engine) or ["auto"])[0]
-    shared = SiamTracker.from_pretrained(weights=args.weights, device=args.device, engine=engine,
-                                         **parse_overrides(args.set))
+    shared = load_tracker(SiamTracker, args, engine=first_engine(args))
     runs = run_events(clips, lambda: SiamTracker(shared.engine, shared.config), kinds, args.length, args.after,
                       progress=not args.no_progress)
     report = {"config": {k: getattr(shared.config, k) for k in ("lost_threshold", "uncertain_margin", "lost_after",
@@ -182,19 +179,8 @@ def cmd_absence(args) -> int:
 
 
 def _tracker_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", help="siamtrack weights: a .pt checkpoint or a folder with the ONNX pair (default: the "
-                   "packaged weights); a comma list runs each as its own tracker, siamtrack-<name>")
-    p.add_argument("--device", default="auto", help="torch device for siamtrack (default: auto)")
-    p.add_argument("--engine", default="auto", help="siamtrack network runner: auto, onnx or torch; a comma list "
-                   "(onnx,torch) runs each as its own tracker, siamtrack-<engine>")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a tracking hyperparameter (TrackerConfig key), e.g. --set window_influence=0.3; "
-                        "repeatable")
+    add_model_options(p, lists=True)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def _split(text: str | None) -> list[str] | None:
-    return [s.strip() for s in text.split(",") if s.strip()] if text else None
 
 
 def _trackers(args) -> tuple[dict, dict]:
@@ -207,9 +193,9 @@ def _trackers(args) -> tuple[dict, dict]:
     trackers: dict = {}
     if not args.no_siamtrack:
         from tracker import SiamTracker
-        engines = _split(args.engine) or ["auto"]
-        weights_list = _split(args.weights) or [None]
-        overrides = parse_overrides(args.set)
+        engines = split_list(args.engine) or ["auto"]
+        weights_list = split_list(args.weights) or [None]
+        check_model_options(args)
         for weights in weights_list:
             for engine in engines:
                 name = "siamtrack"
@@ -219,8 +205,7 @@ def _trackers(args) -> tuple[dict, dict]:
                     name += f"-{Path(weights).stem if Path(weights).suffix else Path(weights).name}"
                 if name in trackers:
                     raise UserError(f"--weights: two entries would both be called {name}; give them distinct names")
-                trackers[name] = SiamTracker.from_pretrained(weights=weights, device=args.device, engine=engine,
-                                                             **overrides)
+                trackers[name] = load_tracker(SiamTracker, args, weights, engine)
     for n in names:
         if n not in missing:
             trackers[n] = peers.make_peer(n)
@@ -232,7 +217,7 @@ def _trackers(args) -> tuple[dict, dict]:
 def cmd_eval(args) -> int:
     root = Path(args.dataset)
     peers.parse_peer_names(args.compare)  # fail fast on a typo, before loading anything
-    layout, seqs, problems = load_dataset(root, _split(args.sequences))
+    layout, seqs, problems = load_dataset(root, split_list(args.sequences))
     for name, why in problems.items():
         print(f"warning: sequence {name} skipped: {why}", file=sys.stderr)
     for s in seqs:
@@ -268,7 +253,7 @@ def cmd_eval(args) -> int:
 
 def _target_counts(text: str) -> list[int]:
     try:
-        counts = [int(v) for v in _split(text) or []]
+        counts = [int(v) for v in split_list(text) or []]
     except ValueError:
         counts = []
     if not counts or min(counts) < 1 or max(counts) > 256:
