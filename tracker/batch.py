@@ -25,6 +25,7 @@ import json
 import logging
 import multiprocessing
 import os
+import queue as queue_module
 import re
 import sys
 import time
@@ -33,9 +34,17 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import cv2
+
 from .errors import UserError
 from .options import add_model_options, check_model_options
+from .outputs import check_output_dir
+from .progress import progress as make_progress
 from .result import Box, parse_box
+from .session import Outputs, Session
+from .signals import SignalGuard
+from .sources import FrameSource, default_box
+from .tracking import SiamTracker
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg"}
 DONE_LOG = "done.jsonl"
@@ -143,8 +152,6 @@ def _read_jsonl_manifest(path: Path) -> list[tuple[str | None, str, Box, int]]:
 def _read_folder_manifest(folder: Path) -> tuple[list, dict[str, str]]:
     """(jobs, problems): a video without a usable box file is a problem to report, not a reason to stop. The box
     files are found as `siamtrack bench` finds them (sources.default_box)."""
-    from .sources import default_box
-
     rows, problems = [], {}
     for entry in sorted(folder.iterdir()):
         if entry.is_file() and entry.suffix.lower() in VIDEO_SUFFIXES:
@@ -216,15 +223,11 @@ def _init_pool_worker(settings: Settings, progress_queue) -> None:
 
 def _configure_threads(threads: int) -> None:
     """Each worker keeps to its share of the cores (onnxruntime gets it explicitly, see _tracker)."""
-    import cv2
-
     cv2.setNumThreads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
 def _tracker(settings: Settings):
-    from .tracking import SiamTracker
-
     shared = _TRACKERS.get(settings)
     if shared is None:
         shared = SiamTracker.from_pretrained(settings.weights, device=settings.device, engine=settings.engine,
@@ -233,49 +236,50 @@ def _tracker(settings: Settings):
     return SiamTracker(shared.engine, shared.config)
 
 
-def track_job(job: Job, settings: Settings, out_dir: str) -> dict:
-    """Track one video into out_dir/<name>.csv; never raises for a bad job: the result says what went wrong."""
-    from .outputs import BoxCsvWriter
-    from .sources import FrameSource
+class _QueueProgress:
+    """The session's progress bar in a worker: every PROGRESS_EVERY frames, a message to the pool's queue."""
 
+    def __init__(self) -> None:
+        self.frames = self.reported = 0
+
+    def update(self, n: int = 1) -> None:
+        self.frames += n
+        if _PROGRESS is not None and self.frames - self.reported >= PROGRESS_EVERY:
+            _PROGRESS.put(("frames", self.frames - self.reported))
+            self.reported = self.frames
+
+    def set_postfix(self, **_) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def track_job(job: Job, settings: Settings, out_dir: str) -> dict:
+    """Track one video into out_dir/<name>.csv (a session as `siamtrack track --boxes` runs it); never raises for a
+    bad job: the result says what went wrong."""
     started = time.perf_counter()
-    frames, reported = 0, 0
+    progress = _QueueProgress()
     if _PROGRESS is not None:
         _PROGRESS.put(("start", job.name))
     try:
         tracker = _tracker(settings)
         source = FrameSource(job.video, allow_truncated=settings.allow_truncated, start=job.start)
-        writer = None
+        session = Session(source, Outputs(boxes=Path(out_dir) / f"{job.name}.csv", boxes_flag="CSV"), progress)
         try:
-            it = (frame.image for frame in source.frames())
-            first = next(it, None)
-            if first is None:
-                raise UserError(f"{job.video} has no frames from frame {job.start}")
-            tracker.init(first, job.box)
-            writer = BoxCsvWriter(Path(out_dir) / f"{job.name}.csv", flag="CSV")
-            writer.write(job.start, job.box, 1.0, False)  # as `siamtrack track`: the first row is the given box
-            frames = 1
-            for frame in it:
-                result = tracker.update(frame)
-                writer.write(job.start + frames, result.box, result.score, result.lost, result.state)
-                frames += 1
-                if _PROGRESS is not None and frames - reported >= PROGRESS_EVERY:
-                    _PROGRESS.put(("frames", frames - reported))
-                    reported = frames
-            finishing, writer = writer, None
-            finishing.close()  # on failure it keeps the partial file and says so: nothing to discard
+            session.run(session.start(lambda: tracker, [job.box], f"{job.video} has no frames from frame {job.start}"))
+            error = session.sinks.close()  # on failure it keeps the partial file and says so: nothing to discard
+            if error is not None:
+                raise error
         finally:
             source.close()
-            if writer is not None:
-                writer.discard()  # a failed job leaves no CSV: only finished ones count as done
-    except UserError as exc:
-        return {"status": "failed", "error": str(exc), "frames": frames, "seconds": time.perf_counter() - started,
-                "reported": reported}
+            session.sinks.discard()  # a failed job leaves no CSV: only finished ones count as done
     except Exception as exc:  # noqa: BLE001  one bad video must not stop the batch; the error is recorded
-        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "frames": frames,
-                "seconds": time.perf_counter() - started, "reported": reported}
-    return {"status": "done", "frames": frames, "seconds": time.perf_counter() - started, "reported": reported,
-            "pid": os.getpid()}
+        error = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+        return {"status": "failed", "error": error, "frames": progress.frames,
+                "seconds": time.perf_counter() - started, "reported": progress.reported}
+    return {"status": "done", "frames": progress.frames, "seconds": time.perf_counter() - started,
+            "reported": progress.reported, "pid": os.getpid()}
 
 
 def _ray_track_job(job: Job, settings: Settings, out_dir: str) -> dict:
@@ -408,8 +412,6 @@ def run_pool(jobs: list[Job], settings: Settings, out_dir: Path, workers: int, o
 
 def _drain(queue, on_progress, started: set) -> None:
     """Progress messages from the workers: ("start", job name) or ("frames", n)."""
-    import queue as queue_module
-
     while True:
         try:
             kind, value = queue.get_nowait()
@@ -480,8 +482,6 @@ def run_ray(jobs: list[Job], settings: Settings, out_dir: Path, address: str | N
 
 def _frame_total(jobs: list[Job]) -> int | None:
     """Frames the pending jobs will track (from the video headers), for the progress bar; None if unknown."""
-    import cv2
-
     total = 0
     for job in jobs:
         capture = cv2.VideoCapture(job.video)
@@ -492,18 +492,13 @@ def _frame_total(jobs: list[Job]) -> int | None:
 
 
 def cmd_batch(args) -> int:
-    from .signals import SignalGuard
-
     # SIGTERM / SIGHUP stop the workers and keep done.jsonl whole, as Ctrl-C does: a rerun resumes.
     with SignalGuard() as guard:
         return _batch(args, guard)
 
 
 def _batch(args, guard) -> int:
-    from .progress import progress as make_progress
-
-    from .onnx_engine import physical_cores
-    from .outputs import check_output_dir
+    from .onnx_engine import physical_cores  # here: it imports onnxruntime, which a torch-only install lacks
 
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be >= 1, got {args.workers}")

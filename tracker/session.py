@@ -45,6 +45,7 @@ class Sinks:
         self.outputs = outputs
         self.boxes: BoxCsvWriter | None = None
         self.video: AnnotatedVideoWriter | None = None
+        self.closed = False  # finished: discard() has nothing left to remove (and saved() still counts)
 
     def open(self, fps: float, size: tuple[int, int]) -> None:
         o = self.outputs
@@ -64,7 +65,9 @@ class Sinks:
             self.video.write_annotated(draw_targets(frame.image, shown))
 
     def discard(self) -> None:
-        """Nothing was tracked: leave no file behind."""
+        """Nothing was tracked (or a batch job failed): leave no file behind."""
+        if self.closed:
+            return
         for out in (self.boxes, self.video):
             if out is not None:
                 out.discard()
@@ -72,7 +75,7 @@ class Sinks:
 
     def close(self) -> UserError | None:
         """Finish both (the video first), whatever happens to the other; the first error, if any."""
-        error = None
+        self.closed, error = True, None
         for out in (self.video, self.boxes):
             if out is None:
                 continue
