@@ -14,9 +14,13 @@ from tracker.options import add_model_options, check_model_options, first_engine
 from tracker.outputs import check_output_dir, check_output_path
 from tracker.result import parse_box
 from tracker.sources import default_box
+from tracker.tracking import SiamTracker
 
 from . import bench, peers, runner
+from .absence import KINDS, flag_rates, long_term_scores, run_events, state_summary
 from .datasets import load_dataset
+from .lost import collect_scores, separating_threshold
+from .targets_bench import format_targets, run_targets_bench
 
 
 def add_subcommands(subparsers) -> None:
@@ -94,10 +98,6 @@ PEERS_HELP = (f"comma-separated OpenCV peers: {','.join(peers.PEERS)} (nano: cv2
 
 
 def cmd_calibrate_lost(args) -> int:
-    from tracker import SiamTracker
-
-    from .lost import collect_scores, separating_threshold
-
     _, sequences, problems = load_dataset(Path(args.dataset), split_list(args.sequences))
     for name, why in problems.items():
         print(f"skipping {name}: {why}", file=sys.stderr)
@@ -131,10 +131,6 @@ def cmd_calibrate_lost(args) -> int:
 
 
 def cmd_absence(args) -> int:
-    from tracker import SiamTracker
-
-    from .absence import KINDS, flag_rates, long_term_scores, run_events, state_summary
-
     kinds = split_list(args.kinds) or list(KINDS)
     for kind in kinds:
         if kind not in KINDS:
@@ -192,7 +188,6 @@ def _trackers(args) -> tuple[dict, dict]:
         print(f"warning: peer {n} skipped: {why}", file=sys.stderr)
     trackers: dict = {}
     if not args.no_siamtrack:
-        from tracker import SiamTracker
         engines = split_list(args.engine) or ["auto"]
         weights_list = split_list(args.weights) or [None]
         check_model_options(args)
@@ -281,10 +276,6 @@ def cmd_bench(args) -> int:
         check_output_path(args.plot, "--plot", [src])
     trackers, _ = _trackers(args)
     if counts is not None:
-        from tracker import SiamTracker
-
-        from .targets_bench import format_targets, run_targets_bench
-
         networks = {n: t for n, t in trackers.items() if isinstance(t, SiamTracker)}
         makers = {n: (lambda n=n: peers.make_peer(n)) for n in trackers if n not in networks}
         summ = run_targets_bench(src, box, networks, counts, args.frames, makers, progress=not args.no_progress)
