@@ -498,8 +498,6 @@ def cmd_batch(args) -> int:
 
 
 def _batch(args, guard) -> int:
-    from .onnx_engine import physical_cores  # here: it imports onnxruntime, which a torch-only install lacks
-
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
     overrides = check_model_options(args)
@@ -508,14 +506,7 @@ def _batch(args, guard) -> int:
     jobs, problems = read_manifest(args.manifest)
     # Absolute: a Ray worker on another node (or in another working directory) must find the same places.
     out_dir = check_output_dir(args.out, "--out").resolve()
-    weights = str(Path(args.weights).resolve()) if args.weights else None
-    cores = physical_cores()
-    # One single-threaded worker per core measured 1.24x the throughput of one worker with all the cores
-    # (75.8 vs 61.1 frames/s on val-hard, 2 cores): the network's small layers scale poorly across threads.
-    workers = min(args.workers or cores, max(len(jobs), 1))
-    threads = args.threads or max(1, cores // workers)
-    settings = Settings(weights=weights, engine=args.engine, device=args.device, threads=threads,
-                        allow_truncated=args.allow_truncated, overrides=tuple(sorted(overrides.items())))
+    settings, workers = _settings(args, overrides, len(jobs))
     # Bad weights or settings are one error now, not one failure per video later.
     _tracker(settings)
     _TRACKERS.clear()
@@ -528,44 +519,64 @@ def _batch(args, guard) -> int:
     for name, why in problems.items():
         print(f"warning: {name} skipped: {why}", file=sys.stderr)
     where = f"Ray ({args.ray or 'local'})" if args.ray is not None else f"{workers} local worker(s)"
-    print(f"{len(jobs)} job(s): {skipped} already done, {len(todo)} to track on {where}, {threads} thread(s) each"
-          + (f"; removed {stale} partial file(s) of an interrupted run" if stale else ""), file=sys.stderr)
+    print(f"{len(jobs)} job(s): {skipped} already done, {len(todo)} to track on {where}, {settings.threads} thread(s) "
+          "each" + (f"; removed {stale} partial file(s) of an interrupted run" if stale else ""), file=sys.stderr)
 
+    started = time.perf_counter()
+    results = _run(args, todo, settings, out_dir, workers, lambda job, result: log.record(job, keys[job.name], result),
+                   guard)
+    wall = time.perf_counter() - started
+    print(summary_table(jobs, results, skipped_names={j.name for j in jobs if j not in todo}))
+    done = [r for r in results.values() if r["status"] == "done"]
+    failed = len(results) - len(done)
+    frames = sum(r.get("frames", 0) for r in done)
+    rate = f"{frames / wall:.1f} frames/s" if wall > 0 and frames else "n/a"
+    print(f"{len(done)} tracked, {skipped} already done, {failed} failed, {len(problems)} not "
+          f"understood; {frames} frames in {wall:.1f} s = {rate} across all videos ({where}); results in {out_dir}")
+    if failed or problems:
+        print(f"siamtrack: error: {failed + len(problems)} job(s) not tracked: see {out_dir / DONE_LOG} "
+              "and the table above; a rerun tries them again", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _settings(args, overrides: dict, job_count: int) -> tuple[Settings, int]:
+    """What the workers build their trackers from, and how many workers."""
+    from .onnx_engine import physical_cores  # here: it imports onnxruntime, which a torch-only install lacks
+
+    cores = physical_cores()
+    # One single-threaded worker per core measured 1.24x the throughput of one worker with all the cores
+    # (75.8 vs 61.1 frames/s on val-hard, 2 cores): the network's small layers scale poorly across threads.
+    workers = min(args.workers or cores, max(job_count, 1))
+    threads = args.threads or max(1, cores // workers)
+    weights = str(Path(args.weights).resolve()) if args.weights else None
+    return Settings(weights=weights, engine=args.engine, device=args.device, threads=threads,
+                    allow_truncated=args.allow_truncated, overrides=tuple(sorted(overrides.items()))), workers
+
+
+def _run(args, todo: list[Job], settings: Settings, out_dir: Path, workers: int, record, guard) -> dict[str, dict]:
+    """The pending jobs on the pool or on Ray, each result recorded as it comes; the results by job name."""
     results: dict[str, dict] = {}
     bar = make_progress(_frame_total(todo) if todo else 0, "batch", "frame", quiet=args.no_progress)
     counts = {"done": 0, "failed": 0}
-
-    def on_progress(frames: int) -> None:
-        bar.update(frames)
 
     def on_result(job: Job, result: dict) -> None:
         bar.update(max(result.get("frames", 0) - result.get("reported", 0), 0))
         counts[result["status"]] += 1
         bar.set_postfix(videos=f"{counts['done']}/{len(todo)}", failed=counts["failed"])
         with guard.deferred():  # a done line is written whole or not at all
-            log.record(job, keys[job.name], result)
+            record(job, result)
         results[job.name] = result
 
-    started = time.perf_counter()
     try:
         if todo and args.ray is not None:
-            run_ray(todo, settings, out_dir, args.ray or None, workers, args.gpu_fraction, on_result, on_progress)
+            run_ray(todo, settings, out_dir, args.ray or None, workers, args.gpu_fraction, on_result, bar.update)
         elif todo:
-            run_pool(todo, settings, out_dir, workers, on_result, on_progress)
+            run_pool(todo, settings, out_dir, workers, on_result, bar.update)
     finally:
         bar.close()
         remove_stale_partials(out_dir)
-    wall = time.perf_counter() - started
-    print(summary_table(jobs, results, skipped_names={j.name for j in jobs if j not in todo}))
-    frames = sum(r.get("frames", 0) for r in results.values() if r["status"] == "done")
-    rate = f"{frames / wall:.1f} frames/s" if wall > 0 and frames else "n/a"
-    print(f"{counts['done']} tracked, {skipped} already done, {counts['failed']} failed, {len(problems)} not "
-          f"understood; {frames} frames in {wall:.1f} s = {rate} across all videos ({where}); results in {out_dir}")
-    if counts["failed"] or problems:
-        print(f"siamtrack: error: {counts['failed'] + len(problems)} job(s) not tracked: see {out_dir / DONE_LOG} "
-              "and the table above; a rerun tries them again", file=sys.stderr)
-        return 1
-    return 0
+    return results
 
 
 def summary_table(jobs: list[Job], results: dict[str, dict], skipped_names: set[str]) -> str:

@@ -4,7 +4,7 @@ It uses only the tracker package's public API (``SiamTracker``), ``TrackResult``
 """
 from .datasets import Sequence, load_dataset
 from .metrics import overall_metrics, rect_iou, sequence_metrics
-from .peers import OpenCVTracker, availability, make_peer
+from .peers import OpenCVPeer, availability, make_peer
 
 __all__ = ["Sequence", "load_dataset", "rect_iou", "sequence_metrics", "overall_metrics",
-           "OpenCVTracker", "availability", "make_peer"]
+           "OpenCVPeer", "availability", "make_peer"]
