@@ -141,7 +141,8 @@ class Session:
         self.shown: dict[int, TrackResult] = {}  # the frame's results by target number (the box file's column)
         self.numbers: list[int] = []  # the target numbers of the tracker's targets, in order
         self.drawn = False  # the first boxes were drawn in the window (not given)
-        self._multi = False
+        self._multi = False  # a MultiTracker (init takes every box; results come by target id)
+        self._ids: list[int] = []  # the MultiTracker's ids of self.numbers' targets
         self._run: TrackRun | None = None
         self._frames = None
         self._last_index: int | None = None  # the last frame written in the normal flow (not after a pause)
@@ -182,11 +183,12 @@ class Session:
         check_boxes(image, boxes, self.drawn or first_number > 0, self.format, first_number)
         step = self._run.restart(image, list(boxes) if self._multi else boxes[0])
         self.numbers = list(range(first_number, first_number + len(boxes)))
+        self._ids = list(step.result) if self._multi else []
         self.shown = self._by_number(step.result)
 
     def _by_number(self, result) -> dict[int, TrackResult]:
-        if isinstance(result, dict):  # a MultiTracker's results by id, in the order its targets were given
-            return dict(zip(self.numbers, result.values()))
+        if self._multi:  # the MultiTracker's results by its ids, which follow the boxes' order
+            return {number: result[i] for number, i in zip(self.numbers, self._ids)}
         return {self.numbers[0]: result}
 
     # -- the window's re-selection (viewer.WindowControl calls these) -------------------------------------------
