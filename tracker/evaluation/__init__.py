@@ -1,6 +1,7 @@
 """Evaluation toolkit: datasets (OTB / GOT-10k), metrics, OpenCV peers, one-pass runner, plots, bench.
 
-It uses only the tracker package's public API (``SiamTracker``), ``TrackResult`` and ``UserError``.
+It sits on the core (trackers, results, errors) and the io layer (frame sources, the one frame loop in
+``tracker.running``, the model options, outputs, progress); nothing in the core or io imports it.
 """
 from .datasets import Sequence, load_dataset
 from .metrics import overall_metrics, rect_iou, sequence_metrics
