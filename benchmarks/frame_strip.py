@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tracker.video import draw_box, put_label
+from tracker.drawing import draw_box, put_label
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ def run_live(camera: SimulatedCamera, tracker, first_box, ground_truth, slow_sec
              latest_only: bool = True) -> dict:
     """Track camera.url from its first frame; returns ages (s), IoUs and counts."""
     from tracker.evaluation.metrics import rect_iou
-    from tracker.video import FrameSource
+    from tracker.sources import FrameSource
 
     source = FrameSource(camera.url)
     frames = source.frames(latest_only=latest_only)

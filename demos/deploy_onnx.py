@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tracker import SiamTracker, UserError
 from tracker.result import parse_box
-from tracker.video import FrameSource
+from tracker.sources import FrameSource
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "videos" / "vtest.avi"
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> None:
     # engine="onnx" never imports torch; weights=None is the shipped pair, else a folder from `siamtrack export`.
     tracker = SiamTracker.from_pretrained(args.weights, engine="onnx", threads=args.threads)
     source = FrameSource(args.video)
-    frames = iter(source)
+    frames = (frame.image for frame in source.frames())  # BGR arrays, from the first frame on
     frame = next(frames, None)
     if frame is None:
         raise UserError(f"{args.video} has no frames")

@@ -12,9 +12,10 @@ import sys
 from pathlib import Path
 
 from tracker import MultiTracker, TrackResult, UserError
+from tracker.drawing import draw_targets
 from tracker.outputs import AnnotatedVideoWriter, check_output_path, video_fourcc
 from tracker.result import check_box, parse_box
-from tracker.video import FrameSource, draw_targets
+from tracker.sources import FrameSource
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "videos" / "vtest.avi"
@@ -27,7 +28,7 @@ def track(args: argparse.Namespace) -> None:
         video_fourcc(args.output)  # a suffix OpenCV can write, checked before any work
     video_path = check_output_path(args.output, "--output", [args.video]) if args.output else None
     source = FrameSource(args.video)
-    frames = iter(source)
+    frames = (frame.image for frame in source.frames())  # BGR arrays, from the first frame on
     frame = next(frames, None)
     if frame is None:
         raise UserError(f"{args.video} has no frames")

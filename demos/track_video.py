@@ -17,7 +17,7 @@ from pathlib import Path
 from tracker import SiamTracker, UserError
 from tracker.outputs import AnnotatedVideoWriter, BoxCsvWriter, check_output_path, video_fourcc
 from tracker.result import parse_box
-from tracker.video import FrameSource
+from tracker.sources import FrameSource
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "videos" / "bag.avi"
@@ -31,7 +31,7 @@ def track(args: argparse.Namespace) -> None:
         video_fourcc(args.output)  # a suffix OpenCV can write, checked before any work
     video_path = check_output_path(args.output, "--output", [args.video, args.boxes]) if args.output else None
     source = FrameSource(args.video)  # a file, an image folder or a camera; a clear error for anything else
-    frames = iter(source)
+    frames = (frame.image for frame in source.frames())  # BGR arrays, from the first frame on
     frame = next(frames, None)
     if frame is None:
         raise UserError(f"{args.video} has no frames")

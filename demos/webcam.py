@@ -20,7 +20,7 @@ import cv2
 
 from tracker import SiamTracker, UserError
 from tracker.result import parse_box
-from tracker.video import FrameSource
+from tracker.sources import FrameSource
 
 KEYS = "space pause   r re-select   s snapshot   q/Esc quit"
 WINDOW = "siamtrack webcam demo"
@@ -38,6 +38,25 @@ def select(frame):
     return None if w == 0 or h == 0 else (x, y, w, h)
 
 
+def first_box(frame, source):
+    box = select(frame)
+    if box is None:
+        raise UserError("no box was drawn")
+    source.skip_pending()  # frames that came while drawing are stale
+    return box
+
+
+def overlay(frame, ok: bool, box, status: str):
+    """The frame with the box (green, red when lost), a status line and the keys."""
+    x, y, w, h = box
+    shown = frame.copy()
+    cv2.rectangle(shown, (x, y), (x + w, y + h), (0, 255, 0) if ok else (0, 0, 255), 2)
+    cv2.putText(shown, status, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.putText(shown, KEYS, (8, shown.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1,
+                cv2.LINE_AA)
+    return shown
+
+
 def run(args: argparse.Namespace) -> None:
     window = not args.no_window
     if window:
@@ -49,30 +68,21 @@ def run(args: argparse.Namespace) -> None:
         raise UserError("--no-window needs --box x,y,w,h (there is no window to draw the box in)")
 
     source = FrameSource(args.camera)  # an index, a device, a URL or a file; a clear error when it cannot open
-    frames = source.frames()  # live: the newest frame each time (UserError if the camera stops delivering)
-
-    def next_frame():
-        got = next(frames, None)
-        return None if got is None else got.image
-
+    # live: the newest frame each time (UserError if the camera stops delivering)
+    images = (frame.image for frame in source.frames())
     tracker = SiamTracker.from_pretrained().as_opencv()  # drop-in for cv2.TrackerNano.create()
-    frame = next_frame()
+    frame = next(images, None)
     if frame is None:
         raise UserError(f"{args.camera} gave no frame")
     if window:
         cv2.namedWindow(WINDOW, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
-    if box is None:
-        box = select(frame)
-        if box is None:
-            raise UserError("no box was drawn")
-        source.skip_pending()  # frames that came while drawing are stale
-    tracker.init(frame, box)
+    tracker.init(frame, box if box is not None else first_box(frame, source))
 
     count, started, paused = 0, time.perf_counter(), False
     try:
         while args.max_frames is None or count < args.max_frames:
             if not paused:
-                frame = next_frame()
+                frame = next(images, None)
                 if frame is None:
                     break
                 ok, (x, y, w, h) = tracker.update(frame)
@@ -80,14 +90,8 @@ def run(args: argparse.Namespace) -> None:
                 if not window:
                     print(f"{count:5d} ok={ok} box=({x}, {y}, {w}, {h}) score={tracker.score:.2f}")
                     continue
-                shown = frame.copy()
-                cv2.rectangle(shown, (x, y), (x + w, y + h), (0, 255, 0) if ok else (0, 0, 255), 2)
-                fps = count / (time.perf_counter() - started)
-                dropped = source.dropped
-                cv2.putText(shown, f"{fps:.0f} fps  dropped {dropped}  score {tracker.score:.2f}", (8, 20),
-                            cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-                cv2.putText(shown, KEYS, (8, shown.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1,
-                            cv2.LINE_AA)
+                shown = overlay(frame, ok, (x, y, w, h), f"{count / (time.perf_counter() - started):.0f} fps  "
+                                f"dropped {source.dropped}  score {tracker.score:.2f}")
                 cv2.imshow(WINDOW, shown)
             key = cv2.waitKey(30 if paused else 1) & 0xFF
             if window_closed() or key in (ord("q"), 27):

@@ -260,7 +260,7 @@ def test_sigterm_stops_the_batch_cleanly_and_a_rerun_finishes(tmp_path):
 
 def crash_on_poison(job, settings, out_dir):
     """A job function for run_pool: 'poison' kills its worker process, the others report success."""
-    from tracker import batch as batch_module
+    from tracker.batch import jobs as batch_module
 
     if batch_module._PROGRESS is not None:
         batch_module._PROGRESS.put(("start", job.name))

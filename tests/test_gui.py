@@ -255,7 +255,7 @@ def test_select_several_targets(xdisplay, tmp_path):
     """Drag a box, n, drag another, ENTER: two targets, each drawn in its own colour (or a lost / uncertain one's),
     rows for both in the CSV. The clip: two textured objects crossing a textured background, there and back."""
     from conftest import two_target_video, write_video
-    from tracker.video import TARGET_COLOURS
+    from tracker.drawing import TARGET_COLOURS
 
     frames, gt_a, gt_b = two_target_video(n_frames=24)
     order = (list(range(24)) + list(range(22, 0, -1))) * 3  # there and back: long enough to pause while moving

@@ -142,7 +142,7 @@ class FakeCamera:
 
 
 def test_grabber_hands_out_only_the_newest_frame():
-    from tracker.live import LatestFrameGrabber
+    from tracker.sources import LatestFrameGrabber
 
     grabber = LatestFrameGrabber(FakeCamera(30, 0.005).read, "fake")
     taken = []
@@ -156,7 +156,7 @@ def test_grabber_hands_out_only_the_newest_frame():
 
 def test_grabber_gives_up_on_a_camera_that_hangs():
     from tracker import UserError
-    from tracker.live import LatestFrameGrabber
+    from tracker.sources import LatestFrameGrabber
 
     grabber = LatestFrameGrabber(FakeCamera(2, 0.0, then="hang").read, "camera 3", stall_timeout=0.3)
     grabber.next()
@@ -167,7 +167,7 @@ def test_grabber_gives_up_on_a_camera_that_hangs():
 
 
 def test_pacer_plays_at_the_frame_rate_and_restarts_after_a_pause():
-    from tracker.live import Pacer
+    from tracker.sources import Pacer
 
     pacer = Pacer(50.0)
     started = time.monotonic()

@@ -274,7 +274,7 @@ def test_cli_several_boxes_refused_with_one_line(two_target_clip, tmp_path, capf
 
 def test_each_target_has_its_colour():
     from tracker.result import TrackResult
-    from tracker.video import STATE_COLOURS, TARGET_COLOURS, draw_targets
+    from tracker.drawing import STATE_COLOURS, TARGET_COLOURS, draw_targets
 
     frame = np.zeros((120, 200, 3), np.uint8)
     shown = {0: TrackResult((10, 40, 30, 30), 0.9, False), 1: TrackResult((60, 40, 30, 30), 0.9, False),
@@ -345,12 +345,13 @@ def test_bench_targets_bad_counts(two_target_clip, capfd, value):
 
 def test_several_boxes_refused_for_otb_wherever_they_come_from(onnx_pair):
     """--box, --select and r all go through one check: an OTB file holds one target."""
-    from tracker.app import _start
+    from tracker.session import check_boxes
 
     _, multi = onnx_pair
     frames, gts = three_target_clip(n_frames=2)
     before = multi.init(frames[0], [tuple(gts[0][0])])
     with pytest.raises(UserError, match="--format otb holds one target"):
-        _start(multi, frames[1], [tuple(gts[0][1]), tuple(gts[1][1])], True, "otb", 1)
+        check_boxes(frames[1], [tuple(gts[0][1]), tuple(gts[1][1])], True, "otb", 1)
     assert multi.targets == before, "a refused re-selection keeps the targets"
-    assert len(_start(multi, frames[1], [tuple(gts[0][1])], True, "otb", 1)) == 1
+    check_boxes(frames[1], [tuple(gts[0][1])], True, "otb", 1)
+    assert len(multi.init(frames[1], [tuple(gts[0][1])])) == 1

@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
 
 from .errors import UserError
 from .result import TrackResult
-from .video import draw_box
+from .drawing import draw_box
 
 CSV_HEADER = "frame,x,y,w,h,score,lost,state,target"
 VIDEO_FOURCC = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v"}
@@ -34,6 +36,8 @@ def video_fourcc(path: str | Path, flag: str = "--output") -> str:
     if fourcc is None:
         raise UserError(f"{flag} {path}: use a .mp4, .avi or .mov file name")
     return fourcc
+
+
 # Room kept free on the video's disk: enough to write the container's index and close the file.
 VIDEO_RESERVE_BYTES = 2 << 20
 
@@ -111,26 +115,64 @@ class _PartialFile:
             pass
 
 
-BOX_FORMATS = ("csv", "mot", "otb")
-OTB_ONE_TARGET = "--format otb holds one target's boxes (a row per frame, no target column): use --format csv or mot"
+# -- box file formats: a new one is a row function and one register_box_format line ------------------------------
 
 
-def _format_row(fmt: str, frame_index: int, box, score: float, lost: bool, state: str | None = None,
-                target: int = 0) -> str | None:
-    """One line of a box file; None for a frame the format leaves out."""
-    x, y, w, h = box
-    if fmt == "csv":
-        state = state or ("lost" if lost else "tracking")
-        return f"{frame_index},{x:.2f},{y:.2f},{w:.2f},{h:.2f},{score:.4f},{int(lost)},{state},{target}\n"
-    if fmt == "mot":  # MOTChallenge: 1-based frame, pixel coordinates and ids; a lost target is not a detection
-        if lost:
-            return None
-        return f"{frame_index + 1},{target + 1},{x + 1:.2f},{y + 1:.2f},{w:.2f},{h:.2f},{score:.4f},-1,-1,-1\n"
-    if fmt == "otb":  # OTB toolkit results: one box per frame, 1-based (Matlab) pixel coordinates
-        if target != 0:
-            raise UserError(OTB_ONE_TARGET)
-        return f"{x + 1:.2f},{y + 1:.2f},{w:.2f},{h:.2f}\n"
-    raise UserError(f"unknown box format {fmt!r}: use one of {', '.join(BOX_FORMATS)}")
+@dataclass(frozen=True)
+class BoxFormat:
+    """How one box file format writes a tracked frame."""
+
+    name: str  # the --format value
+    row: Callable[[int, TrackResult, int], str | None]  # (frame index, result, target number) -> a line, or None
+    # for a frame the format leaves out
+    header: str | None = None  # the file's first line
+    one_target: str | None = None  # why the format holds one target only (None: any number of targets)
+    frame_numbers: bool = True  # rows say which frame they are (else a frame a live source drops is unaccounted)
+
+    @property
+    def one_target_message(self) -> str:
+        others = [name for name, fmt in BOX_FORMATS.items() if fmt.one_target is None]
+        choices = others[-1] if len(others) < 2 else f"{', '.join(others[:-1])} or {others[-1]}"
+        return f"--format {self.name} holds one target's boxes ({self.one_target}): use --format {choices}"
+
+
+BOX_FORMATS: dict[str, BoxFormat] = {}
+
+
+def register_box_format(fmt: BoxFormat) -> None:
+    BOX_FORMATS[fmt.name] = fmt
+
+
+def box_format(name: str) -> BoxFormat:
+    if name not in BOX_FORMATS:
+        raise UserError(f"unknown box format {name!r}: use one of {', '.join(BOX_FORMATS)}")
+    return BOX_FORMATS[name]
+
+
+def _csv_row(frame_index: int, r: TrackResult, target: int) -> str:
+    x, y, w, h = r.box
+    state = r.state or ("lost" if r.lost else "tracking")
+    return f"{frame_index},{x:.2f},{y:.2f},{w:.2f},{h:.2f},{r.score:.4f},{int(r.lost)},{state},{target}\n"
+
+
+def _mot_row(frame_index: int, r: TrackResult, target: int) -> str | None:
+    """MOTChallenge: 1-based frame, pixel coordinates and ids; a lost target is not a detection."""
+    if r.lost:
+        return None
+    x, y, w, h = r.box
+    return f"{frame_index + 1},{target + 1},{x + 1:.2f},{y + 1:.2f},{w:.2f},{h:.2f},{r.score:.4f},-1,-1,-1\n"
+
+
+def _otb_row(frame_index: int, r: TrackResult, target: int) -> str:
+    """OTB toolkit results: one box per frame, 1-based (Matlab) pixel coordinates."""
+    x, y, w, h = r.box
+    return f"{x + 1:.2f},{y + 1:.2f},{w:.2f},{h:.2f}\n"
+
+
+register_box_format(BoxFormat("csv", _csv_row, header=CSV_HEADER))
+register_box_format(BoxFormat("mot", _mot_row))
+register_box_format(BoxFormat("otb", _otb_row, one_target="a row per frame, no target column", frame_numbers=False))
+OTB_ONE_TARGET = BOX_FORMATS["otb"].one_target_message
 
 
 class BoxCsvWriter(_PartialFile):
@@ -147,7 +189,7 @@ class BoxCsvWriter(_PartialFile):
 
     def __init__(self, path: str | Path, flag: str = "--boxes", fmt: str = "csv") -> None:
         super().__init__(path, flag)
-        _format_row(fmt, 0, (0, 0, 1, 1), 0.0, False)  # an unknown format fails before the file exists
+        self.format = box_format(fmt)  # an unknown format fails before the file exists
         self.fmt = fmt
         try:
             self._fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
@@ -157,9 +199,9 @@ class BoxCsvWriter(_PartialFile):
         self.frames = 0  # frames given to write()
         self._good_bytes = 0  # file length after the last complete row
         self._failed = False
-        if fmt == "csv":
+        if self.format.header is not None:
             try:
-                self._write_line(CSV_HEADER + "\n", "the header")
+                self._write_line(self.format.header + "\n", "the header")
             except UserError:
                 self.discard()
                 raise
@@ -189,8 +231,9 @@ class BoxCsvWriter(_PartialFile):
         cuts the file back to the last whole frame, never between two targets of one frame."""
         if self._failed:
             return
-        lines = [_format_row(self.fmt, frame_index, r.box, r.score, r.lost, r.state, target)
-                 for target, r in shown.items()]
+        if self.format.one_target is not None and any(target != 0 for target in shown):
+            raise UserError(self.format.one_target_message)
+        lines = [self.format.row(frame_index, r, target) for target, r in shown.items()]
         lines = [line for line in lines if line is not None]
         self.frames += 1
         if not lines:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 import time
 
+from tqdm import tqdm
+
 
 class PlainProgress:
     """The part of tqdm's interface the commands use (update, set_postfix, set_postfix_str, close, iteration),
@@ -52,8 +54,6 @@ def progress(total: int | None = None, desc: str = "", unit: str = "frame", quie
              leave: bool = True):
     """A tqdm bar when stderr is a terminal, PlainProgress otherwise; nothing at all (a disabled bar) if quiet.
     With `iterable`, iterate over the result as over tqdm(iterable)."""
-    from tqdm import tqdm
-
     if total is None and iterable is not None and hasattr(iterable, "__len__"):
         total = len(iterable)
     if quiet or sys.stderr.isatty():

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from .errors import UserError
-from .video import draw_targets, put_label, target_colour
+from .drawing import draw_targets, put_label, target_colour
 
 KEYS_HELP = "space pause/resume   r re-select   s snapshot   q/Esc quit"  # the window's one-line help
 KEYS_DESCRIPTION = ("keys in the window: space pause/resume, r re-select the target(s) (draw a box, n to keep it and "
@@ -178,3 +178,110 @@ def draw_overlay(frame: np.ndarray, shown, status: str, paused: bool = False, sh
     if show_help or paused:
         put_label(out, KEYS_HELP, (0, out.shape[0] - 4), (255, 255, 255), scale=0.45)
     return out
+
+
+def _smooth(old: float, new: float, weight: float = 0.1) -> float:
+    return new if old == 0 else (1 - weight) * old + weight * new
+
+
+class Rates:
+    """Tracker and end-to-end frame rates over the last second or so, for the live status line."""
+
+    def __init__(self) -> None:
+        self.track_fps = self.shown_fps = 0.0
+        self._last = None
+
+    def add(self, track_seconds: float) -> None:
+        now = time.monotonic()
+        if track_seconds > 0:
+            self.track_fps = _smooth(self.track_fps, 1.0 / track_seconds)
+        if self._last is not None and now > self._last:
+            self.shown_fps = _smooth(self.shown_fps, 1.0 / (now - self._last))
+        self._last = now
+
+    def restart(self) -> None:  # after a pause: the wait is not a frame interval
+        self._last = None
+
+
+class WindowControl:
+    """The window during a run: shows each frame and acts on its keys (pause, re-select, snapshot, quit).
+
+    `source` is the FrameSource (its dropped count, and skip_pending after a pause); `targets` is what a
+    re-selection restarts: `next_number()` (the number the next drawn target gets) and `restart(image, boxes)`
+    (the new targets' results by number, or None when refused: the old targets go on)."""
+
+    def __init__(self, viewer: Viewer, source, targets, pacer=None) -> None:
+        self.viewer, self.source, self.targets, self.pacer = viewer, source, targets, pacer
+        self.rates = Rates()
+        self.paused_seconds = 0.0  # not counted in the end-to-end frame rate
+        self.resumed = False  # set after a pause or a re-selection: the frames that waited since are stale
+
+    def after_frame(self, frame, shown: dict) -> bool:
+        """Show the frame with `shown` (target number -> TrackResult) and handle the keys; True to quit."""
+        if self.pacer:
+            self.pacer.wait()
+        action = self._show(frame, shown)
+        while action not in (None, "quit"):
+            if action == "snapshot":
+                self._snapshot()
+                action = self.viewer.poll()
+                continue
+            if action == "reselect":
+                shown = self._reselect(frame, shown)
+                action = None
+            elif action == "pause":
+                action = self._pause(frame, shown)
+            self._resume()
+            if action is None:
+                action = self._show(frame, shown)
+        return action == "quit"
+
+    def _reselect(self, frame, shown: dict) -> dict:
+        boxes = self.viewer.select(frame.image, "draw the new target(s), then ENTER (c keeps the old)",
+                                   self.targets.next_number())
+        restarted = self.targets.restart(frame.image, boxes) if boxes is not None else None
+        return shown if restarted is None else restarted
+
+    def _pause(self, frame, shown: dict) -> str | None:
+        started = time.perf_counter()
+        action = self._paused(frame, shown)
+        self.paused_seconds += time.perf_counter() - started
+        return None if action == "pause" else action  # space again: resume
+
+    def _resume(self) -> None:
+        """After a pause or a new selection the frames that waited are stale, and the clocks restart."""
+        self.source.skip_pending()
+        self.resumed = True
+        self.rates.restart()
+        if self.pacer:
+            self.pacer.reset()
+
+    def _status_line(self, frame) -> str:
+        dropped = self.source.dropped
+        line = f"frame {frame.index}   tracker {self.rates.track_fps:.0f} fps   shown {self.rates.shown_fps:.0f} fps"
+        return line + (f"   dropped {dropped}" if dropped else "")
+
+    def _show(self, frame, shown: dict) -> str | None:
+        show_help = time.monotonic() - self.viewer.opened_at < HELP_SECONDS
+        self.viewer.show(draw_overlay(frame.image, shown, self._status_line(frame), show_help=show_help))
+        return self.viewer.poll()
+
+    def _paused(self, frame, shown: dict) -> str:
+        """Hold the frame until a key other than snapshot; returns that key's action ("pause" = resume)."""
+        self.viewer.show(draw_overlay(frame.image, shown, self._status_line(frame), paused=True))
+        while True:
+            action = self.viewer.poll(30)
+            if action == "snapshot":
+                self._snapshot()
+            elif action is not None:
+                return action
+
+    def _snapshot(self) -> None:
+        """A snapshot that cannot be written is a warning: the tracking goes on."""
+        try:
+            print(f"snapshot saved: {self.viewer.snapshot()}", file=sys.stderr)
+        except UserError as exc:
+            print(f"warning: {exc}", file=sys.stderr)
+
+    def close(self) -> None:
+        self.viewer.close()

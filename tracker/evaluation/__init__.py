@@ -1,10 +1,11 @@
 """Evaluation toolkit: datasets (OTB / GOT-10k), metrics, OpenCV peers, one-pass runner, plots, bench.
 
-It uses only the tracker package's public API (``SiamTracker``), ``TrackResult`` and ``UserError``.
+It sits on the core (trackers, results, errors) and the io layer (frame sources, the one frame loop in
+``tracker.running``, the model options, outputs, progress); nothing in the core or io imports it.
 """
 from .datasets import Sequence, load_dataset
 from .metrics import overall_metrics, rect_iou, sequence_metrics
-from .peers import OpenCVTracker, availability, make_peer
+from .peers import OpenCVPeer, availability, make_peer
 
 __all__ = ["Sequence", "load_dataset", "rect_iou", "sequence_metrics", "overall_metrics",
-           "OpenCVTracker", "availability", "make_peer"]
+           "OpenCVPeer", "availability", "make_peer"]

@@ -22,12 +22,13 @@ Per frame it records the score, the state, the box and whether the target is the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 from tracker.errors import UserError
+from tracker.progress import progress as make_progress
+from tracker.running import TrackRun
 
 from . import metrics
 from .datasets import Sequence
@@ -76,8 +77,6 @@ def run_events(clips: list[Sequence], make_tracker, kinds=KINDS, length: int = 3
                progress: bool = True) -> list[Run]:
     """Each clip long enough for `length` absent frames and `after` frames back, once per kind; the absence starts
     at a third of the clip (at least frame 20), and the filler is the next clip's frames."""
-    from tracker.progress import progress as make_progress
-
     usable = [c for c in clips if len(c) >= 20 + length + after]
     if len(usable) < 2:
         raise UserError(f"need at least 2 sequences of {20 + length + after}+ frames, found {len(usable)}")
@@ -86,28 +85,33 @@ def run_events(clips: list[Sequence], make_tracker, kinds=KINDS, length: int = 3
     for kind in kinds:
         for k, clip in enumerate(usable):
             other = usable[(k + 1) % len(usable)]
-            start = max(20, len(clip) // 3)
-            start = min(start, len(clip) - length - after)
+            start = min(max(20, len(clip) // 3), len(clip) - length - after)
             tracker = make_tracker()
-            scores, states, ious, present = [], [], [], []
             try:
-                for i, (frame, here, box) in enumerate(event_frames(clip, other, kind, start, length)):
-                    if i == 0:
-                        tracker.init(frame, tuple(box))
-                        continue
-                    result = tracker.update(frame)
-                    scores.append(result.score)
-                    states.append(result.state)
-                    present.append(here)
-                    ious.append(float(metrics.rect_iou(np.array([result.box]), np.array([box]))[0]) if here else 0.0)
-                    bar.update(1)
+                runs.append(_run_event(clip, other, kind, start, length, tracker, bar))
             except ValueError as exc:  # an image or video that cannot be read: one line naming it, no traceback
                 raise UserError(f"{clip.name} (filler from {other.name}): {exc}") from None
             bar.update(1)
-            runs.append(Run(clip.name, kind, start - 1, length, np.array(scores), states, np.array(ious),
-                            np.array(present)))  # start - 1: indices count updates, frame 0 is the init
     bar.close()
     return runs
+
+
+def _run_event(clip: Sequence, other: Sequence, kind: str, start: int, length: int, tracker, bar) -> Run:
+    """`clip` tracked with an absence of `length` frames from `start` (see event_frames)."""
+    scores, states, ious, present = [], [], [], []
+    events = event_frames(clip, other, kind, start, length)
+    first, _, box = next(events)
+    run = TrackRun(tracker, tuple(box))
+    run.step(first)
+    for frame, here, box in events:
+        result = run.step(frame).result
+        scores.append(result.score)
+        states.append(result.state)
+        present.append(here)
+        ious.append(float(metrics.rect_iou(np.array([result.box]), np.array([box]))[0]) if here else 0.0)
+        bar.update(1)
+    return Run(clip.name, kind, start - 1, length, np.array(scores), states, np.array(ious),
+               np.array(present))  # start - 1: indices count updates, frame 0 is the init
 
 
 def flag_rates(runs: list[Run], thresholds) -> list[dict]:

@@ -5,39 +5,20 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tracker.progress import progress as make_progress
 
 from tracker.errors import UserError
+from tracker.progress import progress as make_progress
 from tracker.result import check_box
+from tracker.running import TrackRun
+from tracker.sources import FrameSource
 from tracker.timing import STAGES
-
-from .datasets import parse_boxes
-
-
-def default_box(source: Path):
-    """The first GT / init box stored next to a clip (``<stem>_groundtruth.txt``, ``<stem>_init.txt``,
-    or ``groundtruth.txt`` / ``groundtruth_rect.txt`` in an image folder), else None."""
-    source = Path(source)
-    if source.is_dir():
-        cands = [source / "groundtruth.txt", source / "groundtruth_rect.txt"]
-    else:
-        cands = [source.with_name(source.stem + "_groundtruth.txt"), source.with_name(source.stem + "_init.txt")]
-    for c in cands:
-        if c.is_file():
-            box = parse_boxes(c)[0]
-            if c.name == "groundtruth_rect.txt":
-                box[:2] -= 1.0
-            return tuple(float(v) for v in box)
-    return None
 
 
 def frames(source: Path, limit: int | None):
     """Yield (frame, decode_seconds) from a video file or a folder of images (through FrameSource, so a corrupt
     image or a truncated video is named in a UserError, as in `siamtrack track`)."""
-    from tracker.video import FrameSource
-
     source = FrameSource(str(source))
-    it = iter(source)
+    it = (frame.image for frame in source.frames())
     n = 0
     try:
         while limit is None or n < limit:
@@ -62,26 +43,28 @@ def run_bench(source: Path, box, trackers: dict, limit: int | None = None, progr
     H, W = frame.shape[:2]
     box = check_box(box, frame.shape)  # the same check as `track` and SiamTracker.init
     rec = {n: {"init": 0.0, "update": [], "stages": {s: [] for s in STAGES}, "lost": 0} for n in trackers}
-    for name, trk in trackers.items():
-        t0 = time.perf_counter()
-        trk.init(frame, tuple(box))
-        rec[name]["init"] = time.perf_counter() - t0
+    runs = {name: TrackRun(trk, tuple(box)) for name, trk in trackers.items()}
+    for name, run in runs.items():
+        rec[name]["init"] = run.step(frame).seconds
     decode = []
     total = None if limit is None else max(limit - 1, 0)
     for frame, dt in make_progress(total, "bench", "frame", quiet=not progress, iterable=it, leave=False):
         decode.append(dt)
-        for name, trk in trackers.items():
-            t0 = time.perf_counter()
-            r = trk.update(frame)
-            rec[name]["update"].append(time.perf_counter() - t0)
-            rec[name]["lost"] += bool(r.lost)
-            st = getattr(trk, "stage_times", None)
-            if isinstance(st, dict):
-                for s in STAGES:
-                    if s in st:
-                        rec[name]["stages"][s].append(float(st[s]))
+        for name, run in runs.items():
+            step = run.step(frame)
+            rec[name]["update"].append(step.seconds)
+            rec[name]["lost"] += bool(step.result.lost)
+            _add_stages(rec[name]["stages"], getattr(run.tracker, "stage_times", None))
     return {"source": str(source), "box": list(box), "frame_size": [W, H], "frames": len(decode) + 1,
             "decode": decode, "trackers": rec}
+
+
+def _add_stages(stages: dict, stage_times) -> None:
+    """The last update's seconds per stage (a tracker that times its stages: ours; OpenCV's peers do not)."""
+    if isinstance(stage_times, dict):
+        for s in STAGES:
+            if s in stage_times:
+                stages[s].append(float(stage_times[s]))
 
 
 def _ms(v) -> float:

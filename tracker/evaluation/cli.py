@@ -8,13 +8,19 @@ from pathlib import Path
 
 import numpy as np
 
-from tracker.config import parse_overrides
+from tracker.config import parse_overrides  # noqa: F401  (training and export import it from here)
 from tracker.errors import UserError
+from tracker.options import add_model_options, check_model_options, first_engine, load_tracker, split_list
 from tracker.outputs import check_output_dir, check_output_path
 from tracker.result import parse_box
+from tracker.sources import default_box
+from tracker.tracking import SiamTracker
 
 from . import bench, peers, runner
+from .absence import KINDS, flag_rates, long_term_scores, run_events, state_summary
 from .datasets import load_dataset
+from .lost import collect_scores, separating_threshold
+from .targets_bench import format_targets, run_targets_bench
 
 
 def add_subcommands(subparsers) -> None:
@@ -92,11 +98,7 @@ PEERS_HELP = (f"comma-separated OpenCV peers: {','.join(peers.PEERS)} (nano: cv2
 
 
 def cmd_calibrate_lost(args) -> int:
-    from tracker import SiamTracker
-
-    from .lost import collect_scores, separating_threshold
-
-    _, sequences, problems = load_dataset(Path(args.dataset), _split(args.sequences))
+    _, sequences, problems = load_dataset(Path(args.dataset), split_list(args.sequences))
     for name, why in problems.items():
         print(f"skipping {name}: {why}", file=sys.stderr)
     if len(sequences) < 2:
@@ -109,9 +111,7 @@ def cmd_calibrate_lost(args) -> int:
             raise UserError(f"--compare {name}: OpenCV's {name.upper()} gives no score to calibrate; nano does")
         if peers.availability()[name]:
             raise UserError(peers.availability()[name])
-    engine = (_split(args.engine) or ["auto"])[0]
-    shared = SiamTracker.from_pretrained(weights=args.weights, device=args.device, engine=engine,
-                                         **parse_overrides(args.set))
+    shared = load_tracker(SiamTracker, args, engine=first_engine(args))
     tracked, absent = collect_scores(sequences, lambda: SiamTracker(shared.engine, shared.config),
                                      args.absent_frames, progress=not args.no_progress)
     result = separating_threshold(tracked, absent, args.max_false_alarm)
@@ -131,11 +131,7 @@ def cmd_calibrate_lost(args) -> int:
 
 
 def cmd_absence(args) -> int:
-    from tracker import SiamTracker
-
-    from .absence import KINDS, flag_rates, long_term_scores, run_events, state_summary
-
-    kinds = _split(args.kinds) or list(KINDS)
+    kinds = split_list(args.kinds) or list(KINDS)
     for kind in kinds:
         if kind not in KINDS:
             raise UserError(f"--kinds: unknown kind {kind!r}; use {', '.join(KINDS)}")
@@ -147,9 +143,7 @@ def cmd_absence(args) -> int:
     for name, why in problems.items():
         print(f"skipping {name}: {why}", file=sys.stderr)
     clips = clips[:args.max_sequences]
-    engine = (_split(args.engine) or ["auto"])[0]
-    shared = SiamTracker.from_pretrained(weights=args.weights, device=args.device, engine=engine,
-                                         **parse_overrides(args.set))
+    shared = load_tracker(SiamTracker, args, engine=first_engine(args))
     runs = run_events(clips, lambda: SiamTracker(shared.engine, shared.config), kinds, args.length, args.after,
                       progress=not args.no_progress)
     report = {"config": {k: getattr(shared.config, k) for k in ("lost_threshold", "uncertain_margin", "lost_after",
@@ -181,19 +175,8 @@ def cmd_absence(args) -> int:
 
 
 def _tracker_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", help="siamtrack weights: a .pt checkpoint or a folder with the ONNX pair (default: the "
-                   "packaged weights); a comma list runs each as its own tracker, siamtrack-<name>")
-    p.add_argument("--device", default="auto", help="torch device for siamtrack (default: auto)")
-    p.add_argument("--engine", default="auto", help="siamtrack network runner: auto, onnx or torch; a comma list "
-                   "(onnx,torch) runs each as its own tracker, siamtrack-<engine>")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a tracking hyperparameter (TrackerConfig key), e.g. --set window_influence=0.3; "
-                        "repeatable")
+    add_model_options(p, lists=True)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def _split(text: str | None) -> list[str] | None:
-    return [s.strip() for s in text.split(",") if s.strip()] if text else None
 
 
 def _trackers(args) -> tuple[dict, dict]:
@@ -205,10 +188,9 @@ def _trackers(args) -> tuple[dict, dict]:
         print(f"warning: peer {n} skipped: {why}", file=sys.stderr)
     trackers: dict = {}
     if not args.no_siamtrack:
-        from tracker import SiamTracker
-        engines = _split(args.engine) or ["auto"]
-        weights_list = _split(args.weights) or [None]
-        overrides = parse_overrides(args.set)
+        engines = split_list(args.engine) or ["auto"]
+        weights_list = split_list(args.weights) or [None]
+        check_model_options(args)
         for weights in weights_list:
             for engine in engines:
                 name = "siamtrack"
@@ -218,8 +200,7 @@ def _trackers(args) -> tuple[dict, dict]:
                     name += f"-{Path(weights).stem if Path(weights).suffix else Path(weights).name}"
                 if name in trackers:
                     raise UserError(f"--weights: two entries would both be called {name}; give them distinct names")
-                trackers[name] = SiamTracker.from_pretrained(weights=weights, device=args.device, engine=engine,
-                                                             **overrides)
+                trackers[name] = load_tracker(SiamTracker, args, weights, engine)
     for n in names:
         if n not in missing:
             trackers[n] = peers.make_peer(n)
@@ -231,7 +212,7 @@ def _trackers(args) -> tuple[dict, dict]:
 def cmd_eval(args) -> int:
     root = Path(args.dataset)
     peers.parse_peer_names(args.compare)  # fail fast on a typo, before loading anything
-    layout, seqs, problems = load_dataset(root, _split(args.sequences))
+    layout, seqs, problems = load_dataset(root, split_list(args.sequences))
     for name, why in problems.items():
         print(f"warning: sequence {name} skipped: {why}", file=sys.stderr)
     for s in seqs:
@@ -267,7 +248,7 @@ def cmd_eval(args) -> int:
 
 def _target_counts(text: str) -> list[int]:
     try:
-        counts = [int(v) for v in _split(text) or []]
+        counts = [int(v) for v in split_list(text) or []]
     except ValueError:
         counts = []
     if not counts or min(counts) < 1 or max(counts) > 256:
@@ -281,7 +262,7 @@ def cmd_bench(args) -> int:
         raise UserError(f"clip not found: {src}")
     if args.frames is not None and args.frames < 2:
         raise UserError("--frames must be at least 2 (one init frame, then updates)")
-    box = parse_box(args.box) if args.box else bench.default_box(src)
+    box = parse_box(args.box) if args.box else default_box(src)
     if box is None:
         raise UserError(f"{src.name} has no ground truth or init file next to it: pass --box x,y,w,h")
     if args.json:
@@ -295,10 +276,6 @@ def cmd_bench(args) -> int:
         check_output_path(args.plot, "--plot", [src])
     trackers, _ = _trackers(args)
     if counts is not None:
-        from tracker import SiamTracker
-
-        from .targets_bench import format_targets, run_targets_bench
-
         networks = {n: t for n, t in trackers.items() if isinstance(t, SiamTracker)}
         makers = {n: (lambda n=n: peers.make_peer(n)) for n in trackers if n not in networks}
         summ = run_targets_bench(src, box, networks, counts, args.frames, makers, progress=not args.no_progress)

@@ -26,6 +26,7 @@ import numpy as np
 
 from tracker.errors import UserError
 from tracker.result import check_box
+from tracker.sources import parse_boxes
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm"}
@@ -90,25 +91,6 @@ class Sequence:
                 yield i, image
         finally:
             capture.release()
-
-
-def parse_boxes(path: Path) -> np.ndarray:
-    """Read ``x,y,w,h`` lines separated by commas, tabs or spaces (NaN allowed)."""
-    rows = []
-    for i, line in enumerate(Path(path).read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = [p for p in re.split(r"[,\s;]+", line.strip()) if p]
-        try:
-            vals = [float(p) for p in parts]
-        except ValueError:
-            raise ValueError(f"{path.name} line {i}: not numbers: {line.strip()!r}") from None
-        if len(vals) != 4:
-            raise ValueError(f"{path.name} line {i}: expected 4 values x,y,w,h, got {len(vals)}")
-        rows.append(vals)
-    if not rows:
-        raise ValueError(f"{path.name} is empty")
-    return np.asarray(rows, dtype=float)
 
 
 def _images(folder: Path) -> list[Path]:

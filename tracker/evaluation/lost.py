@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+
 from tracker.errors import UserError
 from tracker.progress import progress as make_progress
+from tracker.running import TrackRun
 
 from . import metrics
 from .datasets import Sequence
@@ -36,18 +38,19 @@ def _collect_one(seq: Sequence, other: Sequence, tracker, absent_frames: int, tr
     (scores into `absent`): its target is not in them."""
     frames = seq.images()
     _, first = next(frames)
-    tracker.init(first, tuple(seq.gt[0]))
+    run = TrackRun(tracker, tuple(seq.gt[0]))
+    run.step(first)
     for i, frame in frames:
-        result = tracker.update(frame)
+        result = run.step(frame).result
         if seq.valid[i] and metrics.rect_iou(np.array([result.box]), seq.gt[i:i + 1])[0] >= 0.5:
             tracked.append(result.score)
-    tracker.init(first, tuple(seq.gt[0]))
+    run.restart(first, tuple(seq.gt[0]))
     step = max(len(other) // absent_frames, 1)
     height, width = first.shape[:2]
     for _, frame in other.images(range(0, min(len(other), absent_frames * step), step)):
         if frame.shape[:2] != (height, width):  # a tracker takes frames of one size: show the scene resized
             frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
-        absent.append(tracker.update(frame).score)
+        absent.append(run.step(frame).result.score)
 
 
 def separating_threshold(tracked: np.ndarray, absent: np.ndarray, max_false_alarm: float = 0.05) -> dict:

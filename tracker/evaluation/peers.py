@@ -100,7 +100,7 @@ def int_box(box, frame_shape) -> tuple[int, int, int, int]:
     return x0, y0, x1 - x0, y1 - y0
 
 
-class OpenCVTracker:
+class OpenCVPeer:
     """One OpenCV tracker instance. score: TrackerNano's tracking score, NaN for the others (they give none);
     lost = OpenCV said not ok, in which case the last good box is repeated."""
 
@@ -135,5 +135,5 @@ class OpenCVTracker:
         return TrackResult(box=self._box, score=score, lost=not ok)
 
 
-def make_peer(name: str) -> OpenCVTracker:
-    return OpenCVTracker(name)
+def make_peer(name: str) -> OpenCVPeer:
+    return OpenCVPeer(name)

@@ -11,6 +11,7 @@ Scores are always computed from these files, so ``--rescore`` reproduces them ex
 """
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from tracker.progress import progress as make_progress
+from tracker.running import TrackRun
 
 from . import metrics
 from .datasets import Sequence
@@ -37,6 +39,7 @@ def run_sequence(seq: Sequence, trackers: dict, progress: bool = True):
     decode = np.zeros(n)
     errors: dict[str, str] = {}
     init_box = tuple(float(v) for v in seq.gt[0])
+    runs = {name: TrackRun(trk, init_box) for name, trk in trackers.items()}
     bar = make_progress(n, f"  {seq.name}", "frame", quiet=not progress, leave=False)
     decoded = seq.images()
     for i in range(n):
@@ -44,23 +47,18 @@ def run_sequence(seq: Sequence, trackers: dict, progress: bool = True):
         _, frame = next(decoded)  # a frame that cannot be decoded is a ValueError naming it
         decode[i] = time.perf_counter() - t0
         bar.update(1)
-        for name, trk in trackers.items():
+        for name, run in runs.items():
             if name in errors:
                 continue
             try:
-                t0 = time.perf_counter()
-                if i == 0:
-                    trk.init(frame, init_box)
-                    box = init_box
-                else:
-                    result = trk.update(frame)
-                    box = result.box
-                    scores[name][i] = (result.score, float(result.lost))
-                times[name][i] = time.perf_counter() - t0
+                step = run.step(frame)
             except Exception as e:  # one tracker crashing must not stop the others; run() reports it in one line
                 errors[name] = f"frame {i + 1}: {type(e).__name__}: {e}"
                 continue
-            boxes[name][i] = box
+            times[name][i] = step.seconds
+            boxes[name][i] = step.result.box
+            if not step.is_init:  # the init frame's answer is the given box: no score of the tracker's own
+                scores[name][i] = (step.result.score, float(step.result.lost))
     bar.close()
     return boxes, times, decode, errors, scores
 
@@ -236,8 +234,7 @@ def markdown(summary: dict) -> str:
 
 
 def write_summary(out: Path, summary: dict) -> list[Path]:
-    import json
-    from .plots import plot_curves
+    from .plots import plot_curves  # matplotlib: only when plots are drawn
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -15,7 +15,10 @@ import numpy as np
 
 from tracker.errors import UserError
 from tracker.progress import progress as make_progress
+from tracker.multi import MultiTracker
 from tracker.result import check_box
+from tracker.running import TrackRun
+from tracker.tracking import SiamTracker
 
 from .bench import frames
 
@@ -37,9 +40,6 @@ def run_targets_bench(source, box, networks: dict, counts: list[int], limit: int
     """networks: name -> a SiamTracker whose engine and config are shared by the batched and separate trackers;
     peer_factories: name -> a callable making one OpenCV-style tracker (run as N separate ones, as OpenCV's legacy
     MultiTracker does). Every frame, for every count, every way of running updates on the same frame."""
-    from tracker.multi import MultiTracker
-    from tracker.tracking import SiamTracker
-
     if not counts or min(counts) < 1:
         raise UserError(f"--targets: give target counts >= 1, e.g. 1,2,4,8,16 (got {counts})")
     it = frames(source, limit)
@@ -47,42 +47,15 @@ def run_targets_bench(source, box, networks: dict, counts: list[int], limit: int
     if first is None:
         raise UserError(f"no frames could be decoded from {source}")
     boxes = target_boxes(box, first.shape, max(counts))
-    runs = []  # (network or peer name, count, mode, runner)
-    for name, net in networks.items():
-        for count in counts:
-            multi = MultiTracker(net.engine, net.config)
-            multi.init(first, boxes[:count])
-            runs.append((name, count, "batched", multi))
-            separate = [SiamTracker(net.engine, net.config) for _ in range(count)]
-            for tracker, b in zip(separate, boxes):
-                tracker.init(first, b)
-            runs.append((name, count, "separate", separate))
-    for name, make in (peer_factories or {}).items():
-        for count in counts:
-            separate = [make() for _ in range(count)]
-            for tracker, b in zip(separate, boxes):
-                tracker.init(first, b)
-            runs.append((name, count, "separate", separate))
-
+    runs = _start_runs(first, boxes, networks, counts, peer_factories or {})
     times = {key[:3]: [] for key in runs}
     lost = {key[:3]: 0 for key in runs}
     box_diff = {(name, count): 0.0 for name in networks for count in counts}
-    answers: dict[tuple, list] = {}
     total = None if limit is None else max(limit - 1, 0)
     updates = 0
     for frame, _ in make_progress(total, "bench --targets", "frame", quiet=not progress, iterable=it, leave=False):
         updates += 1
-        # The first run after a frame is decoded pays for cold caches (0.7 ms of 6 ms here): alternate the order.
-        for name, count, mode, runner in (runs if updates % 2 else runs[::-1]):
-            start = time.perf_counter()
-            if mode == "batched":
-                results = list(runner.update(frame).values())
-            else:
-                results = [tracker.update(frame) for tracker in runner]
-            times[name, count, mode].append(time.perf_counter() - start)
-            lost[name, count, mode] += sum(bool(r.lost) for r in results)
-            if name in networks:
-                answers[name, count, mode] = [r.box for r in results]
+        answers = _time_frame(frame, runs if updates % 2 else runs[::-1], times, lost, networks)
         for name in networks:
             for count in counts:
                 a, b = np.array(answers[name, count, "batched"]), np.array(answers[name, count, "separate"])
@@ -97,6 +70,40 @@ def run_targets_bench(source, box, networks: dict, counts: list[int], limit: int
                      "box_diff_px": box_diff.get((name, count))})
     return {"source": str(source), "frame_size": [first.shape[1], first.shape[0]], "frames": updates + 1,
             "boxes": [list(b) for b in boxes], "rows": rows}
+
+
+def _start_runs(first, boxes, networks: dict, counts: list[int], peer_factories: dict) -> list[tuple]:
+    """(network or peer name, count, mode, its TrackRuns: one MultiTracker's, or one per separate tracker), each
+    initialised on the first frame."""
+    runs = []
+    for name, net in networks.items():
+        for count in counts:
+            runs.append((name, count, "batched", [TrackRun(MultiTracker(net.engine, net.config), boxes[:count])]))
+            runs.append((name, count, "separate", [TrackRun(SiamTracker(net.engine, net.config), b)
+                                                   for b in boxes[:count]]))
+    for name, make in peer_factories.items():
+        for count in counts:
+            runs.append((name, count, "separate", [TrackRun(make(), b) for b in boxes[:count]]))
+    for *_, trackers in runs:
+        for run in trackers:
+            run.step(first)
+    return runs
+
+
+def _time_frame(frame, runs: list[tuple], times: dict, lost: dict, networks: dict) -> dict:
+    """Every way of running updates on `frame` (the first run after a frame is decoded pays for cold caches, 0.7 ms
+    of 6 ms here: the caller alternates the order); the networks' boxes by (name, count, mode)."""
+    answers = {}
+    for name, count, mode, trackers in runs:
+        start = time.perf_counter()
+        results = [run.step(frame).result for run in trackers]
+        if mode == "batched":
+            results = list(results[0].values())
+        times[name, count, mode].append(time.perf_counter() - start)
+        lost[name, count, mode] += sum(bool(r.lost) for r in results)
+        if name in networks:
+            answers[name, count, mode] = [r.box for r in results]
+    return answers
 
 
 def format_targets(result: dict) -> str:

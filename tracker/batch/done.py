@@ -1,0 +1,81 @@
+"""What a batch run leaves for the next one: DIR/done.jsonl (the jobs finished or failed), and the partial files
+of workers that are gone."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+from .manifest import Job
+
+DONE_LOG = "done.jsonl"
+
+
+class DoneLog:
+    """DIR/done.jsonl: one JSON line per finished or failed job, appended and synced as each one ends."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.path = out_dir / DONE_LOG
+        self.done: dict[str, dict] = {}
+        if self.path.is_file():
+            text = self.path.read_text(errors="replace")
+            if text and not text.endswith("\n"):
+                # A line cut short by a hard kill: end it, so the next record starts a line of its own.
+                with open(self.path, "a") as f:
+                    f.write("\n")
+            for line in text.splitlines():
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # that job is simply not done
+                if not isinstance(entry, dict):
+                    continue
+                if entry.get("status") == "done":
+                    self.done[entry.get("key")] = entry
+                else:
+                    self.done.pop(entry.get("key"), None)
+
+    def is_done(self, job: Job, key: str, out_dir: Path) -> bool:
+        return key in self.done and (out_dir / f"{job.name}.csv").is_file()
+
+    def record(self, job: Job, key: str, result: dict) -> None:
+        entry = {"key": key, "name": job.name, "video": job.video, "box": list(job.box), "start": job.start,
+                 **{k: result[k] for k in ("status", "frames", "seconds") if k in result}}
+        if result.get("error"):
+            entry["error"] = result["error"]
+        entry["time"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        with open(self.path, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _is_running(pid: int) -> bool:
+    """A live process (not a zombie: a killed worker may wait a moment to be reaped, and writes nothing more)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux): trust kill()
+    return state not in ("Z", "X")
+
+
+def remove_stale_partials(out_dir: Path) -> int:
+    """Partial CSVs left by processes that are gone (a killed worker, a killed batch)."""
+    removed = 0
+    for partial in out_dir.glob(".*.partial.csv"):
+        match = re.search(r"\.(\d+)\.partial\.csv$", partial.name)
+        if not match:
+            continue
+        if _is_running(int(match.group(1))):
+            continue
+        partial.unlink(missing_ok=True)
+        removed += 1
+    return removed

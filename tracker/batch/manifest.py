@@ -1,0 +1,146 @@
+"""Batch manifests: the jobs (video, first box, start frame, name) of a CSV, a JSON-lines file or a folder of
+videos with their box files (see the package docs)."""
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UserError
+from ..result import Box, parse_box
+from ..sources import default_box
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg"}
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str  # the output file's stem; unique within a batch
+    video: str  # absolute path
+    box: Box
+    start: int = 0
+
+
+def _box_from_fields(values, where: str) -> Box:
+    try:
+        return parse_box(",".join(str(v) for v in values), flag="box")
+    except UserError as exc:
+        raise UserError(f"{where}: {exc}") from None
+
+
+def _start(value, where: str) -> int:
+    if value in (None, ""):
+        return 0
+    try:
+        start = int(str(value))
+    except ValueError:
+        raise UserError(f"{where}: start must be a whole number of frames, got {value!r}") from None
+    if start < 0:
+        raise UserError(f"{where}: start must be >= 0, got {start}")
+    return start
+
+
+def _video_path(text, base: Path, where: str) -> str:
+    if not text:
+        raise UserError(f"{where}: no video given")
+    path = Path(str(text)).expanduser()
+    return str((base / path).resolve() if not path.is_absolute() else path)
+
+
+def _read_csv_manifest(path: Path) -> list[tuple[str | None, str, Box, int]]:
+    rows = []
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a CSV saved by Excel starts with a BOM
+        reader = csv.DictReader(f)
+        if reader.fieldnames:
+            reader.fieldnames = [name.strip() for name in reader.fieldnames]
+        columns = set(reader.fieldnames or [])
+        if "video" not in columns or not ({"x", "y", "w", "h"} <= columns or "box" in columns):
+            raise UserError(f"{path}: a CSV manifest needs a header with video and x,y,w,h (or box) columns, got "
+                            f"{sorted(columns)}")
+        for line, row in enumerate(reader, 2):
+            where = f"{path.name} line {line}"
+            values = [row["box"]] if "box" in columns and row.get("box") else [row.get(k) for k in "xywh"]
+            rows.append((row.get("name") or None, _video_path(row.get("video"), path.parent, where),
+                         _box_from_fields(values, where), _start(row.get("start"), where)))
+    return rows
+
+
+def _read_jsonl_manifest(path: Path) -> list[tuple[str | None, str, Box, int]]:
+    rows = []
+    for line, text in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+        if not text.strip():
+            continue
+        where = f"{path.name} line {line}"
+        try:
+            entry = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{where}: not JSON ({exc.msg})") from None
+        if not isinstance(entry, dict) or "video" not in entry or "box" not in entry:
+            raise UserError(f'{where}: expected {{"video": ..., "box": [x, y, w, h]}}, got {text.strip()[:80]!r}')
+        box = entry["box"]
+        values = box if isinstance(box, (list, tuple)) else [box]
+        rows.append((entry.get("name"), _video_path(entry["video"], path.parent, where),
+                     _box_from_fields(values, where), _start(entry.get("start"), where)))
+    return rows
+
+
+def _read_folder_manifest(folder: Path) -> tuple[list, dict[str, str]]:
+    """(jobs, problems): a video without a usable box file is a problem to report, not a reason to stop. The box
+    files are found as `siamtrack bench` finds them (sources.default_box)."""
+    rows, problems = [], {}
+    for entry in sorted(folder.iterdir()):
+        if entry.is_file() and entry.suffix.lower() in VIDEO_SUFFIXES:
+            name, video, box_of = entry.stem, entry, entry
+            missing = f"no {entry.stem}_init.txt or {entry.stem}_groundtruth.txt beside {entry.name}"
+        elif entry.is_dir() and (entry / "groundtruth.txt").is_file():
+            videos = sorted(p for p in entry.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+            if len(videos) != 1:
+                problems[entry.name] = f"expected one video beside {entry.name}/groundtruth.txt, found {len(videos)}"
+                continue
+            name, video, box_of, missing = entry.name, videos[0], entry, ""
+        else:
+            continue
+        try:
+            box = default_box(box_of)
+        except (OSError, ValueError) as exc:
+            problems[name] = f"{box_of}: {exc}"
+            continue
+        if box is None:
+            problems[name] = missing
+            continue
+        rows.append((name, str(video.resolve()), box, 0))
+    return rows, problems
+
+
+def read_manifest(path: str | Path) -> tuple[list[Job], dict[str, str]]:
+    """(jobs, problems) from a CSV / JSONL manifest or a folder; names are made unique (a-2, a-3...)."""
+    path = Path(path)
+    problems: dict[str, str] = {}
+    if path.is_dir():
+        rows, problems = _read_folder_manifest(path)
+    elif not path.is_file():
+        raise UserError(f"manifest not found: {path}")
+    elif path.suffix.lower() in (".csv", ".jsonl", ".json", ".ndjson"):
+        read = _read_csv_manifest if path.suffix.lower() == ".csv" else _read_jsonl_manifest
+        try:
+            rows = read(path)
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{path}: not UTF-8 text (byte {exc.start}): save the manifest as UTF-8") from None
+        except csv.Error as exc:
+            raise UserError(f"{path}: not a readable CSV file ({exc})") from None
+    else:
+        raise UserError(f"{path}: a manifest is a .csv, a .jsonl or a folder of videos")
+    jobs, taken = [], set()
+    for name, video, box, start in rows:
+        stem = re.sub(r"[^\w.-]+", "_", str(name or Path(video).stem)) or "job"
+        unique, k = stem, 1
+        while unique in taken:
+            k += 1
+            unique = f"{stem}-{k}"
+        taken.add(unique)
+        jobs.append(Job(unique, video, box, start))
+    if not jobs and not problems:
+        raise UserError(f"{path}: no jobs (see the module docs: siamtrack batch --help)")
+    return jobs, problems

@@ -1,0 +1,378 @@
+"""Frame sources through OpenCV: video files, image folders, cameras and network streams, one `Frame` at a time.
+
+A camera or stream delivers frames whether or not the tracker keeps up. Read on the tracking thread, every frame
+the tracker was too slow for waits in OpenCV's or the network's buffer, so the tracker falls further behind the
+scene with every frame (and after the seconds spent drawing the first box, it starts seconds behind). So a live
+source is read on a thread that keeps only the newest frame (`LatestFrameGrabber`); the tracker takes that one
+and the frames it never saw are counted as dropped. A file shown in a window is played at its own frame rate
+(`Pacer`). The first box stored beside a clip is read here too (`default_box`), for `batch` and `bench` alike.
+"""
+from __future__ import annotations
+
+import re
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import cv2
+import numpy as np
+
+from .errors import UserError
+
+# Network sources OpenCV's FFmpeg backend opens (IP cameras, phone camera apps, media servers).
+STREAM_URL = re.compile(r"^(https?|rtsps?|rtmp|rtp|udp|tcp|srt)://", re.IGNORECASE)
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+@dataclass(frozen=True)
+class Frame:
+    image: np.ndarray  # BGR uint8
+    index: int  # 0-based frame number in the source (counting the frames dropped before it)
+    captured_at: float  # time.monotonic() when the source delivered it
+
+
+@contextmanager
+def quiet_opencv():
+    """OpenCV logs a dozen lines while it tries each camera backend; the caller gives one clear message instead."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _open_stream(url: str, stall_timeout: float) -> cv2.VideoCapture:
+    # FFmpeg's own read timeout, a little past ours, so that our message comes first and a hung read still
+    # returns (its default is 30 s) and lets the capture be released.
+    timeout_ms = int(1000 * (stall_timeout + 2.0))
+    with quiet_opencv():
+        capture = cv2.VideoCapture(url, cv2.CAP_FFMPEG, [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, max(timeout_ms, 10000), cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms])
+    if not capture.isOpened():
+        raise UserError(f"cannot open stream {url}: check the address and that the camera or server is "
+                        "reachable from here")
+    return capture
+
+
+def _open_camera(device, refusal: str) -> cv2.VideoCapture:
+    with quiet_opencv():
+        capture = cv2.VideoCapture(device)
+    if not capture.isOpened():
+        raise UserError(refusal)
+    return capture
+
+
+def _folder_images(path: Path, source: str) -> list[Path]:
+    images = _image_files(path)
+    if not images and (path / "img").is_dir():
+        images = _image_files(path / "img")
+    if not images:
+        raise UserError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {source}")
+    return images
+
+
+def _open_file(path: Path, source: str) -> cv2.VideoCapture:
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise UserError(f"cannot read video {source}: not a video format OpenCV can decode")
+    return capture
+
+
+class FrameSource:
+    """The frames of a video file, an image folder (or its img/ subfolder, the OTB layout), a camera index, a
+    camera device such as /dev/video0 or a stream URL, as `Frame`s from frames().
+
+    `frame_count` is None when unknown (cameras); `fps` falls back to 30. A video that ends before the frame
+    count its header gives raises a UserError saying so, unless allow_truncated (then `truncated` says where it
+    stopped): a short file must not pass for a complete run.
+    """
+
+    def __init__(self, source: str, allow_truncated: bool = False, start: int = 0, stall_timeout: float = 5.0) -> None:
+        """start: the first frame to yield (0-based); the frames before it are decoded and dropped (a seek is not
+        frame-exact in every codec). stall_timeout: seconds a live source may go without delivering a frame before
+        frames() raises a UserError saying it stopped."""
+        self.stall_timeout = stall_timeout
+        self.name = str(source)
+        self.allow_truncated = allow_truncated
+        if start < 0:
+            raise UserError(f"the start frame must be >= 0, got {start}")
+        self.start = start
+        self.truncated: str | None = None  # the message, when a video stopped early and that was allowed
+        self.frames_read = 0
+        self._images: list[Path] | None = None
+        self._capture: cv2.VideoCapture | None = None
+        self._is_camera = False
+        self._grabber: LatestFrameGrabber | None = None
+        self._open(source)
+        self.fps = self._capture.get(cv2.CAP_PROP_FPS) if self._capture is not None else 0.0
+        if not self.fps or not np.isfinite(self.fps) or self.fps > 240:
+            self.fps = 30.0
+        self.frame_count = self._frame_count()
+
+    def _open(self, source: str) -> None:
+        path = Path(source)
+        if STREAM_URL.match(self.name):
+            self._is_camera = True  # a live stream: no frame count, frames arrive in real time
+            self._capture = _open_stream(self.name, self.stall_timeout)
+        elif self.name.isdigit() and not path.exists():
+            self._is_camera = True
+            self._capture = _open_camera(int(source), f"cannot open camera {source}: check it is connected, or pass "
+                                                      "a video file or image folder")
+        elif path.is_char_device():
+            self._is_camera = True
+            self._capture = _open_camera(str(path), f"cannot open camera device {source}: it exists but OpenCV "
+                                                    "cannot capture from it (busy, no permission, or not a video "
+                                                    "device)")
+        elif path.is_dir():
+            self._images = _folder_images(path, source)
+        elif path.is_file():
+            self._capture = _open_file(path, source)
+        elif path.exists():
+            raise UserError(f"{source} is neither a video file, an image folder nor a camera device")
+        else:
+            raise UserError(f"no such file, folder or camera index: {source}")
+
+    def _frame_count(self) -> int | None:
+        if self._images is not None:
+            return len(self._images)
+        if self._is_camera:
+            return None
+        count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        return count if count > 0 else None
+
+    @property
+    def is_live(self) -> bool:
+        """A camera or stream: frames arrive in real time, whether or not they are read."""
+        return self._is_camera
+
+    @property
+    def dropped(self) -> int:
+        """Frames a live source delivered that were never tracked (see frames(latest_only=True))."""
+        return self._grabber.dropped if self._grabber is not None else 0
+
+    @property
+    def frames_left(self) -> int | None:
+        """Frames from the start frame to the end (None when unknown)."""
+        return None if self.frame_count is None else max(self.frame_count - self.start, 0)
+
+    def start_grabbing(self) -> None:
+        """Start reading a live source on a thread now, keeping only the newest frame, so that frames which
+        arrive while the model loads (or a box is drawn) do not pile up in the capture's buffer. frames() then
+        yields from it. Nothing to do for files and folders."""
+        if self.is_live:
+            self._grab_newest()
+
+    def _grab_newest(self) -> None:
+        if self._grabber is None:
+            self._skip_to_start()
+            self._grabber = LatestFrameGrabber(self._capture.read, self.name, self.stall_timeout)
+
+    def frames(self, latest_only: bool | None = None) -> Iterator[Frame]:
+        """The frames from the start frame on. latest_only (default: for live sources) reads on a thread and
+        yields only the newest frame each time, dropping the ones in between."""
+        if latest_only is None:
+            latest_only = self.is_live
+        if not latest_only:
+            reader = self._read_images() if self._images is not None else self._read_capture()
+            for number, image in enumerate(reader, start=self.start):
+                yield Frame(image, number, time.monotonic())
+            return
+        if self._capture is None:
+            raise UserError(f"{self.name} is an image folder: there are no frames to drop")
+        self._grab_newest()
+        while True:
+            frame = self._grabber.next()
+            if frame is None:
+                break
+            self.frames_read = self.start + frame.index + 1
+            yield Frame(frame.image, self.start + frame.index, frame.captured_at)
+        self._check_complete()
+
+    def skip_pending(self) -> None:
+        """A live source's waiting frame is stale (a box was being drawn): the next one is taken instead."""
+        if self._grabber is not None:
+            self._grabber.skip_pending()
+
+    def _skip_to_start(self) -> None:
+        for skipped in range(self.start):
+            if not self._capture.grab():
+                raise UserError(f"{self.name} has only {skipped} frames: cannot start at frame {self.start}")
+        self.frames_read = self.start
+
+    def _read_images(self) -> Iterator[np.ndarray]:
+        if self.start >= len(self._images):
+            raise UserError(f"{self.name} has only {len(self._images)} images: cannot start at frame {self.start}")
+        self.frames_read = self.start
+        for image_path in self._images[self.start:]:
+            image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+            if image is None:
+                raise UserError(f"cannot read image {image_path}")
+            self.frames_read += 1
+            yield image
+
+    def _read_capture(self) -> Iterator[np.ndarray]:
+        self._skip_to_start()
+        while True:
+            ok, image = self._capture.read()
+            if not ok:
+                break
+            self.frames_read += 1
+            yield image
+        self._check_complete()
+
+    def _check_complete(self) -> None:
+        if self._is_camera:
+            return
+        if self.frame_count is not None and self.frames_read < self.frame_count:
+            message = (f"{self.name}: stopped at frame {self.frames_read} of {self.frame_count}: the file looks "
+                       "truncated (or a frame cannot be decoded)")
+            if not self.allow_truncated:
+                raise UserError(message + "; pass --allow-truncated to accept the frames read")
+            self.truncated = message
+
+    def close(self) -> None:
+        if self._grabber is not None and not self._grabber.stop():
+            return  # the reader is stuck in the driver: releasing the capture under it could crash the process
+        if self._capture is not None:
+            self._capture.release()
+
+
+class LatestFrameGrabber:
+    """Reads `read()` (cv2.VideoCapture.read or alike) on a thread and hands out only the newest frame.
+
+    `next()` blocks until a frame newer than the last one handed out arrives and returns it; None at the end of the
+    stream (read() gave no frame). When the source delivers nothing for `stall_timeout` seconds, next() raises a
+    UserError (a camera unplugged, a stream that hung) instead of waiting for ever.
+    """
+
+    def __init__(self, read: Callable[[], tuple[bool, np.ndarray | None]], name: str,
+                 stall_timeout: float = 5.0) -> None:
+        self.name = name
+        self.stall_timeout = stall_timeout
+        self.frames_read = 0
+        self.dropped = 0  # frames read but replaced by a newer one before anyone took them
+        self._read = read
+        self._latest: Frame | None = None
+        self._ended = False
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name=f"grab {name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                ok, image = self._read()
+                now = time.monotonic()
+                if not ok or image is None:
+                    return
+                with self._changed:
+                    if self._latest is not None:
+                        self.dropped += 1
+                    self._latest = Frame(image, self.frames_read, now)
+                    self.frames_read += 1
+                    self._changed.notify_all()
+        except Exception as exc:  # an OpenCV error in the reader reaches the caller as one line, not a dead thread
+            error = UserError(f"{self.name}: reading a frame failed: {exc}")
+            error.__cause__ = exc
+            with self._changed:
+                self._error = error
+        finally:
+            with self._changed:
+                self._ended = True  # stopped, failed or at the end: next() must not wait for a frame
+                self._changed.notify_all()
+
+    def next(self) -> Frame | None:
+        deadline = time.monotonic() + self.stall_timeout
+        with self._changed:
+            while self._latest is None:
+                if self._error is not None:
+                    raise self._error
+                if self._ended:
+                    return None
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise UserError(f"{self.name} delivered no frame for {self.stall_timeout:g} s: it stopped "
+                                    "(unplugged, or the stream hung)")
+                self._changed.wait(left)
+            frame, self._latest = self._latest, None
+            return frame
+
+    def skip_pending(self) -> None:
+        """Count the frame waiting now as dropped (the caller was busy elsewhere, e.g. a box was being drawn)."""
+        with self._changed:
+            if self._latest is not None:
+                self._latest = None
+                self.dropped += 1
+
+    def stop(self, timeout: float = 1.0) -> bool:
+        """Ask the reader to stop; True when it has (a read blocked in the driver may not return: then the
+        capture must not be released under it)."""
+        self._stop.set()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
+class Pacer:
+    """Sleeps so that frames are shown at `fps` (a file played at its own speed); reset() after a pause keeps the
+    schedule from rushing to catch up."""
+
+    def __init__(self, fps: float) -> None:
+        self.interval = 1.0 / fps
+        self._next = None
+
+    def wait(self) -> None:
+        now = time.monotonic()
+        if self._next is None or now - self._next > 0.5:  # first frame, or far behind (slow tracker): restart
+            self._next = now
+        elif self._next > now:
+            time.sleep(self._next - now)
+        self._next += self.interval
+
+    def reset(self) -> None:
+        self._next = None
+
+
+def parse_boxes(path: Path) -> np.ndarray:
+    """Read ``x,y,w,h`` lines separated by commas, tabs or spaces (NaN allowed)."""
+    rows = []
+    for i, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = [p for p in re.split(r"[,\s;]+", line.strip()) if p]
+        try:
+            vals = [float(p) for p in parts]
+        except ValueError:
+            raise ValueError(f"{path.name} line {i}: not numbers: {line.strip()!r}") from None
+        if len(vals) != 4:
+            raise ValueError(f"{path.name} line {i}: expected 4 values x,y,w,h, got {len(vals)}")
+        rows.append(vals)
+    if not rows:
+        raise ValueError(f"{path.name} is empty")
+    return np.asarray(rows, dtype=float)
+
+
+def default_box(source: Path):
+    """The first GT / init box stored next to a clip (``<stem>_groundtruth.txt``, ``<stem>_init.txt``,
+    or ``groundtruth.txt`` / ``groundtruth_rect.txt`` in an image folder), else None."""
+    source = Path(source)
+    if source.is_dir():
+        cands = [source / "groundtruth.txt", source / "groundtruth_rect.txt"]
+    else:
+        cands = [source.with_name(source.stem + "_groundtruth.txt"), source.with_name(source.stem + "_init.txt")]
+    for c in cands:
+        if c.is_file():
+            box = parse_boxes(c)[0]
+            if c.name == "groundtruth_rect.txt":
+                box[:2] -= 1.0
+            return tuple(float(v) for v in box)
+    return None
