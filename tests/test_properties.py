@@ -17,7 +17,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from tracker import SiamTracker, UserError  # noqa: E402
 from tracker.config import TrackerConfig  # noqa: E402
-from tracker.evaluation.cli import parse_overrides  # noqa: E402
+from tracker.config import parse_overrides  # noqa: E402
 from tracker.result import MAX_BOX_FACTOR, MIN_BOX_SIDE, check_box, parse_box  # noqa: E402
 
 RUNS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

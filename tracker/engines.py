@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -17,6 +19,30 @@ import numpy as np
 
 from .config import ModelConfig, TrackerConfig
 from .errors import UserError
+
+
+def physical_cores() -> int:
+    """Physical cores this process may run on (hyper-threads share a core's FPU, so ORT gains nothing from them),
+    capped by a cgroup CPU quota when there is one."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = list(range(os.cpu_count() or 1))
+    cores = set()
+    try:
+        for cpu in cpus:
+            topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+            cores.add(((topology / "physical_package_id").read_text().strip(), (topology / "core_id").read_text().strip()))
+    except OSError:
+        cores = set(cpus)
+    count = len(cores) or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            count = min(count, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return count
 
 
 @runtime_checkable

@@ -7,8 +7,6 @@ This module must never import torch, directly or through another siamtrack modul
 from __future__ import annotations
 
 import json
-import math
-import os
 import time
 import warnings
 from importlib import metadata as _dist_metadata
@@ -18,36 +16,13 @@ import numpy as np
 import onnxruntime as ort
 
 from .config import ModelConfig, TrackerConfig
+from .engines import physical_cores
 from .errors import UserError
 from .paths import SEARCH_ONNX, TEMPLATE_ONNX, weights_dir
 
 FORMAT = "siamtrack-onnx/2"  # /2: the search graph takes several targets' templates and an `owner` per crop
 FORMATS = ("siamtrack-onnx/1", FORMAT)  # /1 pairs (one template per search call) still load and run
 _PAIR_KEYS = ("siamtrack_format", "model_config", "input_layout", "response_size", "weights_sha256")
-
-
-def physical_cores() -> int:
-    """Physical cores this process may run on (hyper-threads share a core's FPU, so ORT gains nothing from them),
-    capped by a cgroup CPU quota when there is one."""
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cpus = list(range(os.cpu_count() or 1))
-    cores = set()
-    try:
-        for cpu in cpus:
-            topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
-            cores.add(((topology / "physical_package_id").read_text().strip(), (topology / "core_id").read_text().strip()))
-    except OSError:
-        cores = set(cpus)
-    count = len(cores) or 1
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            count = min(count, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return count
 
 
 def _check_one_onnxruntime() -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import cv2
 
+from ..engines import physical_cores
 from ..errors import UserError
 from ..options import add_model_options, check_model_options
 from ..outputs import check_output_dir
@@ -101,8 +102,6 @@ def _batch(args, guard) -> int:
 
 def _settings(args, overrides: dict, job_count: int) -> tuple[Settings, int]:
     """What the workers build their trackers from, and how many workers."""
-    from ..onnx_engine import physical_cores  # here: it imports onnxruntime, which a torch-only install lacks
-
     cores = physical_cores()
     # One single-threaded worker per core measured 1.24x the throughput of one worker with all the cores
     # (75.8 vs 61.1 frames/s on val-hard, 2 cores): the network's small layers scale poorly across threads.

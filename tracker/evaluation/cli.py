@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from tracker.config import parse_overrides  # noqa: F401  (training and export import it from here)
 from tracker.errors import UserError
 from tracker.options import add_model_options, check_model_options, first_engine, load_tracker, split_list
 from tracker.outputs import check_output_dir, check_output_path
