@@ -281,17 +281,17 @@ def test_from_pretrained_engines(exported):
 
 
 def test_shipped_onnx_is_the_deployment_export_of_the_shipped_checkpoint(default_model):
-    """The shipped pair is `siamtrack export --out weights/` of the shipped checkpoint (README, Weights): float, at
+    """The shipped pair is `siamtrack export --out weights/` of the shipped checkpoint (weights/MODEL_CARD.md): float, at
     the checkpoint's own search size, with its tracker config (lost_threshold included, set by `siamtrack
     configure`). Guards against retraining or reconfiguring the default model without re-exporting."""
     folder = weights_dir()
     if not (folder / SEARCH_ONNX).is_file():
-        pytest.fail(f"{folder} has no {SEARCH_ONNX}: see README, Weights, for the commands that make it")
+        pytest.fail(f"{folder} has no {SEARCH_ONNX}: see weights/MODEL_CARD.md (How it was made) for the commands that make it")
     model, tracker_config, _ = default_model
     for name in (TEMPLATE_ONNX, SEARCH_ONNX):
         meta = _metadata(folder / name)
         source = json.loads(meta["source"])
-        stale = f"weights/{name} is stale: re-make the pair (README, Weights)"
+        stale = f"weights/{name} is stale: re-make the pair (weights/MODEL_CARD.md, How it was made)"
         assert source["checkpoint_sha256"] == file_sha256(default_weights_path()), stale
         assert meta["weights_sha256"] == weights_fingerprint(model), stale
         assert json.loads(meta["model_config"]) == model.config.to_dict(), stale

@@ -51,7 +51,7 @@ def pick_providers(device: str) -> list:
         if device == "auto":
             return ["CPUExecutionProvider"]
         raise UserError("device 'cuda' asked for but this onnxruntime has no CUDAExecutionProvider: install "
-                        "onnxruntime-gpu instead of onnxruntime (see README, Deployment), or use device='cpu'")
+                        "onnxruntime-gpu instead of onnxruntime (docs/deployment.md), or use device='cpu'")
     return [("CUDAExecutionProvider", {"device_id": _device_id(device)}), "CPUExecutionProvider"]
 
 

@@ -49,7 +49,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
                     "responses are from the float ones; measure accuracy with `siamtrack eval --weights DIR`.")
     q.add_argument("--out", required=True, metavar="DIR", help="folder for the int8 pair")
     q.add_argument("--weights", metavar="DIR", required=True,
-                   help="folder with a float pair from `siamtrack export` (the shipped pair is already int8)")
+                   help="folder with a float pair from `siamtrack export` (the shipped pair is float)")
     q.add_argument("--calibration", default="../shared/data/train", metavar="CACHE",
                    help="crop-cache folder for calibration images (default: ../shared/data/train)")
     q.add_argument("--count", type=int, default=64, help="calibration batches (default 64)")
@@ -60,15 +60,15 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
         description="Write template.onnx (exemplar -> template features) and search.onnx (N search crops + "
                     "template features -> N response maps, logits) with the model and tracker configs in "
                     "their metadata, then check them against PyTorch (same responses within 1e-3 relative, same "
-                    "peak). After retraining the shipped model, rebuild the shipped pair (README, Weights: this command with "
-                    "--search-size 191, then `siamtrack quantize`).")
+                    "peak). After retraining the shipped model, rebuild the shipped pair with `siamtrack export --out "
+                    "weights/` (weights/MODEL_CARD.md, How it was made).")
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write template.onnx and search.onnx to")
     p.add_argument("--weights", help="checkpoint to export (default: the shipped default model)")
     p.add_argument("--layout", choices=("uint8_nhwc", "float_nchw"), default="uint8_nhwc",
                    help="image input of the graphs: uint8 BGR NHWC as cropped (default), or float32 BGR NCHW in [0,255]")
     p.add_argument("--search-size", type=int, metavar="PX",
                    help="search-crop side the graphs are built for (default: the checkpoint's, 255 for the shipped "
-                        "model); the shipped pair uses 191, see README, Speed")
+                        "model, which the shipped pair uses too)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="tracking hyperparameter (TrackerConfig key) to store in the graphs' metadata instead of "
                         "the checkpoint's, e.g. --set lost_threshold=0.74; repeatable")

@@ -142,7 +142,7 @@ def cmd_configure(args: argparse.Namespace) -> int:
     out = Path(args.out or args.weights)
     torch.save(payload, str(out))
     print(f"wrote {out}: " + ", ".join(f"{k}={v}" for k, v in config.to_dict().items()))
-    print("if this checkpoint is the shipped one, rebuild the shipped ONNX pair from it (README, Weights)")
+    print("if this checkpoint is the shipped one, rebuild the shipped ONNX pair from it: siamtrack export --out weights/ (weights/MODEL_CARD.md)")
     return 0
 
 
