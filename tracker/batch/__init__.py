@@ -63,7 +63,8 @@ def _batch(args, guard) -> int:
     overrides = check_model_options(args)
     if args.gpu_fraction is not None and not 0 <= args.gpu_fraction <= 1:
         raise UserError(f"--gpu-fraction must be from 0 to 1 (a share of one GPU per task), got {args.gpu_fraction:g}")
-    jobs, problems = read_manifest(args.manifest)
+    notes: list[str] = []
+    jobs, problems = read_manifest(args.manifest, notes)
     # Absolute: a Ray worker on another node (or in another working directory) must find the same places.
     out_dir = check_output_dir(args.out, "--out").resolve()
     settings, workers = _settings(args, overrides, len(jobs))
@@ -76,6 +77,8 @@ def _batch(args, guard) -> int:
     keys = {job.name: job_key(job, settings) for job in jobs}
     todo = [job for job in jobs if not log.is_done(job, keys[job.name], out_dir)]
     skipped = len(jobs) - len(todo)
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
     for name, why in problems.items():
         print(f"warning: {name} skipped: {why}", file=sys.stderr)
     where = f"Ray ({args.ray or 'local'})" if args.ray is not None else f"{workers} local worker(s)"
@@ -93,11 +96,23 @@ def _batch(args, guard) -> int:
     rate = f"{frames / wall:.1f} frames/s" if wall > 0 and frames else "n/a"
     print(f"{len(done)} tracked, {skipped} already done, {failed} failed, {len(problems)} not "
           f"understood; {frames} frames in {wall:.1f} s = {rate} across all videos ({where}); results in {out_dir}")
-    if failed or problems:
-        print(f"siamtrack: error: {failed + len(problems)} job(s) not tracked: see {out_dir / DONE_LOG} "
-              "and the table above; a rerun tries them again", file=sys.stderr)
-        return 1
-    return 0
+    return _exit_status(failed, len(problems), out_dir)
+
+
+def _exit_status(failed: int, not_understood: int, out_dir: Path) -> int:
+    """1, with one line saying what to do, when a job failed or a manifest entry could not become a job. A rerun
+    retries a failed job (a video being copied, a worker out of memory); an entry the warnings above explain
+    stays out of every rerun until the manifest (or the folder) is fixed, so the line does not promise a retry."""
+    if not failed and not not_understood:
+        return 0
+    parts = []
+    if failed:
+        parts.append(f"{failed} job(s) failed: see {out_dir / DONE_LOG} and the table above; a rerun tries them "
+                     "again")
+    if not_understood:
+        parts.append(f"{not_understood} video(s) not in the batch: fix what the warnings above name, then rerun")
+    print(f"siamtrack: error: {'; '.join(parts)}", file=sys.stderr)
+    return 1
 
 
 def _settings(args, overrides: dict, job_count: int) -> tuple[Settings, int]:

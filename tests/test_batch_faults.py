@@ -1,0 +1,109 @@
+"""`siamtrack batch` when things go wrong (issue 23, the batch rows): manifests with paths OpenCV cannot take,
+repeated lines, unlabelled videos, a rerun with other settings, two batches on one --out, a killed batch's
+workers, a full disk. Each test runs the command as a user would and checks the exit status, the message and what
+is on disk after."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from test_batch import batch, done_entries, make_clips, reference_csvs, write_manifest
+
+
+def csvs(out: Path) -> dict[str, bytes]:
+    return {p.stem: p.read_bytes() for p in out.glob("*.csv")}
+
+
+def last_line(stderr: str) -> str:
+    return stderr.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    """Two short clips and what `siamtrack track --boxes` writes for each."""
+    folder = tmp_path_factory.mktemp("clips")
+    made = make_clips(folder, frames_each=16, count=2)
+    return made, reference_csvs(made, tmp_path_factory.mktemp("reference"))
+
+
+def labelled_folder(folder: Path, clips, labelled: int) -> Path:
+    """A folder manifest: the clips, the first `labelled` of them with a <stem>_init.txt."""
+    folder.mkdir()
+    for k, (clip, box) in enumerate(clips):
+        shutil.copy(clip, folder / clip.name)
+        if k < labelled:
+            (folder / f"{clip.stem}_init.txt").write_text(",".join(map(str, box)) + "\n")
+    return folder
+
+
+# -- manifests -------------------------------------------------------------------------------------------------
+
+
+def test_a_nul_byte_in_a_manifest_path_is_one_line_naming_the_line(tmp_path):
+    manifest = tmp_path / "nul.csv"
+    manifest.write_bytes(b"video,x,y,w,h\n\0\0\0,1,2,3,4\n")
+    done = batch(manifest, "--out", tmp_path / "out")
+    assert done.returncode == 2, done.stderr
+    assert last_line(done.stderr).startswith("siamtrack: error: nul.csv line 2: the video path")
+    assert "NUL byte" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "out" / "done.jsonl").exists()
+
+
+def test_a_path_that_is_not_utf8_fails_that_job_and_the_others_run(clips, tmp_path):
+    made, expected = clips
+    folder = labelled_folder(tmp_path / "videos", made, labelled=2)
+    # A file name with a byte that is not UTF-8 (as a camera or an old archive may write): OpenCV used to crash
+    # the whole batch on it (exit 139, no message).
+    os.rename(os.fsencode(folder / made[1][0].name), os.fsencode(folder) + b"/bad\xff.avi")
+    os.rename(os.fsencode(folder / f"{made[1][0].stem}_init.txt"), os.fsencode(folder) + b"/bad\xff_init.txt")
+    jsonl = tmp_path / "jobs.jsonl"
+    jsonl.write_text(json.dumps({"video": str(made[0][0]), "box": list(made[0][1])}) + "\n"
+                     + json.dumps({"video": "bad\udcff.avi", "box": [1, 2, 3, 4]}) + "\n")
+    for manifest, where in ((folder, r"videos/bad\udcff.avi"), (jsonl, "jobs.jsonl line 2")):
+        out = tmp_path / f"out-{manifest.name}"
+        done = batch(manifest, "--out", out, "--workers", "1")
+        assert done.returncode == 1, done.stderr
+        assert f"{where}: the path b'" in done.stderr and "is not UTF-8" in done.stderr, done.stderr
+        assert "rename the file" in done.stderr and "Traceback" not in done.stderr
+        assert "1 tracked" in done.stdout
+        assert csvs(out) == {"clip0": expected["clip0"]}
+        assert [e["name"] for e in done_entries(out)] == ["clip0"]
+
+
+def test_a_repeated_manifest_line_is_tracked_once_with_a_warning(clips, tmp_path):
+    made, expected = clips
+    manifest = write_manifest(tmp_path / "jobs.csv", [made[0], made[1], made[0]])
+    shutil.copy(made[0][0], tmp_path)
+    shutil.copy(made[1][0], tmp_path)
+    out = tmp_path / "out"
+    done = batch(manifest, "--out", out, "--workers", "1")
+    assert done.returncode == 0, done.stderr
+    assert "warning: jobs.csv line 4 repeats jobs.csv line 2 (same video, box and start): tracked once" \
+        in done.stderr
+    assert "2 job(s): 0 already done, 2 to track" in done.stderr
+    assert csvs(out) == expected  # no clip0-2.csv
+    assert sorted(e["name"] for e in done_entries(out)) == ["clip0", "clip1"]
+
+
+def test_an_unlabelled_video_in_a_folder_says_what_to_add_and_promises_no_retry(clips, tmp_path):
+    made, expected = clips
+    folder = labelled_folder(tmp_path / "videos", made, labelled=1)
+    out = tmp_path / "out"
+    for run, already in ((1, 0), (2, 1)):
+        done = batch(folder, "--out", out, "--workers", "1")
+        assert done.returncode == 1, done.stderr
+        assert "warning: clip1 skipped: no clip1_init.txt or clip1_groundtruth.txt beside clip1.avi: add one " \
+               "(its first line: x,y,w,h), or list the video in a CSV manifest" in done.stderr
+        assert f"1 job(s): {already} already done" in done.stderr, run
+        assert last_line(done.stderr) == ("siamtrack: error: 1 video(s) not in the batch: fix what the warnings "
+                                          "above name, then rerun")
+        assert "a rerun tries" not in done.stderr
+        assert csvs(out) == {"clip0": expected["clip0"]}
+    (folder / "clip1_init.txt").write_text(",".join(map(str, made[1][1])) + "\n")
+    done = batch(folder, "--out", out, "--workers", "1")
+    assert done.returncode == 0 and "1 already done, 1 to track" in done.stderr, done.stderr
+    assert csvs(out) == expected
