@@ -155,7 +155,7 @@ def test_pool_matches_single_runs_records_failures_and_resumes(short_clips, tmp_
                                                              "garbage": "failed", "clip0-2": "failed"}
     assert "cannot read video" in entries["garbage"]["error"] and "outside" in entries["clip0-2"]["error"]
     assert not (out / "garbage.csv").exists() and list(out.glob(".*partial*")) == []
-    assert "frames/s across all videos" in done.stdout and "2 job(s) not tracked" in done.stderr
+    assert "frames/s across all videos" in done.stdout and "2 job(s) failed: see" in done.stderr
 
     mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("*.csv")}
     again = batch(manifest, "--out", out, "--workers", "2")

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -107,3 +109,72 @@ def test_an_unlabelled_video_in_a_folder_says_what_to_add_and_promises_no_retry(
     done = batch(folder, "--out", out, "--workers", "1")
     assert done.returncode == 0 and "1 already done, 1 to track" in done.stderr, done.stderr
     assert csvs(out) == expected
+
+
+# -- the --out folder: its settings, one batch at a time -------------------------------------------------------
+
+
+def test_a_rerun_with_other_settings_is_refused_and_never_serves_their_boxes(clips, tmp_path):
+    made, expected = clips
+    manifest = write_manifest(tmp_path / "jobs.csv", made)
+    for clip, _ in made:
+        shutil.copy(clip, tmp_path)
+    out = tmp_path / "out"
+    other = ["--set", "window_influence=0.9", "--set", "scale_damping=0.0"]
+    first = batch(manifest, "--out", out, "--workers", "1")
+    assert first.returncode == 0, first.stderr
+    log = (out / "done.jsonl").read_bytes()
+
+    refused = batch(manifest, "--out", out, "--workers", "1", *other)
+    assert refused.returncode == 2, refused.stderr
+    assert last_line(refused.stderr) == (
+        f"siamtrack: error: {out} holds the results of a batch with other settings (overrides: no --set there, "
+        "--set scale_damping=0.0 --set window_influence=0.9 now): give another --out, or add --restart to track "
+        "every job again with these settings")
+    assert csvs(out) == expected and (out / "done.jsonl").read_bytes() == log  # nothing touched
+
+    restarted = batch(manifest, "--out", out, "--workers", "1", *other, "--restart")
+    assert restarted.returncode == 0 and "0 already done, 2 to track" in restarted.stderr, restarted.stderr
+    other_boxes = csvs(out)
+    assert other_boxes.keys() == expected.keys() and other_boxes != expected
+    assert [p.read_bytes() for p in out.glob("done-before-restart.*.jsonl")] == [log]  # the old log is kept
+
+    back = batch(manifest, "--out", out, "--workers", "1")  # settings A again: refused, not "2 already done"
+    assert back.returncode == 2 and "other settings" in back.stderr, back.stderr
+    assert csvs(out) == other_boxes
+    again = batch(manifest, "--out", out, "--workers", "1", *other)  # the same settings resume as before
+    assert again.returncode == 0 and "2 already done, 0 to track" in again.stderr, again.stderr
+
+
+def test_a_second_batch_on_the_same_out_is_refused_naming_the_first(tmp_path):
+    from test_batch import long_batch, start_batch
+
+    manifest, expected, out = long_batch(tmp_path, frames_each=60)
+    first = start_batch(manifest, out, 1)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not _lock_names(out, first.pid):
+            assert first.poll() is None, first.communicate()
+            time.sleep(0.05)
+        os.kill(first.pid, signal.SIGSTOP)  # holding its lock however fast the machine is
+        try:
+            second = batch(manifest, "--out", out, "--workers", "1")
+        finally:
+            os.kill(first.pid, signal.SIGCONT)
+        assert second.returncode == 2, second.stderr
+        assert last_line(second.stderr) == (f"siamtrack: error: {out} is in use by another siamtrack batch (pid "
+                                            f"{first.pid}): wait for it to end, or give this one another --out")
+        _, stderr = first.communicate(timeout=600)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode == 0, stderr
+    assert csvs(out) == expected
+    assert sorted(e["name"] for e in done_entries(out)) == ["clip0", "clip1", "clip2"]  # each tracked once
+    assert batch(manifest, "--out", out).returncode == 0  # the lock went with the first batch
+
+
+def _lock_names(out: Path, pid: int) -> bool:
+    lock = out / ".batch.lock"
+    return lock.is_file() and lock.read_text().strip() == str(pid)

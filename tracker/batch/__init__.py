@@ -34,6 +34,7 @@ from ..signals import SignalGuard
 from .done import DONE_LOG, DoneLog, remove_stale_partials
 from .jobs import _TRACKERS, Settings, _tracker, job_key, track_job
 from .manifest import Job, read_manifest
+from .outdir import OutDirLock, check_settings
 from .schedulers import MAX_ATTEMPTS, run_pool, run_ray
 
 __all__ = ["DONE_LOG", "MAX_ATTEMPTS", "DoneLog", "Job", "Settings", "add_subcommands", "cmd_batch", "job_key",
@@ -71,16 +72,23 @@ def _batch(args, guard) -> int:
     # Bad weights or settings are one error now, not one failure per video later.
     _tracker(settings)
     _TRACKERS.clear()
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
+    for name, why in problems.items():
+        print(f"warning: {name} skipped: {why}", file=sys.stderr)
+    with OutDirLock(out_dir):  # a second batch on this DIR would track every job again, beside this one
+        check_settings(out_dir, settings.identity(), args.restart)
+        return _batch_in(out_dir, jobs, len(problems), settings, workers, args, guard)
 
+
+def _batch_in(out_dir: Path, jobs: list[Job], not_understood: int, settings: Settings, workers: int, args,
+              guard) -> int:
+    """The jobs that DIR/done.jsonl does not list as done, run and recorded; the summary; the exit status."""
     log = DoneLog(out_dir)
     stale = remove_stale_partials(out_dir)
     keys = {job.name: job_key(job, settings) for job in jobs}
     todo = [job for job in jobs if not log.is_done(job, keys[job.name], out_dir)]
     skipped = len(jobs) - len(todo)
-    for note in notes:
-        print(f"warning: {note}", file=sys.stderr)
-    for name, why in problems.items():
-        print(f"warning: {name} skipped: {why}", file=sys.stderr)
     where = f"Ray ({args.ray or 'local'})" if args.ray is not None else f"{workers} local worker(s)"
     print(f"{len(jobs)} job(s): {skipped} already done, {len(todo)} to track on {where}, {settings.threads} thread(s) "
           "each" + (f"; removed {stale} partial file(s) of an interrupted run" if stale else ""), file=sys.stderr)
@@ -94,9 +102,9 @@ def _batch(args, guard) -> int:
     failed = len(results) - len(done)
     frames = sum(r.get("frames", 0) for r in done)
     rate = f"{frames / wall:.1f} frames/s" if wall > 0 and frames else "n/a"
-    print(f"{len(done)} tracked, {skipped} already done, {failed} failed, {len(problems)} not "
+    print(f"{len(done)} tracked, {skipped} already done, {failed} failed, {not_understood} not "
           f"understood; {frames} frames in {wall:.1f} s = {rate} across all videos ({where}); results in {out_dir}")
-    return _exit_status(failed, len(problems), out_dir)
+    return _exit_status(failed, not_understood, out_dir)
 
 
 def _exit_status(failed: int, not_understood: int, out_dir: Path) -> int:
@@ -186,5 +194,8 @@ def add_subcommands(sub) -> None:
                    help="with --ray: GPUs per task (default: 0.25 when the cluster has GPUs, else 0)")
     add_model_options(p, threads_help="threads per job (default: the physical cores / workers)")
     p.add_argument("--allow-truncated", action="store_true", help="accept videos shorter than their header says")
+    p.add_argument("--restart", action="store_true",
+                   help="track every job again, even those done.jsonl lists as done (needed to reuse a DIR with "
+                        "other weights, engine or --set; the old done.jsonl is kept, renamed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_batch)

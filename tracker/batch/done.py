@@ -19,6 +19,7 @@ class DoneLog:
     def __init__(self, out_dir: Path) -> None:
         self.path = out_dir / DONE_LOG
         self.done: dict[str, dict] = {}
+        self.csv_key: dict[str, str] = {}  # job name -> key of the last done record: the run that wrote DIR/<name>.csv
         if self.path.is_file():
             text = self.path.read_text(errors="replace")
             if text and not text.endswith("\n"):
@@ -34,11 +35,14 @@ class DoneLog:
                     continue
                 if entry.get("status") == "done":
                     self.done[entry.get("key")] = entry
+                    self.csv_key[entry.get("name")] = entry.get("key")
                 else:
                     self.done.pop(entry.get("key"), None)
 
     def is_done(self, job: Job, key: str, out_dir: Path) -> bool:
-        return key in self.done and (out_dir / f"{job.name}.csv").is_file()
+        # The CSV must be this job's: a later line of another job with the same name (a manifest line changed
+        # and changed back) overwrote it.
+        return key in self.done and self.csv_key.get(job.name) == key and (out_dir / f"{job.name}.csv").is_file()
 
     def record(self, job: Job, key: str, result: dict) -> None:
         entry = {"key": key, "name": job.name, "video": job.video, "box": list(job.box), "start": job.start,
