@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -178,3 +179,53 @@ def test_a_second_batch_on_the_same_out_is_refused_naming_the_first(tmp_path):
 def _lock_names(out: Path, pid: int) -> bool:
     lock = out / ".batch.lock"
     return lock.is_file() and lock.read_text().strip() == str(pid)
+
+
+# -- the worker processes ----------------------------------------------------------------------------------------
+
+
+def _children(pid: int) -> set[int]:
+    """Live (not zombie) processes whose parent is pid."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # ended while we looked
+        if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads the process table from /proc (Linux)")
+def test_the_workers_of_a_batch_killed_with_sigkill_die_with_it(tmp_path):
+    from test_batch import _worker_pid_of_a_running_job, long_batch, start_batch
+
+    manifest, _, out = long_batch(tmp_path, frames_each=150)
+    process = start_batch(manifest, out, 2, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: set[int] = set()
+    try:
+        worker = _worker_pid_of_a_running_job(out, time.monotonic() + 120)
+        workers = _children(process.pid)  # the two workers and multiprocessing's resource tracker
+        assert worker in workers and len(workers) >= 3, workers
+        os.kill(process.pid, signal.SIGKILL)  # only the batch, as the OOM killer would
+        process.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(map(_alive, workers)):
+            time.sleep(0.05)
+        assert not [pid for pid in workers if _alive(pid)], "workers outlived their batch"
+    finally:
+        for pid in [pid for pid in workers if _alive(pid)] + ([process.pid] if process.poll() is None else []):
+            os.kill(pid, signal.SIGKILL)  # never leave them behind, even when the test fails
+        process.wait(timeout=30)
+    again = batch(manifest, "--out", out, "--workers", "2")  # the lock died with it; partial files are cleared
+    assert again.returncode == 0 and "removed" in again.stderr and "partial file(s)" in again.stderr, again.stderr
+    assert sorted(e["name"] for e in done_entries(out)) == ["clip0", "clip1", "clip2"]
