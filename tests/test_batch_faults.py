@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -229,3 +230,51 @@ def test_the_workers_of_a_batch_killed_with_sigkill_die_with_it(tmp_path):
     again = batch(manifest, "--out", out, "--workers", "2")  # the lock died with it; partial files are cleared
     assert again.returncode == 0 and "removed" in again.stderr and "partial file(s)" in again.stderr, again.stderr
     assert sorted(e["name"] for e in done_entries(out)) == ["clip0", "clip1", "clip2"]
+
+
+# -- a full disk -----------------------------------------------------------------------------------------------
+
+
+def _file_size_limit(limit: int):
+    """preexec_fn: files of the batch and its workers cannot grow past `limit` bytes, as on a disk that fills up
+    while done.jsonl is appended (the write is cut short, then fails with EFBIG; SIGXFSZ ignored, so it is an
+    error and not a kill)."""
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+def test_a_full_disk_while_recording_is_one_line_and_keeps_done_jsonl_whole(clips, tmp_path):
+    made, expected = clips
+    for clip, _ in made:
+        shutil.copy(clip, tmp_path)
+    out = tmp_path / "out"
+    assert batch(write_manifest(tmp_path / "one.csv", made[:1]), "--out", out, "--workers", "1").returncode == 0
+    # Earlier runs' lines, so that done.jsonl is the largest file and reaches the limit first.
+    (out / "done.jsonl").write_bytes((out / "done.jsonl").read_bytes() * 20)
+    log = (out / "done.jsonl").read_bytes()
+    both = write_manifest(tmp_path / "both.csv", made)
+
+    full = batch(both, "--out", out, "--workers", "1", preexec_fn=_file_size_limit(len(log) + 40))
+    assert full.returncode == 2, full.stderr
+    assert last_line(full.stderr) == (f"siamtrack: error: cannot record clip1 in {out / 'done.jsonl'}: File too "
+                                      "large: free some space and rerun (the finished CSVs are kept; the rerun "
+                                      "tracks the jobs not recorded)")
+    assert "Traceback" not in full.stderr
+    assert (out / "done.jsonl").read_bytes() == log  # the 40 bytes that fitted were cut back off
+    assert csvs(out) == expected  # clip1's CSV was finished before its line failed: kept
+
+    # The log on a device that is always full (ENOSPC from the first byte), from the start of a run.
+    (out / "done.jsonl").unlink()
+    (out / "done.jsonl").symlink_to("/dev/full")
+    full = batch(both, "--out", out, "--workers", "1")
+    assert full.returncode == 2 and "cannot record clip0 in" in full.stderr, full.stderr
+    assert "No space left on device: free some space" in last_line(full.stderr)
+    assert csvs(out) == expected
+
+    (out / "done.jsonl").unlink()
+    (out / "done.jsonl").write_bytes(log)
+    again = batch(both, "--out", out, "--workers", "1")
+    assert again.returncode == 0 and "1 already done, 1 to track" in again.stderr, again.stderr
+    assert csvs(out) == expected
