@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from test_batch import batch, done_entries, make_clips, reference_csvs, write_manifest
+from test_batch import (batch, done_entries, make_clips, no_batch_left_behind,  # noqa: F401  (autouse)
+                        reference_csvs, write_manifest)
 
 
 def csvs(out: Path) -> dict[str, bytes]:
