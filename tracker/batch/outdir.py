@@ -61,8 +61,9 @@ def check_settings(out_dir: Path, identity: dict, restart: bool) -> None:
     if restart:
         _set_aside(out_dir / DONE_LOG)
     elif recorded is not None and recorded != identity:
-        raise UserError(f"{out_dir} holds the results of a batch with other settings ({_difference(recorded, identity)}): "
-                        "give another --out, or add --restart to track every job again with these settings")
+        difference = _difference(recorded, identity)
+        raise UserError(f"{out_dir} holds the results of a batch with other settings ({difference}): give another "
+                        "--out, or add --restart to track every job again with these settings")
     if recorded != identity or restart:
         _write_atomically(path, json.dumps({"settings": identity}, indent=1, sort_keys=True) + "\n")
 
