@@ -70,11 +70,28 @@ def long_batch(tmp_path: Path, frames_each: int):
     return write_manifest(tmp_path / "clips" / "jobs.csv", clips), expected, tmp_path / "out"
 
 
+_STARTED: list[subprocess.Popen] = []  # background batches, stopped after each test however it ended
+
+
 def start_batch(manifest: Path, out: Path, workers: int, **popen) -> subprocess.Popen:
     """`siamtrack batch` running in the background (stdout and stderr piped unless given)."""
     popen = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **popen}
-    return subprocess.Popen(console_script() + ["batch", str(manifest), "--out", str(out), "--workers",
-                                                str(workers), "--no-progress"], env=ENV, **popen)
+    process = subprocess.Popen(console_script() + ["batch", str(manifest), "--out", str(out), "--workers",
+                                                   str(workers), "--no-progress"], env=ENV, **popen)
+    _STARTED.append(process)
+    return process
+
+
+@pytest.fixture(autouse=True)
+def no_batch_left_behind():
+    """A test that fails half way must not leave its background batch (and so its workers, which die with it on
+    Linux) running after pytest."""
+    yield
+    while _STARTED:
+        process = _STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +172,7 @@ def test_pool_matches_single_runs_records_failures_and_resumes(short_clips, tmp_
                                                              "garbage": "failed", "clip0-2": "failed"}
     assert "cannot read video" in entries["garbage"]["error"] and "outside" in entries["clip0-2"]["error"]
     assert not (out / "garbage.csv").exists() and list(out.glob(".*partial*")) == []
-    assert "frames/s across all videos" in done.stdout and "2 job(s) not tracked" in done.stderr
+    assert "frames/s across all videos" in done.stdout and "2 job(s) failed: see" in done.stderr
 
     mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("*.csv")}
     again = batch(manifest, "--out", out, "--workers", "2")

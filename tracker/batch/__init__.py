@@ -4,7 +4,8 @@ A manifest lists jobs (video, first box, start frame). Each finished job writes 
 ``siamtrack track --boxes`` would (through the same writer: atomic, whole rows) and then appends a line to
 ``DIR/done.jsonl``. A rerun skips the jobs that line says are done, so an interrupted batch resumes where it
 stopped and nothing is tracked twice; a failed job (an undecodable video, a bad box) is recorded with its
-error, the others go on, and a rerun tries it again.
+error, the others go on, and a rerun tries it again. One batch at a time works in DIR (a lock), and only with
+the settings DIR was first tracked with (see outdir.py; --restart starts over).
 
 Manifests:
 
@@ -34,6 +35,7 @@ from ..signals import SignalGuard
 from .done import DONE_LOG, DoneLog, remove_stale_partials
 from .jobs import _TRACKERS, Settings, _tracker, job_key, track_job
 from .manifest import Job, read_manifest
+from .outdir import OutDirLock, check_settings
 from .schedulers import MAX_ATTEMPTS, run_pool, run_ray
 
 __all__ = ["DONE_LOG", "MAX_ATTEMPTS", "DoneLog", "Job", "Settings", "add_subcommands", "cmd_batch", "job_key",
@@ -63,21 +65,31 @@ def _batch(args, guard) -> int:
     overrides = check_model_options(args)
     if args.gpu_fraction is not None and not 0 <= args.gpu_fraction <= 1:
         raise UserError(f"--gpu-fraction must be from 0 to 1 (a share of one GPU per task), got {args.gpu_fraction:g}")
-    jobs, problems = read_manifest(args.manifest)
+    notes: list[str] = []
+    jobs, problems = read_manifest(args.manifest, notes)
     # Absolute: a Ray worker on another node (or in another working directory) must find the same places.
     out_dir = check_output_dir(args.out, "--out").resolve()
     settings, workers = _settings(args, overrides, len(jobs))
     # Bad weights or settings are one error now, not one failure per video later.
     _tracker(settings)
     _TRACKERS.clear()
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
+    for name, why in problems.items():
+        print(f"warning: {name} skipped: {why}", file=sys.stderr)
+    with OutDirLock(out_dir):  # a second batch on this DIR would track every job again, beside this one
+        check_settings(out_dir, settings.identity(), args.restart)
+        return _batch_in(out_dir, jobs, len(problems), settings, workers, args, guard)
 
+
+def _batch_in(out_dir: Path, jobs: list[Job], not_understood: int, settings: Settings, workers: int, args,
+              guard) -> int:
+    """The jobs that DIR/done.jsonl does not list as done, run and recorded; the summary; the exit status."""
     log = DoneLog(out_dir)
     stale = remove_stale_partials(out_dir)
     keys = {job.name: job_key(job, settings) for job in jobs}
     todo = [job for job in jobs if not log.is_done(job, keys[job.name], out_dir)]
     skipped = len(jobs) - len(todo)
-    for name, why in problems.items():
-        print(f"warning: {name} skipped: {why}", file=sys.stderr)
     where = f"Ray ({args.ray or 'local'})" if args.ray is not None else f"{workers} local worker(s)"
     print(f"{len(jobs)} job(s): {skipped} already done, {len(todo)} to track on {where}, {settings.threads} thread(s) "
           "each" + (f"; removed {stale} partial file(s) of an interrupted run" if stale else ""), file=sys.stderr)
@@ -91,13 +103,25 @@ def _batch(args, guard) -> int:
     failed = len(results) - len(done)
     frames = sum(r.get("frames", 0) for r in done)
     rate = f"{frames / wall:.1f} frames/s" if wall > 0 and frames else "n/a"
-    print(f"{len(done)} tracked, {skipped} already done, {failed} failed, {len(problems)} not "
+    print(f"{len(done)} tracked, {skipped} already done, {failed} failed, {not_understood} not "
           f"understood; {frames} frames in {wall:.1f} s = {rate} across all videos ({where}); results in {out_dir}")
-    if failed or problems:
-        print(f"siamtrack: error: {failed + len(problems)} job(s) not tracked: see {out_dir / DONE_LOG} "
-              "and the table above; a rerun tries them again", file=sys.stderr)
-        return 1
-    return 0
+    return _exit_status(failed, not_understood, out_dir)
+
+
+def _exit_status(failed: int, not_understood: int, out_dir: Path) -> int:
+    """1, with one line saying what to do, when a job failed or a manifest entry could not become a job. A rerun
+    retries a failed job (a video being copied, a worker out of memory); an entry the warnings above explain
+    stays out of every rerun until the manifest (or the folder) is fixed, so the line does not promise a retry."""
+    if not failed and not not_understood:
+        return 0
+    parts = []
+    if failed:
+        parts.append(f"{failed} job(s) failed: see {out_dir / DONE_LOG} and the table above; a rerun tries them "
+                     "again")
+    if not_understood:
+        parts.append(f"{not_understood} video(s) not in the batch: fix what the warnings above name, then rerun")
+    print(f"siamtrack: error: {'; '.join(parts)}", file=sys.stderr)
+    return 1
 
 
 def _settings(args, overrides: dict, job_count: int) -> tuple[Settings, int]:
@@ -171,5 +195,8 @@ def add_subcommands(sub) -> None:
                    help="with --ray: GPUs per task (default: 0.25 when the cluster has GPUs, else 0)")
     add_model_options(p, threads_help="threads per job (default: the physical cores / workers)")
     p.add_argument("--allow-truncated", action="store_true", help="accept videos shorter than their header says")
+    p.add_argument("--restart", action="store_true",
+                   help="track every job again, even those done.jsonl lists as done (needed to reuse a DIR with "
+                        "other weights, engine or --set; the old done.jsonl is kept, renamed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_batch)

@@ -2,12 +2,14 @@
 of workers that are gone."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import time
 from pathlib import Path
 
+from ..errors import UserError
 from .manifest import Job
 
 DONE_LOG = "done.jsonl"
@@ -19,26 +21,32 @@ class DoneLog:
     def __init__(self, out_dir: Path) -> None:
         self.path = out_dir / DONE_LOG
         self.done: dict[str, dict] = {}
-        if self.path.is_file():
-            text = self.path.read_text(errors="replace")
+        self.csv_key: dict[str, str] = {}  # job name -> key of the last done record: the run that wrote DIR/<name>.csv
+        try:
+            text = self.path.read_text(errors="replace") if self.path.is_file() else ""
             if text and not text.endswith("\n"):
                 # A line cut short by a hard kill: end it, so the next record starts a line of its own.
-                with open(self.path, "a") as f:
-                    f.write("\n")
-            for line in text.splitlines():
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # that job is simply not done
-                if not isinstance(entry, dict):
-                    continue
-                if entry.get("status") == "done":
-                    self.done[entry.get("key")] = entry
-                else:
-                    self.done.pop(entry.get("key"), None)
+                self._append(b"\n")
+        except OSError as exc:
+            raise UserError(f"cannot update {self.path}: {exc.strerror or exc}: free some space (or fix the "
+                            "folder's permissions) and rerun") from None
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # that job is simply not done
+            if not isinstance(entry, dict):
+                continue
+            if entry.get("status") == "done":
+                self.done[entry.get("key")] = entry
+                self.csv_key[entry.get("name")] = entry.get("key")
+            else:
+                self.done.pop(entry.get("key"), None)
 
     def is_done(self, job: Job, key: str, out_dir: Path) -> bool:
-        return key in self.done and (out_dir / f"{job.name}.csv").is_file()
+        # The CSV must be this job's: a later line of another job with the same name (a manifest line changed
+        # and changed back) overwrote it.
+        return key in self.done and self.csv_key.get(job.name) == key and (out_dir / f"{job.name}.csv").is_file()
 
     def record(self, job: Job, key: str, result: dict) -> None:
         entry = {"key": key, "name": job.name, "video": job.video, "box": list(job.box), "start": job.start,
@@ -46,10 +54,29 @@ class DoneLog:
         if result.get("error"):
             entry["error"] = result["error"]
         entry["time"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-        with open(self.path, "a") as f:
-            f.write(json.dumps(entry) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            self._append((json.dumps(entry) + "\n").encode())
+        except OSError as exc:
+            raise UserError(f"cannot record {job.name} in {self.path}: {exc.strerror or exc}: free some space and "
+                            "rerun (the finished CSVs are kept; the rerun tracks the jobs not recorded)") from None
+
+    def _append(self, line: bytes) -> None:
+        """The whole line or nothing: a write that fails part way (a full disk) is cut back off, so the log never
+        ends in half a record."""
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                view = memoryview(line)
+                while view:  # a short write is followed by one that raises the reason (ENOSPC, EFBIG)
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            except OSError:
+                with contextlib.suppress(OSError):  # not a regular file (/dev/full): nothing to cut back
+                    os.ftruncate(fd, size)
+                raise
+        finally:
+            os.close(fd)
 
 
 def _is_running(pid: int) -> bool:

@@ -2,9 +2,13 @@
 job's video into DIR/<name>.csv, with the tracker each worker loads once."""
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
+import multiprocessing
 import os
+import signal
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,8 +53,28 @@ _PROGRESS = None  # the pool's progress queue, set by _init_pool_worker
 
 def _init_pool_worker(settings: Settings, progress_queue) -> None:
     global _PROGRESS
+    _die_with_parent()
     _PROGRESS = progress_queue
     _configure_threads(settings.threads)
+
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _die_with_parent() -> None:
+    """A worker whose batch is killed (kill -9, OOM killer) is killed too, instead of idling on with its network
+    loaded: Linux sends it SIGKILL when the parent dies. Elsewhere a batch killed hard leaves its workers to exit
+    when their job ends and the pool's pipe is found closed."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = multiprocessing.parent_process()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if parent is not None and os.getppid() != parent.pid:
+        os._exit(1)  # the parent died before prctl took effect: nobody would send the signal
 
 
 def _configure_threads(threads: int) -> None:

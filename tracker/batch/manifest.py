@@ -45,11 +45,13 @@ def _start(value, where: str) -> int:
 def _video_path(text, base: Path, where: str) -> str:
     if not text:
         raise UserError(f"{where}: no video given")
+    if "\0" in str(text):  # no file name can hold one; os.stat would raise ValueError
+        raise UserError(f"{where}: the video path {str(text)!r} holds a NUL byte: write the file's path there")
     path = Path(str(text)).expanduser()
     return str((base / path).resolve() if not path.is_absolute() else path)
 
 
-def _read_csv_manifest(path: Path) -> list[tuple[str | None, str, Box, int]]:
+def _read_csv_manifest(path: Path) -> list[tuple]:
     rows = []
     with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a CSV saved by Excel starts with a BOM
         reader = csv.DictReader(f)
@@ -63,11 +65,11 @@ def _read_csv_manifest(path: Path) -> list[tuple[str | None, str, Box, int]]:
             where = f"{path.name} line {line}"
             values = [row["box"]] if "box" in columns and row.get("box") else [row.get(k) for k in "xywh"]
             rows.append((row.get("name") or None, _video_path(row.get("video"), path.parent, where),
-                         _box_from_fields(values, where), _start(row.get("start"), where)))
+                         _box_from_fields(values, where), _start(row.get("start"), where), where))
     return rows
 
 
-def _read_jsonl_manifest(path: Path) -> list[tuple[str | None, str, Box, int]]:
+def _read_jsonl_manifest(path: Path) -> list[tuple]:
     rows = []
     for line, text in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
         if not text.strip():
@@ -82,7 +84,7 @@ def _read_jsonl_manifest(path: Path) -> list[tuple[str | None, str, Box, int]]:
         box = entry["box"]
         values = box if isinstance(box, (list, tuple)) else [box]
         rows.append((entry.get("name"), _video_path(entry["video"], path.parent, where),
-                     _box_from_fields(values, where), _start(entry.get("start"), where)))
+                     _box_from_fields(values, where), _start(entry.get("start"), where), where))
     return rows
 
 
@@ -93,7 +95,8 @@ def _read_folder_manifest(folder: Path) -> tuple[list, dict[str, str]]:
     for entry in sorted(folder.iterdir()):
         if entry.is_file() and entry.suffix.lower() in VIDEO_SUFFIXES:
             name, video, box_of = entry.stem, entry, entry
-            missing = f"no {entry.stem}_init.txt or {entry.stem}_groundtruth.txt beside {entry.name}"
+            missing = (f"no {entry.stem}_init.txt or {entry.stem}_groundtruth.txt beside {entry.name}: add one (its "
+                       "first line: x,y,w,h), or list the video in a CSV manifest")
         elif entry.is_dir() and (entry / "groundtruth.txt").is_file():
             videos = sorted(p for p in entry.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
             if len(videos) != 1:
@@ -110,12 +113,14 @@ def _read_folder_manifest(folder: Path) -> tuple[list, dict[str, str]]:
         if box is None:
             problems[name] = missing
             continue
-        rows.append((name, str(video.resolve()), box, 0))
+        rows.append((name, str(video.resolve()), box, 0, f"{folder.name}/{entry.name}"))
     return rows, problems
 
 
-def read_manifest(path: str | Path) -> tuple[list[Job], dict[str, str]]:
-    """(jobs, problems) from a CSV / JSONL manifest or a folder; names are made unique (a-2, a-3...)."""
+def read_manifest(path: str | Path, notes: list[str] | None = None) -> tuple[list[Job], dict[str, str]]:
+    """(jobs, problems) from a CSV / JSONL manifest or a folder; names are made unique (a-2, a-3...). A line that
+    repeats an earlier one (same name, video, box and start) is one job, and `notes` (if given) gets a line
+    saying so; a path that is not UTF-8 is a problem of its own, and the other jobs still run."""
     path = Path(path)
     problems: dict[str, str] = {}
     if path.is_dir():
@@ -132,15 +137,38 @@ def read_manifest(path: str | Path) -> tuple[list[Job], dict[str, str]]:
             raise UserError(f"{path}: not a readable CSV file ({exc})") from None
     else:
         raise UserError(f"{path}: a manifest is a .csv, a .jsonl or a folder of videos")
-    jobs, taken = [], set()
-    for name, video, box, start in rows:
+    jobs = _unique_jobs(rows, problems, notes if notes is not None else [])
+    if not jobs and not problems:
+        raise UserError(f"{path}: no jobs (see the module docs: siamtrack batch --help)")
+    return jobs, problems
+
+
+def _unique_jobs(rows: list[tuple], problems: dict[str, str], notes: list[str]) -> list[Job]:
+    jobs, taken, first_seen = [], set(), {}
+    for name, video, box, start, where in rows:
         stem = re.sub(r"[^\w.-]+", "_", str(name or Path(video).stem)) or "job"
+        if not _is_utf8(video):
+            # OpenCV takes paths as UTF-8 and crashes the process on one that is not (exit 139, no message).
+            problems[stem] = (f"{where}: the path {video.encode('utf-8', 'surrogateescape')!r} is not UTF-8, "
+                              "which OpenCV cannot open: rename the file (or its folder) to a UTF-8 name")
+            continue
+        same = (name, video, box, start)
+        if same in first_seen:
+            notes.append(f"{where} repeats {first_seen[same]} (same video, box and start): tracked once")
+            continue
+        first_seen[same] = where
         unique, k = stem, 1
         while unique in taken:
             k += 1
             unique = f"{stem}-{k}"
         taken.add(unique)
         jobs.append(Job(unique, video, box, start))
-    if not jobs and not problems:
-        raise UserError(f"{path}: no jobs (see the module docs: siamtrack batch --help)")
-    return jobs, problems
+    return jobs
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: a byte of a file name that is not UTF-8 (or a JSON \udcxx)
+        return False
+    return True
