@@ -3,6 +3,8 @@ training/export tools; each module adds its own subcommands."""
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import re
 import signal
 import sys
@@ -45,14 +47,65 @@ def _join_negative_values(argv: list[str]) -> list[str]:
     return joined
 
 
+def _reopen_closed_standard_streams() -> None:
+    """A standard stream closed by the caller (`2>&-`) is reopened on /dev/null: Python would otherwise have no
+    sys.stderr to print progress to, and the first file the run opens would take descriptor 2, so that every log
+    line OpenCV or FFmpeg writes to "stderr" would land in the CSV."""
+    for fd, mode, name in ((0, os.O_RDONLY, "stdin"), (1, os.O_WRONLY, "stdout"), (2, os.O_WRONLY, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            opened = os.open(os.devnull, mode)  # the lowest free descriptor: fd itself
+            if opened != fd:
+                os.dup2(opened, fd)
+                os.close(opened)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))
+
+
+def _silence_stdout() -> None:
+    """After a failed write, point stdout at /dev/null so that Python's own flush at exit does not fail again
+    (and print a second, unhelpful message)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def _run(args) -> int:
+    """The command, then a flush of stdout inside the same error handling: a pipe that closed or a full disk
+    behind stdout shows here rather than as a traceback at exit."""
+    try:
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `siamtrack bench ... | head -1`: the reader has all it wanted
+        _silence_stdout()
+        return 128 + signal.SIGPIPE
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG) or not _is_stdout_error(exc):
+            raise
+        _silence_stdout()
+        raise UserError(f"cannot write the standard output: {exc.strerror}; the results that were not "
+                        "printed are lost (files such as --json are written before printing)") from None
+    return status
+
+
+def _is_stdout_error(exc: OSError) -> bool:
+    """An OSError from writing stdout has no file name; one from a named file has it."""
+    return exc.filename is None
+
+
 def main(argv: list[str] | None = None) -> int:
+    _reopen_closed_standard_streams()
     parser = build_parser()
     args = parser.parse_args(_join_negative_values(sys.argv[1:] if argv is None else list(argv)))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        return _run(args)
     except UserError as exc:
         print(f"siamtrack: error: {exc}", file=sys.stderr)
         return 2
