@@ -8,6 +8,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from conftest import VIDEOS
@@ -58,3 +60,67 @@ def test_row22_closed_pipe_on_stdout_exits_quietly(tmp_path):
         os.close(write_end)
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
     assert done.returncode == 141  # as `yes | head -1`: 128 + SIGPIPE
+
+
+@pytest.fixture
+def link_loop(tmp_path) -> Path:
+    """a -> b -> a"""
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    return tmp_path / "a"
+
+
+@needs_bag
+@pytest.mark.parametrize("option", ["source", "--weights", "--boxes"])
+def test_row16_symlink_loop_is_one_line(option, link_loop, tmp_path):
+    argv = ["track", BAG, "--box", BAG_BOX, "--max-frames", "3", "--quiet"]
+    argv = [argv[0], link_loop, *argv[2:]] if option == "source" else argv + [option, link_loop]
+    run = cli(argv)
+    assert run.status == 2
+    assert_one_line_error(run.err, f"{option} {link_loop} is a symbolic link loop")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
+
+
+@needs_bag
+def test_row1_boxes_through_a_symlink_and_never_onto_dev_stdout(tmp_path):
+    (tmp_path / "real.csv").write_text("old\n")
+    (tmp_path / "link.csv").symlink_to("real.csv")
+    run = cli(["track", BAG, "--box", BAG_BOX, "--boxes", tmp_path / "link.csv", "--max-frames", "5", "--quiet"])
+    assert run.status == 0, run.err
+    assert (tmp_path / "link.csv").is_symlink() and os.readlink(tmp_path / "link.csv") == "real.csv"
+    assert len(read_csv(tmp_path / "real.csv")) == 5
+    # /dev/stdout redirected to a regular file looks like a regular file: it is still refused, the file it
+    # points at keeps what it held, and /dev/stdout stays the link it was.
+    redirected = tmp_path / "stdout.txt"
+    redirected.write_text("kept\n")
+    (tmp_path / "to_stdout.csv").symlink_to("/dev/stdout")
+    for target in ("/dev/stdout", tmp_path / "to_stdout.csv"):
+        run = shell(f"$S track {BAG} --box {BAG_BOX} --boxes {target} --max-frames 5 --quiet >> stdout.txt",
+                    tmp_path)
+        assert run.status == 2
+        assert_one_line_error(run.err, f"cannot write --boxes {target}: not a regular file", "/dev/stdout")
+    assert redirected.read_text() == "kept\n" and Path("/dev/stdout").is_symlink()
+    assert not list(tmp_path.glob(".*partial*")) and not list(Path("/dev").glob(".*partial*"))
+
+
+@needs_bag
+def test_row8_names_that_are_not_utf8_are_refused_before_opencv(tmp_path):
+    bad_video = os.fsdecode(bytes(tmp_path) + b"/bad\xff\xfe.avi")
+    os.symlink(BAG, bad_video)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    png = cv2.imencode(".png", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
+    for name in (b"0.png", b"1.png", b"2\xff.png"):  # the bad name sorts last: it would be reached mid-run
+        Path(os.fsdecode(bytes(folder) + b"/" + name)).write_bytes(png)
+    cases = [
+        (["track", bad_video, "--box", BAG_BOX], "source"),
+        (["bench", bad_video, "--box", BAG_BOX, "--frames", "5"], "source"),
+        (["track", BAG, "--box", BAG_BOX, "--output", os.fsdecode(bytes(tmp_path) + b"/out\xff.avi")], "--output"),
+        (["track", BAG, "--box", BAG_BOX, "--boxes", os.fsdecode(bytes(tmp_path) + b"/out\xff.csv")], "--boxes"),
+        (["track", folder, "--box", "5,5,20,20", "--boxes", tmp_path / "f.csv"], "image"),
+    ]
+    for argv, what in cases:
+        run = cli(argv)
+        assert run.status == 2, (argv, run.err)
+        assert_one_line_error(run.err, f"{what} ", "not valid UTF-8")
+    assert sorted(os.listdir(tmp_path)) == sorted(["frames", os.fsdecode(b"bad\xff\xfe.avi")])

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from .errors import UserError
+from .paths import check_usable_path, shown_path
 
 # Network sources OpenCV's FFmpeg backend opens (IP cameras, phone camera apps, media servers).
 STREAM_URL = re.compile(r"^(https?|rtsps?|rtmp|rtp|udp|tcp|srt)://", re.IGNORECASE)
@@ -76,6 +77,8 @@ def _folder_images(path: Path, source: str) -> list[Path]:
         images = _image_files(path / "img")
     if not images:
         raise UserError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {source}")
+    for image in images:  # all of them now, not at the frame where one would crash OpenCV
+        check_usable_path(image, "image")
     return images
 
 
@@ -119,6 +122,8 @@ class FrameSource:
 
     def _open(self, source: str) -> None:
         path = Path(source)
+        if not STREAM_URL.match(self.name):
+            check_usable_path(source, "source")
         if STREAM_URL.match(self.name):
             self._is_camera = True  # a live stream: no frame count, frames arrive in real time
             self._capture = _open_stream(self.name, self.stall_timeout)
