@@ -124,3 +124,14 @@ def test_row8_names_that_are_not_utf8_are_refused_before_opencv(tmp_path):
         assert run.status == 2, (argv, run.err)
         assert_one_line_error(run.err, f"{what} ", "not valid UTF-8")
     assert sorted(os.listdir(tmp_path)) == sorted(["frames", os.fsdecode(b"bad\xff\xfe.avi")])
+
+
+def test_row9_a_text_file_is_not_tracked_as_a_video(tmp_path):
+    text = tmp_path / "bag_groundtruth.txt"
+    text.write_text("".join(f"{10 + i},{20 + i},30,30\n" for i in range(300)))  # FFmpeg renders this as 28 frames
+    for argv in (["track", text, "--box", "10,10,30,30", "--boxes", tmp_path / "t.csv"],
+                 ["bench", text, "--box", "10,10,30,30", "--frames", "5"]):
+        run = cli(argv)
+        assert run.status == 2
+        assert_one_line_error(run.err, f"cannot read video {text}: it is a text file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bag_groundtruth.txt"]

@@ -82,10 +82,39 @@ def _folder_images(path: Path, source: str) -> list[Path]:
     return images
 
 
+# Codecs FFmpeg gives a text file it renders as frames (its tty demuxer): never a video someone meant to track.
+TEXT_CODECS = {b"ansi", b"text", b"srt ", b"ass ", b"subr"}
+
+
+def _looks_like_text(path: Path) -> bool:
+    """A file whose first 4 KiB are UTF-8 text without a NUL byte: no video container or image starts so."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(4096)
+    except OSError:
+        return False
+    if not head or b"\0" in head:
+        return False
+    for cut in range(4):  # the 4 KiB may end inside a multi-byte character
+        try:
+            head[:len(head) - cut].decode("utf-8")
+            return True
+        except UnicodeDecodeError:
+            continue
+    return False
+
+
 def _open_file(path: Path, source: str) -> cv2.VideoCapture:
+    not_video = f"cannot read video {source}: it is a text file, not a video or image; give a video file, an " \
+                "image folder, a camera or a stream"
+    if _looks_like_text(path):
+        raise UserError(not_video)
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise UserError(f"cannot read video {source}: not a video format OpenCV can decode")
+    if (int(capture.get(cv2.CAP_PROP_FOURCC)) & 0xFFFFFFFF).to_bytes(4, "little") in TEXT_CODECS:
+        capture.release()
+        raise UserError(not_video)
     return capture
 
 
