@@ -15,6 +15,7 @@ import pytest
 from conftest import VIDEOS
 from test_cli import assert_one_line_error, console_script, read_csv
 from test_faults import ENV, Run, cli
+from tracker import SiamTracker, UserError
 
 BAG = VIDEOS / "bag.avi"
 BAG_BOX = "312,146,105,95"
@@ -135,3 +136,20 @@ def test_row9_a_text_file_is_not_tracked_as_a_video(tmp_path):
         assert run.status == 2
         assert_one_line_error(run.err, f"cannot read video {text}: it is a text file")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bag_groundtruth.txt"]
+
+
+def test_row17_frames_wider_than_opencv_crops_are_refused(tmp_path):
+    folder = tmp_path / "wide"
+    folder.mkdir()
+    wide = np.full((64, 33000, 3), 90, np.uint8)
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i}.png"), wide)
+    run = cli(["track", folder, "--box", "100,10,30,30", "--boxes", tmp_path / "w.csv", "--quiet"])
+    assert run.status == 2
+    assert_one_line_error(run.err, "frame is 33000x64 pixels", "at most 32,766 pixels a side")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wide"]
+    tracker = SiamTracker.from_pretrained()
+    with pytest.raises(UserError, match="33000x64"):
+        tracker.init(wide, (100, 10, 30, 30))
+    tracker.init(wide[:, :32766], (100, 10, 30, 30))  # the widest frame that works
+    assert not tracker.update(wide[:, :32766]).lost

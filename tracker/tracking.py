@@ -26,6 +26,8 @@ from .response import fused_scores
 from .result import TrackResult, check_box
 from .timing import StageTimer
 
+MAX_FRAME_SIDE = 32766  # cv2.warpAffine asserts every side < SHRT_MAX (32,767)
+
 
 def as_bgr(frame: np.ndarray) -> np.ndarray:
     """HxWx3 BGR uint8 from what users pass: BGR, grayscale (HxW or HxWx1) or BGRA."""
@@ -36,6 +38,9 @@ def as_bgr(frame: np.ndarray) -> np.ndarray:
     if frame.size == 0:
         raise UserError(f"frame is empty (shape {frame.shape}): a failed cv2 read gives this; check the "
                         "capture's ok flag before passing the frame")
+    if max(frame.shape[:2]) > MAX_FRAME_SIDE:
+        raise UserError(f"frame is {frame.shape[1]}x{frame.shape[0]} pixels: OpenCV's crop takes frames of at "
+                        f"most {MAX_FRAME_SIDE:,} pixels a side; resize (or cut) the frames first")
     if frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 1):
         return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
     if frame.ndim == 3 and frame.shape[2] == 4:
