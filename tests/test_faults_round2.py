@@ -3,9 +3,12 @@ named after it; the CLI runs in a subprocess wherever signals, streams or the fi
 checks the exit status, the message and what is on disk afterwards."""
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -20,6 +23,64 @@ from tracker import SiamTracker, UserError
 BAG = VIDEOS / "bag.avi"
 BAG_BOX = "312,146,105,95"
 needs_bag = pytest.mark.skipif(not BAG.is_file(), reason="needs ../shared/data/videos/bag.avi")
+
+
+def bag_jpegs(count: int, size: tuple[int, int] | None = None) -> list[bytes]:
+    """The first `count` frames of bag.avi as JPEGs (resized to `size` = (w, h) if given)."""
+    capture = cv2.VideoCapture(str(BAG))
+    jpegs = []
+    while len(jpegs) < count:
+        ok, frame = capture.read()
+        assert ok
+        if size is not None:
+            frame = cv2.resize(frame, size)
+        jpegs.append(cv2.imencode(".jpg", frame)[1].tobytes())
+    capture.release()
+    return jpegs
+
+
+class PartServer:
+    """http://127.0.0.1:PORT/stream.mjpg sending `parts` as an MJPEG stream at `fps`, then closing it; with
+    raw=True, the parts are sent as they are, without multipart framing (garbage from the first byte)."""
+
+    def __init__(self, parts: list[bytes], fps: float = 25.0, raw: bool = False) -> None:
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (the http.server API)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream" if raw else
+                                 "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                try:
+                    server._serve(self.wfile)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.parts, self.fps, self.raw = parts, fps, raw
+        self._http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._http.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._http.server_address[1]}/stream.mjpg"
+        threading.Thread(target=self._http.serve_forever, daemon=True).start()
+
+    def _serve(self, out) -> None:
+        start = time.monotonic()
+        for number, part in enumerate(self.parts):
+            time.sleep(max(0.0, start + number / self.fps - time.monotonic()))
+            if not self.raw:
+                out.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(part))
+            out.write(part + (b"" if self.raw else b"\r\n"))
+            out.flush()
+
+    def __enter__(self) -> "PartServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._http.shutdown()
+        self._http.server_close()
 
 
 def shell(command: str, cwd: Path, timeout: float = 300) -> Run:
@@ -153,3 +214,15 @@ def test_row17_frames_wider_than_opencv_crops_are_refused(tmp_path):
         tracker.init(wide, (100, 10, 30, 30))
     tracker.init(wide[:, :32766], (100, 10, 30, 30))  # the widest frame that works
     assert not tracker.update(wide[:, :32766]).lost
+
+
+@needs_bag
+def test_row13_an_infinite_or_huge_stall_timeout_means_never(tmp_path):
+    for timeout in ("inf", "1e7"):
+        boxes = tmp_path / f"{timeout}.csv"
+        with PartServer(bag_jpegs(40)) as stream:
+            run = cli(["track", stream.url, "--box", BAG_BOX, "--boxes", boxes, "--stall-timeout", timeout,
+                       "--quiet"])
+        assert run.status == 0, run.err
+        assert "Traceback" not in run.err and "delivered no more frames" in run.err
+        assert len(read_csv(boxes)) >= 5

@@ -25,6 +25,7 @@ from .paths import check_usable_path, shown_path
 
 # Network sources OpenCV's FFmpeg backend opens (IP cameras, phone camera apps, media servers).
 STREAM_URL = re.compile(r"^(https?|rtsps?|rtmp|rtp|udp|tcp|srt)://", re.IGNORECASE)
+MAX_TIMEOUT_MS = 2**31 - 1  # OpenCV's timeout properties are C ints
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
@@ -52,8 +53,9 @@ def _image_files(folder: Path) -> list[Path]:
 
 def _open_stream(url: str, stall_timeout: float) -> cv2.VideoCapture:
     # FFmpeg's own read timeout, a little past ours, so that our message comes first and a hung read still
-    # returns (its default is 30 s) and lets the capture be released.
-    timeout_ms = int(1000 * (stall_timeout + 2.0))
+    # returns (its default is 30 s) and lets the capture be released. OpenCV takes it as a 32-bit int of
+    # milliseconds: a longer (or infinite) stall timeout is "never" to FFmpeg too.
+    timeout_ms = int(min(1000 * (stall_timeout + 2.0), MAX_TIMEOUT_MS))
     with quiet_opencv():
         capture = cv2.VideoCapture(url, cv2.CAP_FFMPEG, [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, max(timeout_ms, 10000), cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms])
@@ -337,7 +339,7 @@ class LatestFrameGrabber:
                 if left <= 0:
                     raise UserError(f"{self.name} delivered no frame for {self.stall_timeout:g} s: it stopped "
                                     "(unplugged, or the stream hung)")
-                self._changed.wait(left)
+                self._changed.wait(min(left, threading.TIMEOUT_MAX))  # --stall-timeout inf: never
             frame, self._latest = self._latest, None
             return frame
 
