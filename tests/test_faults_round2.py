@@ -226,3 +226,13 @@ def test_row13_an_infinite_or_huge_stall_timeout_means_never(tmp_path):
         assert run.status == 0, run.err
         assert "Traceback" not in run.err and "delivered no more frames" in run.err
         assert len(read_csv(boxes)) >= 5
+
+
+def test_row14_garbage_from_the_first_byte_is_one_line_without_ffmpeg_log(tmp_path):
+    noise = np.random.default_rng(14).integers(0, 256, 50 * 16384, dtype=np.uint8).tobytes()
+    with PartServer([noise[i:i + 16384] for i in range(0, len(noise), 16384)], fps=100, raw=True) as stream:
+        run = cli(["track", stream.url, "--box", "1,1,20,20", "--boxes", tmp_path / "g.csv", "--quiet"])
+    assert run.status == 2
+    assert_one_line_error(run.err, f"cannot open stream {stream.url}", "nothing FFmpeg can decode")
+    assert len(run.err.splitlines()) == 1, run.err
+    assert list(tmp_path.iterdir()) == []

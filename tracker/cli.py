@@ -99,6 +99,10 @@ def _is_stdout_error(exc: OSError) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     _reopen_closed_standard_streams()
+    # FFmpeg (inside OpenCV) writes its own log to stderr: hundreds of lines for a stream of garbage or a
+    # damaged frame, burying the one-line message that says what is wrong. OpenCV reads this once, when it
+    # first uses FFmpeg; OPENCV_FFMPEG_LOGLEVEL=16 (errors) in the environment brings the log back.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     parser = build_parser()
     args = parser.parse_args(_join_negative_values(sys.argv[1:] if argv is None else list(argv)))
     if not getattr(args, "func", None):

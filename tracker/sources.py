@@ -60,8 +60,8 @@ def _open_stream(url: str, stall_timeout: float) -> cv2.VideoCapture:
         capture = cv2.VideoCapture(url, cv2.CAP_FFMPEG, [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, max(timeout_ms, 10000), cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms])
     if not capture.isOpened():
-        raise UserError(f"cannot open stream {url}: check the address and that the camera or server is "
-                        "reachable from here")
+        raise UserError(f"cannot open stream {url}: it is unreachable or sends nothing FFmpeg can decode as "
+                        "video; check the address and that it is a camera's or server's video stream")
     return capture
 
 
