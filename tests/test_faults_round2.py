@@ -236,3 +236,15 @@ def test_row14_garbage_from_the_first_byte_is_one_line_without_ffmpeg_log(tmp_pa
     assert_one_line_error(run.err, f"cannot open stream {stream.url}", "nothing FFmpeg can decode")
     assert len(run.err.splitlines()) == 1, run.err
     assert list(tmp_path.iterdir()) == []
+
+
+@needs_bag
+def test_row23b_a_box_mostly_outside_the_frame_is_refused(tmp_path):
+    run = cli(["track", BAG, "--box", "-29,-29,30,30", "--boxes", tmp_path / "b.csv", "--quiet"])
+    assert run.status == 2
+    assert_one_line_error(run.err, "box -29,-29,30,30 lies mostly outside the 480x360 frame", "0.11% of it is inside")
+    assert list(tmp_path.iterdir()) == []
+    # Half in the frame is a target entering the picture: tracked.
+    run = cli(["track", BAG, "--box", "-15,146,30,30", "--boxes", tmp_path / "b.csv", "--max-frames", "3", "--quiet"])
+    assert run.status == 0, run.err
+    assert len(read_csv(tmp_path / "b.csv")) == 3
