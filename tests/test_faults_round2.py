@@ -248,3 +248,68 @@ def test_row23b_a_box_mostly_outside_the_frame_is_refused(tmp_path):
     run = cli(["track", BAG, "--box", "-15,146,30,30", "--boxes", tmp_path / "b.csv", "--max-frames", "3", "--quiet"])
     assert run.status == 0, run.err
     assert len(read_csv(tmp_path / "b.csv")) == 3
+
+
+@pytest.fixture(scope="module")
+def bag_frame():
+    if not BAG.is_file():
+        pytest.skip("needs ../shared/data/videos/bag.avi")
+    capture = cv2.VideoCapture(str(BAG))
+    frame = capture.read()[1]
+    capture.release()
+    return frame
+
+
+def hold_in_step(tracker):
+    """Make tracker's next frame wait inside the network step until released: (entered, release) events."""
+    entered, release = threading.Event(), threading.Event()
+    step = tracker._step
+
+    def held(*args):
+        entered.set()
+        assert release.wait(30)
+        return step(*args)
+
+    tracker._step = held
+    return entered, release
+
+
+def test_row18_one_tracker_updated_from_two_threads_at_once_is_refused(bag_frame):
+    tracker = SiamTracker.from_pretrained(threads=1)
+    tracker.init(bag_frame, (312, 146, 105, 95))
+    entered, release = hold_in_step(tracker)
+    results = []
+    first = threading.Thread(target=lambda: results.append(tracker.update(bag_frame)))
+    first.start()
+    assert entered.wait(30)
+    with pytest.raises(UserError, match="already tracking a frame in another thread"):
+        tracker.update(bag_frame)
+    release.set()
+    first.join(30)
+    assert len(results) == 1 and not results[0].lost  # the first thread's frame was tracked, once
+    assert not tracker.update(bag_frame).lost  # one thread after the other is fine
+
+
+def test_row19_remove_during_update_keeps_results_with_their_targets(bag_frame):
+    from tracker import MultiTracker
+
+    tracker = MultiTracker.from_pretrained(threads=1)
+    boxes = [(312, 146, 105, 95), (20, 200, 60, 60)]
+    a, b = tracker.init(bag_frame, boxes)
+    entered, release = hold_in_step(tracker)
+    results = []
+    updating = threading.Thread(target=lambda: results.append(tracker.update(bag_frame)))
+    updating.start()
+    assert entered.wait(30)
+    removing = threading.Thread(target=tracker.remove, args=(a,))
+    removing.start()
+    removing.join(0.3)
+    assert removing.is_alive()  # waits for the frame being tracked
+    release.set()
+    updating.join(30)
+    removing.join(30)
+    assert not removing.is_alive() and set(results[0]) == {a, b}
+    for target, box in zip((a, b), boxes):  # each result is where its own target was
+        x, y, w, h = results[0][target].box
+        assert abs(x + w / 2 - (box[0] + box[2] / 2)) < 40 and abs(y + h / 2 - (box[1] + box[3] / 2)) < 40
+    assert set(tracker.update(bag_frame)) == {b}
