@@ -313,3 +313,40 @@ def test_row19_remove_during_update_keeps_results_with_their_targets(bag_frame):
         x, y, w, h = results[0][target].box
         assert abs(x + w / 2 - (box[0] + box[2] / 2)) < 40 and abs(y + h / 2 - (box[1] + box[3] / 2)) < 40
     assert set(tracker.update(bag_frame)) == {b}
+
+
+def test_row15_onnx_external_data_outside_the_model_folder_is_refused(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from tracker.paths import weights_dir
+
+    shipped = weights_dir()
+    model = onnx.load(str(shipped / "search.onnx"))
+    tensor = max(model.graph.initializer, key=lambda t: len(t.raw_data))
+    data = tensor.raw_data
+
+    def pair_with_data_at(folder: Path, location: str) -> Path:
+        folder.mkdir()
+        (folder / "template.onnx").write_bytes((shipped / "template.onnx").read_bytes())
+        del tensor.external_data[:]
+        tensor.external_data.add(key="location", value=location)
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+        tensor.ClearField("raw_data")
+        onnx.save(model, str(folder / "search.onnx"))
+        return folder
+
+    (tmp_path / "outside.bin").write_bytes(data)  # the right bytes, but not beside the graph
+    bad = [pair_with_data_at(tmp_path / "absolute", str(tmp_path / "outside.bin")),
+           pair_with_data_at(tmp_path / "parent", "../outside.bin"),
+           pair_with_data_at(tmp_path / "linked", "linked.bin")]
+    (bad[-1] / "linked.bin").symlink_to(tmp_path / "outside.bin")
+    for folder in bad:
+        with pytest.raises(UserError, match="outside its folder"):
+            SiamTracker.from_pretrained(folder, engine="onnx")
+    run = cli(["track", BAG, "--box", BAG_BOX, "--weights", bad[0], "--engine", "onnx", "--quiet"])
+    assert run.status == 2
+    assert_one_line_error(run.err, "search.onnx keeps tensor data in", "outside its folder")
+    # Data beside the graph is what external data is for: it loads.
+    good = pair_with_data_at(tmp_path / "beside", "search.data")
+    (good / "search.data").write_bytes(data)
+    tracker = SiamTracker.from_pretrained(good, engine="onnx")
+    assert tracker.engine.name == "onnx"
