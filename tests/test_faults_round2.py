@@ -350,3 +350,40 @@ def test_row15_onnx_external_data_outside_the_model_folder_is_refused(tmp_path):
     (good / "search.data").write_bytes(data)
     tracker = SiamTracker.from_pretrained(good, engine="onnx")
     assert tracker.engine.name == "onnx"
+
+
+@needs_bag
+def test_row10_a_damaged_frame_mid_stream_is_skipped_and_counted(tmp_path):
+    jpegs = bag_jpegs(90)
+    garbage = np.random.default_rng(10).integers(0, 256, 5000, dtype=np.uint8).tobytes()
+    with PartServer(jpegs[:50] + [garbage] + jpegs[50:]) as stream:
+        run = cli(["track", stream.url, "--box", BAG_BOX, "--boxes", tmp_path / "s.csv", "--quiet"])
+    assert run.status == 0, run.err
+    assert "1 damaged frame skipped" in run.err and "Traceback" not in run.err
+    numbers = [int(row[0]) for row in read_csv(tmp_path / "s.csv")]
+    assert numbers[-1] >= 80  # tracked on to the end of the stream (frame 89), not stopped at the 51st part
+
+
+@needs_bag
+def test_row11_a_resolution_change_mid_stream_stops_with_the_rows_so_far(tmp_path):
+    with PartServer(bag_jpegs(60) + bag_jpegs(30, (320, 240))) as stream:
+        run = cli(["track", stream.url, "--box", BAG_BOX, "--boxes", tmp_path / "s.csv", "--quiet"])
+    assert run.status == 2
+    assert_one_line_error(run.err, "changed its frame size from 480x360 to 320x240 at frame 60",
+                          "the rows so far are kept")
+    numbers = [int(row[0]) for row in read_csv(tmp_path / "s.csv")]
+    assert len(numbers) >= 5 and 40 <= numbers[-1] <= 59  # nothing of the new size was tracked
+    assert f"saved {tmp_path / 's.csv'} ({len(numbers)} rows)" in run.err
+
+
+@needs_bag
+def test_row12_recordings_of_live_sources_play_at_the_measured_rate(tmp_path):
+    video = tmp_path / "s.avi"
+    with PartServer(bag_jpegs(60), fps=10) as stream:  # OpenCV says 25 fps for any MJPEG stream
+        run = cli(["track", stream.url, "--box", BAG_BOX, "--output", video, "--quiet"])
+    assert run.status == 0, run.err
+    capture = cv2.VideoCapture(str(video))
+    fps, frames = capture.get(cv2.CAP_PROP_FPS), capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    capture.release()
+    assert 9.0 <= fps <= 11.0, fps
+    assert 4.0 <= frames / fps <= 6.5  # about the stream's 6 s (less the part before the model loaded)
