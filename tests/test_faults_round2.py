@@ -220,12 +220,12 @@ def test_row17_frames_wider_than_opencv_crops_are_refused(tmp_path):
 def test_row13_an_infinite_or_huge_stall_timeout_means_never(tmp_path):
     for timeout in ("inf", "1e7"):
         boxes = tmp_path / f"{timeout}.csv"
-        with PartServer(bag_jpegs(40)) as stream:
+        with PartServer(bag_jpegs(100)) as stream:  # 4 s: longer than the model takes to load on a busy CPU
             run = cli(["track", stream.url, "--box", BAG_BOX, "--boxes", boxes, "--stall-timeout", timeout,
                        "--quiet"])
         assert run.status == 0, run.err
         assert "Traceback" not in run.err and "delivered no more frames" in run.err
-        assert len(read_csv(boxes)) >= 5
+        assert int(read_csv(boxes)[-1][0]) == 99  # to the end of the stream
 
 
 def test_row14_garbage_from_the_first_byte_is_one_line_without_ffmpeg_log(tmp_path):
@@ -366,24 +366,24 @@ def test_row10_a_damaged_frame_mid_stream_is_skipped_and_counted(tmp_path):
 
 @needs_bag
 def test_row11_a_resolution_change_mid_stream_stops_with_the_rows_so_far(tmp_path):
-    with PartServer(bag_jpegs(60) + bag_jpegs(30, (320, 240))) as stream:
+    with PartServer(bag_jpegs(100) + bag_jpegs(30, (320, 240))) as stream:
         run = cli(["track", stream.url, "--box", BAG_BOX, "--boxes", tmp_path / "s.csv", "--quiet"])
     assert run.status == 2
-    assert_one_line_error(run.err, "changed its frame size from 480x360 to 320x240 at frame 60",
+    assert_one_line_error(run.err, "changed its frame size from 480x360 to 320x240 at frame 100",
                           "the rows so far are kept")
     numbers = [int(row[0]) for row in read_csv(tmp_path / "s.csv")]
-    assert len(numbers) >= 5 and 40 <= numbers[-1] <= 59  # nothing of the new size was tracked
+    assert len(numbers) >= 5 and 80 <= numbers[-1] <= 99  # nothing of the new size was tracked
     assert f"saved {tmp_path / 's.csv'} ({len(numbers)} rows)" in run.err
 
 
 @needs_bag
 def test_row12_recordings_of_live_sources_play_at_the_measured_rate(tmp_path):
     video = tmp_path / "s.avi"
-    with PartServer(bag_jpegs(60), fps=10) as stream:  # OpenCV says 25 fps for any MJPEG stream
+    with PartServer(bag_jpegs(80), fps=10) as stream:  # OpenCV says 25 fps for any MJPEG stream
         run = cli(["track", stream.url, "--box", BAG_BOX, "--output", video, "--quiet"])
     assert run.status == 0, run.err
     capture = cv2.VideoCapture(str(video))
     fps, frames = capture.get(cv2.CAP_PROP_FPS), capture.get(cv2.CAP_PROP_FRAME_COUNT)
     capture.release()
     assert 9.0 <= fps <= 11.0, fps
-    assert 4.0 <= frames / fps <= 6.5  # about the stream's 6 s (less the part before the model loaded)
+    assert 3.0 <= frames / fps <= 8.5  # the stream's 8 s, less the part before the model loaded
