@@ -3,7 +3,6 @@ training/export tools; each module adds its own subcommands."""
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import re
 import signal
@@ -63,38 +62,64 @@ def _reopen_closed_standard_streams() -> None:
             setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))
 
 
-def _silence_stdout() -> None:
+def _silence_stdout(stdout) -> None:
     """After a failed write, point stdout at /dev/null so that Python's own flush at exit does not fail again
     (and print a second, unhelpful message)."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, stdout.fileno())
         os.close(devnull)
-    except (OSError, ValueError):
-        pass
+    except (OSError, ValueError, AttributeError):
+        pass  # not a real file (a test's captured stdout): nothing will flush it at exit
+
+
+class _StdoutFailed(Exception):
+    """Writing stdout failed (the OSError is in `error`): told apart from an OSError of any other file."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _GuardedStdout:
+    """sys.stdout while a command runs: its write and flush errors become _StdoutFailed."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            raise _StdoutFailed(exc) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            raise _StdoutFailed(exc) from None
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 def _run(args) -> int:
-    """The command, then a flush of stdout inside the same error handling: a pipe that closed or a full disk
-    behind stdout shows here rather than as a traceback at exit."""
+    """The command with stdout guarded, then a flush of it: a pipe that closed or a full disk behind stdout shows
+    here as one line rather than as a traceback at exit."""
+    stdout = sys.stdout
+    sys.stdout = _GuardedStdout(stdout)
     try:
         status = int(args.func(args) or 0)
         sys.stdout.flush()
-    except BrokenPipeError:  # `siamtrack bench ... | head -1`: the reader has all it wanted
-        _silence_stdout()
-        return 128 + signal.SIGPIPE
-    except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG) or not _is_stdout_error(exc):
-            raise
-        _silence_stdout()
-        raise UserError(f"cannot write the standard output: {exc.strerror}; the results that were not "
-                        "printed are lost (files such as --json are written before printing)") from None
+    except _StdoutFailed as failed:
+        _silence_stdout(stdout)
+        if isinstance(failed.error, BrokenPipeError):  # `siamtrack bench ... | head -1`: the reader has enough
+            return 128 + signal.SIGPIPE
+        raise UserError(f"cannot write the standard output: {failed.error.strerror or failed.error}; the results "
+                        "that were not printed are lost (files such as --json are written before printing)") from None
+    finally:
+        sys.stdout = stdout
     return status
-
-
-def _is_stdout_error(exc: OSError) -> bool:
-    """An OSError from writing stdout has no file name; one from a named file has it."""
-    return exc.filename is None
 
 
 def main(argv: list[str] | None = None) -> int:
