@@ -18,7 +18,7 @@ from hypothesis import strategies as st  # noqa: E402
 from tracker import SiamTracker, UserError  # noqa: E402
 from tracker.config import TrackerConfig  # noqa: E402
 from tracker.config import parse_overrides  # noqa: E402
-from tracker.result import MAX_BOX_FACTOR, MIN_BOX_SIDE, check_box, parse_box  # noqa: E402
+from tracker.result import MAX_BOX_FACTOR, MIN_BOX_SIDE, MIN_INSIDE_SHARE, check_box, parse_box  # noqa: E402
 
 RUNS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 finite = st.floats(allow_nan=False, allow_infinity=False)
@@ -65,12 +65,15 @@ def test_parse_box_gives_four_floats_or_a_user_error(text):
 
 
 def usable(box, width: int, height: int) -> bool:
-    """The documented rule: four finite numbers, each side from 1 px to 100x the frame's, overlapping the frame."""
+    """The documented rule: four finite numbers, each side from 1 px to 100x the frame's, overlapping the frame by
+    at least a quarter of the box (or of the frame, for a box larger than it)."""
     x, y, w, h = box
     if not all(math.isfinite(v) for v in box):
         return False
+    overlap = max(0.0, min(x + w, width) - max(x, 0.0)) * max(0.0, min(y + h, height) - max(y, 0.0))
     return (MIN_BOX_SIDE <= w <= MAX_BOX_FACTOR * width and MIN_BOX_SIDE <= h <= MAX_BOX_FACTOR * height
-            and x < width and y < height and x + w > 0 and y + h > 0)
+            and x < width and y < height and x + w > 0 and y + h > 0
+            and overlap >= MIN_INSIDE_SHARE * min(w * h, width * height))
 
 
 boxes = st.tuples(*(st.one_of(st.floats(), st.floats(-500, 500), st.floats(0, 3)) for _ in range(4)))

@@ -37,7 +37,8 @@ def add_tracking_options(parser: argparse.ArgumentParser) -> None:
     add_model_options(parser)
     parser.add_argument("--max-frames", type=int, help="stop after this many tracked frames")
     parser.add_argument("--stall-timeout", type=float, default=5.0, metavar="SECONDS",
-                        help="live sources: stop (keeping what was written) when no frame arrives for this long")
+                        help="live sources: stop (keeping what was written) when no frame arrives for this long "
+                             "(inf: never)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from .config import ModelConfig, TrackerConfig
 from .errors import UserError
+from .paths import check_usable_path
 
 
 def physical_cores() -> int:
@@ -117,6 +118,8 @@ def pick_engine(engine: str, weights) -> str:
     if engine != "auto" and engine not in ENGINES:
         raise UserError(f"unknown engine {engine!r}: use one of {', '.join(engine_names())}")
     # Say a path is wrong before saying what to install: a typo is likelier than a missing package.
+    if weights is not None:
+        check_usable_path(weights, "--weights")
     if weights is not None and not Path(weights).exists():
         raise UserError(f"weights file not found: {weights} (give a .pt checkpoint or a folder holding template.onnx "
                         "+ search.onnx, or omit --weights to use the shipped default model)")

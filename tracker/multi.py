@@ -36,12 +36,13 @@ class MultiTracker(TrackingLoop):
         """Start tracking the object in `box` (x, y, w, h) of `frame`; its first update is on the next frame.
         Returns its id: ids count up from 0 and are never reused, so a removed target's id stays unambiguous."""
         frame = as_bgr(frame)
-        for target in self._targets.values():
-            self._check_frame(frame, target)
-        target = self._new_target(frame, box)
-        target_id, self._next_id = self._next_id, self._next_id + 1
-        self._targets[target_id] = target
-        return target_id
+        with self._targets_lock:
+            for target in self._targets.values():
+                self._check_frame(frame, target)
+            target = self._new_target(frame, box)
+            target_id, self._next_id = self._next_id, self._next_id + 1
+            self._targets[target_id] = target
+            return target_id
 
     def init(self, frame: np.ndarray, boxes) -> list[int]:
         """Start over on `frame` with one target per box (x, y, w, h): the targets before are dropped. Every box is
@@ -57,23 +58,26 @@ class MultiTracker(TrackingLoop):
                 targets.append(self._new_target(frame, box))
             except UserError as exc:
                 raise UserError(f"target {number} ({box}): {exc}") from None
-        self._targets.clear()
-        ids = list(range(self._next_id, self._next_id + len(targets)))
-        self._next_id += len(targets)
-        self._targets.update(zip(ids, targets))
-        return ids
+        with self._targets_lock:
+            self._targets.clear()
+            ids = list(range(self._next_id, self._next_id + len(targets)))
+            self._next_id += len(targets)
+            self._targets.update(zip(ids, targets))
+            return ids
 
     def remove(self, target_id: int) -> None:
         """Stop tracking a target; the others carry on unchanged."""
-        if target_id not in self._targets:
-            raise UserError(f"no target {target_id!r} to remove: the targets are {self.targets}")
-        del self._targets[target_id]
+        with self._targets_lock:  # waits for a frame being tracked: its results are labelled with these ids
+            if target_id not in self._targets:
+                raise UserError(f"no target {target_id!r} to remove: the targets are {self.targets}")
+            del self._targets[target_id]
 
     def update(self, frame: np.ndarray) -> dict[int, TrackResult]:
         """One frame: every target's result, by id (empty when there is no target)."""
         frame = as_bgr(frame)
-        targets = list(self._targets.values())
-        if not targets:
-            return {}
-        self._check_frame(frame, targets[0])
-        return dict(zip(self._targets, self._step(frame, targets)))
+        with self._one_frame():
+            ids, targets = list(self._targets), list(self._targets.values())
+            if not targets:
+                return {}
+            self._check_frame(frame, targets[0])
+            return dict(zip(ids, self._step(frame, targets)))

@@ -18,6 +18,7 @@ import onnxruntime as ort
 from .config import ModelConfig, TrackerConfig
 from .engines import physical_cores
 from .errors import UserError
+from .onnx_external import check_external_data
 from .paths import SEARCH_ONNX, TEMPLATE_ONNX, weights_dir
 
 FORMAT = "siamtrack-onnx/2"  # /2: the search graph takes several targets' templates and an `owner` per crop
@@ -75,6 +76,7 @@ def _session_options(threads: int | None, spin: bool) -> ort.SessionOptions:
 
 def _open_session(path: Path, options: ort.SessionOptions, providers: list) -> tuple[ort.InferenceSession, dict]:
     """A graph's session and its siamtrack metadata."""
+    check_external_data(path)
     try:
         session = ort.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own types for missing / corrupt files

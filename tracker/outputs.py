@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from .errors import UserError
+from .paths import check_usable_path
 from .result import TrackResult
 from .drawing import draw_box
 
@@ -49,6 +50,15 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def _link_hops(path: Path, limit: int = 40) -> list[Path]:
+    """The absolute paths a name goes through when its symbolic links are followed one at a time: /dev/stdout ->
+    /proc/self/fd/1 -> the file the shell redirected to (realpath alone would show only the last)."""
+    hops = [Path(os.path.abspath(path))]
+    while hops[-1].is_symlink() and len(hops) < limit:
+        hops.append(Path(os.path.abspath(hops[-1].parent / os.readlink(hops[-1]))))
+    return hops + [Path(os.path.realpath(path))]
+
+
 def check_output_path(path: str | Path, flag: str, inputs=()) -> Path:
     """Refuse, before any work, an output that cannot or must not be written; return it as a Path.
 
@@ -57,15 +67,22 @@ def check_output_path(path: str | Path, flag: str, inputs=()) -> Path:
     target = Path(path)
     if str(path).strip() == "":
         raise UserError(f"{flag}: give a file name")
+    check_usable_path(target, flag)
+    real = Path(os.path.realpath(target))  # a symbolic link is written through: its target gets the file
     if target.is_dir():
         raise UserError(f"{flag} {path} is a folder: give a file name inside it, e.g. {target / ('out' + (target.suffix or '.csv'))}")
     if target.exists() and not target.is_file():
         raise UserError(f"{flag} {path} is not a regular file (a device, pipe or socket): give a file name")
+    special = next((hop for hop in _link_hops(target) if hop.parts[:2] in (("/", "dev"), ("/", "proc"))), None)
+    if special is not None:
+        raise UserError(f"cannot write {flag} {path}: not a regular file of its own (it goes through {special}); "
+                        "give a file name (outputs are written beside their target and renamed onto it, which a device or "
+                        "/dev/stdout must not be)")
     for source in inputs:
-        if source is not None and (_same_file(target, Path(source)) or target.resolve() == Path(source).resolve()):
+        if source is not None and (_same_file(target, Path(source)) or real == Path(os.path.realpath(source))):
             raise UserError(f"{flag} {path} is the input {source}: writing it would destroy what is being read; "
                             "choose another file name")
-    folder = target.resolve().parent
+    folder = real.parent
     if not folder.is_dir():
         raise UserError(f"cannot write {path}: folder {target.parent} does not exist")
     probe = folder / f".{target.name}.{os.getpid()}.probe"
@@ -98,12 +115,14 @@ class _PartialFile:
     def __init__(self, path: str | Path, flag: str) -> None:
         self.path = Path(path)
         self.flag = flag
+        # Through a symbolic link to its target: renaming onto the link itself would replace the link with a file.
+        self.target = Path(os.path.realpath(self.path))
         # The suffix stays last: OpenCV picks the video container from it.
-        self.partial = self.path.with_name(f".{self.path.stem}.{os.getpid()}.partial{self.path.suffix}")
+        self.partial = self.target.with_name(f".{self.target.stem}.{os.getpid()}.partial{self.target.suffix}")
 
     def _publish(self) -> None:
         try:
-            os.replace(self.partial, self.path)
+            os.replace(self.partial, self.target)
         except OSError as exc:
             raise UserError(f"cannot move the finished {self.flag} into place at {self.path}: {exc.strerror}; "
                             f"it is kept as {self.partial}") from None

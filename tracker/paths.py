@@ -1,8 +1,12 @@
 """Where the shipped weights live. Torch-free, so the ONNX runtime path can find them without PyTorch."""
 from __future__ import annotations
 
+import errno
+import os
 from importlib import resources
 from pathlib import Path
+
+from .errors import UserError
 
 DEFAULT_WEIGHTS = "siamtrack_default.pt"  # the PyTorch checkpoint (training, export, the torch engine)
 TEMPLATE_ONNX = "template.onnx"  # exemplar image -> template features
@@ -19,3 +23,24 @@ def weights_dir() -> Path:
 
 def default_weights_path() -> Path:
     return weights_dir() / DEFAULT_WEIGHTS
+
+
+def shown_path(path) -> str:
+    """A path as a message can print it: bytes that are not UTF-8 (kept by Python as surrogates) become U+FFFD."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def check_usable_path(path, what: str) -> None:
+    """A UserError for a path OpenCV or the OS cannot use, before it gets there: a name that is not UTF-8 (OpenCV
+    converts names to UTF-8 and crashes the process on one that is not) and a symbolic link loop."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError(f"{what} {shown_path(path)}: the name is not valid UTF-8, which OpenCV cannot open; "
+                        "use a UTF-8 name (rename a file with e.g. convmv -f latin1 -t utf8)") from None
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UserError(f"{what} {path} is a symbolic link loop (it points back to itself): fix or remove the "
+                            "link") from None

@@ -15,6 +15,9 @@ Box = tuple[float, float, float, float]  # x, y, w, h in 0-based pixels
 
 MIN_BOX_SIDE = 1.0  # pixels: below one pixel there is nothing to make a template of
 MAX_BOX_FACTOR = 100  # a box may be at most this many times the frame's width / height
+# Of a box, at least this share must lie inside the frame (or this share of the frame inside the box, for a box
+# larger than the frame): a template made of a pixel or two of the target and padding tracks the padding.
+MIN_INSIDE_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,8 @@ def parse_box(text: str, flag: str = "--box") -> Box:
 
 def check_box(box, frame_shape: tuple[int, ...]) -> Box:
     """A usable (x, y, w, h) for a frame of this shape, as floats, or a UserError saying what is wrong with it:
-    not four finite numbers, empty, under a pixel, absurdly large, or wholly outside the frame."""
+    not four finite numbers, empty, under a pixel, absurdly large, wholly outside the frame, or with less than a
+    quarter of it inside the frame (unless it covers a quarter of the frame)."""
     if isinstance(box, (str, bytes)):
         raise UserError(f"box must be four numbers x,y,w,h (parse text with tracker.result.parse_box); got {box!r}")
     try:
@@ -74,4 +78,9 @@ def check_box(box, frame_shape: tuple[int, ...]) -> Box:
                         f"may be at most {MAX_BOX_FACTOR}x the frame's")
     if x >= width or y >= height or x + w <= 0 or y + h <= 0:
         raise UserError(f"box {x:g},{y:g},{w:g},{h:g} lies outside the {width}x{height} frame")
+    inside = (min(x + w, width) - max(x, 0.0)) * (min(y + h, height) - max(y, 0.0))
+    if inside < MIN_INSIDE_SHARE * min(w * h, width * height):
+        raise UserError(f"box {x:g},{y:g},{w:g},{h:g} lies mostly outside the {width}x{height} frame: "
+                        f"{100 * inside / (w * h):.2g}% of it is inside, at least {100 * MIN_INSIDE_SHARE:g}% must "
+                        "be (the target is tracked from what the first frame shows of it)")
     return x, y, w, h

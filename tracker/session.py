@@ -146,6 +146,7 @@ class Session:
         self._run: TrackRun | None = None
         self._frames = None
         self._last_index: int | None = None  # the last frame written in the normal flow (not after a pause)
+        self._first_size: tuple[int, int] = (0, 0)  # (height, width) of the first frame
 
     def start(self, load_tracker: Callable, boxes, no_frames: str, viewer: Callable | None = None,
               show: bool = False, pacer=None) -> Frame:
@@ -171,7 +172,9 @@ class Session:
             self._multi = isinstance(tracker, MultiTracker)
             self._run = TrackRun(tracker)
             self._begin(first.image, boxes, 0)
-            self.sinks.open(self.source.fps, (first.image.shape[1], first.image.shape[0]))
+            self._first_size = first.image.shape[:2]
+            self.sinks.open(self.source.recording_fps() if self.sinks.outputs.video else self.source.fps,
+                            (first.image.shape[1], first.image.shape[0]))
         except BaseException:
             self.sinks.discard()
             close_quietly(self.progress, window, self.source)
@@ -242,12 +245,21 @@ class Session:
     def _update(self, frame: Frame) -> None:
         if self.source.is_live:
             self.ages.append(time.monotonic() - frame.captured_at)
+            self._check_live_size(frame)
         step = self._run.step(frame.image)
         self.track_seconds += step.seconds
         if self.window is not None:
             self.window.rates.add(step.seconds)
         self.shown = self._by_number(step.result)
         self.progress.set_postfix(**_postfix(self.shown), track_fps=f"{self.tracked / max(self.track_seconds, 1e-9):.1f}")
+
+    def _check_live_size(self, frame: Frame) -> None:
+        """A camera or stream that switches resolution mid-run: the boxes are in the old size's pixels."""
+        (h0, w0), (h1, w1) = self._first_size, frame.image.shape[:2]
+        if (h0, w0) != (h1, w1):
+            raise UserError(f"{self.source.name} changed its frame size from {w0}x{h0} to {w1}x{h1} at frame "
+                            f"{frame.index}: the boxes are in the old size's pixels, so the run stops here (the rows "
+                            "so far are kept); start again with a box drawn on (or given for) the new size")
 
     def finish(self, status: int = 0, error: UserError | None = None) -> tuple[int, UserError | None]:
         """Close the sinks (keeping what was written), the progress bar, the window and the source, holding off
@@ -308,5 +320,7 @@ def summary(session: Session, how: str, loop_seconds: float) -> str:
         p50, p95 = percentiles(session.ages)
         timing += (f"; live: {source.dropped} frames dropped, frame age at tracking p50 {1000 * p50:.0f} ms, "
                    f"p95 {1000 * p95:.0f} ms")
+        if source.corrupt:
+            timing += f", {source.corrupt} damaged frame{'' if source.corrupt == 1 else 's'} skipped"
     return (f"{how} {tracked} frame{'' if tracked == 1 else 's'}; {timing}; "
             f"saved {', '.join(session.sinks.saved()) or 'nothing (use --boxes/--output)'}")

@@ -21,9 +21,11 @@ import cv2
 import numpy as np
 
 from .errors import UserError
+from .paths import check_usable_path, shown_path
 
 # Network sources OpenCV's FFmpeg backend opens (IP cameras, phone camera apps, media servers).
 STREAM_URL = re.compile(r"^(https?|rtsps?|rtmp|rtp|udp|tcp|srt)://", re.IGNORECASE)
+MAX_TIMEOUT_MS = 2**31 - 1  # OpenCV's timeout properties are C ints
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
@@ -51,14 +53,15 @@ def _image_files(folder: Path) -> list[Path]:
 
 def _open_stream(url: str, stall_timeout: float) -> cv2.VideoCapture:
     # FFmpeg's own read timeout, a little past ours, so that our message comes first and a hung read still
-    # returns (its default is 30 s) and lets the capture be released.
-    timeout_ms = int(1000 * (stall_timeout + 2.0))
+    # returns (its default is 30 s) and lets the capture be released. OpenCV takes it as a 32-bit int of
+    # milliseconds: a longer (or infinite) stall timeout is "never" to FFmpeg too.
+    timeout_ms = int(min(1000 * (stall_timeout + 2.0), MAX_TIMEOUT_MS))
     with quiet_opencv():
         capture = cv2.VideoCapture(url, cv2.CAP_FFMPEG, [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, max(timeout_ms, 10000), cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms])
     if not capture.isOpened():
-        raise UserError(f"cannot open stream {url}: check the address and that the camera or server is "
-                        "reachable from here")
+        raise UserError(f"cannot open stream {url}: it is unreachable or sends nothing FFmpeg can decode as "
+                        "video; check the address and that it is a camera's or server's video stream")
     return capture
 
 
@@ -76,14 +79,102 @@ def _folder_images(path: Path, source: str) -> list[Path]:
         images = _image_files(path / "img")
     if not images:
         raise UserError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {source}")
+    for image in images:  # all of them now, not at the frame where one would crash OpenCV
+        check_usable_path(image, "image")
     return images
 
 
+# Codecs FFmpeg gives a text file it renders as frames (its tty demuxer): never a video someone meant to track.
+TEXT_CODECS = {b"ansi", b"text", b"srt ", b"ass ", b"subr"}
+
+
+def _looks_like_text(path: Path) -> bool:
+    """A file whose first 4 KiB are UTF-8 text without a NUL byte: no video container or image starts so."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(4096)
+    except OSError:
+        return False
+    if not head or b"\0" in head:
+        return False
+    for cut in range(4):  # the 4 KiB may end inside a multi-byte character
+        try:
+            head[:len(head) - cut].decode("utf-8")
+            return True
+        except UnicodeDecodeError:
+            continue
+    return False
+
+
 def _open_file(path: Path, source: str) -> cv2.VideoCapture:
+    not_video = f"cannot read video {source}: it is a text file, not a video or image; give a video file, an " \
+                "image folder, a camera or a stream"
+    if _looks_like_text(path):
+        raise UserError(not_video)
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise UserError(f"cannot read video {source}: not a video format OpenCV can decode")
+    if (int(capture.get(cv2.CAP_PROP_FOURCC)) & 0xFFFFFFFF).to_bytes(4, "little") in TEXT_CODECS:
+        capture.release()
+        raise UserError(not_video)
     return capture
+
+
+def _read_jpeg_packets(capture: cv2.VideoCapture) -> bool:
+    """Switch an MJPEG stream's capture to hand out each JPEG as received (True when it did). OpenCV's decoder
+    would otherwise scale a frame of another size to the first frame's, silently, and a part that is not a JPEG
+    ends the read; decoded here, a size change shows as it is and a damaged part is one frame skipped."""
+    if (int(capture.get(cv2.CAP_PROP_FOURCC)) & 0xFFFFFFFF).to_bytes(4, "little") != b"MJPG":
+        return False
+    return bool(capture.set(cv2.CAP_PROP_FORMAT, -1))
+
+
+class LiveReader:
+    """read() -> (ok, image) for a camera or stream that skips the frames that do not decode (counted in
+    `corrupt`) instead of ending the session at the first one, and times the frames' arrival (`measured_fps`).
+
+    A read that fails is retried: a damaged frame fails once and the next one reads, while the end of a stream
+    (or an unplugged camera) fails every time, at once, and ends the reading after MAX_FAILED_READS in a row.
+    """
+
+    MAX_FAILED_READS = 10
+    PROBED_FRAMES = 5  # FFmpeg reads the first frames while probing the stream: they arrive in a burst
+
+    def __init__(self, capture: cv2.VideoCapture, jpeg_packets: bool = False) -> None:
+        self.capture = capture
+        self.jpeg_packets = jpeg_packets
+        self.corrupt = 0
+        self.frames = 0
+        self._first_at = self._last_at = 0.0
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        failed = 0
+        while failed < self.MAX_FAILED_READS:
+            ok, data = self.capture.read()
+            image = data if ok and not self.jpeg_packets else (
+                cv2.imdecode(data, cv2.IMREAD_COLOR) if ok and data is not None and data.size else None)
+            if image is not None:
+                self.corrupt += failed  # failures followed by a frame were damaged frames, not the end
+                self._arrived(time.monotonic())
+                return True, image
+            if ok:  # a packet that is no JPEG: damaged, and the stream goes on
+                self.corrupt += 1
+            else:
+                failed += 1
+        return False, None
+
+    def _arrived(self, now: float) -> None:
+        if self.frames == self.PROBED_FRAMES:
+            self._first_at = now
+        self._last_at = now
+        self.frames += 1
+
+    def measured_fps(self) -> float | None:
+        """Frames per second as they arrived after the probing burst (None before two such frames)."""
+        timed = self.frames - self.PROBED_FRAMES
+        if timed < 2 or self._last_at <= self._first_at:
+            return None
+        return (timed - 1) / (self._last_at - self._first_at)
 
 
 class FrameSource:
@@ -111,6 +202,7 @@ class FrameSource:
         self._capture: cv2.VideoCapture | None = None
         self._is_camera = False
         self._grabber: LatestFrameGrabber | None = None
+        self._live: LiveReader | None = None
         self._open(source)
         self.fps = self._capture.get(cv2.CAP_PROP_FPS) if self._capture is not None else 0.0
         if not self.fps or not np.isfinite(self.fps) or self.fps > 240:
@@ -119,18 +211,23 @@ class FrameSource:
 
     def _open(self, source: str) -> None:
         path = Path(source)
+        if not STREAM_URL.match(self.name):
+            check_usable_path(source, "source")
         if STREAM_URL.match(self.name):
             self._is_camera = True  # a live stream: no frame count, frames arrive in real time
             self._capture = _open_stream(self.name, self.stall_timeout)
+            self._live = LiveReader(self._capture, jpeg_packets=_read_jpeg_packets(self._capture))
         elif self.name.isdigit() and not path.exists():
             self._is_camera = True
             self._capture = _open_camera(int(source), f"cannot open camera {source}: check it is connected, or pass "
                                                       "a video file or image folder")
+            self._live = LiveReader(self._capture)
         elif path.is_char_device():
             self._is_camera = True
             self._capture = _open_camera(str(path), f"cannot open camera device {source}: it exists but OpenCV "
                                                     "cannot capture from it (busy, no permission, or not a video "
                                                     "device)")
+            self._live = LiveReader(self._capture)
         elif path.is_dir():
             self._images = _folder_images(path, source)
         elif path.is_file():
@@ -159,6 +256,26 @@ class FrameSource:
         return self._grabber.dropped if self._grabber is not None else 0
 
     @property
+    def corrupt(self) -> int:
+        """Frames of a live source that did not decode and were skipped."""
+        return self._live.corrupt if self._live is not None else 0
+
+    def _read_one(self) -> tuple[bool, np.ndarray | None]:
+        return self._live.read() if self._live is not None else self._capture.read()
+
+    def recording_fps(self, frames: int = 15, wait: float = 2.0) -> float:
+        """The frame rate to record at. A live source's header rate is often a guess (MJPEG streams have none,
+        and OpenCV says 25), so its frames are timed as they arrive: up to `wait` seconds for `frames` of them
+        (they keep arriving while the model loads), else what has been measured by then."""
+        if self._live is None or self._grabber is None:
+            return self.fps
+        deadline = time.monotonic() + wait
+        while self._live.frames < frames and time.monotonic() < deadline and self._grabber.running:
+            time.sleep(0.02)
+        measured = self._live.measured_fps()
+        return round(measured, 2) if measured is not None and 0.1 <= measured <= 240 else self.fps
+
+    @property
     def frames_left(self) -> int | None:
         """Frames from the start frame to the end (None when unknown)."""
         return None if self.frame_count is None else max(self.frame_count - self.start, 0)
@@ -173,7 +290,7 @@ class FrameSource:
     def _grab_newest(self) -> None:
         if self._grabber is None:
             self._skip_to_start()
-            self._grabber = LatestFrameGrabber(self._capture.read, self.name, self.stall_timeout)
+            self._grabber = LatestFrameGrabber(self._read_one, self.name, self.stall_timeout)
 
     def frames(self, latest_only: bool | None = None) -> Iterator[Frame]:
         """The frames from the start frame on. latest_only (default: for live sources) reads on a thread and
@@ -221,7 +338,7 @@ class FrameSource:
     def _read_capture(self) -> Iterator[np.ndarray]:
         self._skip_to_start()
         while True:
-            ok, image = self._capture.read()
+            ok, image = self._read_one()
             if not ok:
                 break
             self.frames_read += 1
@@ -303,9 +420,13 @@ class LatestFrameGrabber:
                 if left <= 0:
                     raise UserError(f"{self.name} delivered no frame for {self.stall_timeout:g} s: it stopped "
                                     "(unplugged, or the stream hung)")
-                self._changed.wait(left)
+                self._changed.wait(min(left, threading.TIMEOUT_MAX))  # --stall-timeout inf: never
             frame, self._latest = self._latest, None
             return frame
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
 
     def skip_pending(self) -> None:
         """Count the frame waiting now as dropped (the caller was busy elsewhere, e.g. a box was being drawn)."""

@@ -9,6 +9,8 @@ share one engine; MultiTracker (multi.py) puts several targets' crops through th
 from __future__ import annotations
 
 import math
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import cv2
@@ -26,6 +28,8 @@ from .response import fused_scores
 from .result import TrackResult, check_box
 from .timing import StageTimer
 
+MAX_FRAME_SIDE = 32766  # cv2.warpAffine asserts every side < SHRT_MAX (32,767)
+
 
 def as_bgr(frame: np.ndarray) -> np.ndarray:
     """HxWx3 BGR uint8 from what users pass: BGR, grayscale (HxW or HxWx1) or BGRA."""
@@ -36,6 +40,9 @@ def as_bgr(frame: np.ndarray) -> np.ndarray:
     if frame.size == 0:
         raise UserError(f"frame is empty (shape {frame.shape}): a failed cv2 read gives this; check the "
                         "capture's ok flag before passing the frame")
+    if max(frame.shape[:2]) > MAX_FRAME_SIDE:
+        raise UserError(f"frame is {frame.shape[1]}x{frame.shape[0]} pixels: OpenCV's crop takes frames of at "
+                        f"most {MAX_FRAME_SIDE:,} pixels a side; resize (or cut) the frames first")
     if frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 1):
         return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
     if frame.ndim == 3 and frame.shape[2] == 4:
@@ -110,6 +117,24 @@ class TrackingLoop:
         self._stacks = TemplateStacks(engine)
         self._timer = StageTimer()
         self.stage_times: dict[str, float] = {}
+        # A tracker follows one video frame by frame: two threads updating it at once would interleave their
+        # frames in one target's state. That is refused; changes to the targets (init, add, remove) from another
+        # thread wait for the frame being tracked, so every result stays with its target.
+        self._targets_lock = threading.RLock()
+        self._frame_in_progress = threading.Lock()
+
+    @contextmanager
+    def _one_frame(self):
+        """Held while update() tracks a frame: a second update() at the same time is a UserError."""
+        if not self._frame_in_progress.acquire(blocking=False):
+            raise UserError(f"this {type(self).__name__} is already tracking a frame in another thread: a tracker "
+                            "follows one video frame by frame; give each thread (each video) its own tracker "
+                            "(they can share one engine)")
+        try:
+            with self._targets_lock:
+                yield
+        finally:
+            self._frame_in_progress.release()
 
     @classmethod
     def from_pretrained(cls, weights: str | None = None, device: str = "auto", engine: str = "auto",
@@ -303,12 +328,15 @@ class SiamTracker(TrackingLoop):
     def init(self, frame: np.ndarray, box) -> None:
         """Start tracking the object in `box` (x, y, w, h, 0-based pixels) of `frame` (BGR, gray or BGRA uint8);
         a target tracked before is forgotten."""
-        self._target = self._new_target(as_bgr(frame), box)
+        target = self._new_target(as_bgr(frame), box)
+        with self._targets_lock:
+            self._target = target
 
     def update(self, frame: np.ndarray) -> TrackResult:
         """The target in the next frame (same size as the init frame): its box, score and state."""
-        if self._target is None:
-            raise RuntimeError("call init(frame, box) before update(frame)")
         frame = as_bgr(frame)
-        self._check_frame(frame, self._target)
-        return self._step(frame, [self._target])[0]
+        with self._one_frame():
+            if self._target is None:
+                raise RuntimeError("call init(frame, box) before update(frame)")
+            self._check_frame(frame, self._target)
+            return self._step(frame, [self._target])[0]

@@ -278,18 +278,23 @@ def cmd_bench(args) -> int:
         networks = {n: t for n, t in trackers.items() if isinstance(t, SiamTracker)}
         makers = {n: (lambda n=n: peers.make_peer(n)) for n in trackers if n not in networks}
         summ = run_targets_bench(src, box, networks, counts, args.frames, makers, progress=not args.no_progress)
-        print(format_targets(summ))
-        if args.plot is not None:
-            from .plots import plot_targets
-
-            print(f"wrote {plot_targets(summ, Path(args.plot))}")
+        text = format_targets(summ)
     else:
-        res = bench.run_bench(src, box, trackers, args.frames, progress=not args.no_progress)
-        summ = bench.summarize(res)
-        print(bench.format_summary(summ))
+        summ = bench.summarize(bench.run_bench(src, box, trackers, args.frames, progress=not args.no_progress))
+        text = bench.format_summary(summ)
+    # Files first, then stdout: a stdout that fails (a full disk, a closed pipe) must not cost the --json.
     if args.json:
         try:
             Path(args.json).write_text(json.dumps(runner._jsonable(summ), indent=1))
         except OSError as exc:
+            print(text)
             raise UserError(f"cannot write --json {args.json}: {exc.strerror or exc} (the figures are printed above)") from None
+    plotted = None
+    if counts is not None and args.plot is not None:
+        from .plots import plot_targets
+
+        plotted = plot_targets(summ, Path(args.plot))
+    print(text)
+    if plotted is not None:
+        print(f"wrote {plotted}")
     return 0
