@@ -355,3 +355,31 @@ def test_several_boxes_refused_for_otb_wherever_they_come_from(onnx_pair):
     assert multi.targets == before, "a refused re-selection keeps the targets"
     check_boxes(frames[1], [tuple(gts[0][1])], True, "otb", 1)
     assert len(multi.init(frames[1], [tuple(gts[0][1])])) == 1
+
+
+def test_update_before_any_target_raises_but_all_removed_returns_empty(onnx_pair):
+    """As SiamTracker: update before init/add is a programming error. Once started, removing the last target is
+    not: the stream goes on with {} until a new target is added."""
+    _, shared = onnx_pair
+    multi = MultiTracker(shared.engine, shared.config)
+    frames, gts = three_target_clip(n_frames=3)
+    with pytest.raises(RuntimeError, match=r"call init\(frame, boxes\) or add\(frame, box\) before update"):
+        multi.update(frames[0])
+    (only,) = multi.init(frames[0], [tuple(gts[0][0])])
+    multi.remove(only)
+    assert multi.update(frames[1]) == {}
+    later = MultiTracker(shared.engine, shared.config)
+    later.add(frames[0], tuple(gts[0][0]))
+    assert list(later.update(frames[1])) == [0]
+
+
+def test_repr_names_engine_rule_and_targets(onnx_pair):
+    _, shared = onnx_pair
+    multi = MultiTracker(shared.engine, shared.config)
+    name, rule = shared.engine.name, shared.rule.name
+    assert repr(multi) == f"MultiTracker(engine={name}, rule={rule}, no target)"
+    frames, gts = three_target_clip(n_frames=2)
+    multi.init(frames[0], [tuple(gts[0][0]), tuple(gts[1][0])])
+    assert repr(multi) == f"MultiTracker(engine={name}, rule={rule}, targets 0: tracking, 1: tracking)"
+    alone = SiamTracker(shared.engine, shared.config)
+    assert repr(alone).startswith(f"SiamTracker(engine={name}, rule={rule}, ")

@@ -24,6 +24,12 @@ class MultiTracker(TrackingLoop):
         self._targets: dict[int, object] = {}
         self._next_id = 0
 
+    def __repr__(self) -> str:
+        # Like SiamTracker's, with each target's id and state: MultiTracker(..., targets 0: tracking, 2: lost)
+        states = ", ".join(f"{target_id}: {target.presence.state}" for target_id, target in self._targets.items())
+        where = f"targets {states}" if states else "no target"
+        return f"MultiTracker(engine={self.engine.name}, rule={self.rule.name}, {where})"
+
     @property
     def targets(self) -> list[int]:
         """The ids of the targets being tracked, in the order they were added."""
@@ -44,9 +50,12 @@ class MultiTracker(TrackingLoop):
         return target_id
 
     def init(self, frame: np.ndarray, boxes) -> list[int]:
-        """Start over on `frame` with one target per box (x, y, w, h): the targets before are dropped. Every box is
-        checked before anything changes, so a refused box keeps the targets there were. Returns the new ids, in
-        the boxes' order."""
+        """Start over on `frame` with one target per box.
+
+        frame: BGR, gray or BGRA uint8, as SiamTracker.init takes. boxes: one (x, y, w, h) per target, 0-based
+        pixels. The targets tracked before are dropped. Every box is checked before anything changes, so a
+        refused box (UserError naming the target's number) keeps the targets there were. Returns the new ids, in
+        the boxes' order; their first update is on the next frame."""
         frame = as_bgr(frame)
         boxes = list(boxes)
         if not boxes:
@@ -70,7 +79,14 @@ class MultiTracker(TrackingLoop):
         del self._targets[target_id]
 
     def update(self, frame: np.ndarray) -> dict[int, TrackResult]:
-        """One frame: every target's result, by id (empty when there is no target)."""
+        """The next frame (same size as the init frame): every target's TrackResult, by id, in the order the
+        targets were added.
+
+        Before any init or add this raises RuntimeError, as SiamTracker.update does. Once tracking has started, a
+        tracker whose targets were all removed returns {} every frame (until add gives it a new one), so a loop
+        over a stream need not stop when the last target goes."""
+        if self._next_id == 0:  # no id handed out yet: never started (all removed has handed some out)
+            raise RuntimeError("call init(frame, boxes) or add(frame, box) before update(frame)")
         frame = as_bgr(frame)
         targets = list(self._targets.values())
         if not targets:
