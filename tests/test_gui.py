@@ -189,8 +189,10 @@ def video_frames(path: Path) -> int:
 def test_show_pause_snapshot_quit(xdisplay, tmp_path):
     gt = np.loadtxt(GT, delimiter=",")
     boxes, video = tmp_path / "b.csv", tmp_path / "rec.mp4"
+    # --snapshots names a folder that does not exist yet (relative to the app's working folder, tmp_path): the
+    # first snapshot creates it.
     app = App(xdisplay, ["track", str(CLIP), "--box", ",".join(map(str, gt[0])), "--show", "--boxes", str(boxes),
-                         "--record", str(video)], tmp_path)
+                         "--record", str(video), "--snapshots", "shots/today"], tmp_path)
     time.sleep(1.5)
     app.key("space")
     time.sleep(0.5)
@@ -211,7 +213,7 @@ def test_show_pause_snapshot_quit(xdisplay, tmp_path):
     coverage, row = best_row(paused, rows)
     assert coverage > 0.9, f"no CSV box is drawn in the paused window (best {coverage:.0%})"
     assert video_frames(video) == len(rows)
-    snapshots = list(tmp_path.glob("siamtrack-*.png"))
+    snapshots = list((tmp_path / "shots" / "today").glob("siamtrack-*.png"))
     assert len(snapshots) == 1 and "snapshot saved" in app.stderr()
     assert best_row(cv2.imread(str(snapshots[0]))[:, :, ::-1], rows)[0] > 0.9
 
@@ -347,3 +349,16 @@ def test_webcam_demo_in_a_window(xdisplay, tmp_path):
     assert process.returncode == 0, err
     tracked = int(re.search(r"(\d+) frames tracked", err).group(1))
     assert 10 < tracked < camera.frames
+
+
+def test_snapshots_naming_a_file_is_a_one_line_error(tmp_path):
+    """A missing --snapshots folder is made by the first snapshot (test_show_pause_snapshot_quit); a file there is
+    refused before any window opens."""
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine\n")
+    done = subprocess.run(console_script() + ["track", str(CLIP), "--box", "1,2,30,40", "--show", "--snapshots",
+                                              str(taken)], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 2, done.stderr
+    assert_one_line_error(done.stderr, f"--snapshots {taken} is a file, not a folder")
+    assert taken.read_text() == "mine\n"

@@ -33,7 +33,8 @@ def add_tracking_options(parser: argparse.ArgumentParser) -> None:
                         help="--boxes format: csv (header frame,x,y,w,h,score,lost,state,target; a row per frame "
                              "and target; 0-based), mot (MOTChallenge, 1-based, id = target + 1, lost frames left "
                              "out) or otb (x,y,w,h per frame, 1-based; one target)")
-    parser.add_argument("--snapshots", metavar="DIR", default=".", help="folder for the PNGs the s key saves")
+    parser.add_argument("--snapshots", metavar="DIR", default=".", help="folder for the PNGs the s key saves (created "
+                        "at the first snapshot if missing; default: the current folder)")
     add_model_options(parser)
     parser.add_argument("--max-frames", type=int, help="stop after this many tracked frames")
     parser.add_argument("--stall-timeout", type=float, default=5.0, metavar="SECONDS",
@@ -111,10 +112,10 @@ def _check_outputs(args) -> Outputs:
     if args.output is not None:
         video_fourcc(args.output)
         video = check_output_path(args.output, "--output", inputs + [args.boxes])
-    if args.show:
-        snapshots = Path(args.snapshots)
-        if not snapshots.is_dir():
-            raise UserError(f"--snapshots {args.snapshots} is not a folder: create it or give another")
+    if args.show and Path(args.snapshots).exists() and not Path(args.snapshots).is_dir():
+        # A missing folder is made by the first snapshot (none is made when s is never pressed).
+        raise UserError(f"--snapshots {args.snapshots} is a file, not a folder: give a folder (it is created if "
+                        "missing)")
     return Outputs(boxes=boxes, format=args.format, video=video)
 
 

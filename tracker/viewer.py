@@ -151,11 +151,16 @@ class Viewer:
                 cv2.setMouseCallback(self.title, lambda *args: None)
 
     def snapshot(self) -> Path:
-        """The picture shown, as a PNG in snapshot_dir; a UserError when it cannot be written."""
+        """The picture shown, as a PNG in snapshot_dir (created if missing); a UserError when it cannot be
+        written."""
         if self.last_image is None:
             raise UserError("nothing shown yet to save")
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")[:-3]
         path = (self.snapshot_dir / f"siamtrack-{stamp}.png").resolve()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create the snapshot folder {path.parent}: {exc.strerror}") from None
         if not cv2.imwrite(str(path), self.last_image):
             raise UserError(f"cannot write the snapshot {path}: check the folder is writable")
         return path
