@@ -322,3 +322,22 @@ def test_plain_progress_iterates_like_tqdm(monkeypatch):
     assert isinstance(bar, PlainProgress) and bar.total == 3
     bar.set_postfix_str("a")
     assert list(bar) == ["a", "b", "c"] and bar.n == 3
+
+
+@pytest.mark.parametrize("name, fmt, says", [
+    ("b.json", "csv", "--boxes {path}: writing csv (no --format writes .json: name it *.csv)"),
+    ("b.txt", "csv", "--boxes {path}: writing csv (use --format mot or otb for a .txt file, or name it *.csv)"),
+    ("b.csv", "mot", "--boxes {path}: writing mot (use --format csv for a .csv file, or name it *.txt)"),
+])
+def test_boxes_suffix_of_another_format_warns_once(small_clip, tmp_path, capfd, name, fmt, says):
+    clip, box = small_clip
+    path = tmp_path / name
+    argv = ["track", str(clip), "--box", ",".join(map(str, box)), "--max-frames", "2", "--quiet"]
+    assert main(argv + ["--boxes", str(path), "--format", fmt]) == 0
+    err = capfd.readouterr().err
+    assert err.count("warning: --boxes") == 1 and f"warning: {says.format(path=path)}\n" in err, err
+    assert path.is_file()  # written all the same, in the format asked for
+    if fmt == "csv":
+        assert len(read_csv(path)) == 2
+    assert main(argv + ["--boxes", str(tmp_path / "b.csv")]) == 0
+    assert "warning" not in capfd.readouterr().err  # a name that fits the format: not a word

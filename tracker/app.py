@@ -104,10 +104,31 @@ def _check_options(args) -> list | None:
     return boxes
 
 
+# The file name suffixes each --format is usually read under; a --boxes name with another suffix gets a warning.
+FORMAT_SUFFIXES = {"csv": (".csv",), "mot": (".txt", ".mot"), "otb": (".txt",)}
+
+
+def suffix_warning(path: str, fmt: str) -> str | None:
+    """A one-line warning when --boxes names a file whose suffix says another format than --format writes (x.json
+    with csv, x.csv with mot), saying what is written and how to get what the name promises; None when they agree."""
+    expected = FORMAT_SUFFIXES.get(fmt)
+    suffix = Path(path).suffix.lower()
+    if expected is None or suffix in expected:
+        return None
+    fitting = [name for name, suffixes in FORMAT_SUFFIXES.items() if suffix in suffixes]
+    if fitting:
+        fix = f"use --format {' or '.join(fitting)} for a {suffix} file, or name it *{expected[0]}"
+    else:
+        fix = f"no --format writes {suffix or 'a file without a suffix'}: name it *{expected[0]}"
+    return f"warning: --boxes {path}: writing {fmt} ({fix})"
+
+
 def _check_outputs(args) -> Outputs:
     """--boxes and --output checked before any frame is read: writable, not a folder, not a device, not an input."""
     inputs = [args.source, args.weights]
     boxes = check_output_path(args.boxes, "--boxes", inputs) if args.boxes is not None else None
+    if boxes is not None and (warning := suffix_warning(args.boxes, args.format)):
+        print(warning, file=sys.stderr)
     video = None
     if args.output is not None:
         video_fourcc(args.output)
