@@ -341,3 +341,21 @@ def test_boxes_suffix_of_another_format_warns_once(small_clip, tmp_path, capfd, 
         assert len(read_csv(path)) == 2
     assert main(argv + ["--boxes", str(tmp_path / "b.csv")]) == 0
     assert "warning" not in capfd.readouterr().err  # a name that fits the format: not a word
+
+
+@pytest.mark.parametrize("box_format", ["xyxy", "cxcywh"])
+def test_box_format_gives_the_same_track_as_xywh(small_clip, tmp_path, box_format):
+    clip, box = small_clip
+    x, y, w, h = box
+    given = {"xyxy": (x, y, x + w, y + h), "cxcywh": (x + w / 2, y + h / 2, w, h)}[box_format]
+    argv = ["track", str(clip), "--max-frames", "6", "--quiet"]
+    assert main(argv + ["--box", ",".join(map(str, box)), "--boxes", str(tmp_path / "xywh.csv")]) == 0
+    assert main(argv + ["--box", ",".join(map(str, given)), "--box-format", box_format,
+                        "--boxes", str(tmp_path / "other.csv")]) == 0
+    assert read_csv(tmp_path / "other.csv") == read_csv(tmp_path / "xywh.csv")  # the file is x,y,w,h either way
+
+
+def test_box_format_xyxy_refuses_swapped_corners(small_clip, capfd):
+    clip, _ = small_clip
+    assert main(["track", str(clip), "--box", "100,80,60,120", "--box-format", "xyxy", "--quiet"]) == 2
+    assert_one_line_error(capfd.readouterr().err, "x1,y1,x2,y2", "x2 must be greater than x1")

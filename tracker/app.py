@@ -13,7 +13,7 @@ from .multi import MultiTracker
 from .options import add_model_options, check_model_options, load_tracker
 from .outputs import BOX_FORMATS, box_format, check_output_path, video_fourcc
 from .progress import progress as make_progress
-from .result import parse_box
+from .result import BOX_INPUT_FORMATS, parse_box
 from .session import Outputs, Session, run_to_end, summary
 from .signals import SignalGuard
 from .sources import FrameSource, Pacer
@@ -23,8 +23,12 @@ from .viewer import KEYS_DESCRIPTION, Viewer, check_display
 def add_tracking_options(parser: argparse.ArgumentParser) -> None:
     """The options track and webcam share."""
     parser.add_argument("--box", action="append",
-                        help="first box x,y,w,h (0-based pixels); repeat it to track several targets at once "
-                             "(numbered 0, 1, ... in the CSV's target column)")
+                        help="first box x,y,w,h (0-based pixels; see --box-format); repeat it to track several "
+                             "targets at once (numbered 0, 1, ... in the CSV's target column)")
+    parser.add_argument("--box-format", choices=list(BOX_INPUT_FORMATS), default="xywh",
+                        help="what --box's four numbers are: xywh (x,y,w,h: top-left corner and size; default), "
+                             "xyxy (x1,y1,x2,y2: two corners, as detectors give them) or cxcywh (centre and "
+                             "size); the box files are x,y,w,h whatever this is")
     parser.add_argument("--output", "--record", dest="output", metavar="VIDEO",
                         help="record the annotated video (.mp4, .avi, .mov); playable after q, Ctrl-C, the end of "
                              "the stream or a camera that stops")
@@ -97,7 +101,7 @@ def _check_options(args) -> list | None:
         raise UserError(f"--stall-timeout must be > 0 seconds, got {args.stall_timeout:g}")
     if not args.box and not args.select:
         raise UserError("give the first box with --box x,y,w,h (or --select to draw it)")
-    boxes = [parse_box(text) for text in args.box] if args.box else None
+    boxes = [parse_box(text, box_format=args.box_format) for text in args.box] if args.box else None
     fmt = box_format(args.format)
     if boxes and len(boxes) > 1 and fmt.one_target is not None:
         raise UserError(fmt.one_target_message)

@@ -38,22 +38,23 @@ class MultiTracker(TrackingLoop):
     def __len__(self) -> int:
         return len(self._targets)
 
-    def add(self, frame: np.ndarray, box) -> int:
-        """Start tracking the object in `box` (x, y, w, h) of `frame`; its first update is on the next frame.
-        Returns its id: ids count up from 0 and are never reused, so a removed target's id stays unambiguous."""
+    def add(self, frame: np.ndarray, box, box_format: str = "xywh") -> int:
+        """Start tracking the object in `box` (x, y, w, h; or as box_format says, as SiamTracker.init) of `frame`;
+        its first update is on the next frame. Returns its id: ids count up from 0 and are never reused, so a
+        removed target's id stays unambiguous."""
         frame = as_bgr(frame)
         for target in self._targets.values():
             self._check_frame(frame, target)
-        target = self._new_target(frame, box)
+        target = self._new_target(frame, box, box_format)
         target_id, self._next_id = self._next_id, self._next_id + 1
         self._targets[target_id] = target
         return target_id
 
-    def init(self, frame: np.ndarray, boxes) -> list[int]:
+    def init(self, frame: np.ndarray, boxes, box_format: str = "xywh") -> list[int]:
         """Start over on `frame` with one target per box.
 
         frame: BGR, gray or BGRA uint8, as SiamTracker.init takes. boxes: one (x, y, w, h) per target, 0-based
-        pixels. The targets tracked before are dropped. Every box is checked before anything changes, so a
+        pixels; box_format="xyxy" takes corners x1, y1, x2, y2 instead, "cxcywh" centres and sizes. The targets tracked before are dropped. Every box is checked before anything changes, so a
         refused box (UserError naming the target's number) keeps the targets there were. Returns the new ids, in
         the boxes' order; their first update is on the next frame."""
         frame = as_bgr(frame)
@@ -63,7 +64,7 @@ class MultiTracker(TrackingLoop):
         targets = []
         for number, box in enumerate(boxes):
             try:
-                targets.append(self._new_target(frame, box))
+                targets.append(self._new_target(frame, box, box_format))
             except UserError as exc:
                 raise UserError(f"target {number} ({box}): {exc}") from None
         self._targets.clear()
