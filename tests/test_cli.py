@@ -102,7 +102,8 @@ def test_help_lists_the_window_keys(command, capsys):
     with pytest.raises(SystemExit):
         main([command, "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    for key in ("space pause/resume", "r re-select", "s save a PNG snapshot", "q or Esc quit", "closing the window"):
+    for key in ("space pause/resume", "r re-select", "s save a PNG snapshot", "h show the key help again",
+                "q or Esc quit", "closing the window"):
         assert key in out
 
 

@@ -362,3 +362,97 @@ def test_snapshots_naming_a_file_is_a_one_line_error(tmp_path):
     assert done.returncode == 2, done.stderr
     assert_one_line_error(done.stderr, f"--snapshots {taken} is a file, not a folder")
     assert taken.read_text() == "mine\n"
+
+
+# -- what the window draws, without a window ---------------------------------------------------------------------
+
+
+def _ink(text: str, scale: float) -> int:
+    """How many pixels `text` lights at this scale when nothing cuts it (drawn alone on a large canvas)."""
+    from tracker.drawing import FONT
+
+    canvas = np.zeros((200, 2000, 3), np.uint8)
+    cv2.putText(canvas, text, (20, 100), FONT, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return int(np.count_nonzero(canvas.any(axis=2)))
+
+
+def _drawn_whole(image: np.ndarray, labels) -> bool:
+    """On a black frame, the only lit pixels are the labels' text: all of them there means none is cut by the
+    frame's edge or covered by another label's band."""
+    from tracker.drawing import fitted_scale
+
+    width = image.shape[1]
+    expected = sum(_ink(text, fitted_scale(text, scale, width)) for text, scale in labels)
+    return int(np.count_nonzero(image.any(axis=2))) == expected
+
+
+def test_status_line_and_key_help_fit_a_480_px_frame():
+    from tracker.viewer import KEYS_HELP, draw_overlay, status_line
+
+    frame = np.zeros((360, 480, 3), np.uint8)
+    status = status_line(12345, 118.0, 117.0, 1234)  # the widest a long live run gives
+    out = draw_overlay(frame, {}, status, show_help=True)
+    assert _drawn_whole(out, [(status, 0.5), (KEYS_HELP, 0.45)])
+    wide = np.zeros((360, 960, 3), np.uint8)  # room enough: the scale it was asked for
+    assert _drawn_whole(draw_overlay(wide, {}, status), [(status, 0.5)])
+    assert _ink(status, 0.5) == np.count_nonzero(draw_overlay(wide, {}, status).any(axis=2))
+
+
+def test_selection_prompt_keeps_its_descenders():
+    """The selection keys sit above the prompt: neither band covers the other's g, p and y (it read "draa a box")."""
+    from tracker.viewer import SELECT_HELP, draw_selection
+
+    prompt = "draw the target, then ENTER (n: another target; c cancels)"
+    for width in (480, 640):
+        out = draw_selection(np.zeros((360, width, 3), np.uint8), [], None, prompt)
+        assert _drawn_whole(out, [(SELECT_HELP, 0.45), (prompt, 0.5)]), f"a label is cut at {width} px"
+
+
+class _FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    perf_counter = monotonic
+
+
+class _FakeViewer:
+    """Records whether each frame shown has the key help on it (drawn at the bottom left on a black frame)."""
+
+    def __init__(self) -> None:
+        self.keys: list[str | None] = []
+        self.help_shown: list[bool] = []
+
+    def show(self, image) -> None:
+        self.help_shown.append(bool(image[-12:, :200].any()))
+
+    def poll(self, wait_ms: int = 1):
+        return self.keys.pop(0) if self.keys else None
+
+
+def test_key_help_shows_once_tracking_starts_and_again_on_h(monkeypatch):
+    """The window opens for the selection, which may take long: the help's 6 s start at the first tracked frame."""
+    from types import SimpleNamespace
+
+    import tracker.viewer as viewer_module
+
+    clock = _FakeClock()
+    monkeypatch.setattr(viewer_module, "time", clock)
+    viewer = _FakeViewer()
+    control = viewer_module.WindowControl(viewer, SimpleNamespace(dropped=0, skip_pending=lambda: None), None)
+    frame = SimpleNamespace(index=0, image=np.zeros((240, 320, 3), np.uint8))
+
+    def shown_at(seconds: float, key: str | None = None) -> list[bool]:
+        clock.now, viewer.keys, viewer.help_shown = 1000.0 + seconds, [key] if key else [], []
+        control.after_frame(frame, {})
+        return viewer.help_shown
+
+    clock.now = 1000.0  # the window opened; the box is drawn for the next 20 s
+    assert shown_at(20.0) == [True]  # tracking starts
+    assert shown_at(25.9) == [True]
+    assert shown_at(26.1) == [False]
+    assert shown_at(40.0, "help") == [False, True]  # h: drawn again at once...
+    assert shown_at(45.9) == [True]  # ...for 6 s
+    assert shown_at(46.1) == [False]
