@@ -3,6 +3,7 @@ training/export tools; each module adds its own subcommands."""
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import signal
 import sys
@@ -10,6 +11,7 @@ import sys
 from . import __version__
 from .errors import UserError
 from .signals import Signalled
+from .sources import wait_for_readers
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +48,24 @@ def _join_negative_values(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `siamtrack` program (argv None: sys.argv), or one command run in this process (argv given)."""
+    status = _run_command(argv)
+    if argv is None:
+        _exit_safely(status)
+    return status
+
+
+def _exit_safely(status: int) -> None:
+    """Leave only once no camera or stream reader is inside a read: one that returns while Python shuts down
+    aborts the process (SIGABRT) after its outputs were written. Every output is finished by now, so a reader
+    stuck past its backend's own timeout is left behind with os._exit, which skips the shutdown."""
+    if not wait_for_readers():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+
+
+def _run_command(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(_join_negative_values(sys.argv[1:] if argv is None else list(argv)))
     if not getattr(args, "func", None):

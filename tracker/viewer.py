@@ -45,18 +45,25 @@ def check_display(flag: str) -> None:
             raise UserError(f"{flag} needs a display, and neither DISPLAY nor WAYLAND_DISPLAY is set{hint}")
         probe = "import cv2; cv2.namedWindow('siamtrack-probe'); cv2.waitKey(1); cv2.destroyAllWindows()"
         try:
-            done = subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=20)
-            ok = done.returncode == 0
+            done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=20)
+            said = "" if done.returncode == 0 else _first_line(done.stderr) or f"exit status {done.returncode}"
         except subprocess.TimeoutExpired:
-            ok = False
-        if not ok:
+            said = "no window within 20 s"
+        if said:
             if x11:
                 where = f"DISPLAY={x11} cannot be reached (no X server there, or no permission: check xauth)"
             else:
                 where = (f"only WAYLAND_DISPLAY={wayland} is set and OpenCV's window needs X11: run under "
                          "XWayland with DISPLAY set")
-            raise UserError(f"{flag} cannot open a window: {where}{hint}")
+            raise UserError(f"{flag} cannot open a window: {where}{hint} (OpenCV said: {said})")
     _display_checked = True
+
+
+def _first_line(text: str, limit: int = 200) -> str:
+    """The first non-empty line of a child's stderr (Qt's reason: "qt.qpa.xcb: could not connect to display :0"),
+    shortened to keep a message one line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0][:limit] if lines else ""
 
 
 class Viewer:
