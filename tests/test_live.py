@@ -190,15 +190,19 @@ def test_a_capture_is_never_released_under_a_read_and_is_released_when_it_return
     from tracker.sources import LatestFrameGrabber, wait_for_readers
 
     capture = BlockedRead()
+    level = cv2.utils.logging.getLogLevel()
     grabber = LatestFrameGrabber(capture.read, "camera 7", release=capture.release, read_limit=5.0)
     assert capture.reading.wait(5)
     assert not grabber.stop(timeout=0.1)  # stuck in the read: stop gives up on joining...
     assert capture.released == []  # ...and leaves the capture alone
+    # The read's own timeout warning would come after the "stopped" message: OpenCV is quiet until the release.
+    assert cv2.utils.logging.getLogLevel() == cv2.utils.logging.LOG_LEVEL_SILENT
     capture.unblock.set()
     started = time.monotonic()
     assert wait_for_readers()  # what the process does on its way out: wait for the read to return
     assert time.monotonic() - started < 2
     assert capture.released == ["after the read"]  # released once, by the reader, after its read
+    assert cv2.utils.logging.getLogLevel() == level
 
 
 def test_wait_for_readers_gives_up_after_the_read_limit():

@@ -279,6 +279,7 @@ class LatestFrameGrabber:
         self._release = release
         self._release_lock = threading.Lock()
         self._give_up_at: float | None = None  # when a stop was asked and the read is not over by then
+        self._log_level: int | None = None  # OpenCV's log level to restore once a read left running returns
         self.stall_timeout = stall_timeout
         self.frames_read = 0
         self.dropped = 0  # frames read but replaced by a newer one before anyone took them
@@ -321,6 +322,17 @@ class LatestFrameGrabber:
             release, self._release = self._release, None
             if release is not None:
                 release()
+            if self._log_level is not None:
+                cv2.utils.logging.setLogLevel(self._log_level)
+                self._log_level = None
+
+    def _quiet_until_released(self) -> None:
+        """The read left running ends with the backend's own timeout warning ("Stream timeout triggered"), after
+        our message said the source stopped: OpenCV is kept quiet until the reader releases the capture."""
+        with self._release_lock:
+            if self._release is not None and self._log_level is None:
+                self._log_level = cv2.utils.logging.getLogLevel()
+                cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
     def next(self) -> Frame | None:
         deadline = time.monotonic() + self.stall_timeout
@@ -352,6 +364,7 @@ class LatestFrameGrabber:
         self._stop.set()
         self._thread.join(timeout)
         if self._thread.is_alive():
+            self._quiet_until_released()
             if self.read_limit is not None and self._give_up_at is None:
                 self._give_up_at = time.monotonic() + self.read_limit + 1.0
                 _READERS_IN_A_READ.append(self)
