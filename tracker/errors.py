@@ -8,4 +8,4 @@ class UserError(Exception):
 def pip_install(extra: str) -> str:
     """How to install an optional extra, for messages: by name once siamtrack is on an index, and from a checkout
     (where `pip install 'siamtrack[extra]'` finds nothing) by path."""
-    return f"pip install 'siamtrack[{extra}]' (from a siamtrack checkout: pip install '.[{extra}]')"
+    return f"pip install 'siamtrack[{extra}]' (from a checkout: pip install '.[{extra}]')"
