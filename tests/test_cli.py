@@ -102,7 +102,8 @@ def test_help_lists_the_window_keys(command, capsys):
     with pytest.raises(SystemExit):
         main([command, "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    for key in ("space pause/resume", "r re-select", "s save a PNG snapshot", "q or Esc quit", "closing the window"):
+    for key in ("space pause/resume", "r re-select", "s save a PNG snapshot", "h show the key help again",
+                "q or Esc quit", "closing the window"):
         assert key in out
 
 
@@ -322,3 +323,40 @@ def test_plain_progress_iterates_like_tqdm(monkeypatch):
     assert isinstance(bar, PlainProgress) and bar.total == 3
     bar.set_postfix_str("a")
     assert list(bar) == ["a", "b", "c"] and bar.n == 3
+
+
+@pytest.mark.parametrize("name, fmt, says", [
+    ("b.json", "csv", "--boxes {path}: writing csv (no --format writes .json: name it *.csv)"),
+    ("b.txt", "csv", "--boxes {path}: writing csv (use --format mot or otb for a .txt file, or name it *.csv)"),
+    ("b.csv", "mot", "--boxes {path}: writing mot (use --format csv for a .csv file, or name it *.txt)"),
+])
+def test_boxes_suffix_of_another_format_warns_once(small_clip, tmp_path, capfd, name, fmt, says):
+    clip, box = small_clip
+    path = tmp_path / name
+    argv = ["track", str(clip), "--box", ",".join(map(str, box)), "--max-frames", "2", "--quiet"]
+    assert main(argv + ["--boxes", str(path), "--format", fmt]) == 0
+    err = capfd.readouterr().err
+    assert err.count("warning: --boxes") == 1 and f"warning: {says.format(path=path)}\n" in err, err
+    assert path.is_file()  # written all the same, in the format asked for
+    if fmt == "csv":
+        assert len(read_csv(path)) == 2
+    assert main(argv + ["--boxes", str(tmp_path / "b.csv")]) == 0
+    assert "warning" not in capfd.readouterr().err  # a name that fits the format: not a word
+
+
+@pytest.mark.parametrize("box_format", ["xyxy", "cxcywh"])
+def test_box_format_gives_the_same_track_as_xywh(small_clip, tmp_path, box_format):
+    clip, box = small_clip
+    x, y, w, h = box
+    given = {"xyxy": (x, y, x + w, y + h), "cxcywh": (x + w / 2, y + h / 2, w, h)}[box_format]
+    argv = ["track", str(clip), "--max-frames", "6", "--quiet"]
+    assert main(argv + ["--box", ",".join(map(str, box)), "--boxes", str(tmp_path / "xywh.csv")]) == 0
+    assert main(argv + ["--box", ",".join(map(str, given)), "--box-format", box_format,
+                        "--boxes", str(tmp_path / "other.csv")]) == 0
+    assert read_csv(tmp_path / "other.csv") == read_csv(tmp_path / "xywh.csv")  # the file is x,y,w,h either way
+
+
+def test_box_format_xyxy_refuses_swapped_corners(small_clip, capfd):
+    clip, _ = small_clip
+    assert main(["track", str(clip), "--box", "100,80,60,120", "--box-format", "xyxy", "--quiet"]) == 2
+    assert_one_line_error(capfd.readouterr().err, "x1,y1,x2,y2", "x2 must be greater than x1")

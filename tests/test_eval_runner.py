@@ -141,10 +141,32 @@ def test_bench_command(avi, capsys):
     out_json = avi.with_name("bench.json")
     assert _main(["bench", str(avi), "--no-siamtrack", "--compare", "mil,kcf", "--frames", "8",
                   "--no-progress", "--json", str(out_json)]) == 0
-    text = capsys.readouterr().out
-    assert "mil" in text and "kcf" in text and "8 frames" in text
+    printed = capsys.readouterr()
+    text = printed.out
+    assert "mil" in text and "8 frames" in text
+    # KCF is in opencv-contrib-python only (siamtrack installs opencv-python): without it, kcf is skipped with
+    # the swap to make, and mil still runs.
+    from tracker.evaluation import peers
+
+    why_not_kcf = peers.availability()["kcf"]
+    if why_not_kcf:
+        assert f"warning: peer kcf skipped: {why_not_kcf}" in printed.err and "kcf" not in text
+    else:
+        assert "kcf" in text
     res = json.loads(out_json.read_text())
     assert res["trackers"]["mil"]["update_ms"] > 0 and res["frames"] == 8
+
+
+def test_bench_without_contrib_skips_csrt_with_the_swap_to_make(avi, capsys, monkeypatch):
+    for module in (cv2, getattr(cv2, "legacy", None)):
+        if module is not None and hasattr(module, "TrackerCSRT_create"):
+            monkeypatch.delattr(module, "TrackerCSRT_create")
+    assert _main(["bench", str(avi), "--box", "30,30,20,16", "--no-siamtrack", "--compare", "csrt,mil", "--frames",
+                  "4", "--no-progress"]) == 0
+    printed = capsys.readouterr()
+    assert ("warning: peer csrt skipped: csrt needs opencv-contrib-python: pip uninstall -y opencv-python && "
+            "pip install opencv-contrib-python\n") in printed.err
+    assert "mil" in printed.out and "csrt" not in printed.out
 
 
 def test_bench_reads_stage_times(avi):

@@ -39,16 +39,43 @@ def _missing_tools() -> str | None:
 needs_x = pytest.mark.skipif(_missing_tools() is not None, reason=_missing_tools() or "")
 
 
-@pytest.fixture(scope="module")
-def xdisplay():
-    """A fresh Xvfb server; its DISPLAY string."""
+def _display_answers(display: str) -> str | None:
+    """None when an X client can connect to `display`, else why not."""
+    from Xlib import display as xlib_display
+    from Xlib.error import DisplayError
+
+    try:
+        xlib_display.Display(display).close()
+        return None
+    except (DisplayError, ConnectionError, OSError) as exc:
+        return str(exc)
+
+
+@pytest.fixture
+def xdisplay(tmp_path):
+    """A fresh Xvfb server for this test alone, on a display number it picked free itself (-displayfd: no other
+    X server, another test run's included, can hold it), answering connections before the test starts. Its
+    DISPLAY string."""
+    log = (tmp_path / "xvfb.log").open("w+")
     server = subprocess.Popen(["Xvfb", "-displayfd", "1", "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    number = server.stdout.readline().strip()
-    assert number.isdigit(), "Xvfb did not start"
-    yield f":{number}"
-    server.terminate()
-    server.wait(10)
+                              stdout=subprocess.PIPE, stderr=log, text=True)
+    try:
+        number = server.stdout.readline().strip()
+        assert number.isdigit(), f"Xvfb did not start: {Path(log.name).read_text()[-2000:]}"
+        display, deadline, why = f":{number}", time.monotonic() + 30, "not tried"
+        while (why := _display_answers(display)) is not None and time.monotonic() < deadline:
+            assert server.poll() is None, f"Xvfb exited: {Path(log.name).read_text()[-2000:]}"
+            time.sleep(0.1)
+        assert why is None, f"Xvfb on {display} does not answer: {why}; {Path(log.name).read_text()[-2000:]}"
+        yield display
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(10)
+        log.close()
 
 
 class App:
@@ -189,8 +216,10 @@ def video_frames(path: Path) -> int:
 def test_show_pause_snapshot_quit(xdisplay, tmp_path):
     gt = np.loadtxt(GT, delimiter=",")
     boxes, video = tmp_path / "b.csv", tmp_path / "rec.mp4"
+    # --snapshots names a folder that does not exist yet (relative to the app's working folder, tmp_path): the
+    # first snapshot creates it.
     app = App(xdisplay, ["track", str(CLIP), "--box", ",".join(map(str, gt[0])), "--show", "--boxes", str(boxes),
-                         "--record", str(video)], tmp_path)
+                         "--record", str(video), "--snapshots", "shots/today"], tmp_path)
     time.sleep(1.5)
     app.key("space")
     time.sleep(0.5)
@@ -211,7 +240,7 @@ def test_show_pause_snapshot_quit(xdisplay, tmp_path):
     coverage, row = best_row(paused, rows)
     assert coverage > 0.9, f"no CSV box is drawn in the paused window (best {coverage:.0%})"
     assert video_frames(video) == len(rows)
-    snapshots = list(tmp_path.glob("siamtrack-*.png"))
+    snapshots = list((tmp_path / "shots" / "today").glob("siamtrack-*.png"))
     assert len(snapshots) == 1 and "snapshot saved" in app.stderr()
     assert best_row(cv2.imread(str(snapshots[0]))[:, :, ::-1], rows)[0] > 0.9
 
@@ -296,7 +325,8 @@ def test_an_unreachable_display_is_a_one_line_error(tmp_path, env, flag):
                           capture_output=True, text=True, env={**clean, **env, "XDG_RUNTIME_DIR": str(tmp_path)},
                           timeout=60, stdin=subprocess.DEVNULL)
     assert done.returncode == 2, done.stderr
-    assert_one_line_error(done.stderr, "cannot open a window", "--output")
+    # Qt's own reason comes with it (the probe's stderr), e.g. "qt.qpa.xcb: could not connect to display :97".
+    assert_one_line_error(done.stderr, "cannot open a window", "--output", "(OpenCV said: ")
 
 
 @needs_x
@@ -347,3 +377,110 @@ def test_webcam_demo_in_a_window(xdisplay, tmp_path):
     assert process.returncode == 0, err
     tracked = int(re.search(r"(\d+) frames tracked", err).group(1))
     assert 10 < tracked < camera.frames
+
+
+def test_snapshots_naming_a_file_is_a_one_line_error(tmp_path):
+    """A missing --snapshots folder is made by the first snapshot (test_show_pause_snapshot_quit); a file there is
+    refused before any window opens."""
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine\n")
+    done = subprocess.run(console_script() + ["track", str(CLIP), "--box", "1,2,30,40", "--show", "--snapshots",
+                                              str(taken)], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 2, done.stderr
+    assert_one_line_error(done.stderr, f"--snapshots {taken} is a file, not a folder")
+    assert taken.read_text() == "mine\n"
+
+
+# -- what the window draws, without a window ---------------------------------------------------------------------
+
+
+def _ink(text: str, scale: float) -> int:
+    """How many pixels `text` lights at this scale when nothing cuts it (drawn alone on a large canvas)."""
+    from tracker.drawing import FONT
+
+    canvas = np.zeros((200, 2000, 3), np.uint8)
+    cv2.putText(canvas, text, (20, 100), FONT, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return int(np.count_nonzero(canvas.any(axis=2)))
+
+
+def _drawn_whole(image: np.ndarray, labels) -> bool:
+    """On a black frame, the only lit pixels are the labels' text: all of them there means none is cut by the
+    frame's edge or covered by another label's band."""
+    from tracker.drawing import fitted_scale
+
+    width = image.shape[1]
+    expected = sum(_ink(text, fitted_scale(text, scale, width)) for text, scale in labels)
+    return int(np.count_nonzero(image.any(axis=2))) == expected
+
+
+def test_status_line_and_key_help_fit_a_480_px_frame():
+    from tracker.viewer import KEYS_HELP, draw_overlay, status_line
+
+    frame = np.zeros((360, 480, 3), np.uint8)
+    status = status_line(12345, 118.0, 117.0, 1234)  # the widest a long live run gives
+    out = draw_overlay(frame, {}, status, show_help=True)
+    assert _drawn_whole(out, [(status, 0.5), (KEYS_HELP, 0.45)])
+    wide = np.zeros((360, 960, 3), np.uint8)  # room enough: the scale it was asked for
+    assert _drawn_whole(draw_overlay(wide, {}, status), [(status, 0.5)])
+    assert _ink(status, 0.5) == np.count_nonzero(draw_overlay(wide, {}, status).any(axis=2))
+
+
+def test_selection_prompt_keeps_its_descenders():
+    """The selection keys sit above the prompt: neither band covers the other's g, p and y (it read "draa a box")."""
+    from tracker.viewer import SELECT_HELP, draw_selection
+
+    prompt = "draw the target, then ENTER (n: another target; c cancels)"
+    for width in (480, 640):
+        out = draw_selection(np.zeros((360, width, 3), np.uint8), [], None, prompt)
+        assert _drawn_whole(out, [(SELECT_HELP, 0.45), (prompt, 0.5)]), f"a label is cut at {width} px"
+
+
+class _FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    perf_counter = monotonic
+
+
+class _FakeViewer:
+    """Records whether each frame shown has the key help on it (drawn at the bottom left on a black frame)."""
+
+    def __init__(self) -> None:
+        self.keys: list[str | None] = []
+        self.help_shown: list[bool] = []
+
+    def show(self, image) -> None:
+        self.help_shown.append(bool(image[-12:, :200].any()))
+
+    def poll(self, wait_ms: int = 1):
+        return self.keys.pop(0) if self.keys else None
+
+
+def test_key_help_shows_once_tracking_starts_and_again_on_h(monkeypatch):
+    """The window opens for the selection, which may take long: the help's 6 s start at the first tracked frame."""
+    from types import SimpleNamespace
+
+    import tracker.viewer as viewer_module
+
+    clock = _FakeClock()
+    monkeypatch.setattr(viewer_module, "time", clock)
+    viewer = _FakeViewer()
+    control = viewer_module.WindowControl(viewer, SimpleNamespace(dropped=0, skip_pending=lambda: None), None)
+    frame = SimpleNamespace(index=0, image=np.zeros((240, 320, 3), np.uint8))
+
+    def shown_at(seconds: float, key: str | None = None) -> list[bool]:
+        clock.now, viewer.keys, viewer.help_shown = 1000.0 + seconds, [key] if key else [], []
+        control.after_frame(frame, {})
+        return viewer.help_shown
+
+    clock.now = 1000.0  # the window opened; the box is drawn for the next 20 s
+    assert shown_at(20.0) == [True]  # tracking starts
+    assert shown_at(25.9) == [True]
+    assert shown_at(26.1) == [False]
+    assert shown_at(40.0, "help") == [False, True]  # h: drawn again at once...
+    assert shown_at(45.9) == [True]  # ...for 6 s
+    assert shown_at(46.1) == [False]

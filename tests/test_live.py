@@ -166,6 +166,61 @@ def test_grabber_gives_up_on_a_camera_that_hangs():
     assert not grabber.stop(timeout=0.1)  # still blocked in read(): the capture must not be released
 
 
+class BlockedRead:
+    """A capture whose read blocks until `unblock` is set (a driver inside a read when asked to stop), and that
+    records a release made while a read is under way: the crash the grabber must never cause."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.unblock, self.reading, self.released = threading.Event(), threading.Event(), []
+
+    def read(self):
+        self.reading.set()
+        self.unblock.wait()
+        time.sleep(0.05)  # still inside the read just after it was unblocked
+        self.reading.clear()
+        return False, None
+
+    def release(self):
+        self.released.append("during a read" if self.reading.is_set() else "after the read")
+
+
+def test_a_capture_is_never_released_under_a_read_and_is_released_when_it_returns():
+    from tracker.sources import LatestFrameGrabber, wait_for_readers
+
+    capture = BlockedRead()
+    level = cv2.utils.logging.getLogLevel()
+    grabber = LatestFrameGrabber(capture.read, "camera 7", release=capture.release, read_limit=5.0)
+    assert capture.reading.wait(5)
+    assert not grabber.stop(timeout=0.1)  # stuck in the read: stop gives up on joining...
+    assert capture.released == []  # ...and leaves the capture alone
+    # The read's own timeout warning would come after the "stopped" message: OpenCV is quiet until the release.
+    assert cv2.utils.logging.getLogLevel() == cv2.utils.logging.LOG_LEVEL_SILENT
+    capture.unblock.set()
+    started = time.monotonic()
+    assert wait_for_readers()  # what the process does on its way out: wait for the read to return
+    assert time.monotonic() - started < 2
+    assert capture.released == ["after the read"]  # released once, by the reader, after its read
+    assert cv2.utils.logging.getLogLevel() == level
+
+
+def test_wait_for_readers_gives_up_after_the_read_limit():
+    from tracker.sources import _READERS_IN_A_READ, LatestFrameGrabber, wait_for_readers
+
+    capture = BlockedRead()
+    grabber = LatestFrameGrabber(capture.read, "camera 8", release=capture.release, read_limit=0.2)
+    assert capture.reading.wait(5)
+    assert not grabber.stop(timeout=0.1)
+    started = time.monotonic()
+    assert not wait_for_readers()  # a driver that overruns its own timeout: the CLI then leaves with os._exit
+    assert 1.0 < time.monotonic() - started < 3
+    capture.unblock.set()
+    assert grabber.stop(timeout=5)  # the read returned at last: the reader is done
+    assert wait_for_readers() and not _READERS_IN_A_READ
+    assert capture.released == ["after the read"]
+
+
 def test_pacer_plays_at_the_frame_rate_and_restarts_after_a_pause():
     from tracker.sources import Pacer
 

@@ -355,3 +355,63 @@ def test_several_boxes_refused_for_otb_wherever_they_come_from(onnx_pair):
     assert multi.targets == before, "a refused re-selection keeps the targets"
     check_boxes(frames[1], [tuple(gts[0][1])], True, "otb", 1)
     assert len(multi.init(frames[1], [tuple(gts[0][1])])) == 1
+
+
+def test_update_before_any_target_raises_but_all_removed_returns_empty(onnx_pair):
+    """As SiamTracker: update before init/add is a programming error. Once started, removing the last target is
+    not: the stream goes on with {} until a new target is added."""
+    _, shared = onnx_pair
+    multi = MultiTracker(shared.engine, shared.config)
+    frames, gts = three_target_clip(n_frames=3)
+    with pytest.raises(RuntimeError, match=r"call init\(frame, boxes\) or add\(frame, box\) before update"):
+        multi.update(frames[0])
+    (only,) = multi.init(frames[0], [tuple(gts[0][0])])
+    multi.remove(only)
+    assert multi.update(frames[1]) == {}
+    later = MultiTracker(shared.engine, shared.config)
+    later.add(frames[0], tuple(gts[0][0]))
+    assert list(later.update(frames[1])) == [0]
+
+
+def test_repr_names_engine_rule_and_targets(onnx_pair):
+    _, shared = onnx_pair
+    multi = MultiTracker(shared.engine, shared.config)
+    name, rule = shared.engine.name, shared.rule.name
+    assert repr(multi) == f"MultiTracker(engine={name}, rule={rule}, no target)"
+    frames, gts = three_target_clip(n_frames=2)
+    multi.init(frames[0], [tuple(gts[0][0]), tuple(gts[1][0])])
+    assert repr(multi) == f"MultiTracker(engine={name}, rule={rule}, targets 0: tracking, 1: tracking)"
+    alone = SiamTracker(shared.engine, shared.config)
+    assert repr(alone).startswith(f"SiamTracker(engine={name}, rule={rule}, ")
+
+
+@pytest.mark.parametrize("box_format", ["xyxy", "cxcywh"])
+def test_box_formats_track_as_their_xywh(onnx_pair, box_format):
+    """A detector's x1,y1,x2,y2 (or centre and size) given with its box_format tracks exactly as its x,y,w,h."""
+    make, shared = onnx_pair
+    frames, gts = three_target_clip(n_frames=8)
+    xywh = [tuple(float(v) for v in g[0]) for g in gts[:2]]
+    as_given = {"xyxy": [(x, y, x + w, y + h) for x, y, w, h in xywh],
+                "cxcywh": [(x + w / 2, y + h / 2, w, h) for x, y, w, h in xywh]}[box_format]
+
+    alone, converted = make(), make()
+    alone.init(frames[0], xywh[0])
+    converted.init(frames[0], as_given[0], box_format=box_format)
+    expected = [alone.update(f) for f in frames[1:]]
+    _assert_same([converted.update(f) for f in frames[1:]], expected, "SiamTracker", box_atol=0, score_atol=0)
+
+    multi = MultiTracker(shared.engine, shared.config)
+    first, = multi.init(frames[0], as_given[:1], box_format=box_format)
+    second = multi.add(frames[0], as_given[1], box_format=box_format)
+    batched = [multi.update(f) for f in frames[1:]]
+    _assert_same([r[first] for r in batched], expected, "MultiTracker.init")
+    _assert_same([r[second] for r in batched], _separate(make, frames, xywh[1]), "MultiTracker.add")
+
+
+def test_xyxy_corners_in_the_wrong_order_are_a_user_error(onnx_pair):
+    make, _ = onnx_pair
+    frames, _ = three_target_clip(n_frames=1)
+    with pytest.raises(UserError, match="x2 must be greater than x1"):
+        make().init(frames[0], (100, 80, 60, 120), box_format="xyxy")
+    with pytest.raises(UserError, match="unknown box format 'yxyx': use one of xywh, xyxy, cxcywh"):
+        make().init(frames[0], (10, 10, 20, 20), box_format="yxyx")

@@ -34,7 +34,22 @@ def test_names_and_availability():
     assert set(av) == set(peers.PEERS)
     assert av["mil"] is None  # MIL is in every OpenCV 4 build
     for name, why in av.items():
-        assert why is None or name.upper() in why
+        assert why is None or (why.startswith(f"{name} ") and "\n" not in why)
+
+
+def test_contrib_peers_say_how_to_swap_the_opencv_build(monkeypatch):
+    """siamtrack installs opencv-python; CSRT and KCF are in the contrib build only, and the two builds must never
+    sit side by side: the reason says to swap them, in one line."""
+    for module in (cv2, getattr(cv2, "legacy", None)):
+        for cls in ("TrackerCSRT", "TrackerKCF"):
+            if module is not None and hasattr(module, cls + "_create"):
+                monkeypatch.delattr(module, cls + "_create")
+    av = peers.availability()
+    assert av["csrt"] == ("csrt needs opencv-contrib-python: pip uninstall -y opencv-python && pip install "
+                          "opencv-contrib-python")
+    assert av["kcf"].startswith("kcf needs opencv-contrib-python: pip uninstall -y opencv-python && ")
+    with pytest.raises(UserError, match="csrt needs opencv-contrib-python"):
+        peers.make_peer("csrt")
 
 
 def test_int_box_rounding():
@@ -101,3 +116,20 @@ def test_nano_without_its_models_says_where_to_put_them(tmp_path, monkeypatch):
     for name in peers.NANOTRACK_FILES:  # any folder holding the pair will do
         (tmp_path / name).write_bytes(b"")
     assert peers.nanotrack_dir() == tmp_path
+
+
+def test_one_opencv_build_only():
+    """pyproject asks for opencv-python; a machine with the peers has opencv-contrib-python instead (.ci/run swaps
+    them). Both at once overwrite each other's cv2 files."""
+    import importlib.metadata as metadata
+    from pathlib import Path
+
+    installed = []
+    for name in ("opencv-python", "opencv-contrib-python"):
+        try:
+            installed.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            pass
+    assert len(installed) == 1, f"both OpenCV builds installed: {installed}"
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert '"opencv-python>=' in pyproject and '"opencv-contrib-python' not in pyproject

@@ -110,7 +110,9 @@ def test_torch_only_paths_say_what_to_install(tmp_path):
         print("leaks", _leaks())
     """, tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "torch engine: the torch engine needs PyTorch" in result.stdout
-    assert "export exit 2" in result.stdout and "siamtrack[export]" in result.stderr
+    assert "torch engine: the torch engine needs PyTorch: pip install 'siamtrack[train]' (from a checkout: pip " \
+        "install '.[train]')" in result.stdout
+    assert "export exit 2" in result.stdout
+    assert "pip install 'siamtrack[export]' (from a checkout: pip install '.[export]')" in result.stderr
     assert "leaks []" in result.stdout
     assert not (tmp_path / "unused_dir").exists()

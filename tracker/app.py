@@ -13,7 +13,7 @@ from .multi import MultiTracker
 from .options import add_model_options, check_model_options, load_tracker
 from .outputs import BOX_FORMATS, box_format, check_output_path, video_fourcc
 from .progress import progress as make_progress
-from .result import parse_box
+from .result import BOX_INPUT_FORMATS, parse_box
 from .session import Outputs, Session, run_to_end, summary
 from .signals import SignalGuard
 from .sources import FrameSource, Pacer
@@ -23,8 +23,12 @@ from .viewer import KEYS_DESCRIPTION, Viewer, check_display
 def add_tracking_options(parser: argparse.ArgumentParser) -> None:
     """The options track and webcam share."""
     parser.add_argument("--box", action="append",
-                        help="first box x,y,w,h (0-based pixels); repeat it to track several targets at once "
-                             "(numbered 0, 1, ... in the CSV's target column)")
+                        help="first box x,y,w,h (0-based pixels; see --box-format); repeat it to track several "
+                             "targets at once (numbered 0, 1, ... in the CSV's target column)")
+    parser.add_argument("--box-format", choices=list(BOX_INPUT_FORMATS), default="xywh",
+                        help="what --box's four numbers are: xywh (x,y,w,h: top-left corner and size; default), "
+                             "xyxy (x1,y1,x2,y2: two corners, as detectors give them) or cxcywh (centre and "
+                             "size); the box files are x,y,w,h whatever this is")
     parser.add_argument("--output", "--record", dest="output", metavar="VIDEO",
                         help="record the annotated video (.mp4, .avi, .mov); playable after q, Ctrl-C, the end of "
                              "the stream or a camera that stops")
@@ -33,7 +37,8 @@ def add_tracking_options(parser: argparse.ArgumentParser) -> None:
                         help="--boxes format: csv (header frame,x,y,w,h,score,lost,state,target; a row per frame "
                              "and target; 0-based), mot (MOTChallenge, 1-based, id = target + 1, lost frames left "
                              "out) or otb (x,y,w,h per frame, 1-based; one target)")
-    parser.add_argument("--snapshots", metavar="DIR", default=".", help="folder for the PNGs the s key saves")
+    parser.add_argument("--snapshots", metavar="DIR", default=".", help="folder for the PNGs the s key saves (created "
+                        "at the first snapshot if missing; default: the current folder)")
     add_model_options(parser)
     parser.add_argument("--max-frames", type=int, help="stop after this many tracked frames")
     parser.add_argument("--stall-timeout", type=float, default=5.0, metavar="SECONDS",
@@ -97,25 +102,46 @@ def _check_options(args) -> list | None:
         raise UserError(f"--stall-timeout must be > 0 seconds, got {args.stall_timeout:g}")
     if not args.box and not args.select:
         raise UserError("give the first box with --box x,y,w,h (or --select to draw it)")
-    boxes = [parse_box(text) for text in args.box] if args.box else None
+    boxes = [parse_box(text, box_format=args.box_format) for text in args.box] if args.box else None
     fmt = box_format(args.format)
     if boxes and len(boxes) > 1 and fmt.one_target is not None:
         raise UserError(fmt.one_target_message)
     return boxes
 
 
+# The file name suffixes each --format is usually read under; a --boxes name with another suffix gets a warning.
+FORMAT_SUFFIXES = {"csv": (".csv",), "mot": (".txt", ".mot"), "otb": (".txt",)}
+
+
+def suffix_warning(path: str, fmt: str) -> str | None:
+    """A one-line warning when --boxes names a file whose suffix says another format than --format writes (x.json
+    with csv, x.csv with mot), saying what is written and how to get what the name promises; None when they agree."""
+    expected = FORMAT_SUFFIXES.get(fmt)
+    suffix = Path(path).suffix.lower()
+    if expected is None or suffix in expected:
+        return None
+    fitting = [name for name, suffixes in FORMAT_SUFFIXES.items() if suffix in suffixes]
+    if fitting:
+        fix = f"use --format {' or '.join(fitting)} for a {suffix} file, or name it *{expected[0]}"
+    else:
+        fix = f"no --format writes {suffix or 'a file without a suffix'}: name it *{expected[0]}"
+    return f"warning: --boxes {path}: writing {fmt} ({fix})"
+
+
 def _check_outputs(args) -> Outputs:
     """--boxes and --output checked before any frame is read: writable, not a folder, not a device, not an input."""
     inputs = [args.source, args.weights]
     boxes = check_output_path(args.boxes, "--boxes", inputs) if args.boxes is not None else None
+    if boxes is not None and (warning := suffix_warning(args.boxes, args.format)):
+        print(warning, file=sys.stderr)
     video = None
     if args.output is not None:
         video_fourcc(args.output)
         video = check_output_path(args.output, "--output", inputs + [args.boxes])
-    if args.show:
-        snapshots = Path(args.snapshots)
-        if not snapshots.is_dir():
-            raise UserError(f"--snapshots {args.snapshots} is not a folder: create it or give another")
+    if args.show and Path(args.snapshots).exists() and not Path(args.snapshots).is_dir():
+        # A missing folder is made by the first snapshot (none is made when s is never pressed).
+        raise UserError(f"--snapshots {args.snapshots} is a file, not a folder: give a folder (it is created if "
+                        "missing)")
     return Outputs(boxes=boxes, format=args.format, video=video)
 
 

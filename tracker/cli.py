@@ -11,6 +11,7 @@ import sys
 from . import __version__
 from .errors import UserError
 from .signals import Signalled
+from .sources import wait_for_readers
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,6 +124,24 @@ def _run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `siamtrack` program (argv None: sys.argv), or one command run in this process (argv given)."""
+    status = _run_command(argv)
+    if argv is None:
+        _exit_safely(status)
+    return status
+
+
+def _exit_safely(status: int) -> None:
+    """Leave only once no camera or stream reader is inside a read: one that returns while Python shuts down
+    aborts the process (SIGABRT) after its outputs were written. Every output is finished by now, so a reader
+    stuck past its backend's own timeout is left behind with os._exit, which skips the shutdown."""
+    if not wait_for_readers():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+
+
+def _run_command(argv: list[str] | None) -> int:
     _reopen_closed_standard_streams()
     # FFmpeg (inside OpenCV) writes its own log to stderr: hundreds of lines for a stream of garbage or a
     # damaged frame, burying the one-line message that says what is wrong. OpenCV reads this once, when it

@@ -9,16 +9,38 @@ import numpy as np
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
+MIN_LABEL_SCALE = 0.3  # below this the text is unreadable anyway: a label that still does not fit is cut
+
+
+def fitted_scale(text: str, scale: float, width: int) -> float:
+    """The largest font scale up to `scale` at which `text` and its band fit in `width` pixels (a status line
+    written for a 640 px frame shrinks on a 480 px one instead of running off its edge)."""
+    while scale > MIN_LABEL_SCALE and cv2.getTextSize(text, FONT, scale, 1)[0][0] + 5 > width:
+        scale = round(scale - 0.025, 3)
+    return max(scale, MIN_LABEL_SCALE)
+
+
 def put_label(image: np.ndarray, text: str, anchor: tuple[int, int], color, scale: float = 0.5,
-              background=(0, 0, 0)) -> None:
+              background=(0, 0, 0)) -> int:
     """Text on a filled band with its bottom-left corner at `anchor`, moved inside the image wherever the anchor is
-    (a label for a box at the right or top edge would otherwise be cut off)."""
+    (a label for a box at the right or top edge would otherwise be cut off), and scaled down to the image's width
+    when wider. The band reaches below the baseline far enough for descenders (g, p, y). Returns the band's top
+    row, so a label can be put above another (put_label_above) without covering it."""
     height, width = image.shape[:2]
+    scale = fitted_scale(text, scale, width)
     (tw, th), base = cv2.getTextSize(text, FONT, scale, 1)
-    x = int(min(max(anchor[0], 0), max(width - tw - 4, 0)))
+    x = int(min(max(anchor[0], 0), max(width - tw - 5, 0)))
     y = int(min(max(anchor[1], th + 4), height - base - 2))
     cv2.rectangle(image, (x, y - th - 4), (x + tw + 4, y + base + 2), background, cv2.FILLED)
     cv2.putText(image, text, (x + 2, y), FONT, scale, color, 1, cv2.LINE_AA)
+    return y - th - 4
+
+
+def put_label_above(image: np.ndarray, text: str, band_top: int, color, scale: float = 0.5) -> int:
+    """A label at the left edge whose band ends just above row `band_top` (another label's top): stacked, neither
+    covers the other's descenders. Returns its own band's top row."""
+    base = cv2.getTextSize(text, FONT, fitted_scale(text, scale, image.shape[1]), 1)[1]
+    return put_label(image, text, (0, band_top - 1 - (base + 2)), color, scale)
 
 
 STATE_COLOURS = {"tracking": (0, 255, 0), "uncertain": (0, 220, 255), "lost": (0, 0, 255)}  # BGR

@@ -18,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from .config import ModelConfig, TrackerConfig
-from .errors import UserError
+from .errors import UserError, pip_install
 from .paths import check_usable_path
 
 
@@ -103,8 +103,8 @@ register_engine(EngineEntry(
     "engine 'onnx' needs onnxruntime: pip install onnxruntime (or onnxruntime-gpu for CUDA)", loads_checkpoints=False))
 register_engine(EngineEntry(
     "torch", "tracker.torch_engine", "torch",
-    "the torch engine needs PyTorch: pip install 'siamtrack[train]', or use engine='onnx' (onnxruntime) with the "
-    "exported weights", loads_checkpoints=True))
+    f"the torch engine needs PyTorch: {pip_install('train')}; or use engine='onnx' (onnxruntime) with "
+    "the exported weights", loads_checkpoints=True))
 
 
 def engine_names() -> tuple[str, ...]:
@@ -140,9 +140,8 @@ def _auto_engine(weights, is_checkpoint: bool) -> str:
         if (entry.loads_checkpoints or not is_checkpoint) and entry.is_installed():
             return entry.name
     if is_checkpoint:
-        raise UserError(f"{weights} is a PyTorch checkpoint and PyTorch is not installed: pip install "
-                        "'siamtrack[train]', or export it on a machine with PyTorch (`siamtrack export`) and "
-                        "pass that folder")
+        raise UserError(f"{weights} is a PyTorch checkpoint and PyTorch is not installed: {pip_install('train')}; "
+                        "or export it on a machine with PyTorch (`siamtrack export`) and pass that folder")
     raise UserError("no inference runtime: install onnxruntime (pip install onnxruntime, or onnxruntime-gpu "
                     "for CUDA)")
 

@@ -24,6 +24,12 @@ class MultiTracker(TrackingLoop):
         self._targets: dict[int, object] = {}
         self._next_id = 0
 
+    def __repr__(self) -> str:
+        # Like SiamTracker's, with each target's id and state: MultiTracker(..., targets 0: tracking, 2: lost)
+        states = ", ".join(f"{target_id}: {target.presence.state}" for target_id, target in self._targets.items())
+        where = f"targets {states}" if states else "no target"
+        return f"MultiTracker(engine={self.engine.name}, rule={self.rule.name}, {where})"
+
     @property
     def targets(self) -> list[int]:
         """The ids of the targets being tracked, in the order they were added."""
@@ -32,22 +38,27 @@ class MultiTracker(TrackingLoop):
     def __len__(self) -> int:
         return len(self._targets)
 
-    def add(self, frame: np.ndarray, box) -> int:
-        """Start tracking the object in `box` (x, y, w, h) of `frame`; its first update is on the next frame.
-        Returns its id: ids count up from 0 and are never reused, so a removed target's id stays unambiguous."""
+    def add(self, frame: np.ndarray, box, box_format: str = "xywh") -> int:
+        """Start tracking the object in `box` (x, y, w, h; or as box_format says, as SiamTracker.init) of `frame`;
+        its first update is on the next frame. Returns its id: ids count up from 0 and are never reused, so a
+        removed target's id stays unambiguous."""
         frame = as_bgr(frame)
         with self._targets_lock:
             for target in self._targets.values():
                 self._check_frame(frame, target)
-            target = self._new_target(frame, box)
+            target = self._new_target(frame, box, box_format)
             target_id, self._next_id = self._next_id, self._next_id + 1
             self._targets[target_id] = target
             return target_id
 
-    def init(self, frame: np.ndarray, boxes) -> list[int]:
-        """Start over on `frame` with one target per box (x, y, w, h): the targets before are dropped. Every box is
-        checked before anything changes, so a refused box keeps the targets there were. Returns the new ids, in
-        the boxes' order."""
+    def init(self, frame: np.ndarray, boxes, box_format: str = "xywh") -> list[int]:
+        """Start over on `frame` with one target per box.
+
+        frame: BGR, gray or BGRA uint8, as SiamTracker.init takes. boxes: one (x, y, w, h) per target, 0-based
+        pixels; box_format="xyxy" takes corners x1, y1, x2, y2 instead, "cxcywh" centres and sizes. The targets
+        tracked before are dropped. Every box is checked before anything changes, so a refused box (UserError
+        naming the target's number) keeps the targets there were. Returns the new ids, in the boxes' order; their
+        first update is on the next frame."""
         frame = as_bgr(frame)
         boxes = list(boxes)
         if not boxes:
@@ -55,7 +66,7 @@ class MultiTracker(TrackingLoop):
         targets = []
         for number, box in enumerate(boxes):
             try:
-                targets.append(self._new_target(frame, box))
+                targets.append(self._new_target(frame, box, box_format))
             except UserError as exc:
                 raise UserError(f"target {number} ({box}): {exc}") from None
         with self._targets_lock:
@@ -73,7 +84,14 @@ class MultiTracker(TrackingLoop):
             del self._targets[target_id]
 
     def update(self, frame: np.ndarray) -> dict[int, TrackResult]:
-        """One frame: every target's result, by id (empty when there is no target)."""
+        """The next frame (same size as the init frame): every target's TrackResult, by id, in the order the
+        targets were added.
+
+        Before any init or add this raises RuntimeError, as SiamTracker.update does. Once tracking has started, a
+        tracker whose targets were all removed returns {} every frame (until add gives it a new one), so a loop
+        over a stream need not stop when the last target goes."""
+        if self._next_id == 0:  # no id handed out yet: never started (all removed has handed some out)
+            raise RuntimeError("call init(frame, boxes) or add(frame, box) before update(frame)")
         frame = as_bgr(frame)
         with self._one_frame():
             ids, targets = list(self._targets), list(self._targets.values())

@@ -2,7 +2,9 @@
 
 Boxes are read and checked here and nowhere else: `parse_box` for text (--box), `check_box` for a box against
 the frame it belongs to. `track`, `bench`, `eval` and the Python API all go through them, so they accept and
-refuse the same boxes with the same messages.
+refuse the same boxes with the same messages. A box given as corners (xyxy) or as a centre and size (cxcywh, as
+many detectors give it) becomes x, y, w, h in `to_xywh`, the one place boxes change convention: everything after
+it (the tracker, the box files) works in x, y, w, h.
 """
 from __future__ import annotations
 
@@ -43,28 +45,61 @@ class TrackResult:
                         "tracker.as_opencv() for an OpenCV-style update() that returns (ok, (x, y, w, h))")
 
 
-def parse_box(text: str, flag: str = "--box") -> Box:
-    """x,y,w,h from the command line, or a UserError with an example. Range checks need the frame: check_box."""
+# The ways a box can be given (--box-format, box_format=): what the four numbers are, and an example of each for
+# the same box.
+BOX_INPUT_FORMATS = {
+    "xywh": ("x,y,w,h", "120,80,60,40"),  # top-left corner, width, height (OpenCV's, and this project's files')
+    "xyxy": ("x1,y1,x2,y2", "120,80,180,120"),  # top-left and bottom-right corners (most detectors')
+    "cxcywh": ("cx,cy,w,h", "150,100,60,40"),  # centre, width, height (YOLO's, in pixels)
+}
+
+
+def _input_format(box_format: str) -> tuple[str, str]:
+    if box_format not in BOX_INPUT_FORMATS:
+        raise UserError(f"unknown box format {box_format!r}: use one of {', '.join(BOX_INPUT_FORMATS)}")
+    return BOX_INPUT_FORMATS[box_format]
+
+
+def to_xywh(box, box_format: str = "xywh") -> Box:
+    """The box (four numbers in `box_format`: xywh, xyxy or cxcywh) as x, y, w, h floats; a UserError when it is
+    not four numbers, or (xyxy) its second corner is not below and right of the first."""
+    names, _ = _input_format(box_format)
+    if isinstance(box, (str, bytes)):
+        raise UserError(f"box must be four numbers {names} (parse text with tracker.result.parse_box); got {box!r}")
+    try:
+        a, b, c, d = (float(v) for v in box)
+    except (TypeError, ValueError, OverflowError):
+        raise UserError(f"box must be four numbers {names}; got {box!r}") from None
+    if box_format == "xyxy":
+        if not (c > a and d > b):
+            raise UserError(f"box {a:g},{b:g},{c:g},{d:g} is x1,y1,x2,y2 (box format xyxy): x2 must be greater "
+                            "than x1 and y2 than y1")
+        return a, b, c - a, d - b
+    if box_format == "cxcywh":
+        return a - c / 2, b - d / 2, c, d
+    return a, b, c, d
+
+
+def parse_box(text: str, flag: str = "--box", box_format: str = "xywh") -> Box:
+    """x,y,w,h from the command line (four numbers in `box_format`, converted), or a UserError with an example.
+    Range checks need the frame: check_box."""
+    names, example = _input_format(box_format)
     parts = text.replace(" ", "").split(",")
     try:
         values = tuple(float(p) for p in parts)
     except ValueError:
-        raise UserError(f"{flag} must be x,y,w,h numbers, e.g. {flag} 120,80,60,40; got {text!r}") from None
+        raise UserError(f"{flag} must be {names} numbers, e.g. {flag} {example}; got {text!r}") from None
     if len(values) != 4:
-        raise UserError(f"{flag} needs four numbers x,y,w,h; got {len(values)} in {text!r}")
-    return values  # type: ignore[return-value]
+        raise UserError(f"{flag} needs four numbers {names}; got {len(values)} in {text!r}")
+    return to_xywh(values, box_format)
 
 
-def check_box(box, frame_shape: tuple[int, ...]) -> Box:
+def check_box(box, frame_shape: tuple[int, ...], box_format: str = "xywh") -> Box:
     """A usable (x, y, w, h) for a frame of this shape, as floats, or a UserError saying what is wrong with it:
     not four finite numbers, empty, under a pixel, absurdly large, wholly outside the frame, or with less than a
-    quarter of it inside the frame (unless it covers a quarter of the frame)."""
-    if isinstance(box, (str, bytes)):
-        raise UserError(f"box must be four numbers x,y,w,h (parse text with tracker.result.parse_box); got {box!r}")
-    try:
-        x, y, w, h = (float(v) for v in box)
-    except (TypeError, ValueError, OverflowError):
-        raise UserError(f"box must be four numbers x,y,w,h; got {box!r}") from None
+    quarter of it inside the frame (unless it covers a quarter of the frame). box_format: what the four numbers are
+    (see BOX_INPUT_FORMATS); the answer is always x, y, w, h."""
+    x, y, w, h = to_xywh(box, box_format)
     if not all(math.isfinite(v) for v in (x, y, w, h)):
         raise UserError(f"box must be finite numbers, got {box!r}")
     if w <= 0 or h <= 0:

@@ -9,6 +9,7 @@ and the frames it never saw are counted as dropped. A file shown in a window is 
 """
 from __future__ import annotations
 
+import atexit
 import re
 import threading
 import time
@@ -27,6 +28,12 @@ from .paths import check_usable_path, shown_path
 STREAM_URL = re.compile(r"^(https?|rtsps?|rtmp|rtp|udp|tcp|srt)://", re.IGNORECASE)
 MAX_TIMEOUT_MS = 2**31 - 1  # OpenCV's timeout properties are C ints
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+# How long a camera's read may block before OpenCV's V4L2 backend gives up on its own (its select() timeout).
+CAMERA_READ_LIMIT_SECONDS = 10.0
+# A stream's read gives up this long after our stall timeout (FFmpeg's read timeout, set in _open_stream), so that
+# our message comes first and a hung read still returns.
+STREAM_READ_MARGIN_SECONDS = 2.0
+MAX_EXIT_WAIT_SECONDS = 30.0  # the longest the process waits on its way out for a reader stuck in a read
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,7 @@ def _open_stream(url: str, stall_timeout: float) -> cv2.VideoCapture:
     # FFmpeg's own read timeout, a little past ours, so that our message comes first and a hung read still
     # returns (its default is 30 s) and lets the capture be released. OpenCV takes it as a 32-bit int of
     # milliseconds: a longer (or infinite) stall timeout is "never" to FFmpeg too.
-    timeout_ms = int(min(1000 * (stall_timeout + 2.0), MAX_TIMEOUT_MS))
+    timeout_ms = int(min(1000 * (stall_timeout + STREAM_READ_MARGIN_SECONDS), MAX_TIMEOUT_MS))
     with quiet_opencv():
         capture = cv2.VideoCapture(url, cv2.CAP_FFMPEG, [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, max(timeout_ms, 10000), cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms])
@@ -290,7 +297,12 @@ class FrameSource:
     def _grab_newest(self) -> None:
         if self._grabber is None:
             self._skip_to_start()
-            self._grabber = LatestFrameGrabber(self._read_one, self.name, self.stall_timeout)
+            # How long a read may block before the backend gives up by itself; capped, so that leaving with a
+            # stream read stuck (--stall-timeout inf) waits a bounded time before the direct exit.
+            read_limit = CAMERA_READ_LIMIT_SECONDS if not STREAM_URL.match(self.name) else \
+                min(self.stall_timeout + STREAM_READ_MARGIN_SECONDS, MAX_EXIT_WAIT_SECONDS)
+            self._grabber = LatestFrameGrabber(self._read_one, self.name, self.stall_timeout,
+                                               release=self._capture.release, read_limit=read_limit)
 
     def frames(self, latest_only: bool | None = None) -> Iterator[Frame]:
         """The frames from the start frame on. latest_only (default: for live sources) reads on a thread and
@@ -356,9 +368,11 @@ class FrameSource:
             self.truncated = message
 
     def close(self) -> None:
-        if self._grabber is not None and not self._grabber.stop():
-            return  # the reader is stuck in the driver: releasing the capture under it could crash the process
-        if self._capture is not None:
+        if self._grabber is not None:
+            # The grabber releases the capture: at once when its reader has stopped, else from the reader thread
+            # when its read returns (releasing the capture under a read could crash the process).
+            self._grabber.stop()
+        elif self._capture is not None:
             self._capture.release()
 
 
@@ -368,11 +382,24 @@ class LatestFrameGrabber:
     `next()` blocks until a frame newer than the last one handed out arrives and returns it; None at the end of the
     stream (read() gave no frame). When the source delivers nothing for `stall_timeout` seconds, next() raises a
     UserError (a camera unplugged, a stream that hung) instead of waiting for ever.
+
+    release: frees the capture read from, called once and never during a read: by stop() when the reader has
+    ended, else by the reader thread itself when its read returns. read_limit: seconds within which a read
+    returns even from a silent source (the backend's own timeout; None: unknown). A reader still inside a read
+    when Python shuts down is ended by the interpreter from inside OpenCV's C++ code, which aborts the process
+    ("terminate called without an active exception", SIGABRT) after every output was written; so the process
+    waits for such readers on its way out (wait_for_readers), up to their read_limit.
     """
 
     def __init__(self, read: Callable[[], tuple[bool, np.ndarray | None]], name: str,
-                 stall_timeout: float = 5.0) -> None:
+                 stall_timeout: float = 5.0, release: Callable[[], None] | None = None,
+                 read_limit: float | None = None) -> None:
         self.name = name
+        self.read_limit = read_limit
+        self._release = release
+        self._release_lock = threading.Lock()
+        self._give_up_at: float | None = None  # when a stop was asked and the read is not over by then
+        self._log_level: int | None = None  # OpenCV's log level to restore once a read left running returns
         self.stall_timeout = stall_timeout
         self.frames_read = 0
         self.dropped = 0  # frames read but replaced by a newer one before anyone took them
@@ -407,6 +434,25 @@ class LatestFrameGrabber:
             with self._changed:
                 self._ended = True  # stopped, failed or at the end: next() must not wait for a frame
                 self._changed.notify_all()
+            if self._stop.is_set():  # close() found this thread in a read and left the release to it
+                self._release_once()
+
+    def _release_once(self) -> None:
+        with self._release_lock:
+            release, self._release = self._release, None
+            if release is not None:
+                release()
+            if self._log_level is not None:
+                cv2.utils.logging.setLogLevel(self._log_level)
+                self._log_level = None
+
+    def _quiet_until_released(self) -> None:
+        """The read left running ends with the backend's own timeout warning ("Stream timeout triggered"), after
+        our message said the source stopped: OpenCV is kept quiet until the reader releases the capture."""
+        with self._release_lock:
+            if self._release is not None and self._log_level is None:
+                self._log_level = cv2.utils.logging.getLogLevel()
+                cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
     def next(self) -> Frame | None:
         deadline = time.monotonic() + self.stall_timeout
@@ -436,11 +482,35 @@ class LatestFrameGrabber:
                 self.dropped += 1
 
     def stop(self, timeout: float = 1.0) -> bool:
-        """Ask the reader to stop; True when it has (a read blocked in the driver may not return: then the
-        capture must not be released under it)."""
+        """Ask the reader to stop and release the capture; True when it has stopped. False when a read is still
+        blocked in the driver: the reader thread then releases the capture itself when the read returns, and
+        wait_for_readers waits for it before the process exits."""
         self._stop.set()
         self._thread.join(timeout)
-        return not self._thread.is_alive()
+        if self._thread.is_alive():
+            self._quiet_until_released()
+            if self.read_limit is not None and self._give_up_at is None:
+                self._give_up_at = time.monotonic() + self.read_limit + 1.0
+                _READERS_IN_A_READ.append(self)
+            return False
+        self._release_once()
+        return True
+
+
+_READERS_IN_A_READ: list[LatestFrameGrabber] = []  # stopped while blocked in a read with a known limit
+
+
+def wait_for_readers() -> bool:
+    """Wait for the readers stopped while blocked in a read, each until its read limit has passed; True when none
+    is left inside a read (the process may then exit normally). Runs at exit; `siamtrack` calls it before."""
+    for grabber in list(_READERS_IN_A_READ):
+        grabber._thread.join(max(grabber._give_up_at - time.monotonic(), 0.0))
+        if not grabber._thread.is_alive():
+            _READERS_IN_A_READ.remove(grabber)
+    return not _READERS_IN_A_READ
+
+
+atexit.register(wait_for_readers)  # atexit runs while daemon threads may still finish their read safely
 
 
 class Pacer:

@@ -150,8 +150,8 @@ class TrackingLoop:
 
     # -- one target's start ----------------------------------------------------------------------------------
 
-    def _new_target(self, frame: np.ndarray, box) -> Target:
-        x, y, w, h = check_box(box, frame.shape)
+    def _new_target(self, frame: np.ndarray, box, box_format: str = "xywh") -> Target:
+        x, y, w, h = check_box(box, frame.shape, box_format)
         c, m = self.config, self.engine.config
         center = np.array([x + w / 2, y + h / 2])
         exemplar_side = context_side(w, h, c.context_amount)
@@ -325,10 +325,11 @@ class SiamTracker(TrackingLoop):
         """This tracker behind OpenCV's tracker interface: update(frame) -> (ok, (x, y, w, h)) with ints."""
         return OpenCVTracker(self)
 
-    def init(self, frame: np.ndarray, box) -> None:
+    def init(self, frame: np.ndarray, box, box_format: str = "xywh") -> None:
         """Start tracking the object in `box` (x, y, w, h, 0-based pixels) of `frame` (BGR, gray or BGRA uint8);
-        a target tracked before is forgotten."""
-        target = self._new_target(as_bgr(frame), box)
+        a target tracked before is forgotten. box_format="xyxy" takes the box as corners x1, y1, x2, y2 (a
+        detector's), "cxcywh" as its centre and size; results are x, y, w, h whatever the input was."""
+        target = self._new_target(as_bgr(frame), box, box_format)
         with self._targets_lock:
             self._target = target
 

@@ -16,16 +16,19 @@ import cv2
 import numpy as np
 
 from .errors import UserError
-from .drawing import draw_targets, put_label, target_colour
+from .drawing import draw_targets, put_label, put_label_above, target_colour
 
-KEYS_HELP = "space pause/resume   r re-select   s snapshot   q/Esc quit"  # the window's one-line help
+KEYS_HELP = "space pause/resume  r re-select  s snapshot  h help  q/Esc quit"  # the window's one-line help
 KEYS_DESCRIPTION = ("keys in the window: space pause/resume, r re-select the target(s) (draw a box, n to keep it and "
                     "draw another, u to take back the last one, ENTER to confirm, c to cancel), s save a PNG "
-                    "snapshot, q or Esc quit; closing the window quits too")
+                    "snapshot, h show the key help again, q or Esc quit; closing the window quits too")
 SELECT_HELP = "drag a box   n another target   u undo   ENTER start   c cancel"
 KEY_ACTIONS = {ord(" "): "pause", ord("r"): "reselect", ord("R"): "reselect", ord("s"): "snapshot",
-               ord("S"): "snapshot", ord("q"): "quit", ord("Q"): "quit", 27: "quit"}
-HELP_SECONDS = 6.0  # the key help is shown this long at the start (and while paused)
+               ord("S"): "snapshot", ord("h"): "help", ord("H"): "help", ord("q"): "quit", ord("Q"): "quit",
+               27: "quit"}
+# The key help is shown this long once tracking starts (the window usually opens earlier, for the selection, which
+# has its own help) and again after h; and all the while paused.
+HELP_SECONDS = 6.0
 
 _display_checked: bool = False
 
@@ -42,18 +45,25 @@ def check_display(flag: str) -> None:
             raise UserError(f"{flag} needs a display, and neither DISPLAY nor WAYLAND_DISPLAY is set{hint}")
         probe = "import cv2; cv2.namedWindow('siamtrack-probe'); cv2.waitKey(1); cv2.destroyAllWindows()"
         try:
-            done = subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=20)
-            ok = done.returncode == 0
+            done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=20)
+            said = "" if done.returncode == 0 else _first_line(done.stderr) or f"exit status {done.returncode}"
         except subprocess.TimeoutExpired:
-            ok = False
-        if not ok:
+            said = "no window within 20 s"
+        if said:
             if x11:
                 where = f"DISPLAY={x11} cannot be reached (no X server there, or no permission: check xauth)"
             else:
                 where = (f"only WAYLAND_DISPLAY={wayland} is set and OpenCV's window needs X11: run under "
                          "XWayland with DISPLAY set")
-            raise UserError(f"{flag} cannot open a window: {where}{hint}")
+            raise UserError(f"{flag} cannot open a window: {where}{hint} (OpenCV said: {said})")
     _display_checked = True
+
+
+def _first_line(text: str, limit: int = 200) -> str:
+    """The first non-empty line of a child's stderr (Qt's reason: "qt.qpa.xcb: could not connect to display :0"),
+    shortened to keep a message one line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0][:limit] if lines else ""
 
 
 class Viewer:
@@ -63,7 +73,6 @@ class Viewer:
     def __init__(self, title: str = "siamtrack", snapshot_dir: str | Path = ".") -> None:
         self.title = title
         self.snapshot_dir = Path(snapshot_dir)
-        self.opened_at = time.monotonic()
         self.last_image: np.ndarray | None = None
         # GUI_NORMAL: no Qt toolbar or status bar, so the image fills the window from its top-left corner.
         cv2.namedWindow(title, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
@@ -121,17 +130,8 @@ class Viewer:
         cv2.setMouseCallback(self.title, on_mouse)
         try:
             while True:
-                shown = frame.copy()
-                for number, (x, y, w, h) in enumerate(kept, start=first_number):
-                    colour = target_colour(number)
-                    cv2.rectangle(shown, (int(x), int(y)), (int(x + w), int(y + h)), colour, 2)
-                    put_label(shown, f"#{number}", (int(x), int(y) - 4), colour)
-                if drag["start"] is not None:
-                    cv2.rectangle(shown, drag["start"], drag["end"], (255, 255, 0), 2)
-                put_label(shown, SELECT_HELP, (0, height - 24), (255, 255, 255), scale=0.45)
-                put_label(shown, f"{prompt}{f' ({len(kept)} kept)' if kept else ''}", (0, height - 4),
-                          (255, 255, 255))
-                cv2.imshow(self.title, shown)
+                being_drawn = (drag["start"], drag["end"]) if drag["start"] is not None else None
+                cv2.imshow(self.title, draw_selection(frame, kept, being_drawn, prompt, first_number))
                 key = cv2.waitKey(30) & 0xFF
                 if not self.is_open() or key in (ord("c"), ord("C"), 27):
                     return None
@@ -151,11 +151,16 @@ class Viewer:
                 cv2.setMouseCallback(self.title, lambda *args: None)
 
     def snapshot(self) -> Path:
-        """The picture shown, as a PNG in snapshot_dir; a UserError when it cannot be written."""
+        """The picture shown, as a PNG in snapshot_dir (created if missing); a UserError when it cannot be
+        written."""
         if self.last_image is None:
             raise UserError("nothing shown yet to save")
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")[:-3]
         path = (self.snapshot_dir / f"siamtrack-{stamp}.png").resolve()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create the snapshot folder {path.parent}: {exc.strerror}") from None
         if not cv2.imwrite(str(path), self.last_image):
             raise UserError(f"cannot write the snapshot {path}: check the folder is writable")
         return path
@@ -166,6 +171,28 @@ class Viewer:
             cv2.waitKey(1)
         except cv2.error:
             pass
+
+
+def draw_selection(frame: np.ndarray, kept, being_drawn, prompt: str, first_number: int = 0) -> np.ndarray:
+    """The selection view: the boxes kept so far (numbered from first_number, each in its colour), the box being
+    drawn (corners, or None), and at the bottom the prompt with the selection keys above it."""
+    shown = frame.copy()
+    for number, (x, y, w, h) in enumerate(kept, start=first_number):
+        colour = target_colour(number)
+        cv2.rectangle(shown, (int(x), int(y)), (int(x + w), int(y + h)), colour, 2)
+        put_label(shown, f"#{number}", (int(x), int(y) - 4), colour)
+    if being_drawn is not None:
+        cv2.rectangle(shown, being_drawn[0], being_drawn[1], (255, 255, 0), 2)
+    top = put_label(shown, f"{prompt}{f' ({len(kept)} kept)' if kept else ''}", (0, shown.shape[0] - 4),
+                    (255, 255, 255))
+    put_label_above(shown, SELECT_HELP, top, (255, 255, 255), scale=0.45)
+    return shown
+
+
+def status_line(frame_index: int, track_fps: float, shown_fps: float, dropped: int) -> str:
+    """The live window's top line; put_label scales it down to fit narrow frames."""
+    line = f"frame {frame_index}  tracker {track_fps:.0f} fps  shown {shown_fps:.0f} fps"
+    return line + (f"  dropped {dropped}" if dropped else "")
 
 
 def draw_overlay(frame: np.ndarray, shown, status: str, paused: bool = False, show_help: bool = False) -> np.ndarray:
@@ -215,6 +242,7 @@ class WindowControl:
         self.rates = Rates()
         self.paused_seconds = 0.0  # not counted in the end-to-end frame rate
         self.resumed = False  # set after a pause or a re-selection: the frames that waited since are stale
+        self.help_until: float | None = None  # the key help shows until then: set by the first frame shown and h
 
     def after_frame(self, frame, shown: dict) -> bool:
         """Show the frame with `shown` (target number -> TrackResult) and handle the keys; True to quit."""
@@ -225,6 +253,10 @@ class WindowControl:
             if action == "snapshot":
                 self._snapshot()
                 action = self.viewer.poll()
+                continue
+            if action == "help":
+                self.help_until = time.monotonic() + HELP_SECONDS
+                action = self._show(frame, shown)
                 continue
             if action == "reselect":
                 shown = self._reselect(frame, shown)
@@ -257,12 +289,13 @@ class WindowControl:
             self.pacer.reset()
 
     def _status_line(self, frame) -> str:
-        dropped = self.source.dropped
-        line = f"frame {frame.index}   tracker {self.rates.track_fps:.0f} fps   shown {self.rates.shown_fps:.0f} fps"
-        return line + (f"   dropped {dropped}" if dropped else "")
+        return status_line(frame.index, self.rates.track_fps, self.rates.shown_fps, self.source.dropped)
 
     def _show(self, frame, shown: dict) -> str | None:
-        show_help = time.monotonic() - self.viewer.opened_at < HELP_SECONDS
+        now = time.monotonic()
+        if self.help_until is None:  # the first tracked frame shown: tracking starts now
+            self.help_until = now + HELP_SECONDS
+        show_help = now < self.help_until
         self.viewer.show(draw_overlay(frame.image, shown, self._status_line(frame), show_help=show_help))
         return self.viewer.poll()
 
@@ -273,7 +306,7 @@ class WindowControl:
             action = self.viewer.poll(30)
             if action == "snapshot":
                 self._snapshot()
-            elif action is not None:
+            elif action not in (None, "help"):  # the help is on the paused picture already
                 return action
 
     def _snapshot(self) -> None:

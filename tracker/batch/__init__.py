@@ -190,7 +190,8 @@ def add_subcommands(sub) -> None:
     p.add_argument("--workers", type=int, help="parallel jobs (default: one per physical core)")
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="run on Ray: a cluster ADDRESS (auto, or head-host:6379; ray://... needs ray[client]), or a "
-                        "local Ray instance when no address is given (pip install 'siamtrack[batch]')")
+                        "local Ray instance when no address is given (pip install 'siamtrack[batch]', or "
+                        "'.[batch]' in a checkout)")
     p.add_argument("--gpu-fraction", type=float, default=None,
                    help="with --ray: GPUs per task (default: 0.25 when the cluster has GPUs, else 0)")
     add_model_options(p, threads_help="threads per job (default: the physical cores / workers)")

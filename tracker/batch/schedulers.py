@@ -10,7 +10,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, pip_install
 from .jobs import Settings, _init_pool_worker, _ray_track_job, track_job
 from .manifest import Job
 
@@ -98,7 +98,7 @@ def run_ray(jobs: list[Job], settings: Settings, out_dir: Path, address: str | N
     try:
         import ray
     except ImportError:
-        raise UserError("--ray needs Ray: pip install 'siamtrack[batch]' (or pip install ray)") from None
+        raise UserError(f"--ray needs Ray: {pip_install('batch')}, or pip install ray") from None
     quiet = {"ignore_reinit_error": True, "log_to_driver": False, "logging_level": logging.ERROR}
     try:
         if address:

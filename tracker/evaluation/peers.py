@@ -14,16 +14,19 @@ import numpy as np
 from tracker.errors import UserError
 from tracker.result import TrackResult
 
+# siamtrack installs opencv-python; these peers are in OpenCV's contrib build only. The two builds provide the same
+# cv2 module and overwrite each other's files, so the way to them is a swap, never a second install.
+CONTRIB_SWAP = "pip uninstall -y opencv-python && pip install opencv-contrib-python"
+_CONTRIB = f"needs opencv-contrib-python: {CONTRIB_SWAP}"
 # name -> (OpenCV class name, why it may be missing)
-_CONTRIB = "needs the opencv-contrib-python build"
 PEERS = {
     "csrt": ("TrackerCSRT", _CONTRIB),
     "kcf": ("TrackerKCF", _CONTRIB),
-    "mil": ("TrackerMIL", "missing from this OpenCV build"),
-    "boosting": ("TrackerBoosting", "needs opencv-contrib-python (cv2.legacy)"),
-    "medianflow": ("TrackerMedianFlow", "needs opencv-contrib-python (cv2.legacy)"),
-    "mosse": ("TrackerMOSSE", "needs opencv-contrib-python (cv2.legacy)"),
-    "tld": ("TrackerTLD", "needs opencv-contrib-python (cv2.legacy)"),
+    "mil": ("TrackerMIL", "is missing from this OpenCV build"),
+    "boosting": ("TrackerBoosting", _CONTRIB),
+    "medianflow": ("TrackerMedianFlow", _CONTRIB),
+    "mosse": ("TrackerMOSSE", _CONTRIB),
+    "tld": ("TrackerTLD", _CONTRIB),
     "nano": ("TrackerNano", "needs OpenCV >= 4.7 and the NanoTrack v2 pair"),
 }
 NANOTRACK_ENV = "SIAMTRACK_NANOTRACK_DIR"
@@ -69,11 +72,13 @@ def _factory(name: str):
 
 
 def availability() -> dict[str, str | None]:
-    """Map each known peer to None (available) or the reason it is not."""
-    reasons = {n: f"{n.upper()} {PEERS[n][1]} (installed: OpenCV {cv2.__version__})" for n in PEERS}
+    """Map each known peer to None (available) or the reason it is not, in one line that says what to do, e.g.
+    "csrt needs opencv-contrib-python: pip uninstall -y opencv-python && pip install opencv-contrib-python"."""
+    installed = f" (installed: OpenCV {cv2.__version__})"
+    reasons = {n: f"{n} {why}{'' if why == _CONTRIB else installed}" for n, (_, why) in PEERS.items()}
     if hasattr(cv2, "TrackerNano") and nanotrack_dir() is None:
         where = os.environ.get(NANOTRACK_ENV) or "../shared/models/nanotrack-v2"
-        reasons["nano"] = (f"NANO needs the NanoTrack v2 pair ({' + '.join(NANOTRACK_FILES)}) in {where}: set "
+        reasons["nano"] = (f"nano needs the NanoTrack v2 pair ({' + '.join(NANOTRACK_FILES)}) in {where}: set "
                            f"{NANOTRACK_ENV} to the folder that holds them")
     return {n: (None if _factory(n) else reasons[n]) for n in PEERS}
 

@@ -6,7 +6,7 @@ import json
 import sys
 
 from ..config import parse_overrides
-from ..errors import UserError
+from ..errors import UserError, pip_install
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -14,12 +14,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         from .onnx_export import export_checkpoint
     except ModuleNotFoundError as exc:
         raise UserError(f"export needs PyTorch, onnx and onnxscript ({exc.name} is missing): "
-                        "pip install 'siamtrack[export]'") from None
+                        f"{pip_install('export')}") from None
     try:
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401
     except ModuleNotFoundError as exc:
-        raise UserError(f"export needs onnx and onnxscript ({exc.name} is missing): pip install 'siamtrack[export]'") from None
+        raise UserError(f"export needs onnx and onnxscript ({exc.name} is missing): {pip_install('export')}") from None
     overrides = parse_overrides(args.set)
     print(f"exporting {args.weights or 'the shipped default model'} -> {args.out} ...", file=sys.stderr)
     report = export_checkpoint(args.weights, args.out, search_size=args.search_size, tracker_overrides=overrides,
@@ -32,7 +32,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     try:
         from .quantize import quantize_pair
     except ModuleNotFoundError as exc:
-        raise UserError(f"quantize needs onnx and onnxruntime ({exc.name} is missing): pip install 'siamtrack[export]'") from None
+        raise UserError(f"quantize needs onnx and onnxruntime ({exc.name} is missing): "
+                        f"{pip_install('export')}") from None
     if args.count < 1:
         raise UserError("--count must be >= 1")
     report = quantize_pair(args.weights, args.out, args.calibration, args.count)
