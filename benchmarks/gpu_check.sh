@@ -107,7 +107,7 @@ for engine in onnx torch; do
         --json "$OUT/bench_$engine.json" --no-progress | tail -4
 done
 
-step "5. batch on val-hard: $WORKERS workers on one $DEVICE (the CPU run: 2 workers, the reference)"
+step "5. batch on val-hard: 2 workers on the CPU (the reference), then $WORKERS workers on one GPU (not in a dry run)"
 rm -rf "$OUT/batch_cpu" "$OUT/batch_$DEVICE"
 "${SIAMTRACK[@]}" batch "$VAL_HARD" --out "$OUT/batch_cpu" --workers 2 --device cpu --no-progress 2>&1 \
     | grep "frames/s across" | tee "$OUT/batch_cpu.txt"

@@ -35,8 +35,8 @@ def boxes_of(path: Path) -> np.ndarray:
 def min_iou(reference: Path, other: Path, pattern: str) -> dict:
     """Per-frame IoU of every file of `other` against the same file in `reference` -> min and frames compared."""
     values = []
-    for ref in sorted(reference.rglob(pattern)):
-        mine = other / ref.relative_to(reference)
+    for ref in sorted(reference.glob(pattern)):  # the box files only, not eval's scores/ and times/
+        mine = other / ref.name
         a, b = boxes_of(ref), boxes_of(mine)
         values.append(np.nan_to_num(iou(a, b[:len(a)]) if len(a) == len(b) else np.zeros(1), nan=1.0))
     joined = np.concatenate(values) if values else np.zeros(0)
@@ -56,8 +56,8 @@ def bench_rows(path: Path) -> list[dict]:
 
 def main(out: Path, device: str) -> int:
     report = {"device": device, "providers": json.loads((out / "providers.json").read_text())}
-    report["val_vs_cpu"] = {engine: min_iou(tracker_dir(out / f"val_cpu_{engine}"), tracker_dir(out / f"val_{engine}"), "*.txt")
-                            for engine in ("onnx", "torch")}
+    report["val_vs_cpu"] = {engine: min_iou(tracker_dir(out / f"val_cpu_{engine}"), tracker_dir(out / f"val_{engine}"),
+                                            "*.txt") for engine in ("onnx", "torch")}
     report["bench"] = {engine: bench_rows(out / f"bench_{engine}.json") for engine in ("onnx", "torch")}
     report["batch"] = {run: (out / f"batch_{run}.txt").read_text().strip()
                        for run in ("cpu", "cuda") if (out / f"batch_{run}.txt").is_file()}
