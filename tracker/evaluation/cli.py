@@ -93,7 +93,8 @@ def add_subcommands(subparsers) -> None:
 
 
 PEERS_HELP = (f"comma-separated OpenCV peers: {','.join(peers.PEERS)} (nano: cv2.TrackerNano with the NanoTrack v2 "
-              f"pair from ${peers.NANOTRACK_ENV}, default ../shared/models/nanotrack-v2)")
+              f"pair from ${peers.NANOTRACK_ENV}, default ../shared/models/nanotrack-v2; nano-ours: cv2.TrackerNano with "
+              f"the files of `siamtrack export --format opencv --out DIR` from ${peers.NANO_OURS_ENV})")
 
 
 def cmd_calibrate_lost(args) -> int:

@@ -28,9 +28,17 @@ PEERS = {
     "mosse": ("TrackerMOSSE", _CONTRIB),
     "tld": ("TrackerTLD", _CONTRIB),
     "nano": ("TrackerNano", "needs OpenCV >= 4.7 and the NanoTrack v2 pair"),
+    "nano-ours": ("TrackerNano", "needs OpenCV >= 4.7 and our TrackerNano pair"),
 }
 NANOTRACK_ENV = "SIAMTRACK_NANOTRACK_DIR"
 NANOTRACK_FILES = ("backbone.onnx", "head.onnx")
+# nano-ours: cv2.TrackerNano with the files `siamtrack export --format opencv --out DIR` writes (same names).
+NANO_OURS_ENV = "SIAMTRACK_NANO_OURS_DIR"
+
+
+def nano_ours_dir() -> Path | None:
+    folder = Path(os.environ.get(NANO_OURS_ENV) or ".")
+    return folder if os.environ.get(NANO_OURS_ENV) and all((folder / n).is_file() for n in NANOTRACK_FILES) else None
 
 
 def nanotrack_dir() -> Path | None:
@@ -46,10 +54,9 @@ def nanotrack_dir() -> Path | None:
     return None
 
 
-def _nano_factory():
+def _nano_factory(folder: Path | None):
     if not hasattr(cv2, "TrackerNano"):
         return None
-    folder = nanotrack_dir()
     if folder is None:
         return None
 
@@ -62,8 +69,8 @@ def _nano_factory():
 
 
 def _factory(name: str):
-    if name == "nano":
-        return _nano_factory()
+    if name in ("nano", "nano-ours"):
+        return _nano_factory(nanotrack_dir() if name == "nano" else nano_ours_dir())
     cls = PEERS[name][0]
     fn = getattr(cv2, cls + "_create", None)
     if fn is None and hasattr(cv2, "legacy"):
@@ -80,6 +87,9 @@ def availability() -> dict[str, str | None]:
         where = os.environ.get(NANOTRACK_ENV) or "../shared/models/nanotrack-v2"
         reasons["nano"] = (f"nano needs the NanoTrack v2 pair ({' + '.join(NANOTRACK_FILES)}) in {where}: set "
                            f"{NANOTRACK_ENV} to the folder that holds them")
+    if hasattr(cv2, "TrackerNano") and nano_ours_dir() is None:
+        reasons["nano-ours"] = (f"NANO-OURS needs {NANO_OURS_ENV} set to a folder from `siamtrack export --format "
+                                f"opencv --out DIR` ({' + '.join(NANOTRACK_FILES)})")
     return {n: (None if _factory(n) else reasons[n]) for n in PEERS}
 
 

@@ -20,11 +20,28 @@ def cmd_export(args: argparse.Namespace) -> int:
         import onnxscript  # noqa: F401
     except ModuleNotFoundError as exc:
         raise UserError(f"export needs onnx and onnxscript ({exc.name} is missing): {pip_install('export')}") from None
+    if args.format == "opencv":
+        return _export_opencv(args)
     overrides = parse_overrides(args.set)
     print(f"exporting {args.weights or 'the shipped default model'} -> {args.out} ...", file=sys.stderr)
     report = export_checkpoint(args.weights, args.out, search_size=args.search_size, tracker_overrides=overrides,
                                layout=args.layout, parity=not args.no_parity)
     print(report.describe())
+    return 0
+
+
+def _export_opencv(args: argparse.Namespace) -> int:
+    """--format opencv: backbone.onnx + head.onnx for cv2.TrackerNano; the onnxruntime-only options do not apply."""
+    ignored = [flag for flag, value in (("--layout", args.layout != "uint8_nhwc"), ("--search-size", args.search_size),
+                                        ("--set", args.set)) if value]
+    if ignored:
+        raise UserError(f"--format opencv takes no {', '.join(ignored)}: cv2.TrackerNano fixes its crops, input "
+                        "layout and tracking constants")
+    from .opencv_export import export_opencv_checkpoint
+
+    print(f"exporting {args.weights or 'the shipped default model'} for cv2.TrackerNano -> {args.out} ...",
+          file=sys.stderr)
+    print(export_opencv_checkpoint(args.weights, args.out, parity=not args.no_parity).describe())
     return 0
 
 
@@ -57,7 +74,8 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=cmd_quantize)
 
     p = sub.add_parser(
-        "export", help="export a model to ONNX (template.onnx + search.onnx) for the onnxruntime engine",
+        "export", help="export a model to ONNX: template.onnx + search.onnx for the onnxruntime engine, or "
+                       "backbone.onnx + head.onnx for OpenCV's TrackerNano (--format opencv)",
         description="Write template.onnx (exemplar -> template features) and search.onnx (N search crops + "
                     "template features -> N response maps, logits) with the model and tracker configs in "
                     "their metadata, then check them against PyTorch (same responses within 1e-3 relative, same "
@@ -65,6 +83,10 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
                     "weights/` (weights/MODEL_CARD.md, How it was made).")
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write template.onnx and search.onnx to")
     p.add_argument("--weights", help="checkpoint to export (default: the shipped default model)")
+    p.add_argument("--format", choices=("onnx", "opencv"), default="onnx",
+                   help="onnx: template.onnx + search.onnx for siamtrack's onnxruntime engine (default); opencv: "
+                        "backbone.onnx + head.onnx in the layout cv2.TrackerNano loads (box-adaptive models such as "
+                        "the shipped one; see docs/deployment.md)")
     p.add_argument("--layout", choices=("uint8_nhwc", "float_nchw"), default="uint8_nhwc",
                    help="image input of the graphs: uint8 BGR NHWC as cropped (default), or float32 BGR NCHW in [0,255]")
     p.add_argument("--search-size", type=int, metavar="PX",
@@ -73,5 +95,5 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="tracking hyperparameter (TrackerConfig key) to store in the graphs' metadata instead of "
                         "the checkpoint's, e.g. --set lost_threshold=0.74; repeatable")
-    p.add_argument("--no-parity", action="store_true", help="skip the torch-vs-onnxruntime parity check")
+    p.add_argument("--no-parity", action="store_true", help="skip the torch-vs-onnxruntime parity check (--format opencv: the torch-vs-OpenCV-DNN figures are still printed, not enforced)")
     p.set_defaults(func=cmd_export)
