@@ -88,7 +88,7 @@ def availability() -> dict[str, str | None]:
         reasons["nano"] = (f"nano needs the NanoTrack v2 pair ({' + '.join(NANOTRACK_FILES)}) in {where}: set "
                            f"{NANOTRACK_ENV} to the folder that holds them")
     if hasattr(cv2, "TrackerNano") and nano_ours_dir() is None:
-        reasons["nano-ours"] = (f"NANO-OURS needs {NANO_OURS_ENV} set to a folder from `siamtrack export --format "
+        reasons["nano-ours"] = (f"nano-ours needs {NANO_OURS_ENV} set to a folder from `siamtrack export --format "
                                 f"opencv --out DIR` ({' + '.join(NANOTRACK_FILES)})")
     return {n: (None if _factory(n) else reasons[n]) for n in PEERS}
 
