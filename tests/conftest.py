@@ -22,6 +22,19 @@ def report():
     return _MEASUREMENTS.append
 
 
+def pytest_sessionfinish(session):
+    """Under pytest-xdist each worker measures its own tests: hand the lines to the controller, which prints them."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["siamtrack_measurements"] = list(_MEASUREMENTS)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """(xdist controller) A worker finished: keep its measured lines for the summary."""
+    _MEASUREMENTS.extend(getattr(node, "workeroutput", {}).get("siamtrack_measurements", []))
+
+
 def pytest_terminal_summary(terminalreporter):
     if _MEASUREMENTS:
         terminalreporter.section("siamtrack measurements")
