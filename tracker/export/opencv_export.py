@@ -27,6 +27,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -166,8 +167,6 @@ class OpenCVExportReport:
 def _parity_with_opencv(model: SiamNet, backbone_path: Path, head_path: Path) -> tuple[float, float]:
     """Run both files in OpenCV's DNN exactly as TrackerNano does (backbone at 127 and 255 px, the head on the two
     outputs) and compare with our model on the same BGR crops."""
-    import cv2
-
     rng = np.random.default_rng(0)
     backbone, head = cv2.dnn.readNet(str(backbone_path)), cv2.dnn.readNet(str(head_path))
     exemplar = rng.integers(0, 256, (NANO_EXEMPLAR, NANO_EXEMPLAR, 3), dtype=np.uint8)
