@@ -109,18 +109,14 @@ def _check_options(args) -> list | None:
     return boxes
 
 
-# The file name suffixes each --format is usually read under; a --boxes name with another suffix gets a warning.
-FORMAT_SUFFIXES = {"csv": (".csv",), "mot": (".txt", ".mot"), "otb": (".txt",)}
-
-
 def suffix_warning(path: str, fmt: str) -> str | None:
     """A one-line warning when --boxes names a file whose suffix says another format than --format writes (x.json
     with csv, x.csv with mot), saying what is written and how to get what the name promises; None when they agree."""
-    expected = FORMAT_SUFFIXES.get(fmt)
+    expected = box_format(fmt).suffixes
     suffix = Path(path).suffix.lower()
-    if expected is None or suffix in expected:
+    if not expected or suffix in expected:
         return None
-    fitting = [name for name, suffixes in FORMAT_SUFFIXES.items() if suffix in suffixes]
+    fitting = [name for name, known in BOX_FORMATS.items() if suffix in known.suffixes]
     if fitting:
         fix = f"use --format {' or '.join(fitting)} for a {suffix} file, or name it *{expected[0]}"
     else:

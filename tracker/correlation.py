@@ -46,16 +46,22 @@ def xcorr_depthwise(search: torch.Tensor, template: torch.Tensor) -> torch.Tenso
 
 def xcorr_depthwise_owned(search: torch.Tensor, templates: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
     """xcorr_depthwise of each search map (N,C,H,W) against its owner's template, templates (T,C,h,w), owner (N,)
-    -> (N,C,H-h+1,W-w+1), written as a sum of shifted products over the template's h*w cells: the same numbers as
-    the grouped conv, but with no group count fixed at export, so N and T stay dynamic in ONNX."""
-    per_crop = templates.index_select(0, owner)
-    h, w = per_crop.shape[-2:]
+    -> (N,C,H-h+1,W-w+1): the same numbers as the grouped conv, but with no group count fixed at export, so N and
+    T stay dynamic in ONNX."""
+    return xcorr_shifted_products(search, templates.index_select(0, owner))
+
+
+def xcorr_shifted_products(search: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """Depthwise correlation of each search map (N,C,H,W) with its own kernel (N,C,h,w) -> (N,C,H-h+1,W-w+1),
+    written as a sum of shifted products over the kernel's h*w cells: only Slice, Mul and Add in a graph, which
+    every runtime runs (OpenCV's DNN wants constant conv weights) and which fixes no group count."""
+    h, w = kernels.shape[-2:]
     rows, cols = search.shape[-2] - h + 1, search.shape[-1] - w + 1
-    out = search[:, :, :rows, :cols] * per_crop[:, :, :1, :1]
+    out = search[:, :, :rows, :cols] * kernels[:, :, :1, :1]
     for u in range(h):
         for v in range(w):
             if u or v:
-                out = out + search[:, :, u : u + rows, v : v + cols] * per_crop[:, :, u : u + 1, v : v + 1]
+                out = out + search[:, :, u : u + rows, v : v + cols] * kernels[:, :, u : u + 1, v : v + 1]
     return out
 
 

@@ -147,6 +147,7 @@ class BoxFormat:
     header: str | None = None  # the file's first line
     one_target: str | None = None  # why the format holds one target only (None: any number of targets)
     frame_numbers: bool = True  # rows say which frame they are (else a frame a live source drops is unaccounted)
+    suffixes: tuple[str, ...] = ()  # the file name suffixes it is usually read under (the first is suggested)
 
     @property
     def one_target_message(self) -> str:
@@ -188,9 +189,10 @@ def _otb_row(frame_index: int, r: TrackResult, target: int) -> str:
     return f"{x + 1:.2f},{y + 1:.2f},{w:.2f},{h:.2f}\n"
 
 
-register_box_format(BoxFormat("csv", _csv_row, header=CSV_HEADER))
-register_box_format(BoxFormat("mot", _mot_row))
-register_box_format(BoxFormat("otb", _otb_row, one_target="a row per frame, no target column", frame_numbers=False))
+register_box_format(BoxFormat("csv", _csv_row, header=CSV_HEADER, suffixes=(".csv",)))
+register_box_format(BoxFormat("mot", _mot_row, suffixes=(".txt", ".mot")))
+register_box_format(BoxFormat("otb", _otb_row, one_target="a row per frame, no target column", frame_numbers=False,
+                              suffixes=(".txt",)))
 OTB_ONE_TARGET = BOX_FORMATS["otb"].one_target_message
 
 

@@ -30,12 +30,20 @@ def shown_path(path) -> str:
     return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def check_usable_path(path, what: str) -> None:
-    """A UserError for a path OpenCV or the OS cannot use, before it gets there: a name that is not UTF-8 (OpenCV
-    converts names to UTF-8 and crashes the process on one that is not) and a symbolic link loop."""
+def is_utf8(path) -> bool:
+    """False for a name holding bytes that are not UTF-8 (Python keeps them as lone surrogates, as does a JSON
+    \\udcxx): OpenCV converts names to UTF-8 and crashes the process on such a one."""
     try:
         str(path).encode("utf-8")
     except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_usable_path(path, what: str) -> None:
+    """A UserError for a path OpenCV or the OS cannot use, before it gets there: a name that is not UTF-8 (see
+    is_utf8) and a symbolic link loop."""
+    if not is_utf8(path):
         raise UserError(f"{what} {shown_path(path)}: the name is not valid UTF-8, which OpenCV cannot open; "
                         "use a UTF-8 name (rename a file with e.g. convmv -f latin1 -t utf8)") from None
     try:

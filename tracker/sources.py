@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from .errors import UserError
-from .paths import check_usable_path, shown_path
+from .paths import check_usable_path
 
 # Network sources OpenCV's FFmpeg backend opens (IP cameras, phone camera apps, media servers).
 STREAM_URL = re.compile(r"^(https?|rtsps?|rtmp|rtp|udp|tcp|srt)://", re.IGNORECASE)
@@ -158,8 +158,7 @@ class LiveReader:
         failed = 0
         while failed < self.MAX_FAILED_READS:
             ok, data = self.capture.read()
-            image = data if ok and not self.jpeg_packets else (
-                cv2.imdecode(data, cv2.IMREAD_COLOR) if ok and data is not None and data.size else None)
+            image = self._image(ok, data)
             if image is not None:
                 self.corrupt += failed  # failures followed by a frame were damaged frames, not the end
                 self._arrived(time.monotonic())
@@ -169,6 +168,12 @@ class LiveReader:
             else:
                 failed += 1
         return False, None
+
+    def _image(self, ok: bool, data: np.ndarray | None) -> np.ndarray | None:
+        """The frame a read gave: as read, or decoded from the JPEG packet of an MJPEG stream (None: no frame)."""
+        if not ok or data is None or not data.size:
+            return None
+        return cv2.imdecode(data, cv2.IMREAD_COLOR) if self.jpeg_packets else data
 
     def _arrived(self, now: float) -> None:
         if self.frames == self.PROBED_FRAMES:

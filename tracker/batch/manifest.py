@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from ..paths import is_utf8
 from ..result import Box, parse_box
 from ..sources import default_box
 
@@ -147,7 +148,7 @@ def _unique_jobs(rows: list[tuple], problems: dict[str, str], notes: list[str]) 
     jobs, taken, first_seen = [], set(), {}
     for name, video, box, start, where in rows:
         stem = re.sub(r"[^\w.-]+", "_", str(name or Path(video).stem)) or "job"
-        if not _is_utf8(video):
+        if not is_utf8(video):
             # OpenCV takes paths as UTF-8 and crashes the process on one that is not (exit 139, no message).
             problems[stem] = (f"{where}: the path {video.encode('utf-8', 'surrogateescape')!r} is not UTF-8, "
                               "which OpenCV cannot open: rename the file (or its folder) to a UTF-8 name")
@@ -164,11 +165,3 @@ def _unique_jobs(rows: list[tuple], problems: dict[str, str], notes: list[str]) 
         taken.add(unique)
         jobs.append(Job(unique, video, box, start))
     return jobs
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate: a byte of a file name that is not UTF-8 (or a JSON \udcxx)
-        return False
-    return True

@@ -35,6 +35,7 @@ from torch import nn
 
 from ..ban_head import DEPTHWISE_CELLS, BoxAdaptiveHead
 from ..checkpoint import load_model
+from ..correlation import xcorr_shifted_products
 from ..errors import UserError
 from ..model import SiamNet
 from ..paths import default_weights_path
@@ -61,18 +62,6 @@ class RgbBackbone(nn.Module):
         return self.model.embed(F.conv2d(rgb, self.swap))
 
 
-def _depthwise_shifted(search: torch.Tensor, kernel: torch.Tensor, out_size: int) -> torch.Tensor:
-    """Depthwise correlation of (1,C,H,W) with a (1,C,k,k) kernel as k*k shifted products: only Slice, Mul and
-    Add, which OpenCV runs (its Conv wants constant weights)."""
-    cells = kernel.shape[-1]
-    total = None
-    for dy in range(cells):
-        for dx in range(cells):
-            term = search[:, :, dy:dy + out_size, dx:dx + out_size] * kernel[:, :, dy:dy + 1, dx:dx + 1]
-            total = term if total is None else total + term
-    return total
-
-
 class NanoHead(nn.Module):
     """input1 (1,C,t,t) + input2 (1,C,S,S) -> output1 (1,2,S,S), output2 (1,4,S,S) for TrackerNano, with our
     BoxAdaptiveHead's weights and every size fixed at export."""
@@ -93,7 +82,7 @@ class NanoHead(nn.Module):
 
     def _depthwise(self, match, centre: torch.Tensor, search: torch.Tensor) -> torch.Tensor:
         padded = F.pad(match.conv_search(search), (1, 1, 1, 1))
-        return _depthwise_shifted(padded, match.conv_kernel(centre), self.response)
+        return xcorr_shifted_products(padded, match.conv_kernel(centre))
 
     def _fused(self, pixelwise, depthwise, down, template, centre, search) -> torch.Tensor:
         return down(torch.cat((self._pixelwise(pixelwise, template, search),
