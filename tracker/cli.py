@@ -19,7 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"siamtrack {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    for module in ("tracker.app", "tracker.batch", "tracker.evaluation.cli", "tracker.training.cli", "tracker.export.cli"):
+    for module in ("tracker.app", "tracker.batch", "tracker.evaluation.cli", "tracker.training.cli",
+                   "tracker.training.verifier_cli", "tracker.export.cli"):
         try:
             __import__(module, fromlist=["add_subcommands"]).add_subcommands(sub)
         except ModuleNotFoundError as exc:

@@ -175,6 +175,9 @@ class TrackerConfig(_Config):
     # weight as a running mean until 1 / online_learning_rate are held, then each new one gets that rate. Labels: Gaussians of online_sigma response cells; ridge weight
     # online_regularization x the mean diagonal of the normal equations.
     online_weight: float = 0.0
+    # The target verifier (tracker/verifier.py): 1 = the score is its calibrated P(box on target), read from the
+    # verifier.npz beside the weights; 0 = the box rule's own score.
+    verify: int = 0
     online_channels: int = 16
     online_memory: int = 50
     online_update_every: int = 10
@@ -208,6 +211,7 @@ class TrackerConfig(_Config):
         _check(0 <= self.redetect_margin <= 1, "redetect_margin must be in [0, 1]")
         _check(1 <= self.redetect_confirm <= 100, f"redetect_confirm must be from 1 to 100, got {self.redetect_confirm}")
         _check(0 <= self.redetect_tiles <= 64, f"redetect_tiles must be from 0 to 64, got {self.redetect_tiles}")
+        _check(self.verify in (0, 1), f"verify must be 0 (off) or 1 (on), got {self.verify!r}")
         _check(0 <= self.online_weight <= 1, f"online_weight must be in [0, 1], got {self.online_weight}")
         _check(1 <= self.online_channels <= 256, f"online_channels must be from 1 to 256, got {self.online_channels}")
         _check(1 <= self.online_memory <= 1000, f"online_memory must be from 1 to 1000, got {self.online_memory}")

@@ -19,8 +19,8 @@ class MultiTracker(TrackingLoop):
     box) for each), then every frame results = tracker.update(frame) -> {a: TrackResult, b: TrackResult}.
     Targets can be added and removed between any two frames."""
 
-    def __init__(self, engine, config=None) -> None:
-        super().__init__(engine, config)
+    def __init__(self, engine, config=None, verifier=None) -> None:
+        super().__init__(engine, config, verifier)
         self._targets: dict[int, object] = {}
         self._next_id = 0
 

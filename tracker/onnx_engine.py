@@ -288,4 +288,6 @@ class OnnxEngine:
 
 def load(weights: str | Path | None, device: str = "auto", threads: int | None = None) -> OnnxEngine:
     """The engine registry's loader (tracker/engines.py): an exported pair's folder, default the shipped one."""
-    return OnnxEngine.from_dir(weights, device, threads=threads)
+    engine = OnnxEngine.from_dir(weights, device, threads=threads)
+    engine.weights_folder = resolve_pair(weights)[0].parent  # where its verifier.npz is looked for
+    return engine

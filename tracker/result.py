@@ -35,6 +35,8 @@ class TrackResult:
     score: float
     lost: bool
     state: str = "tracking"  # "tracking", "uncertain" or "lost" (tracker/presence.py); lost is state == "lost"
+    # The box rule's own score (the network's confidence) when `score` is the verifier's; else equal to score.
+    response: float = float("nan")
 
     def __bool__(self) -> bool:
         return not self.lost

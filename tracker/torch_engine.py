@@ -6,11 +6,12 @@ engines (onnxruntime) can take this one's place.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from .checkpoint import load_model
+from .checkpoint import load_model, weights_dir
 from .config import TrackerConfig
 from .errors import UserError
 from .model import SiamNet
@@ -112,4 +113,6 @@ def load(weights, device: str = "auto", threads: int | None = None) -> TorchEngi
     if threads is not None:
         torch.set_num_threads(threads)
     model, tracker_config, _ = load_model(weights)
-    return TorchEngine(model, device, tracker_config)
+    engine = TorchEngine(model, device, tracker_config)
+    engine.weights_folder = Path(weights).parent if weights is not None else weights_dir()
+    return engine

@@ -27,6 +27,7 @@ from .presence import Presence, best_tile, redetect_threshold
 from .response import fused_scores
 from .result import TrackResult, check_box
 from .timing import StageTimer
+from .verifier import Verifier, feature_window, find_verifier, window_origin
 
 MAX_FRAME_SIDE = 32766  # cv2.warpAffine asserts every side < SHRT_MAX (32,767)
 
@@ -65,6 +66,7 @@ class TargetState:
     template: object  # engine-specific template features
     frame_shape: tuple[int, int]  # (height, width) of the init frame: every later frame must match it
     online: OnlineTargetModel | None = None  # shared with the shadow while lost, which never teaches it
+    identity: np.ndarray | None = None  # (C,8,8) first template's features on the CPU, for the verifier
 
 
 @dataclass
@@ -100,11 +102,18 @@ class TrackingLoop:
     through the network in one batch, each crop scored against its own target's template, and then moves each
     target exactly as if it were tracked alone."""
 
-    def __init__(self, engine: Engine, config: TrackerConfig | None = None) -> None:
+    def __init__(self, engine: Engine, config: TrackerConfig | None = None, verifier: Verifier | None = None) -> None:
         """engine: a network runner (tracker.engines.Engine: the ONNX or the torch one). config: the tracking
-        hyperparameters; default: the ones stored with the engine's weights."""
+        hyperparameters; default: the ones stored with the engine's weights. verifier: with config.verify, the
+        target verifier (default: the verifier.npz beside the engine's weights)."""
         self.engine = engine
         self.config = config if config is not None else engine.tracker_config
+        self.verifier = None
+        if self.config.verify:
+            self.verifier = verifier if verifier is not None else find_verifier(engine)
+            if not engine.has_features:
+                raise UserError("these weights were exported without the search features the verifier reads: "
+                                "re-export them with `siamtrack export`, or set verify=0")
         self.rule = make_box_rule(engine.config, self.config, engine.response_size)
         self._online = self.config.online_weight > 0
         if self._online and not self.rule.fuses_online:
@@ -161,6 +170,8 @@ class TrackingLoop:
         state = TargetState(center=center, size=np.array([w, h]), search_side=search_side,
                             min_side=c.min_scale_factor * search_side, max_side=c.max_scale_factor * search_side,
                             fill=fill, template=self.engine.template(exemplar[None]), frame_shape=frame.shape[:2])
+        if self.verifier is not None:
+            state.identity = self.engine.template_to_numpy(state.template)[0]
         learning = None
         if self._online:
             state.online = first_frame_model(frame, state, self.engine, c)
@@ -183,7 +194,7 @@ class TrackingLoop:
         was_lost = [t.presence.state == "lost" for t in targets]
         # A lost target's box stays put; its shadow searches on as if it were tracked.
         stepping = [t.presence.shadow if lost else t.state for t, lost in zip(targets, was_lost)]
-        scores, samples = self._track_steps(frame, stepping)
+        scores, samples, responses = self._track_steps(frame, stepping)
         for target, lost, score, sample in zip(targets, was_lost, scores, samples):
             if not lost:
                 self._after_tracked(target, score, sample)
@@ -192,18 +203,19 @@ class TrackingLoop:
                      if lost and score < threshold and c.redetect_tiles]
         tile_hits = self._search_tiles(frame, searching)
         results = []
-        for target, lost, score in zip(targets, was_lost, scores):
+        for target, lost, score, response in zip(targets, was_lost, scores, responses):
             if lost:
                 score = target.presence.settle_search(score, tile_hits.get(id(target)), target.state, c)
-            results.append(_result(target, score))
+            results.append(_result(target, score, response))
         self._timer.mark()
         self.stage_times = self._timer.stage_times()
         return results
 
-    def _track_steps(self, frame: np.ndarray, states: list[TargetState]) -> tuple[list[float], list]:
+    def _track_steps(self, frame: np.ndarray, states: list[TargetState]) -> tuple[list[float], list, list[float]]:
         """One frame of ordinary tracking for each state (a target's, or its shadow's while lost), all crops in
-        one network run: the scores, with the states moved, and each state's would-be online sample (None without
-        the online model). A non-finite answer leaves a state as it was and scores 0."""
+        one network run: the scores, with the states moved, each state's would-be online sample (None without
+        the online model) and the box rule's own scores (the scores are the verifier's when it is on). A
+        non-finite answer leaves a state as it was and scores 0."""
         per = self.rule.crops_per_target
         crops = self._crop_buffer(per * len(states))
         before = [(s.center, s.size, s.search_side) for s in states]
@@ -215,19 +227,30 @@ class TrackingLoop:
         logits, distances, features = self._run_network(crops, [s.template for s in states], [per] * len(states))
         self._timer.mark()
         self._timer.network_seconds = self.engine.last_split.get("backbone")
-        scores, samples = [], []
+        scores, samples, responses = [], [], []
         for i, state in enumerate(states):
             rows = slice(i * per, (i + 1) * per)
             score = self.rule.move(state, logits[rows], None if distances is None else distances[rows],
                                    None if features is None else features[i])
-            scores.append(self._settle(frame, state, before[i], score))
+            responses.append(self._settle(frame, state, before[i], score))
+            scores.append(self._verified(state, features, i, before[i], responses[-1]))
             sample = None
             if state.online is not None and scores[-1] > 0:  # a non-finite step (score 0) teaches nothing
                 sample = frame_sample(before[i][0], before[i][2], state.center, logits[i], features[i],
                                       self.engine.config, self.engine.response_size)
             samples.append(sample)
         self._timer.mark()
-        return scores, samples
+        return scores, samples, responses
+
+    def _verified(self, state: TargetState, features, row: int, before: tuple, response: float) -> float:
+        """The frame's score: the box rule's, or with the verifier its P(box on target), from the search
+        features under the moved box (crop `row`, cut at `before`'s centre and side)."""
+        if self.verifier is None or response <= 0:
+            return response
+        m = self.engine.config
+        offset = (state.center - before[0]) * m.search_size / before[2]
+        window = feature_window(features[row], window_origin(offset, m.stride, features.shape[-1]))
+        return self.verifier.probability(self.verifier.logit(state.identity, window), response)
 
     def _after_tracked(self, target: Target, score: float, sample) -> None:
         just_lost = target.presence.settle_tracked(score, target.state, self.config)
@@ -250,7 +273,7 @@ class TrackingLoop:
         else:
             owner = np.repeat(np.arange(len(templates), dtype=np.int64), crops_each)
             args = (crops, self._stacks.stacked(templates), owner)
-        if self._online:
+        if self._online or self.verifier is not None:
             return self.engine.search_with_features(*args)
         return (*self.engine.search(*args), None)
 
@@ -297,24 +320,38 @@ class TrackingLoop:
                                   self.config.online_weight)
             hits[id(target)] = best_tile(scores, centres, m.stride, target.state.search_side, m.search_size,
                                          frame_size, target.presence.shadow.center)
+            if self.verifier is not None:
+                hits[id(target)] = self._verified_tile(hits[id(target)], scores, centres, features[rows], target)
             k += len(centres)
         return hits
 
 
-def _result(target: Target, score: float) -> TrackResult:
+    def _verified_tile(self, hit: tuple, scores: np.ndarray, centres: list, features: np.ndarray, target: Target):
+        """A tile search's best peak (score, position), its score replaced by the verifier's P(target there)."""
+        peak, position = hit
+        if not peak > 0:
+            return hit
+        best = int(np.nanargmax(scores.reshape(len(centres), -1).max(axis=1)))
+        m, side = self.engine.config, target.state.search_side
+        offset = (np.asarray(position, float) - centres[best]) * m.search_size / side
+        window = feature_window(features[best], window_origin(offset, m.stride, features.shape[-1]))
+        identity = target.presence.shadow.identity
+        return self.verifier.probability(self.verifier.logit(identity, window), peak), position
+
+def _result(target: Target, score: float, response: float) -> TrackResult:
     cx, cy = target.state.center
     w, h = target.state.size
     state = target.presence.state
     return TrackResult(box=(float(cx - w / 2), float(cy - h / 2), float(w), float(h)), score=score,
-                       lost=state == "lost", state=state)
+                       lost=state == "lost", state=state, response=response)
 
 
 class SiamTracker(TrackingLoop):
     """One target: init(frame, box), then update(frame) -> TrackResult every frame. Several SiamTrackers can share
     one engine; MultiTracker (tracker/multi.py) tracks several targets in one network run per frame."""
 
-    def __init__(self, engine: Engine, config: TrackerConfig | None = None) -> None:
-        super().__init__(engine, config)
+    def __init__(self, engine: Engine, config: TrackerConfig | None = None, verifier: Verifier | None = None) -> None:
+        super().__init__(engine, config, verifier)
         self._target: Target | None = None
 
     def __repr__(self) -> str:

@@ -1,0 +1,71 @@
+"""The target verifier: feature windows, the numpy head against its torch twin, files, and the tracker with it on."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tracker.errors import UserError
+from tracker.verifier import (VERIFIER_FILE, Verifier, feature_window, find_verifier, load_verifier,
+                              window_origin)
+
+
+def test_window_origin_is_the_centred_exemplar_and_moves_with_the_box():
+    assert np.allclose(window_origin([0, 0], 16, 16), [4, 4])
+    assert np.allclose(window_origin([16, -32], 16, 16), [5, 2])
+    assert np.allclose(window_origin([500, -500], 16, 16), [8, 0])  # clamped inside the map
+
+
+def test_feature_window_is_exact_on_whole_cells_and_bilinear_between():
+    features = np.arange(2 * 16 * 16, dtype=np.float32).reshape(2, 16, 16)
+    assert np.array_equal(feature_window(features, (3, 5)), features[:, 5:13, 3:11])
+    half = feature_window(features, (3.5, 5))
+    assert np.allclose(half, (features[:, 5:13, 3:11] + features[:, 5:13, 4:12]) / 2)
+
+
+def _random_verifier(rng, calibration=(1.0, 0.0, 0.0)) -> Verifier:
+    return Verifier(projection=rng.normal(size=(8, 6)).astype(np.float32),
+                    hidden_weight=rng.normal(size=(5, 65)).astype(np.float32),
+                    hidden_bias=rng.normal(size=5).astype(np.float32),
+                    out_weight=rng.normal(size=5).astype(np.float32), out_bias=np.asarray(0.3, np.float32),
+                    calibration=np.asarray(calibration, float), weights_sha256="abc")
+
+
+def test_numpy_head_equals_its_torch_twin():
+    torch = pytest.importorskip("torch")
+    from tracker.training.verifier import VerifierNet
+
+    net = VerifierNet(channels=6, projected=4, hidden=3)
+    verifier = net.to_verifier("")
+    rng = np.random.default_rng(0)
+    template, window = rng.normal(size=(2, 6, 8, 8)).astype(np.float32)
+    with torch.no_grad():
+        expected = float(net(torch.from_numpy(template[None]), torch.from_numpy(window[None]))[0])
+    assert verifier.logit(template, window) == pytest.approx(expected, abs=1e-4)
+
+
+def test_probability_follows_the_calibration():
+    verifier = _random_verifier(np.random.default_rng(1), calibration=(2.0, 0.5, -1.0))
+    z = 2.0 * 0.7 + 0.5 * np.log(0.9 / 0.1) - 1.0
+    assert verifier.probability(0.7, 0.9) == pytest.approx(1 / (1 + np.exp(-z)))
+    assert 0 < verifier.probability(1e9, 1.0) <= 1 and 0 <= verifier.probability(-1e9, 0.0) < 1
+
+
+def test_a_saved_verifier_loads_back_equal(tmp_path):
+    verifier = _random_verifier(np.random.default_rng(2), calibration=(1.5, 0.2, -0.1))
+    back = load_verifier(verifier.save(tmp_path / VERIFIER_FILE))
+    for name in ("projection", "hidden_weight", "hidden_bias", "out_weight", "out_bias", "calibration"):
+        assert np.array_equal(getattr(back, name), getattr(verifier, name))
+    assert back.weights_sha256 == "abc"
+
+
+def test_a_broken_or_missing_verifier_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / VERIFIER_FILE
+    bad.write_bytes(b"not numpy")
+    with pytest.raises(UserError, match="cannot read the verifier"):
+        load_verifier(bad)
+
+    class Engine:
+        weights_folder = tmp_path / "elsewhere"
+
+    with pytest.raises(UserError, match="train-verifier.*verify=0"):
+        find_verifier(Engine())

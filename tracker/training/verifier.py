@@ -1,0 +1,180 @@
+"""Training the target verifier (tracker/verifier.py) on the crop cache.
+
+Samples: a template from one crop of a video and, from another crop of the same video up to `max_gap` crops
+later, a search crop as tracking cuts it (shifted up to `max_shift` px, scaled by up to `scale_jitter`); the
+window of its trunk features at the target is a positive, windows elsewhere in the same crop (the scene's own
+background and distractors, IoU < 0.1 with the target) and windows of other videos' targets are negatives.
+Features come from the same engine that tracks, so the head learns on exactly what it sees when tracking.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from ..crop import crop_square, mean_colour
+from ..crop_cache import CACHE_SIDE, CropFolder
+from ..progress import progress as make_progress
+from ..verifier import WINDOW, Verifier, feature_window, window_origin
+
+EXEMPLAR = slice((CACHE_SIDE - 127) // 2, (CACHE_SIDE + 127) // 2)
+
+
+@dataclass
+class VerifierSamples:
+    templates: np.ndarray  # (P, C, 8, 8) float16, one per pair
+    windows: np.ndarray  # (S, C, 8, 8) float16
+    owner: np.ndarray  # (S,) index of each window's template
+    iou: np.ndarray  # (S,) IoU of the window's box with the target (0 for other videos)
+    folder: np.ndarray  # (S,) index of the template's folder (for splits by video)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return (self.iou >= 0.5).astype(np.float32)
+
+
+def _iou(a_center, b_center, size) -> float:
+    overlap = np.clip(size - np.abs(np.asarray(a_center) - np.asarray(b_center)), 0, None)
+    inter = overlap[0] * overlap[1]
+    return float(inter / (2 * size[0] * size[1] - inter))
+
+
+def _read(folder: CropFolder, k: int) -> np.ndarray:
+    return cv2.imread(str(folder.path / folder.files[k]), cv2.IMREAD_COLOR)
+
+
+def _search_crop(image: np.ndarray, box: np.ndarray, rng, max_shift: float, scale_jitter: float):
+    """A 255 px search crop of a cache crop as tracking would cut it, and the target's (offset from the crop's
+    centre, size) in its pixels."""
+    shift = rng.uniform(-max_shift, max_shift, 2)
+    scale = math.exp(rng.uniform(-math.log(1 + scale_jitter), math.log(1 + scale_jitter)))
+    centre = np.array([CACHE_SIDE / 2, CACHE_SIDE / 2]) + shift
+    crop = crop_square(image, (centre[0], centre[1]), 255 * scale, 255, mean_colour(image))
+    if rng.random() < 0.5:  # light changes over a video (a stage's spotlights): the target stays the target
+        gain, bias = rng.uniform(0.6, 1.4), rng.uniform(-30, 30)
+        crop = cv2.convertScaleAbs(crop, alpha=gain, beta=bias)
+    target = box[:2] + box[2:] / 2
+    return crop, (target - centre) / scale, box[2:] / scale
+
+
+def _candidates(offset: np.ndarray, size: np.ndarray, rng, negatives: int) -> list[tuple[np.ndarray, float]]:
+    """Window centres (offsets from the crop centre) with their IoU: one on the target (a little jitter), one
+    near it, and `negatives` off it (IoU < 0.1) within the windows the crop has."""
+    reach = (16 - WINDOW) / 2 * 16  # a window centre can be this far from the crop's centre
+    chosen = [offset + rng.normal(0, 0.06, 2) * size, offset + rng.uniform(-0.6, 0.6, 2) * size]
+    for _ in range(50):
+        if len(chosen) >= 2 + negatives:
+            break
+        place = rng.uniform(-reach, reach, 2)
+        if _iou(place, offset, size) < 0.1:
+            chosen.append(place)
+    return [(c, _iou(c, offset, size)) for c in chosen]
+
+
+def sample_verifier_data(engine, folders: list[CropFolder], pairs_per_folder: int, seed: int = 0,
+                         max_gap: int = 0, max_shift: float = 48, scale_jitter: float = 0.15,
+                         negatives: int = 2, batch: int = 32) -> VerifierSamples:
+    rng = np.random.default_rng(seed)
+    videos = [k for k, f in enumerate(folders) if not f.is_still and len(f.files) >= 2]
+    # The template is the first crop half the time (tracking keeps the first frame's), else any crop; the search
+    # crop comes up to max_gap crops later (0: anywhere later in the video), so the head sees the target change.
+    plan = []
+    for k in videos:
+        n = len(folders[k].files)
+        for i in rng.integers(0, n - 1, pairs_per_folder):
+            i = 0 if rng.random() < 0.5 else int(i)
+            reach = n - 1 - i if max_gap == 0 else min(max_gap, n - 1 - i)
+            plan.append((k, i, i + int(rng.integers(1, reach + 1))))
+    rng.shuffle(plan)
+    templates, windows, owner, ious, folder_of = [], [], [], [], []
+    bar = make_progress(len(plan), "verifier samples", "pair")
+    dummy, made = None, 0
+    for start in range(0, len(plan), batch):
+        chunk = plan[start:start + batch]
+        exemplars = np.stack([_read(folders[k], i)[EXEMPLAR, EXEMPLAR] for k, i, _ in chunk])
+        cut = [_search_crop(_read(folders[k], j), folders[k].boxes[j], rng, max_shift, scale_jitter)
+               for k, _, j in chunk]
+        t = np.concatenate([engine.template(e[None]) for e in exemplars])
+        dummy = t[:1] if dummy is None else dummy
+        features = engine.search_with_features(np.stack([c[0] for c in cut]), dummy)[2]
+        base, made = made, made + len(t)
+        templates.append(t.astype(np.float16))
+        for n, ((k, _, _), (_, offset, size)) in enumerate(zip(chunk, cut)):
+            for centre, iou in _candidates(offset, size, rng, negatives):
+                windows.append(feature_window(features[n], window_origin(centre, 16, 16)).astype(np.float16))
+                owner.append(base + n), ious.append(iou), folder_of.append(k)
+            # another video's target, against this pair's template: the look-alike from elsewhere
+            other = (n + 1 + rng.integers(len(chunk) - 1)) % len(chunk) if len(chunk) > 1 else None
+            if other is not None and folders[chunk[other][0]].video != folders[k].video:
+                o_offset = cut[other][1]
+                windows.append(feature_window(features[other], window_origin(o_offset, 16, 16)).astype(np.float16))
+                owner.append(base + n), ious.append(0.0), folder_of.append(k)
+        bar.update(len(chunk))
+    bar.close()
+    return VerifierSamples(np.concatenate(templates), np.stack(windows), np.array(owner), np.array(ious),
+                           np.array(folder_of))
+
+
+class VerifierNet(nn.Module):
+    """Torch twin of tracker.verifier.Verifier's head, for training."""
+
+    def __init__(self, channels: int = 96, projected: int = 32, hidden: int = 32) -> None:
+        super().__init__()
+        self.projection = nn.Linear(channels, projected, bias=False)
+        self.hidden = nn.Linear(WINDOW * WINDOW + 1, hidden)
+        self.out = nn.Linear(hidden, 1)
+
+    def forward(self, template: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+        t = self.projection(template.flatten(2).transpose(1, 2))  # (B, 64, D)
+        w = self.projection(window.flatten(2).transpose(1, 2))
+        cells = nn.functional.cosine_similarity(t, w, dim=2, eps=1e-6)
+        pooled = nn.functional.cosine_similarity(t.mean(1), w.mean(1), dim=1, eps=1e-6)
+        x = torch.cat([cells, pooled[:, None]], dim=1)
+        return self.out(torch.relu(self.hidden(x)))[:, 0]
+
+    def to_verifier(self, weights_sha256: str) -> Verifier:
+        return Verifier(
+            projection=self.projection.weight.detach().numpy().astype(np.float32),
+            hidden_weight=self.hidden.weight.detach().numpy().astype(np.float32),
+            hidden_bias=self.hidden.bias.detach().numpy().astype(np.float32),
+            out_weight=self.out.weight.detach().numpy()[0].astype(np.float32),
+            out_bias=np.asarray(float(self.out.bias.detach()[0]), np.float32),
+            calibration=np.array([1.0, 0.0, 0.0]), weights_sha256=weights_sha256)
+
+
+def train_head(samples: VerifierSamples, rows: np.ndarray, epochs: int = 8, seed: int = 0,
+               batch: int = 256, lr: float = 2e-3) -> VerifierNet:
+    """Fit the head on the samples' `rows` (windows whose IoU is in (0.1, 0.5) are ambiguous and left out)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    rows = rows[(samples.iou[rows] >= 0.5) | (samples.iou[rows] < 0.1)]
+    net = VerifierNet(samples.windows.shape[1])
+    optimiser = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    steps = epochs * math.ceil(len(rows) / batch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, lr, total_steps=steps)
+    labels = torch.from_numpy(samples.labels)
+    bar = make_progress(steps, "training the verifier", "step")
+    for _ in range(epochs):
+        order = rng.permutation(rows)
+        for start in range(0, len(order), batch):
+            pick = order[start:start + batch]
+            t = torch.from_numpy(samples.templates[samples.owner[pick]].astype(np.float32))
+            w = torch.from_numpy(samples.windows[pick].astype(np.float32))
+            loss = nn.functional.binary_cross_entropy_with_logits(net(t, w), labels[pick])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    return net.eval()
+
+
+def head_logits(verifier: Verifier, samples: VerifierSamples, rows: np.ndarray) -> np.ndarray:
+    return np.array([verifier.logit(samples.templates[samples.owner[r]].astype(np.float32),
+                                    samples.windows[r].astype(np.float32)) for r in rows])

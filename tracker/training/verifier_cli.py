@@ -1,0 +1,143 @@
+"""`siamtrack train-verifier` and `siamtrack calibrate-verifier`: make the target verifier (tracker/verifier.py).
+
+train-verifier fits the head on the crop cache; calibrate-verifier runs the tracker over a validation set with the
+verifier on and the state machine out of the way (so the boxes are the plain tracker's), and fits the logistic map
+from (head logit, response log-odds) to P(IoU >= 0.5). Calibrate on one set, confirm on the other (`--check`).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..crop_cache import load_crop_cache
+from ..engines import load_engine
+from ..errors import UserError
+from ..evaluation.datasets import load_dataset
+from ..evaluation.metrics import rect_iou
+from ..outputs import check_output_path
+from ..progress import progress as make_progress
+from ..tracking import SiamTracker
+from ..verifier import VERIFIER_FILE, load_verifier
+
+# torch (training) and scikit-learn are imported inside the commands: `siamtrack --help` and the tracking
+# commands must not pay for them.
+
+
+def _log_odds(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def cmd_train_verifier(args: argparse.Namespace) -> int:
+    from sklearn.metrics import roc_auc_score
+
+    from .verifier import head_logits, sample_verifier_data, train_head
+
+    check_output_path(args.out, "--out")
+    engine = load_engine(args.weights, "onnx", "cpu", None)
+    if not engine.has_features:
+        raise UserError("these weights were exported without search features: re-export them with `siamtrack export`")
+    samples = sample_verifier_data(engine, load_crop_cache(args.data), args.pairs_per_folder, seed=args.seed)
+    rng = np.random.default_rng(args.seed)
+    folders = np.unique(samples.folder)
+    held = rng.choice(folders, max(1, len(folders) // 6), replace=False)  # whole videos held out, to report on
+    test = np.isin(samples.folder, held)
+    net = train_head(samples, np.flatnonzero(~test), epochs=args.epochs, seed=args.seed)
+    verifier = net.to_verifier(getattr(engine, "weights_sha256", ""))
+    rows = np.flatnonzero(test & ((samples.iou >= 0.5) | (samples.iou < 0.1)))
+    labels = samples.iou[rows] >= 0.5
+    template = samples.templates[samples.owner[rows]].astype(np.float32)
+    window = samples.windows[rows].astype(np.float32)
+    cosine = (template * window).sum(1) / np.maximum(np.linalg.norm(template, axis=1) * np.linalg.norm(window, axis=1), 1e-6)
+    print(f"held-out videos: {len(held)}, windows {len(rows)} ({labels.sum()} on the target)")
+    print(f"AUROC on them: trained head {roc_auc_score(labels, head_logits(verifier, samples, rows)):.3f}, "
+          f"untrained cosine (central 4x4) {roc_auc_score(labels, cosine[:, 2:6, 2:6].mean(axis=(1, 2))):.3f}")
+    verifier.save(args.out)
+    print(f"wrote {args.out} (uncalibrated: run `siamtrack calibrate-verifier DATASET --verifier {args.out}`)")
+    return 0
+
+
+def collect(dataset: str, engine, verifier, progress: bool = True) -> dict[str, np.ndarray]:
+    """Per tracked frame of every sequence: the head's logit, the box rule's score and the IoU with the ground
+    truth, from one pass with the verifier on and lost/found out of the way."""
+    _, sequences, problems = load_dataset(Path(dataset))
+    if not sequences:
+        raise UserError(f"no sequences in {dataset}: {problems}")
+    config = engine.tracker_config.replace(verify=1, lost_threshold=0.0, uncertain_margin=0.0)
+    raw = verifier.with_calibration([1.0, 0.0, 0.0])  # score = sigmoid(head logit)
+    rows = []
+    bar = make_progress(sum(len(s) for s in sequences), "tracking", "frame", quiet=not progress)
+    for number, seq in enumerate(sequences):
+        tracker, frames = SiamTracker(engine, config, verifier=raw), seq.images()
+        for i in range(len(seq)):
+            _, frame = next(frames)
+            bar.update(1)
+            if i == 0:
+                tracker.init(frame, tuple(float(v) for v in seq.gt[0]))
+                continue
+            result = tracker.update(frame)
+            iou = float(rect_iou(np.array([result.box]), seq.gt[i:i + 1])[0])
+            rows.append((number, float(_log_odds(np.array(result.score))), result.response, iou))
+    bar.close()
+    data = np.array(rows)
+    keep = np.isfinite(data[:, 3])
+    return {"sequence": data[keep, 0], "head": data[keep, 1], "response": data[keep, 2], "iou": data[keep, 3]}
+
+
+def quality(p: np.ndarray, iou: np.ndarray) -> dict:
+    from sklearn.metrics import roc_auc_score
+
+    good, off = iou >= 0.5, iou < 0.1
+    both = good | off
+    bins = np.minimum((p * 10).astype(int), 9)
+    ece = sum((bins == b).mean() * abs(p[bins == b].mean() - good[bins == b].mean()) for b in range(10) if (bins == b).any())
+    auroc = roc_auc_score(good[both], p[both]) if good[both].any() and off.any() else math.nan
+    return {"frames": int(len(p)), "good": int(good.sum()), "off": int(off.sum()), "auroc": float(auroc),
+            "ece": float(ece), "median_off": float(np.median(p[off])) if off.any() else math.nan}
+
+
+def cmd_calibrate_verifier(args: argparse.Namespace) -> int:
+    from sklearn.linear_model import LogisticRegression
+
+    engine = load_engine(args.weights, "onnx", "cpu", None)
+    path = args.verifier or str(Path(engine.weights_folder) / VERIFIER_FILE)
+    verifier = load_verifier(path)
+    data = collect(args.dataset, engine, verifier, progress=not args.no_progress)
+    features = np.column_stack([data["head"], _log_odds(data["response"])])
+    labels = data["iou"] >= 0.5
+    if not args.check:
+        if labels.all() or not labels.any():
+            raise UserError(f"{args.dataset}: every tracked frame is {'on' if labels.any() else 'off'} the target; "
+                            "calibrate on a set where the tracker also fails")
+        fit = LogisticRegression(C=10.0).fit(features, labels)
+        verifier = verifier.with_calibration([fit.coef_[0][0], fit.coef_[0][1], fit.intercept_[0]])
+        verifier.save(path)
+        print(f"calibration (head, response log-odds, bias): {np.round(verifier.calibration, 4).tolist()} -> {path}")
+    a, b, c = verifier.calibration
+    p = 1 / (1 + np.exp(-(a * features[:, 0] + b * features[:, 1] + c)))
+    for name, score in (("verifier", p), ("response", data["response"])):
+        q = quality(score, data["iou"])
+        print(f"{name:9s} frames {q['frames']} (good {q['good']}, off-target {q['off']}): AUROC {q['auroc']:.3f}, "
+              f"ECE {q['ece']:.3f}, median score off-target {q['median_off']:.3f}")
+    return 0
+
+
+def add_subcommands(sub: argparse._SubParsersAction) -> None:
+    tv = sub.add_parser("train-verifier", help="train the target verifier's head on the crop cache")
+    tv.add_argument("--data", default="../shared/data/train", help="crop cache folder (default ../shared/data/train)")
+    tv.add_argument("--weights", help="exported ONNX folder whose features it learns on (default: the shipped pair)")
+    tv.add_argument("--out", required=True, help=f"where to write the verifier (e.g. weights/{VERIFIER_FILE})")
+    tv.add_argument("--pairs-per-folder", type=int, default=120, help="template/search pairs per video (default 120)")
+    tv.add_argument("--epochs", type=int, default=8)
+    tv.add_argument("--seed", type=int, default=0)
+    tv.set_defaults(func=cmd_train_verifier)
+    cv = sub.add_parser("calibrate-verifier", help="fit the verifier's score to P(IoU >= 0.5) on a validation set")
+    cv.add_argument("dataset", metavar="DATASET_DIR", help="sequences with ground truth (as for eval)")
+    cv.add_argument("--weights", help="exported ONNX folder (default: the shipped pair)")
+    cv.add_argument("--verifier", help=f"verifier file (default: {VERIFIER_FILE} beside the weights)")
+    cv.add_argument("--check", action="store_true", help="only measure the stored calibration on DATASET")
+    cv.add_argument("--no-progress", action="store_true", help="no progress bar")
+    cv.set_defaults(func=cmd_calibrate_verifier)

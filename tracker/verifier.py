@@ -1,0 +1,130 @@
+"""The target verifier: is the box on the target? A per-frame estimate of P(IoU >= 0.5) that the state machine
+(presence.py) decides on.
+
+A siamese response says "something here looks more like the template than anything around it": it stays near 1
+on a look-alike, on background after the target left, on the other pedestrian. The verifier asks a different
+question of features the network has already computed: the trunk's features of the search crop, in the 8x8 window
+where the box now is, against the first template's features. A small head trained on the crop cache
+(`siamtrack train-verifier`, tracker/training/verifier.py) compares them cell by cell after a learned projection,
+with the same-scene distractors and other videos' crops as negatives. Its logit is then combined with the
+response's own log-odds by a logistic map fitted on tracking runs of one validation set (Platt scaling with two
+inputs), so that `score` reads as a probability; the other set confirms it.
+
+All numpy: both engines give the same features, so one head serves both, at a few microseconds per target.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserError
+
+WINDOW = 8  # cells: the exemplar's feature map side (127 px at stride 16)
+VERIFIER_FILE = "verifier.npz"
+_ARRAYS = ("projection", "hidden_weight", "hidden_bias", "out_weight", "out_bias", "calibration")
+
+
+def window_origin(offset_px: np.ndarray, stride: int, feature_side: int) -> np.ndarray:
+    """Top-left cell (fractional x, y) of the 8x8 feature window centred `offset_px` crop pixels from the search
+    crop's centre. A 255 px crop's 16x16 map holds the centred 127 px exemplar at cells 4..11 (measured: the
+    cell-wise cosine to the template's own features peaks there); clamped inside the map."""
+    centred = (feature_side - WINDOW) / 2
+    return np.clip(centred + np.asarray(offset_px, float) / stride, 0, feature_side - WINDOW)
+
+
+def feature_window(features: np.ndarray, origin) -> np.ndarray:
+    """(C,8,8) window of features (C,H,W) at fractional top-left cell `origin` (x, y), bilinear."""
+    x, y = float(origin[0]), float(origin[1])
+    x0, y0 = int(math.floor(x)), int(math.floor(y))
+    fx, fy = x - x0, y - y0
+    x1, y1 = min(x0 + 1, features.shape[2] - WINDOW), min(y0 + 1, features.shape[1] - WINDOW)
+
+    def at(row, col):
+        return features[:, row:row + WINDOW, col:col + WINDOW]
+
+    return ((1 - fy) * ((1 - fx) * at(y0, x0) + fx * at(y0, x1)) + fy * ((1 - fx) * at(y1, x0) + fx * at(y1, x1)))
+
+
+def _normalised(cells: np.ndarray) -> np.ndarray:
+    return cells / np.maximum(np.linalg.norm(cells, axis=0, keepdims=True), 1e-6)
+
+
+def head_inputs(projection: np.ndarray, template: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """What the head's MLP sees: the cosine of the projected template and window cell by cell (64 values) and of
+    their projected means (1). projection: (D, C); template, window: (C, 8, 8)."""
+    channels = template.shape[0]
+    t = projection @ template.reshape(channels, -1)
+    w = projection @ window.reshape(channels, -1)
+    cells = (_normalised(t) * _normalised(w)).sum(axis=0)
+    pooled = float(_normalised(t.mean(axis=1, keepdims=True))[:, 0] @ _normalised(w.mean(axis=1, keepdims=True))[:, 0])
+    return np.concatenate([cells, [pooled]]).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Verifier:
+    """A trained head and its calibration. calibration: (a, b, c): P = sigmoid(a * head logit + b * response
+    log-odds + c)."""
+
+    projection: np.ndarray  # (D, C)
+    hidden_weight: np.ndarray  # (H, 65)
+    hidden_bias: np.ndarray  # (H,)
+    out_weight: np.ndarray  # (H,)
+    out_bias: np.ndarray  # ()
+    calibration: np.ndarray  # (3,)
+    weights_sha256: str = ""  # the network weights whose features it was trained on
+
+    def logit(self, template: np.ndarray, window: np.ndarray) -> float:
+        """The head's log-odds that `window` (C,8,8) shows the object of `template` (C,8,8)."""
+        x = head_inputs(self.projection, template, window)
+        hidden = np.maximum(self.hidden_weight @ x + self.hidden_bias, 0)
+        return float(hidden @ self.out_weight + self.out_bias)
+
+    def probability(self, head_logit: float, response: float) -> float:
+        """The calibrated P(box on target) from the head's logit and the box rule's score (a probability)."""
+        response = min(max(response, 1e-6), 1 - 1e-6)
+        a, b, c = (float(v) for v in self.calibration)
+        z = a * head_logit + b * math.log(response / (1 - response)) + c
+        return 1 / (1 + math.exp(-min(max(z, -60.0), 60.0)))
+
+    def with_calibration(self, calibration) -> "Verifier":
+        return Verifier(self.projection, self.hidden_weight, self.hidden_bias, self.out_weight, self.out_bias,
+                        np.asarray(calibration, np.float64), self.weights_sha256)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        np.savez(path, **{k: getattr(self, k) for k in _ARRAYS}, weights_sha256=np.array(self.weights_sha256))
+        return path
+
+
+def load_verifier(path: str | Path) -> Verifier:
+    """A verifier file (numpy arrays only: read without pickle)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: np.asarray(data[k]) for k in _ARRAYS}
+            sha = str(data["weights_sha256"]) if "weights_sha256" in data else ""
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(f"cannot read the verifier {path}: {exc}; re-make it with `siamtrack train-verifier`") from None
+    return Verifier(**arrays, weights_sha256=sha)
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def find_verifier(engine) -> Verifier:
+    """The verifier.npz beside the engine's weights, or a UserError saying how to get one."""
+    folder = getattr(engine, "weights_folder", None)
+    path = Path(folder) / VERIFIER_FILE if folder is not None else None
+    if path is None or not path.is_file():
+        raise UserError(f"verify=1 needs the target verifier {VERIFIER_FILE} beside the weights"
+                        f"{f' (in {folder})' if folder else ''}: make it with `siamtrack train-verifier`, or set "
+                        "verify=0")
+    return load_verifier(path)
