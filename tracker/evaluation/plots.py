@@ -59,11 +59,11 @@ def plot_reliability(summary: dict, out: Path) -> list[Path]:
                  lw=2 if name == "siamtrack" else 1.4, label=f"{name} [ECE {ece}]")
         bottom.bar([b["lower"] + (i + 0.5) * width for b in q["bins"]], [b["frames"] for b in q["bins"]],
                    width=width, align="edge", label=name)
-    top.set(ylabel="observed frequency of IoU >= 0.5", xlim=(0, 1), ylim=(0, 1),
+    top.set(ylabel="observed frequency of IoU >= 0.5", xlim=(-0.02, 1.02), ylim=(-0.02, 1.02),
             title=f"Reliability of the score ({len(summary.get('sequences', []))} sequences)")
     top.grid(True, alpha=0.4)
     top.legend(loc="upper left", fontsize=8)
-    bottom.set(xlabel="score (bin mean)", ylabel="frames", yscale="log")
+    bottom.set(xlabel="score", ylabel="frames", yscale="log")
     bottom.grid(True, alpha=0.4)
     fig.tight_layout()
     path = Path(out) / "reliability.png"
