@@ -27,7 +27,9 @@ def add_subcommands(subparsers) -> None:
     e = subparsers.add_parser(
         "eval", help="one-pass evaluation on an OTB, GOT-10k or video folder, optionally against OpenCV trackers",
         description="One-pass evaluation (init on the first GT box, never re-init). Writes per-frame result "
-                    "files, summary.json, summary.md and success/precision plots to --out.")
+                    "files, summary.json, summary.md, success/precision plots and, for trackers with a score, its "
+                    "quality (AUROC good vs off-target frames, flagged shares, calibration error) and reliability.png "
+                    "to --out; with OTB attributes in the sequences' meta.json, a per-attribute table.")
     e.add_argument("dataset", metavar="DATASET_DIR",
                    help="OTB or GOT-10k layout folder, <name>/video.mp4 + <name>/groundtruth.txt folders (as "
                         "../shared/data/val-hard), or one sequence folder of any of them")
