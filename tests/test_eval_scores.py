@@ -110,3 +110,18 @@ def test_val_hard_carries_otb_attributes_and_val_none():
                                                      "Skating2-2": ("SV", "OCC", "DEF", "FM", "OPR")}
     _, val, _ = load_dataset(DATA / "val", ["Dog"])
     assert val[0].attributes == ()
+
+
+def test_opencv_peer_state_follows_its_lost_flag():
+    """OpenCV's trackers have no "uncertain": their state is the lost flag, and eval keeps no state column for them."""
+    from tracker.evaluation.peers import OpenCVPeer
+
+    class Refusing:
+        def update(self, frame):
+            return False, None
+
+    peer = OpenCVPeer("mil")
+    peer._cv, peer._box = Refusing(), (1.0, 2.0, 3.0, 4.0)
+    result = peer.update(np.zeros((16, 16, 3), np.uint8))
+    assert result.lost and result.state == "lost" and result.box == (1.0, 2.0, 3.0, 4.0)
+    assert OpenCVPeer.reports_state is False
