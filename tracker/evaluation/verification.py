@@ -13,8 +13,9 @@ reproduces every figure from the result files:
 from __future__ import annotations
 
 import numpy as np
-from sklearn.calibration import calibration_curve
-from sklearn.metrics import roc_auc_score
+
+# scikit-learn (with scipy) is imported where it is used: this module is imported by every `siamtrack` command's
+# parser (through eval's runner), and the import costs about half a second that `track` should not pay.
 
 GOOD_IOU = 0.5  # a good frame: IoU >= this (also the event the score is read as the probability of)
 OFF_IOU = 0.1  # an off-target frame: IoU < this
@@ -23,6 +24,8 @@ BINS = 10
 
 def auroc(score, positive) -> float | None:
     """Area under the ROC curve of `score` for `positive` frames against the others; None without both kinds."""
+    from sklearn.metrics import roc_auc_score
+
     positive = np.asarray(positive, bool)
     if positive.all() or not positive.any():
         return None
@@ -33,6 +36,8 @@ def reliability(score, hit, bins: int = BINS) -> list[dict]:
     """Per equal-width score bin on [0, 1]: its edges, its frames, their mean score and the observed frequency of
     `hit` (None for an empty bin). The binning is scikit-learn's calibration_curve's (a bin holds (lower, upper],
     the first [0, upper])."""
+    from sklearn.calibration import calibration_curve
+
     score = np.clip(np.asarray(score, float), 0.0, 1.0)
     hit = np.asarray(hit, bool)
     edges = np.linspace(0.0, 1.0, bins + 1)
