@@ -1,4 +1,5 @@
-"""Evaluation toolkit: datasets (OTB / GOT-10k), metrics, OpenCV peers, one-pass runner, plots, bench.
+"""Evaluation toolkit: datasets (OTB / GOT-10k), metrics, the score's quality (verification), per-attribute tables,
+OpenCV peers, one-pass runner, paired bootstrap comparisons (compare), plots, bench.
 
 It sits on the core (trackers, results, errors) and the io layer (frame sources, the one frame loop in
 ``tracker.running``, the model options, outputs, progress); nothing in the core or io imports it.

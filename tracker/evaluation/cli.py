@@ -15,8 +15,9 @@ from tracker.result import parse_box
 from tracker.sources import default_box
 from tracker.tracking import SiamTracker
 
-from . import bench, peers, runner
+from . import bench, compare, peers, runner
 from .absence import KINDS, flag_rates, long_term_scores, run_events, state_summary
+from .attributes import attribute_table
 from .datasets import load_dataset
 from .lost import collect_scores, separating_threshold
 from .targets_bench import format_targets, run_targets_bench
@@ -26,7 +27,9 @@ def add_subcommands(subparsers) -> None:
     e = subparsers.add_parser(
         "eval", help="one-pass evaluation on an OTB, GOT-10k or video folder, optionally against OpenCV trackers",
         description="One-pass evaluation (init on the first GT box, never re-init). Writes per-frame result "
-                    "files, summary.json, summary.md and success/precision plots to --out.")
+                    "files, summary.json, summary.md, success/precision plots and, for trackers with a score, its "
+                    "quality (AUROC good vs off-target frames, flagged shares, calibration error) and reliability.png "
+                    "to --out; with OTB attributes in the sequences' meta.json, a per-attribute table.")
     e.add_argument("dataset", metavar="DATASET_DIR",
                    help="OTB or GOT-10k layout folder, <name>/video.mp4 + <name>/groundtruth.txt folders (as "
                         "../shared/data/val-hard), or one sequence folder of any of them")
@@ -34,6 +37,10 @@ def add_subcommands(subparsers) -> None:
     e.add_argument("--compare", help=PEERS_HELP)
     e.add_argument("--out", help="output folder (default: results/<dataset name>; with --rescore: that folder)")
     e.add_argument("--no-siamtrack", action="store_true", help="run only the --compare peers")
+    e.add_argument("--label", metavar="NAME",
+                   help="the name siamtrack's results are written and reported under (default siamtrack), so that "
+                        "two settings can share one --out folder, e.g. --label published-v3 --weights ...; other "
+                        "trackers' results already in --out are kept and reported too")
     e.add_argument("--rescore", metavar="RESULT_DIR", help="score existing result files instead of tracking")
     _tracker_args(e)
     e.set_defaults(func=cmd_eval)
@@ -57,6 +64,8 @@ def add_subcommands(subparsers) -> None:
     b.add_argument("--plot", metavar="PNG", help="with --targets: also draw ms per frame against targets into PNG")
     _tracker_args(b)
     b.set_defaults(func=cmd_bench)
+
+    compare.add_subcommand(subparsers)
 
 
     lost = subparsers.add_parser(
@@ -193,7 +202,7 @@ def _trackers(args) -> tuple[dict, dict]:
         check_model_options(args)
         for weights in weights_list:
             for engine in engines:
-                name = "siamtrack"
+                name = _label(args)
                 if len(engines) > 1:
                     name += f"-{engine}"
                 if len(weights_list) > 1:
@@ -209,9 +218,24 @@ def _trackers(args) -> tuple[dict, dict]:
     return trackers, missing
 
 
+def _label(args) -> str:
+    """--label, checked: a plain folder name that no --compare peer has."""
+    label = args.label if args.label is not None else "siamtrack"
+    if not label or label in (".", "..") or any(c in label for c in '/\\:') or label != label.strip():
+        raise UserError(f"--label {label!r}: give a plain name to write siamtrack's results under, such as "
+                        "published-v3 (no slashes, not empty)")
+    if label.lower() in peers.parse_peer_names(args.compare):
+        raise UserError(f"--label {label}: that is the name of a --compare peer; choose another")
+    return label
+
+
 def cmd_eval(args) -> int:
     root = Path(args.dataset)
     peers.parse_peer_names(args.compare)  # fail fast on a typo, before loading anything
+    if args.label is not None and (args.no_siamtrack or args.rescore):
+        raise UserError("--label names the results of the siamtrack run: it does nothing with --no-siamtrack or "
+                        "--rescore; drop it")
+    _label(args)
     layout, seqs, problems = load_dataset(root, split_list(args.sequences))
     for name, why in problems.items():
         print(f"warning: sequence {name} skipped: {why}", file=sys.stderr)
@@ -220,7 +244,9 @@ def cmd_eval(args) -> int:
             print(f"note: {s.name}: {s.note}", file=sys.stderr)
     if not seqs:
         raise UserError(f"no usable sequences in {root}" + (" (see the warnings above)" if problems else ""))
-    summary = {"dataset": str(root), "layout": layout, "sequences": [s.name for s in seqs], "skipped": problems}
+    # dataset_dir (absolute) is how `siamtrack compare` finds the ground truth again.
+    summary = {"dataset": str(root), "dataset_dir": str(root.resolve()), "layout": layout,
+               "sequences": [s.name for s in seqs], "skipped": problems}
     if args.rescore:
         src = Path(args.rescore)
         if not src.is_dir() or not runner.find_trackers(src, [s.name for s in seqs]):
@@ -234,8 +260,19 @@ def cmd_eval(args) -> int:
         print(f"{layout}: {len(seqs)} sequences, {sum(len(s) for s in seqs)} frames; trackers: "
               f"{', '.join(trackers)}; results -> {out}", file=sys.stderr)
         summary["failures"] = runner.run(seqs, trackers, out, progress=not args.no_progress)
-        scores = runner.score(out, seqs, list(trackers))
+        # Results of other trackers (another --label, an earlier --compare) already in --out are kept and scored
+        # too, so summary.json covers every tracker whose files are there; it says which were not run now.
+        earlier = [n for n in runner.find_trackers(out, [s.name for s in seqs]) if n not in trackers]
+        if earlier:
+            summary["earlier_results"] = earlier
+            print(f"note: {out} also holds results of {', '.join(earlier)} from an earlier run: not re-run, "
+                  "scored and reported with the others", file=sys.stderr)
+        scores = runner.score(out, seqs, list(trackers) + earlier)
     summary["trackers"] = scores
+    attributes = {s.name: list(s.attributes) for s in seqs if s.attributes}
+    if attributes:
+        summary["sequence_attributes"] = attributes
+        summary["attributes"] = attribute_table(attributes, scores)
     paths = runner.write_summary(out, summary)
     md = runner.markdown(summary)
     print(md.split("## Per sequence")[0].rstrip())
@@ -283,13 +320,7 @@ def cmd_bench(args) -> int:
     else:
         summ = bench.summarize(bench.run_bench(src, box, trackers, args.frames, progress=not args.no_progress))
         text = bench.format_summary(summ)
-    # Files first, then stdout: a stdout that fails (a full disk, a closed pipe) must not cost the --json.
-    if args.json:
-        try:
-            Path(args.json).write_text(json.dumps(runner._jsonable(summ), indent=1))
-        except OSError as exc:
-            print(text)
-            raise UserError(f"cannot write --json {args.json}: {exc.strerror or exc} (the figures are printed above)") from None
+    runner.write_json(args.json, summ, text)
     plotted = None
     if counts is not None and args.plot is not None:
         from .plots import plot_targets

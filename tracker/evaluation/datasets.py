@@ -11,12 +11,15 @@ Boxes are ``x,y,w,h`` in 0-based continuous pixels everywhere in this package
 * Video:   ``<root>/<name>/video.mp4`` (any video OpenCV decodes: ``video.*``) + ``<name>/groundtruth.txt``,
            0-based, one line per decoded frame (``../shared/data/val-hard``; users' own annotated clips).
 
-A single sequence folder of either kind may also be given as the root.
+A single sequence folder of either kind may also be given as the root. A sequence folder's optional
+``meta.json`` may name the sequence's OTB attributes (``"attributes": "SV,OCC,FM"`` or a list of codes), as
+val-hard's do; eval then adds a per-attribute table.
 GT line i belongs to the i-th image in name order (OTB ``David`` starts at image 300,
 as in the OTB toolkit); images past the last GT line are not tracked.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +45,7 @@ class Sequence:
     valid: np.ndarray                   # (N,) bool: frame is scored
     note: str = ""
     video: Path | None = None
+    attributes: tuple[str, ...] = ()    # OTB attribute codes from <folder>/meta.json (FM, DEF, OCC, SV, ...)
     _size: tuple[int, int] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
@@ -194,6 +198,18 @@ def _load_video(seq_dir: Path) -> list[Sequence]:
     return [_make(seq_dir.name, [], parse_boxes(seq_dir / "groundtruth.txt"), video=video)]
 
 
+def read_attributes(seq_dir: Path) -> tuple[str, ...]:
+    """The OTB attribute codes in ``<seq_dir>/meta.json`` (a comma-separated string or a list), upper case, in
+    file order; () when there is no meta.json, it names none, or it cannot be read (it is optional metadata:
+    a broken one costs the per-attribute table, not the evaluation)."""
+    try:
+        value = json.loads((Path(seq_dir) / "meta.json").read_text()).get("attributes")
+    except (OSError, ValueError, AttributeError):
+        return ()
+    codes = value.split(",") if isinstance(value, str) else value if isinstance(value, list) else []
+    return tuple(dict.fromkeys(str(c).strip().upper() for c in codes if str(c).strip()))
+
+
 def detect_layout(root: Path) -> str:
     """'otb', 'got10k', 'video', or one of them with '-seq' (a single sequence folder)."""
     root = Path(root)
@@ -250,8 +266,10 @@ def load_dataset(root, names: list[str] | None = None):
             problems[d.name] = str(e)
             found.add(d.name)
             continue
+        attributes = read_attributes(d)
         for s in seqs:
             if wanted is None or s.name in wanted or d.name in wanted:
+                s.attributes = attributes
                 sequences.append(s)
                 found.update({s.name, d.name})
     for w in wanted or []:

@@ -117,7 +117,10 @@ def int_box(box, frame_shape) -> tuple[int, int, int, int]:
 
 class OpenCVPeer:
     """One OpenCV tracker instance. score: TrackerNano's tracking score, NaN for the others (they give none);
-    lost = OpenCV said not ok, in which case the last good box is repeated."""
+    lost = OpenCV said not ok, in which case the last good box is repeated. OpenCV's trackers have no "uncertain":
+    the state is "lost" or "tracking", as the lost flag says, so eval judges them by the lost flag alone."""
+
+    reports_state = False  # eval's result files keep no state column for them (runner.run_sequence)
 
     def __init__(self, name: str):
         fn = _factory(name)
@@ -147,7 +150,7 @@ class OpenCVPeer:
         if ok:
             self._box = tuple(float(v) for v in box)
         score = float(self._cv.getTrackingScore()) if hasattr(self._cv, "getTrackingScore") else float("nan")
-        return TrackResult(box=self._box, score=score, lost=not ok)
+        return TrackResult(box=self._box, score=score, lost=not ok, state="tracking" if ok else "lost")
 
 
 def make_peer(name: str) -> OpenCVPeer:

@@ -41,6 +41,36 @@ def plot_curves(summary: dict, out: Path) -> list[Path]:
     return paths
 
 
+def plot_reliability(summary: dict, out: Path) -> list[Path]:
+    """Write reliability.png into ``out`` (every tracker with a score): the observed frequency of IoU >= 0.5 against
+    the mean score in each score bin, the diagonal a calibrated score would follow, and below it the frames per bin.
+    Returns [the path], or [] when no tracker has scores."""
+    rows = [(n, t["overall"]["score_quality"]) for n, t in summary["trackers"].items()
+            if (t.get("overall") or {}).get("score_quality", {}).get("frames")]
+    if not rows:
+        return []
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(5.5, 6.4), sharex=True, gridspec_kw={"height_ratios": [3, 1.3]})
+    top.plot([0, 1], [0, 1], color="0.5", lw=1, ls=":", label="calibrated")
+    width = 1.0 / len(rows[0][1]["bins"]) / (len(rows) + 1)
+    for i, (name, q) in enumerate(rows):
+        filled = [b for b in q["bins"] if b["frames"]]
+        ece = "-" if q["ece"] is None else f"{q['ece']:.3f}"
+        top.plot([b["mean_score"] for b in filled], [b["observed"] for b in filled], "o-",
+                 lw=2 if name == "siamtrack" else 1.4, label=f"{name} [ECE {ece}]")
+        bottom.bar([b["lower"] + (i + 0.5) * width for b in q["bins"]], [b["frames"] for b in q["bins"]],
+                   width=width, align="edge", label=name)
+    top.set(ylabel="observed frequency of IoU >= 0.5", xlim=(-0.02, 1.02), ylim=(-0.02, 1.02),
+            title=f"Reliability of the score ({len(summary.get('sequences', []))} sequences)")
+    top.grid(True, alpha=0.4)
+    top.legend(loc="upper left", fontsize=8)
+    bottom.set(xlabel="score", ylabel="frames", yscale="log")
+    bottom.grid(True, alpha=0.4)
+    fig.tight_layout()
+    path = Path(out) / "reliability.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return [path]
+
 
 def plot_targets(result: dict, path: Path) -> Path:
     """`bench --targets`: ms per frame against the number of targets, one line per tracker and way of running."""

@@ -5,7 +5,9 @@ Layout of an output folder::
     <out>/<tracker>/<seq>.txt                 x,y,w,h per tracked frame (OTB/got10k result format)
     <out>/<tracker>/times/<seq>_time.txt      tracker seconds per frame (init, then update)
     <out>/<tracker>/times/<seq>_decode.txt    image decoding seconds per frame
-    <out>/summary.json, summary.md, success_plot.png, precision_plot.png
+    <out>/<tracker>/scores/<seq>.txt          score,lost,state per frame (state 0 tracking, 1 uncertain, 2 lost;
+                                              score,lost only for trackers without states, and in older folders)
+    <out>/summary.json, summary.md, success_plot.png, precision_plot.png, reliability.png
 
 Scores are always computed from these files, so ``--rescore`` reproduces them exactly.
 """
@@ -19,23 +21,29 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from tracker.errors import UserError
 from tracker.progress import progress as make_progress
 from tracker.running import TrackRun
 
-from . import metrics
+from . import attributes, metrics, verification
 from .datasets import Sequence
+
+# The state column of scores/<seq>.txt.
+STATE_CODES = {"tracking": 0, "uncertain": 1, "lost": 2}
 
 
 def run_sequence(seq: Sequence, trackers: dict, progress: bool = True):
     """Track ``seq`` with every tracker on the same decoded frames (one decode per frame).
 
     Returns (boxes, track_times, decode_times, errors, scores): dicts by tracker name, except decode_times.
-    scores[name] is (N, 2): the tracker's score and lost flag per frame (NaN, 0 where it gives none).
+    scores[name] is (N, 3): the tracker's score, lost flag and state code (STATE_CODES) per frame (NaN, 0, 0 where
+    it gives none), or (N, 2) without the state for a tracker that has no states (reports_state False: OpenCV's).
     """
     n = len(seq)
     boxes = {k: np.full((n, 4), np.nan) for k in trackers}
     times = {k: np.zeros(n) for k in trackers}
-    scores = {k: np.column_stack([np.full(n, np.nan), np.zeros(n)]) for k in trackers}
+    scores = {k: np.column_stack([np.full(n, np.nan), np.zeros(n)] + ([np.zeros(n)] if _reports_state(t) else []))
+              for k, t in trackers.items()}
     decode = np.zeros(n)
     errors: dict[str, str] = {}
     init_box = tuple(float(v) for v in seq.gt[0])
@@ -58,9 +66,14 @@ def run_sequence(seq: Sequence, trackers: dict, progress: bool = True):
             times[name][i] = step.seconds
             boxes[name][i] = step.result.box
             if not step.is_init:  # the init frame's answer is the given box: no score of the tracker's own
-                scores[name][i] = (step.result.score, float(step.result.lost))
+                row = (step.result.score, float(step.result.lost), STATE_CODES.get(step.result.state, 0))
+                scores[name][i] = row[:scores[name].shape[1]]
     bar.close()
     return boxes, times, decode, errors, scores
+
+
+def _reports_state(tracker) -> bool:
+    return bool(getattr(tracker, "reports_state", True))
 
 
 def write_result(out: Path, tracker: str, seq: str, boxes, track_t, decode_t, scores=None) -> None:
@@ -71,11 +84,15 @@ def write_result(out: Path, tracker: str, seq: str, boxes, track_t, decode_t, sc
     np.savetxt(d / "times" / f"{seq}_decode.txt", np.asarray(decode_t), fmt="%.8f")
     if scores is not None and np.isfinite(scores[:, 0]).any():  # OpenCV peers give no score
         (d / "scores").mkdir(exist_ok=True)
-        np.savetxt(d / "scores" / f"{seq}.txt", scores, fmt=["%.5f", "%d"], delimiter=",", header="score,lost")
+        header = "score,lost,state" if scores.shape[1] > 2 else "score,lost"
+        np.savetxt(d / "scores" / f"{seq}.txt", scores, fmt=["%.5f"] + ["%d"] * (scores.shape[1] - 1),
+                   delimiter=",", header=header)
 
 
 def read_result(out: Path, tracker: str, seq: str):
-    """(boxes (N,4), track times or None, decode times or None, scores (N,2) or None) from a result folder."""
+    """(boxes (N,4), track times or None, decode times or None, scores or None) from a result folder; scores is
+    (N,3) score, lost, state code, or (N,2) where the file has no state column (a tracker without states, or a
+    folder written before the state was kept)."""
     d = Path(out) / tracker
     boxes = np.loadtxt(d / f"{seq}.txt", delimiter=",", ndmin=2)
     def opt(p):
@@ -124,14 +141,14 @@ def score(out: Path, sequences: list[Sequence], tracker_names: list[str] | None 
     names = tracker_names if tracker_names is not None else find_trackers(out, [s.name for s in sequences])
     result: dict = {}
     for name in names:
-        per_seq, seq_json, missing, lost_frames = [], {}, {}, []
+        per_seq, seq_json, missing, scored_runs = [], {}, {}, []
         tot = {"frames": 0, "track": 0.0, "e2e": 0.0}
         for seq in sequences:
             try:
                 boxes, tt, dt, sc = read_result(out, name, seq.name)
                 m = metrics.sequence_metrics(boxes, seq.gt, seq.valid, seq.image_size)
                 if sc is not None and len(sc) == len(boxes):
-                    lost_frames.append((sc, metrics.rect_iou(np.nan_to_num(boxes, nan=-1e6), seq.gt), seq.valid))
+                    scored_runs.append((sc, metrics.rect_iou(np.nan_to_num(boxes, nan=-1e6), seq.gt), seq.valid))
             except (OSError, ValueError) as e:
                 missing[seq.name] = str(e).splitlines()[0]
                 continue
@@ -149,15 +166,43 @@ def score(out: Path, sequences: list[Sequence], tracker_names: list[str] | None 
         if overall:
             overall["fps_tracker"] = _fps(tot["frames"], tot["track"])
             overall["fps_end_to_end"] = _fps(tot["frames"], tot["e2e"])
-        if overall and lost_frames:
-            overall["lost_flag"] = metrics.lost_flag_stats(lost_frames)
-            # Frames after the first; where the target is absent (no GT) the IoU counts 0.
-            sc = np.concatenate([f[0][1:, 0] for f in lost_frames])
-            present = np.concatenate([np.asarray(f[2][1:], bool) for f in lost_frames])
-            ious = np.concatenate([np.where(f[2][1:], np.nan_to_num(f[1][1:]), 0.0) for f in lost_frames])
-            overall["long_term"] = metrics.long_term_f_score(np.nan_to_num(sc, nan=0.0), ious, present)
+        if overall and scored_runs:
+            overall.update(_score_measures(scored_runs))
         result[name] = {"overall": overall, "sequences": seq_json, "missing": missing}
     return _jsonable(result)
+
+
+def _score_measures(runs) -> dict:
+    """What a tracker's per-frame score and flags are worth, from (scores, ious, valid) per sequence: the lost flag,
+    VOT-LT's long-term measures and the score's quality as a verifier (verification.py)."""
+    measures = {"lost_flag": metrics.lost_flag_stats(runs)}
+    # Frames after the first; where the target is absent (no GT) the IoU counts 0.
+    sc = np.concatenate([f[0][1:, 0] for f in runs])
+    present = np.concatenate([np.asarray(f[2][1:], bool) for f in runs])
+    ious = np.concatenate([np.where(f[2][1:], np.nan_to_num(f[1][1:]), 0.0) for f in runs])
+    measures["long_term"] = metrics.long_term_f_score(np.nan_to_num(sc, nan=0.0), ious, present)
+    # The score's quality: frames after the first that have GT. A file without the state column (a tracker
+    # without states, or an older folder) is judged by its lost flag.
+    has_state = all(f[0].shape[1] > 2 for f in runs)
+    scored = [np.asarray(f[2], bool) & (np.arange(len(f[2])) > 0) for f in runs]
+    flag_column = 2 if has_state else 1  # state uncertain (1) or lost (2); the lost flag (1)
+    measures["score_quality"] = verification.score_quality(
+        np.concatenate([f[0][k, 0] for f, k in zip(runs, scored)]),
+        np.concatenate([f[1][k] for f, k in zip(runs, scored)]),
+        np.concatenate([f[0][k, flag_column] >= 1 for f, k in zip(runs, scored)]), has_state)
+    return measures
+
+
+def write_json(path: str | None, report, text: str) -> None:
+    """A command's --json FILE, when given, written before its `text` goes to stdout (a stdout that fails, a full
+    disk or a closed pipe, must not cost the --json); when the file cannot be written, `text` is printed and the
+    UserError says so."""
+    if path:
+        try:
+            Path(path).write_text(json.dumps(_jsonable(report), indent=1))
+        except OSError as exc:
+            print(text)
+            raise UserError(f"cannot write --json {path}: {exc.strerror or exc} (the figures are printed above)") from None
 
 
 def _jsonable(x):
@@ -194,9 +239,17 @@ def markdown(summary: dict) -> str:
              "AUC / P@20px / NormP are OTB-style (per-sequence curves averaged over sequences); "
              "AO / SR follow GOT-10k (frames after the first, pooled). Frames without GT are not scored.",
              "", "## Overall", "", head, sep]
+    if summary.get("earlier_results"):
+        lines[4:4] = [f"Results of {', '.join(summary['earlier_results'])} were already in this folder from an "
+                      "earlier run: scored here, not re-run.", ""]
     for name, t in trk.items():
         o = t.get("overall") or {}
         lines.append("| " + " | ".join([name, str(o.get("sequences", 0))] + [_fmt(o.get(k), k) for k, _ in _COLUMNS]) + " |")
+    lines += _score_quality_lines(trk)
+    if summary.get("attributes"):
+        lines += ["", "## Per attribute", "", "Mean success AUC and P@20px over the sequences that carry each "
+                  "attribute (OTB codes from the sequences' meta.json; a sequence usually carries several).", ""]
+        lines += attributes.markdown_lines(summary["attributes"])
     lines += ["", "## Per sequence", "", "| sequence | tracker | frames | " + " | ".join(c for _, c in _COLUMNS) + " |",
               "|" + "---|" * (len(_COLUMNS) + 3)]
     for seq in summary.get("sequences", []):
@@ -233,10 +286,29 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _score_quality_lines(trackers: dict) -> list[str]:
+    rows = [(name, t["overall"]["score_quality"]) for name, t in trackers.items()
+            if (t.get("overall") or {}).get("score_quality")]
+    if not rows:
+        return []
+    lines = ["", "## Score quality", "",
+             f"Frames after the first with GT: *good* = IoU >= {verification.GOOD_IOU}, *off* = IoU < "
+             f"{verification.OFF_IOU}. AUROC: the score ranking good above off frames; flagged: state uncertain or "
+             "lost (trackers without states: the lost flag); ECE: calibration error of the score read as "
+             f"P(IoU >= {verification.GOOD_IOU}), {verification.BINS} equal-width bins (reliability.png).", "",
+             "| tracker | good | off | AUROC | off flagged | good flagged | ECE | median score (off) | flag |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, q in rows:
+        lines.append(f"| {name} | {q['good_frames']} | {q['off_frames']} | {_fmt(q['auroc'], 'r')} | "
+                     f"{_fmt(q['off_flagged'], 'r')} | {_fmt(q['good_flagged'], 'r')} | {_fmt(q['ece'], 'r')} | "
+                     f"{_fmt(q['off_median_score'], 'r')} | {q['flag']} |")
+    return lines
+
+
 def write_summary(out: Path, summary: dict) -> list[Path]:
-    from .plots import plot_curves  # matplotlib: only when plots are drawn
+    from .plots import plot_curves, plot_reliability  # matplotlib: only when plots are drawn
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     (out / "summary.md").write_text(markdown(summary))
-    return [out / "summary.json", out / "summary.md"] + plot_curves(summary, out)
+    return [out / "summary.json", out / "summary.md"] + plot_curves(summary, out) + plot_reliability(summary, out)
