@@ -183,14 +183,17 @@ class TrackingLoop:
         was_lost = [t.presence.state == "lost" for t in targets]
         # A lost target's box stays put; its shadow searches on as if it were tracked.
         stepping = [t.presence.shadow if lost else t.state for t, lost in zip(targets, was_lost)]
+        before = [(s.center, s.size, s.search_side) for s in stepping]
         scores, samples = self._track_steps(frame, stepping)
+        self._settle_claims(targets, was_lost, before, scores, samples)
         for target, lost, score, sample in zip(targets, was_lost, scores, samples):
             if not lost:
                 self._after_tracked(target, score, sample)
+        excluded = self._claimed_by_others(targets, was_lost, scores)
         threshold = redetect_threshold(c)
         searching = [t for t, lost, score in zip(targets, was_lost, scores)
                      if lost and score < threshold and c.redetect_tiles]
-        tile_hits = self._search_tiles(frame, searching)
+        tile_hits = self._search_tiles(frame, searching, excluded)
         results = []
         for target, lost, score in zip(targets, was_lost, scores):
             if lost:
@@ -228,6 +231,16 @@ class TrackingLoop:
             samples.append(sample)
         self._timer.mark()
         return scores, samples
+
+    def _settle_claims(self, targets: list[Target], was_lost: list[bool], before: list, scores: list,
+                       samples: list) -> None:
+        """After the step, before presence settles: where several targets are tracked, the place to keep two from
+        holding one object (MultiTracker; tracker/exclusive.py). One target holds what it finds."""
+
+    def _claimed_by_others(self, targets: list[Target], was_lost: list[bool], scores: list) -> dict:
+        """id(lost target) -> the boxes its re-detection must not take (MultiTracker: the other targets' that are
+        not lost). One target has no other target's box to avoid."""
+        return {}
 
     def _after_tracked(self, target: Target, score: float, sample) -> None:
         just_lost = target.presence.settle_tracked(score, target.state, self.config)
@@ -268,11 +281,13 @@ class TrackingLoop:
             score = 0.0
         return score
 
-    def _search_tiles(self, frame: np.ndarray, targets: list[Target]) -> dict[int, tuple[float, np.ndarray]]:
+    def _search_tiles(self, frame: np.ndarray, targets: list[Target],
+                      excluded: dict | None = None) -> dict[int, tuple[float, np.ndarray]]:
         """For each lost target whose shadow scored low: the best peak over its next redetect_tiles tiles of the
         whole frame (presence.py plans them), all targets' tiles in one network run. Search regions are at the
         size the target had when last seen (the held box's), not the shadow's: following clutter, the shadow's
-        scale drifts, and a template matched at the wrong scale scores low on the target itself.
+        scale drifts, and a template matched at the wrong scale scores low on the target itself. Peaks inside
+        excluded[id(target)] (other targets' boxes, x, y, w, h) are left out.
         Returns id(target) -> (score, frame position)."""
         if not targets:
             return {}
@@ -296,7 +311,8 @@ class TrackingLoop:
             scores = fused_scores(logits[rows], target.state.online, None if features is None else features[rows],
                                   self.config.online_weight)
             hits[id(target)] = best_tile(scores, centres, m.stride, target.state.search_side, m.search_size,
-                                         frame_size, target.presence.shadow.center)
+                                         frame_size, target.presence.shadow.center,
+                                         (excluded or {}).get(id(target), ()))
             k += len(centres)
         return hits
 

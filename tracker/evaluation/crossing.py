@@ -11,10 +11,13 @@ Clips are built on the fly from real footage, with known ground truth:
 
 Counted per clip (a target in state lost claims nothing: its box is held where it was last seen):
 
-* identity switches, as MOT's IDSW: a target's box matched (IoU >= 0.5) to another target's ground truth after
-  having matched its own (and back again: each change of the matched object is one switch);
-* shared frames: frames where two targets not lost hold one object: their boxes overlap with IoU >= 0.5, or both
-  match the same ground truth;
+* identity switches, as MOT's IDSW: a target's box matched (IoU >= 0.5, one to one, last frame's match kept while
+  it holds, as CLEAR MOT matches) to another target's ground truth after having matched its own (and back again:
+  each change of the matched object is one switch);
+* shared frames: frames where two targets not lost hold one object: both boxes overlap the same ground truth
+  object most (IoU >= 0.5), or their boxes overlap with IoU >= 0.5 while their objects do not (where one object
+  hides the other, right boxes overlap too); without ground truth, boxes overlapping with IoU >= 0.5. Also
+  counted apart: shared frames where both targets are in state tracking (neither flagged);
 * each target's success AUC over the clip (OTB's, on every frame after the first, whatever its state).
 """
 from __future__ import annotations
@@ -37,14 +40,15 @@ MATCH_IOU = 0.5  # a box is on an object when it overlaps the object's box this 
 
 @dataclass(frozen=True)
 class Walker:
-    """One pasted target: a validation sequence (set, name), its pasted height and its straight path, as
-    fractions of the background's width and height (start -> end centre)."""
+    """One pasted target: a validation sequence (set, name) from its frame `first` on, its pasted height and its
+    straight path, as fractions of the background's width and height (start -> end centre)."""
 
     dataset: str
     name: str
     height: int
     start: tuple[float, float]
     end: tuple[float, float]
+    first: int = 0
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,9 @@ PASTES = (
     PasteCase("occlusion", (Walker("val-hard", "Woman", 90, (0.15, 0.5), (0.85, 0.5)),
                             Walker("val", "Crossing", 90, (0.85, 0.5), (0.15, 0.5))),
               400, "two walking people on one line: the wider one passes in front and hides the other whole"),
+    PasteCase("twins", (Walker("val-hard", "Woman", 90, (0.15, 0.50), (0.85, 0.56)),
+                        Walker("val-hard", "Woman", 90, (0.85, 0.53), (0.15, 0.47), first=300)),
+              600, "the same woman twice (her frames 0- and 300-): look-alikes that pass each other, half covered"),
 )
 DEMO_CASE = "demo"
 DEMO_BOXES = ((158, 136, 20, 57), (402, 150, 27, 51))  # demos/multi_target.py's two pedestrians of vtest.avi
@@ -119,11 +126,12 @@ def _walker_frames(data: Path, walker: Walker, count: int):
     if not sequences:
         raise UserError(f"cannot read {walker.dataset}/{walker.name}: {problems.get(walker.name, 'not found')}")
     sequence = sequences[0]
-    if len(sequence) < count:
-        raise UserError(f"{walker.dataset}/{walker.name} has {len(sequence)} frames; the clip needs {count}")
-    x, y, w, h = sequence.gt[0]
+    if len(sequence) < walker.first + count:
+        raise UserError(f"{walker.dataset}/{walker.name} has {len(sequence)} frames; the clip needs "
+                        f"{walker.first + count}")
+    x, y, w, h = sequence.gt[walker.first]
     size = (max(int(round(walker.height * w / h)), 8), walker.height)
-    for index, image in sequence.images(range(count)):
+    for index, image in sequence.images(range(walker.first, walker.first + count)):
         x, y, w, h = sequence.gt[index]
         x0, y0 = int(max(np.floor(x), 0)), int(max(np.floor(y), 0))
         x1, y1 = int(min(np.ceil(x + w), image.shape[1])), int(min(np.ceil(y + h), image.shape[0]))
@@ -195,16 +203,30 @@ def track_clip(clip: Clip, tracker, bar=None) -> tuple[np.ndarray, list[list[str
     return np.array(boxes, float).reshape(-1, len(ids), 4), states, np.array(scores, float).reshape(-1, len(ids))
 
 
-def _matches(boxes: np.ndarray, gt: np.ndarray | None, claiming: list[bool]) -> list[int | None]:
-    """Per target: the index of the ground-truth object its box is on (best IoU >= MATCH_IOU), None when none is
-    or when the target claims nothing (lost)."""
+def _claims(boxes: np.ndarray, gt: np.ndarray, claiming: list[bool], previous: list[int]) -> list[int | None]:
+    """MOT's correspondence for one frame: per target, the ground-truth object its box is matched to (None when
+    none). Matches are one to one: a target keeps last frame's object while its box still overlaps it with IoU >=
+    MATCH_IOU, then the other pairs are matched from the largest overlap down. A lost target claims nothing."""
+    ious = np.array([metrics.rect_iou(np.repeat(box[None], len(gt), 0), gt) for box in boxes])
+    matched: list[int | None] = [None] * len(boxes)
+    for k, j in enumerate(previous):
+        if claiming[k] and ious[k, j] >= MATCH_IOU:
+            matched[k] = j
+    pairs = sorted(((ious[k, j], k, j) for k in range(len(boxes)) for j in range(len(gt))), reverse=True)
+    for overlap, k, j in pairs:
+        if overlap >= MATCH_IOU and claiming[k] and matched[k] is None and j not in matched:
+            matched[k] = j
+    return matched
+
+
+def _best_objects(boxes: np.ndarray, gt: np.ndarray | None) -> list[int | None]:
+    """Per target, the ground-truth object its box overlaps most if that is >= MATCH_IOU (not one to one)."""
     if gt is None:
         return [None] * len(boxes)
     found = []
-    for box, claims in zip(boxes, claiming):
+    for box in boxes:
         ious = metrics.rect_iou(np.repeat(box[None], len(gt), 0), gt)
-        best = int(np.argmax(ious))
-        found.append(best if claims and ious[best] >= MATCH_IOU else None)
+        found.append(int(np.argmax(ious)) if ious.max() >= MATCH_IOU else None)
     return found
 
 
@@ -214,17 +236,19 @@ def count_crossing(boxes, states, gt=None) -> dict:
     boxes = np.asarray(boxes, float)
     count, targets = boxes.shape[:2]
     last_match = list(range(targets))  # MOT: each target starts on its own object
-    switches, shared = [0] * targets, []
+    switches, shared, shared_tracking = [0] * targets, [], 0
     for t in range(count):
         claiming = [states[t][k] != "lost" for k in range(targets)]
-        matched = _matches(boxes[t], None if gt is None else gt[t], claiming)
-        for k, j in enumerate(matched):
-            if j is not None and j != last_match[k]:
-                switches[k] += 1
-                last_match[k] = j
-        shared.append(_shares(boxes[t], claiming, matched))
+        if gt is not None:
+            for k, j in enumerate(_claims(boxes[t], gt[t], claiming, last_match)):
+                if j is not None and j != last_match[k]:
+                    switches[k] += 1
+                    last_match[k] = j
+        pair = _sharing_pair(boxes[t], claiming, None if gt is None else gt[t])
+        shared.append(pair is not None)
+        shared_tracking += pair is not None and all(states[t][k] == "tracking" for k in pair)
     report = {"frames": count, "identity_switches": switches, "total_switches": int(sum(switches)),
-              "shared_frames": int(sum(shared)),
+              "shared_frames": int(sum(shared)), "shared_frames_both_tracking": int(shared_tracking),
               "shared_at_end": bool(shared[-1]) if shared else False,
               "end_states": list(states[-1]) if count else []}
     if gt is not None:
@@ -234,16 +258,21 @@ def count_crossing(boxes, states, gt=None) -> dict:
     return report
 
 
-def _shares(boxes: np.ndarray, claiming: list[bool], matched: list) -> bool:
-    """Two claiming targets on one object: boxes overlapping with IoU >= MATCH_IOU, or matched to one object."""
+def _sharing_pair(boxes: np.ndarray, claiming: list[bool], gt: np.ndarray | None) -> tuple[int, int] | None:
+    """Two claiming targets on one object, or None: both boxes on the same ground-truth object, or boxes that
+    overlap with IoU >= MATCH_IOU where their own objects do not (objects that overlap that much, one hiding the
+    other, make a right answer's boxes overlap too)."""
+    objects = _best_objects(boxes, gt)
     for a in range(len(boxes)):
         for b in range(a + 1, len(boxes)):
             if not (claiming[a] and claiming[b]):
                 continue
-            overlap = metrics.rect_iou(boxes[a][None], boxes[b][None])[0]
-            if overlap >= MATCH_IOU or (matched[a] is not None and matched[a] == matched[b]):
-                return True
-    return False
+            if objects[a] is not None and objects[a] == objects[b]:
+                return a, b
+            apart = gt is None or metrics.rect_iou(gt[a][None], gt[b][None])[0] < MATCH_IOU
+            if apart and metrics.rect_iou(boxes[a][None], boxes[b][None])[0] >= MATCH_IOU:
+                return a, b
+    return None
 
 
 def run_crossing(clips: list[Clip], make_tracker, progress: bool = True) -> dict:
@@ -263,21 +292,25 @@ def run_crossing(clips: list[Clip], make_tracker, progress: bool = True) -> dict
     pasted = [r for r in report.values() if "auc" in r]
     report["total"] = {"identity_switches": int(sum(r["total_switches"] for r in report.values())),
                        "shared_frames": int(sum(r["shared_frames"] for r in report.values())),
+                       "shared_frames_both_tracking": int(sum(r["shared_frames_both_tracking"]
+                                                              for r in report.values())),
                        "mean_auc": float(np.mean([a for r in pasted for a in r["auc"]])) if pasted else None}
     return report
 
 
 def format_report(report: dict) -> str:
-    lines = [f"{'clip':12s} {'frames':>6s} {'IDSW':>5s} {'shared':>6s}  AUC per target    end"]
+    lines = [f"{'clip':12s} {'frames':>6s} {'IDSW':>5s} {'shared':>6s} {'both tracking':>13s}  AUC per target    "
+             "end"]
     for name, r in report.items():
         if name == "total":
             continue
         auc = " ".join(f"{a:.3f}" for a in r.get("auc", [])) or "(no GT)"
         end = ("together" if r["shared_at_end"] else "apart") + " (" + ", ".join(r["end_states"]) + ")"
         ids = "-" if "auc" not in r else str(r["total_switches"])
-        lines.append(f"{name:12s} {r['frames']:6d} {ids:>5s} {r['shared_frames']:6d}  {auc:16s}  {end}")
+        lines.append(f"{name:12s} {r['frames']:6d} {ids:>5s} {r['shared_frames']:6d} "
+                     f"{r['shared_frames_both_tracking']:13d}  {auc:16s}  {end}")
     total = report["total"]
     mean = "" if total["mean_auc"] is None else f", mean AUC {total['mean_auc']:.3f}"
-    lines.append(f"total: {total['identity_switches']} identity switches, {total['shared_frames']} shared frames"
-                 + mean)
+    lines.append(f"total: {total['identity_switches']} identity switches, {total['shared_frames']} shared frames "
+                 f"({total['shared_frames_both_tracking']} with both tracking){mean}")
     return "\n".join(lines)
