@@ -30,6 +30,7 @@ import numpy as np
 
 from tracker.errors import UserError
 from tracker.progress import progress as make_progress
+from tracker.running import track
 from tracker.sources import FrameSource
 
 from . import metrics
@@ -190,11 +191,11 @@ def build_clips(data: Path, cases=CASES) -> list[Clip]:
 def track_clip(clip: Clip, tracker, bar=None) -> tuple[np.ndarray, list[list[str]], np.ndarray]:
     """MultiTracker `tracker` on the clip from its first boxes: (boxes (T-1, K, 4), states, scores (T-1, K)),
     one row per frame after the first."""
-    frames = clip.frames()
-    ids = tracker.init(next(frames), clip.boxes)
+    steps = track(tracker, clip.frames(), clip.boxes)  # the one frame loop: init, then update
+    ids = list(next(steps).result)
     boxes, states, scores = [], [], []
-    for frame in frames:
-        results = tracker.update(frame)
+    for step in steps:
+        results = step.result
         boxes.append([results[i].box for i in ids])
         states.append([results[i].state for i in ids])
         scores.append([results[i].score for i in ids])
