@@ -74,5 +74,6 @@ def _loser(a: int, b: int, moved: list, before: list, scores: list[float]) -> in
 
 def _jump(moved, before) -> float:
     """How far the box's centre moved, in units of its size before (the square root of its area)."""
-    shift = np.hypot(moved[0] + moved[2] / 2 - before[0] - before[2] / 2, moved[1] + moved[3] / 2 - before[1] - before[3] / 2)
+    shift = np.hypot(moved[0] + moved[2] / 2 - before[0] - before[2] / 2,
+                     moved[1] + moved[3] / 2 - before[1] - before[3] / 2)
     return float(shift / max(np.sqrt(before[2] * before[3]), 1e-6))

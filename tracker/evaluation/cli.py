@@ -210,7 +210,8 @@ def cmd_crossing(args) -> int:
             Path(args.json).write_text(json.dumps(report, indent=1))
         except OSError as exc:
             print(text)
-            raise UserError(f"cannot write --json {args.json}: {exc.strerror or exc} (the counts are printed above)") from None
+            raise UserError(f"cannot write --json {args.json}: {exc.strerror or exc} "
+                            "(the counts are printed above)") from None
     print(text)
     return 0
 
