@@ -2,14 +2,18 @@
 
 Every frame, all targets' search crops go through the backbone as one batch, each crop scored against its own
 target's template (the search graph's `owner` input, or the torch model's `owner` argument). Each target then
-moves, gets lost and is found again exactly as a SiamTracker of its own would: the results equal separate trackers'
-within float tolerance. Targets can be added and removed between any two frames.
+moves, gets lost and is found again as a SiamTracker of its own would, with one difference: targets are exclusive
+(tracker/exclusive.py). When two targets' boxes converge onto one object, the one with the lower score (or, at
+equal scores, the one that jumped) is demoted: uncertain, its box held, and lost if it keeps converging; and a lost
+target's re-detection never takes a place inside another target's box. Targets that never converge get exactly
+a separate tracker's results, within float tolerance. Targets can be added and removed between any two frames.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .errors import UserError
+from .exclusive import CONVERGED_IOU, box_iou, box_of, demotions, inside_any
 from .result import TrackResult
 from .tracking import TrackingLoop, as_bgr
 
@@ -99,3 +103,41 @@ class MultiTracker(TrackingLoop):
                 return {}
             self._check_frame(frame, targets[0])
             return dict(zip(ids, self._step(frame, targets)))
+
+    # -- exclusivity (tracker/exclusive.py) ------------------------------------------------------------------
+
+    def _settle_claims(self, targets, was_lost, before, scores, samples) -> None:
+        """Demote the target of each converged pair that exclusive.demotions picks: its box goes back to where it
+        was before this step, its score just under lost_threshold (a low frame for presence), no online sample;
+        lost at once when even that box overlaps the kept target's."""
+        claiming = [not lost for lost in was_lost]
+        if sum(claiming) < 2:
+            return
+        moved = [box_of(t.state) for t in targets]
+        held = [np.concatenate([center - size / 2, size]) for center, size, _ in before]
+        under = float(np.nextafter(self.config.lost_threshold, 0.0))
+        for k, kept in demotions(moved, held, scores, claiming):
+            state = targets[k].state
+            state.center, state.size, state.search_side = before[k]
+            scores[k] = min(scores[k], under)
+            samples[k] = None
+            if box_iou(held[k], moved[kept]) >= CONVERGED_IOU:  # no place of its own left: lost on this frame
+                targets[k].presence.complete_low_run(self.config.lost_after)
+
+    def _claimed_by_others(self, targets, was_lost, scores) -> dict:
+        """For each lost target: the boxes of the other targets that are not lost. Its shadow's peak inside one
+        of them is no sighting (its score goes to 0, so the tiles are searched), and tile peaks there are left
+        out."""
+        holding = [t for t, lost in zip(targets, was_lost) if not lost and t.presence.state != "lost"]
+        if not holding or len(holding) == len(targets):
+            return {}
+        excluded = {}
+        for k, (target, lost) in enumerate(zip(targets, was_lost)):
+            if not lost:
+                continue
+            boxes = [box_of(t.state) for t in holding]
+            excluded[id(target)] = boxes
+            centre = target.presence.shadow.center
+            if inside_any(np.array(centre[0]), np.array(centre[1]), boxes):
+                scores[k] = 0.0
+        return excluded

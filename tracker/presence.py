@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .exclusive import inside_any
+
 STATES = ("tracking", "uncertain", "lost")
 
 
@@ -60,6 +62,11 @@ class Presence:
         self.candidate, self.confirmed, self.next_tile = None, 0, 0
         self.tiles = []
         return True
+
+    def complete_low_run(self, lost_after: int) -> None:
+        """Make the next low frame the one that loses the target (MultiTracker: a target left without a place of
+        its own when it converged onto another target's object; tracker/exclusive.py)."""
+        self.low_run = max(self.low_run, lost_after - 1)
 
     def after_search(self, score: float, position, redetect_threshold: float, confirm: int, near: float) -> bool:
         """While lost: the best peak of this frame's search. True when the target is taken back at `position`."""
@@ -130,10 +137,13 @@ def tile_centres(frame_size: tuple[int, int], spacing: float, start) -> list[np.
 
 
 def best_tile(scores: np.ndarray, centres: list, stride: int, side: float, search_size: int,
-              frame_size: tuple[int, int], fallback) -> tuple[float, np.ndarray]:
+              frame_size: tuple[int, int], fallback, excluded=()) -> tuple[float, np.ndarray]:
     """The best peak over the tiles' score maps (T,R,R), as (score, frame position), for search crops of `side`
     frame pixels (search_size crop pixels, `stride` of them per response cell). `fallback` is the position when no
-    tile gave a finite score."""
+    tile gave a finite score. Cells inside an `excluded` box (x, y, w, h: another target's, in a MultiTracker) are
+    left out: a lost target never takes back a place another target holds (tracker/exclusive.py)."""
+    if len(excluded):
+        scores = _without_excluded(scores, centres, stride * side / search_size, excluded)
     peaks = scores.reshape(len(centres), -1).max(axis=1)
     if not np.isfinite(peaks).any():
         return 0.0, fallback
@@ -143,3 +153,13 @@ def best_tile(scores: np.ndarray, centres: list, stride: int, side: float, searc
     offset = (np.array([col, row]) - (cells - 1) / 2) * stride * side / search_size
     position = np.clip(np.asarray(centres[best], float) + offset, 0, list(frame_size))
     return float(peaks[best]), position
+
+
+def _without_excluded(scores: np.ndarray, centres: list, cell_side: float, excluded) -> np.ndarray:
+    """The tiles' score maps with the cells whose frame position lies inside an excluded box set to -inf."""
+    cells = scores.shape[1]
+    offsets = (np.arange(cells) - (cells - 1) / 2) * cell_side
+    centres = np.asarray(centres, float)
+    xs = centres[:, 0, None, None] + offsets[None, None, :]  # column offsets
+    ys = centres[:, 1, None, None] + offsets[None, :, None]  # row offsets
+    return np.where(inside_any(xs, ys, excluded), -np.inf, scores)

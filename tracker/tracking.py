@@ -194,14 +194,17 @@ class TrackingLoop:
         was_lost = [t.presence.state == "lost" for t in targets]
         # A lost target's box stays put; its shadow searches on as if it were tracked.
         stepping = [t.presence.shadow if lost else t.state for t, lost in zip(targets, was_lost)]
+        before = [(s.center, s.size, s.search_side) for s in stepping]
         scores, samples, responses = self._track_steps(frame, stepping)
+        self._settle_claims(targets, was_lost, before, scores, samples)
         for target, lost, score, sample in zip(targets, was_lost, scores, samples):
             if not lost:
                 self._after_tracked(target, score, sample)
+        excluded = self._claimed_by_others(targets, was_lost, scores)
         threshold = redetect_threshold(c)
         searching = [t for t, lost, score in zip(targets, was_lost, scores)
                      if lost and score < threshold and c.redetect_tiles]
-        tile_hits = self._search_tiles(frame, searching)
+        tile_hits = self._search_tiles(frame, searching, excluded)
         results = []
         for target, lost, score, response in zip(targets, was_lost, scores, responses):
             if lost:
@@ -252,6 +255,16 @@ class TrackingLoop:
         window = feature_window(features[row], window_origin(offset, m.stride, features.shape[-1]))
         return self.verifier.probability(self.verifier.logit(state.identity, window), response)
 
+    def _settle_claims(self, targets: list[Target], was_lost: list[bool], before: list, scores: list,
+                       samples: list) -> None:
+        """After the step, before presence settles: where several targets are tracked, the place to keep two from
+        holding one object (MultiTracker; tracker/exclusive.py). One target holds what it finds."""
+
+    def _claimed_by_others(self, targets: list[Target], was_lost: list[bool], scores: list) -> dict:
+        """id(lost target) -> the boxes its re-detection must not take (MultiTracker: the other targets' that are
+        not lost). One target has no other target's box to avoid."""
+        return {}
+
     def _after_tracked(self, target: Target, score: float, sample) -> None:
         just_lost = target.presence.settle_tracked(score, target.state, self.config)
         if target.learning is not None:
@@ -291,11 +304,13 @@ class TrackingLoop:
             score = 0.0
         return score
 
-    def _search_tiles(self, frame: np.ndarray, targets: list[Target]) -> dict[int, tuple[float, np.ndarray]]:
+    def _search_tiles(self, frame: np.ndarray, targets: list[Target],
+                      excluded: dict | None = None) -> dict[int, tuple[float, np.ndarray]]:
         """For each lost target whose shadow scored low: the best peak over its next redetect_tiles tiles of the
         whole frame (presence.py plans them), all targets' tiles in one network run. Search regions are at the
         size the target had when last seen (the held box's), not the shadow's: following clutter, the shadow's
-        scale drifts, and a template matched at the wrong scale scores low on the target itself.
+        scale drifts, and a template matched at the wrong scale scores low on the target itself. Peaks inside
+        excluded[id(target)] (other targets' boxes, x, y, w, h) are left out.
         Returns id(target) -> (score, frame position)."""
         if not targets:
             return {}
@@ -319,19 +334,21 @@ class TrackingLoop:
             scores = fused_scores(logits[rows], target.state.online, None if features is None else features[rows],
                                   self.config.online_weight)
             hits[id(target)] = best_tile(scores, centres, m.stride, target.state.search_side, m.search_size,
-                                         frame_size, target.presence.shadow.center)
+                                         frame_size, target.presence.shadow.center,
+                                         (excluded or {}).get(id(target), ()))
             if self.verifier is not None:
-                hits[id(target)] = self._verified_tile(hits[id(target)], scores, centres, features[rows], target)
+                hits[id(target)] = self._verified_tile(hits[id(target)], centres, features[rows], target)
             k += len(centres)
         return hits
 
 
-    def _verified_tile(self, hit: tuple, scores: np.ndarray, centres: list, features: np.ndarray, target: Target):
+    def _verified_tile(self, hit: tuple, centres: list, features: np.ndarray, target: Target):
         """A tile search's best peak (score, position), its score replaced by the verifier's P(target there)."""
         peak, position = hit
         if not peak > 0:
             return hit
-        best = int(np.nanargmax(scores.reshape(len(centres), -1).max(axis=1)))
+        # the peak lies in the tile whose centre is nearest (tiles are a response's span apart)
+        best = int(np.argmin([np.linalg.norm(np.asarray(position, float) - c) for c in centres]))
         m, side = self.engine.config, target.state.search_side
         offset = (np.asarray(position, float) - centres[best]) * m.search_size / side
         window = feature_window(features[best], window_origin(offset, m.stride, features.shape[-1]))

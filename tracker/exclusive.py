@@ -1,0 +1,79 @@
+"""Many targets are exclusive: two targets of one MultiTracker cannot hold one object.
+
+Two rules, both only between targets of one tracker (a SiamTracker has no other target, so nothing here applies):
+
+* Convergence. When the boxes of two targets that are not lost overlap with IoU >= CONVERGED_IOU after a frame's
+  step, one of them has followed the other onto its object. The one with the lower score is demoted; when the
+  scores are within SCORE_TIE of each other (a saturated score says little), the one whose box moved more, for its
+  size, is: a target that jumps onto a neighbour moves further than one that follows its own object. Demotion
+  reuses presence's machinery instead of a second state machine: the demoted target's box goes back to where it
+  was before the frame's step and its score is put just under lost_threshold, so presence counts a low frame. One
+  such frame makes it "uncertain"; lost_after of them in a row make it "lost", with its box held where it was last
+  tracked well and its re-detection running as for any lost target. When even the held box overlaps the kept
+  target's that much, the demoted target has no place of its own left: it is lost on this frame (its run of low
+  frames is completed), instead of sitting on the other target's object for lost_after frames. The demoted step
+  teaches the online model nothing.
+* Re-detection. A lost target never takes back a place inside the box of another target that is not lost: its
+  shadow's peak there scores 0, and tile peaks there are left out (presence.best_tile's `excluded`).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+CONVERGED_IOU = 0.5
+SCORE_TIE = 0.05
+
+
+def box_of(state) -> np.ndarray:
+    """A TargetState's box as x, y, w, h."""
+    return np.concatenate([state.center - state.size / 2, state.size])
+
+
+def box_iou(a, b) -> float:
+    """IoU of two x, y, w, h boxes."""
+    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
+    x2, y2 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    inter = max(x2 - x1, 0.0) * max(y2 - y1, 0.0)
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def inside_any(xs: np.ndarray, ys: np.ndarray, boxes) -> np.ndarray:
+    """Which points (xs, ys: broadcastable arrays) lie inside any of the x, y, w, h boxes."""
+    inside = np.zeros(np.broadcast(xs, ys).shape, bool)
+    for x, y, w, h in boxes:
+        inside |= (xs >= x) & (xs <= x + w) & (ys >= y) & (ys <= y + h)
+    return inside
+
+
+def demotions(moved: list, before: list, scores: list[float], claiming: list[bool]) -> list[tuple[int, int]]:
+    """The targets to demote on this frame, as (demoted, kept) pairs: moved and before are their boxes (x, y, w, h)
+    after and before the step, claiming whether each holds an object (not lost). Converged pairs are settled from
+    the most overlapping down; a demoted target holds nothing more this frame."""
+    pairs = []
+    for a in range(len(moved)):
+        for b in range(a + 1, len(moved)):
+            if claiming[a] and claiming[b]:
+                overlap = box_iou(moved[a], moved[b])
+                if overlap >= CONVERGED_IOU:
+                    pairs.append((overlap, a, b))
+    settled: list[tuple[int, int]] = []
+    for _, a, b in sorted(pairs, reverse=True):
+        if any(a == d or b == d for d, _ in settled):
+            continue
+        loser = _loser(a, b, moved, before, scores)
+        settled.append((loser, b if loser == a else a))
+    return settled
+
+
+def _loser(a: int, b: int, moved: list, before: list, scores: list[float]) -> int:
+    if abs(scores[a] - scores[b]) > SCORE_TIE:
+        return a if scores[a] < scores[b] else b
+    return a if _jump(moved[a], before[a]) >= _jump(moved[b], before[b]) else b
+
+
+def _jump(moved, before) -> float:
+    """How far the box's centre moved, in units of its size before (the square root of its area)."""
+    shift = np.hypot(moved[0] + moved[2] / 2 - before[0] - before[2] / 2,
+                     moved[1] + moved[3] / 2 - before[1] - before[3] / 2)
+    return float(shift / max(np.sqrt(before[2] * before[3]), 1e-6))
