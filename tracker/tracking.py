@@ -27,7 +27,7 @@ from .presence import Presence, best_tile, redetect_threshold
 from .response import fused_scores
 from .result import TrackResult, check_box
 from .timing import StageTimer
-from .verifier import Verifier, feature_window, find_verifier, window_origin
+from .verifier import Verifier, verifier_for
 
 MAX_FRAME_SIDE = 32766  # cv2.warpAffine asserts every side < SHRT_MAX (32,767)
 
@@ -108,12 +108,7 @@ class TrackingLoop:
         target verifier (default: the verifier.npz beside the engine's weights)."""
         self.engine = engine
         self.config = config if config is not None else engine.tracker_config
-        self.verifier = None
-        if self.config.verify:
-            self.verifier = verifier if verifier is not None else find_verifier(engine)
-            if not engine.has_features:
-                raise UserError("these weights were exported without the search features the verifier reads: "
-                                "re-export them with `siamtrack export`, or set verify=0")
+        self.verifier = verifier_for(engine, verifier) if self.config.verify else None
         self.rule = make_box_rule(engine.config, self.config, engine.response_size)
         self._online = self.config.online_weight > 0
         if self._online and not self.rule.fuses_online:
@@ -246,14 +241,12 @@ class TrackingLoop:
         return scores, samples, responses
 
     def _verified(self, state: TargetState, features, row: int, before: tuple, response: float) -> float:
-        """The frame's score: the box rule's, or with the verifier its P(box on target), from the search
-        features under the moved box (crop `row`, cut at `before`'s centre and side)."""
+        """The frame's score: the box rule's, or the verifier's P(box on target) from the search features under
+        the moved box (crop `row`, cut at `before`'s centre and side)."""
         if self.verifier is None or response <= 0:
             return response
-        m = self.engine.config
-        offset = (state.center - before[0]) * m.search_size / before[2]
-        window = feature_window(features[row], window_origin(offset, m.stride, features.shape[-1]))
-        return self.verifier.probability(self.verifier.logit(state.identity, window), response)
+        offset = (state.center - before[0]) * self.engine.config.search_size / before[2]
+        return self.verifier.score_at(state.identity, features[row], offset, self.engine.config.stride, response)
 
     def _settle_claims(self, targets: list[Target], was_lost: list[bool], before: list, scores: list,
                        samples: list) -> None:
@@ -349,11 +342,9 @@ class TrackingLoop:
             return hit
         # the peak lies in the tile whose centre is nearest (tiles are a response's span apart)
         best = int(np.argmin([np.linalg.norm(np.asarray(position, float) - c) for c in centres]))
-        m, side = self.engine.config, target.state.search_side
-        offset = (np.asarray(position, float) - centres[best]) * m.search_size / side
-        window = feature_window(features[best], window_origin(offset, m.stride, features.shape[-1]))
-        identity = target.presence.shadow.identity
-        return self.verifier.probability(self.verifier.logit(identity, window), peak), position
+        offset = (np.asarray(position, float) - centres[best]) * self.engine.config.search_size / target.state.search_side
+        return self.verifier.score_at(target.presence.shadow.identity, features[best], offset,
+                                      self.engine.config.stride, peak), position
 
 def _result(target: Target, score: float, response: float) -> TrackResult:
     cx, cy = target.state.center

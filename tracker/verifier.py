@@ -90,6 +90,13 @@ class Verifier:
         z = a * head_logit + b * math.log(response / (1 - response)) + c
         return 1 / (1 + math.exp(-min(max(z, -60.0), 60.0)))
 
+    def score_at(self, identity: np.ndarray, features: np.ndarray, offset_px, stride: int, response: float) -> float:
+        """P(the target is there) for a box centred `offset_px` crop pixels from the centre of a search crop whose
+        trunk features are `features` (C,H,W), the box rule having scored it `response`. identity: the first
+        template's features (C,8,8)."""
+        window = feature_window(features, window_origin(offset_px, stride, features.shape[-1]))
+        return self.probability(self.logit(identity, window), response)
+
     def with_calibration(self, calibration) -> "Verifier":
         return Verifier(self.projection, self.hidden_weight, self.hidden_bias, self.out_weight, self.out_bias,
                         np.asarray(calibration, np.float64), self.weights_sha256)
@@ -128,3 +135,11 @@ def find_verifier(engine) -> Verifier:
                         f"{f' (in {folder})' if folder else ''}: make it with `siamtrack train-verifier`, or set "
                         "verify=0")
     return load_verifier(path)
+
+
+def verifier_for(engine, verifier: Verifier | None = None) -> Verifier:
+    """The verifier a tracker on `engine` uses with verify=1: the one given, else the file beside the weights."""
+    if not engine.has_features:
+        raise UserError("these weights were exported without the search features the verifier reads: re-export "
+                        "them with `siamtrack export`, or set verify=0")
+    return verifier if verifier is not None else find_verifier(engine)
