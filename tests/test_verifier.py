@@ -69,3 +69,39 @@ def test_a_broken_or_missing_verifier_file_is_a_clear_error(tmp_path):
 
     with pytest.raises(UserError, match="train-verifier.*verify=0"):
         find_verifier(Engine())
+
+
+def _frames(folder, count):
+    import cv2
+
+    paths = sorted(folder.glob("*.jpg"))[:count]
+    return [cv2.imread(str(p)) for p in paths]
+
+
+def test_with_the_shipped_verifier_a_cut_to_another_scene_is_lost_within_a_few_frames():
+    """The shipped settings need lost_after (20) low frames; verify=1 with lost_after=5 flags a cut to another
+    video within 8 frames, and the target visible before the cut stays tracked."""
+    import cv2
+
+    from conftest import DATA
+    from tracker import SiamTracker
+
+    crossing, david = DATA / "val" / "Crossing", DATA / "val" / "David"
+    if not (crossing.is_dir() and david.is_dir()):
+        pytest.skip("needs ../shared/data/val")
+    seen = _frames(crossing, 30)
+    height, width = seen[0].shape[:2]
+    elsewhere = [cv2.resize(f, (width, height)) for f in _frames(david, 20)]
+    box = tuple(float(v) for v in (DATA / "val" / "Crossing" / "groundtruth.txt").read_text().split()[0].split(","))
+
+    def states(**settings):
+        tracker = SiamTracker.from_pretrained(**settings)
+        tracker.init(seen[0], box)
+        return [tracker.update(f).state for f in seen[1:] + elsewhere]
+
+    verified = states(verify=1, lost_threshold=0.5, uncertain_margin=0.2, lost_after=5, redetect_margin=0.3)
+    shipped = states()
+    cut = len(seen) - 1
+    assert verified[:cut].count("tracking") >= cut - 2
+    assert "lost" in verified[cut:cut + 8]
+    assert "lost" not in shipped[cut:cut + 8]  # what the verifier's calibrated score changes
