@@ -67,6 +67,9 @@ class LoopRules:
     #                      against the target's centre coordinates; "size": against its size (SiamRPN's penalty)
     penalty_k: float
     window: str  # "sqrt_hann": cv2.createHanningWindow (the square root of the Hann outer product); "hann": np.outer
+    window_centre: str  # "index": the window over the map's cells as given, centred at cell (n - 1) / 2 (TrackerNano:
+    #                     half a cell up-left of the crop centre on a 16x16 map); "crop": centred on the crop centre,
+    #                     zero at the network's outermost own cells (siamtrack's window over its 15x15 map)
     window_influence: float
     lr: float
     min_size: float  # the box's smallest side, px (TrackerNano 10, siamtrack min_box_side 4)
@@ -75,8 +78,9 @@ class LoopRules:
 
 
 PRESETS = {
-    "opencv": LoopRules("rgb", "integer", "trained", "position", 0.055, "sqrt_hann", 0.455, 0.37, 10, False, "int"),
-    "ours": LoopRules("trained", "subpixel", "trained", "size", 0.138, "hann", 0.455, 0.348, 4, True, "float"),
+    "opencv": LoopRules("rgb", "integer", "trained", "position", 0.055, "sqrt_hann", "index", 0.455, 0.37, 10, False,
+                        "int"),
+    "ours": LoopRules("trained", "subpixel", "trained", "size", 0.138, "hann", "crop", 0.455, 0.348, 4, True, "float"),
 }
 
 
@@ -107,12 +111,13 @@ class NanoNetwork:
     """A TrackerNano pair over onnxruntime: backbone (input) and head (input1, input2 -> output1 2-class logits,
     output2 l, t, r, b distances in search-crop pixels)."""
 
-    def __init__(self, folder: Path, trained_order: str, threads: int = 1):
+    def __init__(self, folder: Path, trained_order: str, own_cells: int, threads: int = 1):
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3  # the free-dims copy keeps stale output shapes: onnxruntime warns every run
         self.backbone = ort.InferenceSession(free_spatial_dims(folder / "backbone.onnx"), opts)
         self.head = ort.InferenceSession(free_spatial_dims(folder / "head.onnx"), opts)
-        self.trained_order = trained_order
+        self.trained_order, self.own_cells = trained_order, own_cells  # own_cells: its head's map before padding
 
     def features(self, crop: np.ndarray, colour: str) -> np.ndarray:
         rgb = colour == "rgb" or self.trained_order == "rgb"
@@ -139,10 +144,19 @@ def opencv_subwindow(frame: np.ndarray, center, original_side: int, out_size: in
     return cv2.resize(frame[y0:y0 + original_side, x0:x0 + original_side], (out_size, out_size))
 
 
-def hann_window(size: int, kind: str) -> np.ndarray:
-    if kind == "sqrt_hann":
-        return cv2.createHanningWindow((size, size), cv2.CV_32F).astype(np.float64).ravel()
-    return np.outer(np.hanning(size), np.hanning(size)).ravel()
+def hann_window(size: int, rules: LoopRules, offsets, own_cells: int) -> np.ndarray:
+    """The cosine window over a size x size map whose cells sit at `offsets` (x, y) from the crop centre."""
+    if rules.window_centre == "index":
+        if rules.window == "sqrt_hann":
+            return cv2.createHanningWindow((size, size), cv2.CV_32F).astype(np.float64).ravel()
+        return np.outer(np.hanning(size), np.hanning(size)).ravel()
+    half = (own_cells - 1) / 2 * STRIDE  # np.hanning(own_cells) at the network's own cells
+
+    def hann(v):
+        return np.where(np.abs(v) < half, 0.5 + 0.5 * np.cos(np.pi * v / half), 0.0)
+
+    window = hann(offsets[0]) * hann(offsets[1])
+    return np.sqrt(window) if rules.window == "sqrt_hann" else window
 
 
 def cell_offsets(size: int, grid: str) -> tuple[np.ndarray, np.ndarray]:
@@ -207,7 +221,8 @@ class PyNanoTracker:
         px, py = cell_offsets(size, rules.grid)
         x1, y1, x2, y2 = px - d[0], py - d[1], px + d[2], py + d[3]
         penalty = self._penalty(x2 - x1, y2 - y1, self.size * scale)
-        ranked = penalty * score * (1 - rules.window_influence) + hann_window(size, rules.window) * rules.window_influence
+        window = hann_window(size, rules, (px, py), self.net.own_cells)
+        ranked = penalty * score * (1 - rules.window_influence) + window * rules.window_influence
         best = int(np.argmax(ranked))
         rate = penalty[best] * score[best] * rules.lr
         hgt, wid = frame.shape[:2]
@@ -221,13 +236,15 @@ class PyNanoTracker:
         return TrackResult(box=tuple(float(v) for v in box), score=float(score[best]), lost=False)
 
 
-def network_folders(models: str) -> dict[str, tuple[Path, str]]:
-    """--models 'v2,ours=DIR' -> name -> (folder, channel order it was trained on). NanoTrack was trained on BGR
-    (pysot reads with cv2.imread); a `siamtrack export --format opencv` pair takes RGB (its graph swaps)."""
+def network_folders(models: str) -> dict[str, tuple[Path, str, int]]:
+    """--models 'v2,ours=DIR' -> name -> (folder, channel order it was trained on, its head's own map size).
+    NanoTrack was trained on BGR (pysot reads with cv2.imread), v2's head gives 16x16 cells, v3's 15x15; a
+    `siamtrack export --format opencv` pair takes RGB (its graph swaps) and pads its 15x15 map to 16x16."""
     folders = {}
     for item in filter(None, models.split(",")):
         name, sep, folder = item.partition("=")
-        folders[name] = (Path(folder), "rgb") if sep else (MODELS / f"nanotrack-{name}", "bgr")
+        folders[name] = (Path(folder), "rgb", 15) if sep else (MODELS / f"nanotrack-{name}", "bgr",
+                                                                16 if name == "v2" else 15)
     return folders
 
 
