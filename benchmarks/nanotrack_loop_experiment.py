@@ -250,7 +250,7 @@ def network_folders(models: str) -> dict[str, tuple[Path, str, int]]:
 
 def centre_bias(out: Path, seqs, names: list[str], near: float = 20.0) -> dict[str, dict]:
     """Per tracker: mean signed centre error (dx, dy) over frames within `near` px of the ground truth, the
-    median error over all scored frames, and each sequence's P@20."""
+    median error over all scored frames, the share of frames in each error band, and each sequence's P@20."""
     table = {}
     for name in names:
         signed, errors, per_seq = [], [], {}
@@ -265,9 +265,28 @@ def centre_bias(out: Path, seqs, names: list[str], near: float = 20.0) -> dict[s
             errors.append(err)
             per_seq[seq.name] = float(np.mean(err <= 20))
         signed_all, errors_all = np.concatenate(signed), np.concatenate(errors)
+        bands = np.histogram(errors_all, [0, 5, 10, 20, 50, np.inf])[0] / len(errors_all)
         table[name] = {"dx": float(signed_all[:, 0].mean()), "dy": float(signed_all[:, 1].mean()),
-                       "median": float(np.median(errors_all)), "per_seq": per_seq}
+                       "median": float(np.median(errors_all)), "bands": bands.tolist(), "per_seq": per_seq}
     return table
+
+
+def paired_errors(out: Path, seqs, first: str, second: str, within: float = 50.0) -> str:
+    """Centre precision where both trackers hold the target: over the frames where both are within `within` px
+    of the ground truth, each one's mean and median error and share within 20 px."""
+    errors = {first: [], second: []}
+    for seq in seqs:
+        valid = seq.valid.copy()
+        valid[0] = False
+        for name in errors:
+            boxes = runner.read_result(out, name, seq.name)[0]
+            errors[name].append(center_error(np.nan_to_num(boxes[valid], nan=-1e6), seq.gt[valid]))
+    a, b = (np.concatenate(errors[n]) for n in (first, second))
+    both = (a <= within) & (b <= within)
+    a, b = a[both], b[both]
+    return (f"{first} vs {second} on the {100 * both.mean():.0f}% of frames where both are within {within:g} px: "
+            f"mean error {a.mean():.2f} / {b.mean():.2f} px, median {np.median(a):.2f} / {np.median(b):.2f} px, "
+            f"within 20 px {100 * np.mean(a <= 20):.1f}% / {100 * np.mean(b <= 20):.1f}%")
 
 
 def print_report(summary: dict, bias: dict) -> None:
@@ -276,7 +295,8 @@ def print_report(summary: dict, bias: dict) -> None:
         o, b = t["overall"], bias[name]
         moved = [f"{s} {p:.2f}" for s, p in b["per_seq"].items() if abs(p - first[s]) >= 0.05]
         print(f"{name:44s} AUC {o['auc']:.3f}  P@20 {o['precision']:.3f}  bias within 20 px "
-              f"({b['dx']:+.2f}, {b['dy']:+.2f}) px  median error {b['median']:.1f} px  "
+              f"({b['dx']:+.2f}, {b['dy']:+.2f}) px  median error {b['median']:.1f} px  frames in error bands "
+              f"0-5/5-10/10-20/20-50/50+ px {'/'.join(f'{100 * v:.0f}' for v in b['bands'])}%  "
               f"ms/frame {1000 / o['fps_tracker']:.1f}" + (f"  | P@20 differs: {', '.join(moved)}" if moved else ""))
 
 
@@ -288,7 +308,12 @@ def main(argv=None) -> int:
     ap.add_argument("--loops", default="opencv,ours", help="loop presets with +KEY=VALUE switches, comma-separated")
     ap.add_argument("--compare", default="", help="OpenCV peers in the same run, e.g. nano,nano-ours")
     ap.add_argument("--seqs", default=None, help="comma-separated sequence names (default: all)")
-    ap.add_argument("--rescore", action="store_true", help="score the result files already in --out")
+    ap.add_argument("--rescore", default=None, metavar="NAMES",
+                    help="track nothing: score these trackers' result files in --out (comma-separated; 'all': every "
+                         "tracker there, `siamtrack eval --out` runs included)")
+    ap.add_argument("--paired", default=None, metavar="A,B", help="also compare two trackers' centre errors on the "
+                                                                    "frames where both hold the target")
+    ap.add_argument("--plots", type=Path, default=None, help="write success / precision plots into this folder")
     args = ap.parse_args(argv)
     _, seqs, problems = load_dataset(args.data, args.seqs.split(",") if args.seqs else None)
     for name, why in problems.items():
@@ -298,12 +323,22 @@ def main(argv=None) -> int:
                  for n in networks for loop in args.loops.split(",") if loop}
     factories.update({p: (lambda p=p: make_peer(p)) for p in args.compare.split(",") if p})
     cv2.setNumThreads(1)
-    if not args.rescore:
+    if args.rescore:
+        names = runner.find_trackers(args.out, [s.name for s in seqs]) if args.rescore == "all" \
+            else args.rescore.split(",")
+    else:
+        names = list(factories)
         errors = runner.run(seqs, {k: f() for k, f in factories.items()}, args.out)
         for k, e in errors.items():
             print(f"{k}: {e}", file=sys.stderr)
-    names = list(factories)
-    print_report(runner.score(args.out, seqs, names), centre_bias(args.out, seqs, names))
+    summary = runner.score(args.out, seqs, names)
+    print_report(summary, centre_bias(args.out, seqs, names))
+    if args.paired:
+        print(paired_errors(args.out, seqs, *args.paired.split(",")))
+    if args.plots:
+        from tracker.evaluation.plots import plot_curves  # matplotlib: only when asked
+        args.plots.mkdir(parents=True, exist_ok=True)
+        print("wrote", *plot_curves({"trackers": summary, "sequences": [s.name for s in seqs]}, args.plots))
     return 0
 
 
