@@ -11,8 +11,8 @@ TrackerNano pair, e.g. ours=DIR from `siamtrack export --format opencv --out DIR
 graph swaps RGB back to BGR and its head pads the 15x15 maps to TrackerNano's 16x16 grid).
 
 Loops (--loops): a preset, `opencv` (TrackerNano's loop, line by line) or `ours` (siamtrack's BestBox rule with the
-shipped model's values, without lost-and-found, which `siamtrack eval --set lost_after=1000` switches off in the
-real loop), optionally followed by +KEY=VALUE switches, e.g. `ours+window=sqrt_hann`. Each network x loop is a
+shipped model's values, without lost-and-found; `siamtrack eval --set lost_after=1000` is the real loop without
+it), optionally followed by +KEY=VALUE switches (the LoopRules fields), e.g. `ours+window=sqrt_hann`. Each network x loop is a
 tracker named py-NETWORK-LOOP; --compare adds OpenCV peers (nano, nano-ours) in the same run, on the same frames.
 
     siamtrack export --format opencv --out /tmp/ours-cv
@@ -21,9 +21,11 @@ tracker named py-NETWORK-LOOP; --compare adds OpenCV peers (nano, nano-ours) in 
 
 Prints AUC and P@20px per tracker (the scoring of `siamtrack eval`) and each tracker's centre error: the mean
 signed (dx, dy) of box centre minus ground-truth centre over frames within 20 px (a systematic offset, such as half
-a response cell, shows there as a constant bias), the median error, and the sequences where P@20 differs from the
-first tracker's by 0.05 or more. Measured figures and what they explain: docs/results.md, "Why TrackerNano's
-centres are more precise".
+a response cell, shows there as a constant bias), the median error, the share of frames in each error band, and
+the sequences where P@20 differs from the first tracker's by 0.05 or more. --paired A,B compares two trackers'
+errors on the frames where both hold the target; --rescore scores result files already in --out (a `siamtrack
+eval --out` run in the same folder included) without tracking. Measured figures and what they explain:
+docs/results.md, "Why TrackerNano's centres are more precise".
 """
 from __future__ import annotations
 
