@@ -44,14 +44,34 @@ def test_numpy_head_equals_its_torch_twin():
 
 
 def test_probability_follows_the_calibration():
+    verifier = _random_verifier(np.random.default_rng(1), calibration=(2.0, 0.5, 0.1, 0.2, -0.3, -1.0))
+    logits = np.zeros((15, 15))
+    logits[7, 7], logits[0, 0] = 4.0, 1.0
+    evidence = verifier.evidence(0.7, 0.9, logits)
+    peak, margin, sidelobe = 4.0, 3.0, (4.0 - logits.mean()) / (logits.std() + 1e-6)
+    assert np.allclose(evidence, [0.7, np.log(0.9 / 0.1), peak, margin, sidelobe])
+    z = 2.0 * 0.7 + 0.5 * np.log(0.9 / 0.1) + 0.1 * peak + 0.2 * margin - 0.3 * sidelobe - 1.0
+    assert verifier.probability(evidence) == pytest.approx(1 / (1 + np.exp(-z)))
+    assert 0 < verifier.probability(np.full(5, 1e9)) <= 1
+
+
+def test_a_three_weight_calibration_reads_head_response_and_bias():
     verifier = _random_verifier(np.random.default_rng(1), calibration=(2.0, 0.5, -1.0))
     z = 2.0 * 0.7 + 0.5 * np.log(0.9 / 0.1) - 1.0
-    assert verifier.probability(0.7, 0.9) == pytest.approx(1 / (1 + np.exp(-z)))
-    assert 0 < verifier.probability(1e9, 1.0) <= 1 and 0 <= verifier.probability(-1e9, 0.0) < 1
+    assert verifier.probability(verifier.evidence(0.7, 0.9, np.zeros((15, 15)))) == pytest.approx(1 / (1 + np.exp(-z)))
+
+
+def test_the_peak_margin_looks_outside_the_peaks_neighbourhood():
+    from tracker.verifier import response_shape
+
+    logits = np.zeros((2, 15, 15))
+    logits[1, 4, 4], logits[1, 5, 5], logits[1, 12, 12] = 5.0, 4.9, 2.0  # a broad peak and a distractor
+    peak, margin, _ = response_shape(logits)
+    assert peak == 5.0 and margin == pytest.approx(3.0)
 
 
 def test_a_saved_verifier_loads_back_equal(tmp_path):
-    verifier = _random_verifier(np.random.default_rng(2), calibration=(1.5, 0.2, -0.1))
+    verifier = _random_verifier(np.random.default_rng(2), calibration=(1.5, 0.2, 0.0, 0.1, 0.0, -0.1))
     back = load_verifier(verifier.save(tmp_path / VERIFIER_FILE))
     for name in ("projection", "hidden_weight", "hidden_bias", "out_weight", "out_bias", "calibration"):
         assert np.array_equal(getattr(back, name), getattr(verifier, name))

@@ -109,6 +109,7 @@ class TrackingLoop:
         self.engine = engine
         self.config = config if config is not None else engine.tracker_config
         self.verifier = verifier_for(engine, verifier) if self.config.verify else None
+        self.evidence: dict[int, np.ndarray] = {}  # id(target state) -> the verifier's evidence of the last step
         self.rule = make_box_rule(engine.config, self.config, engine.response_size)
         self._online = self.config.online_weight > 0
         if self._online and not self.rule.fuses_online:
@@ -185,7 +186,7 @@ class TrackingLoop:
     def _step(self, frame: np.ndarray, targets: list[Target]) -> list[TrackResult]:
         """One frame for every target (a BGR frame of their size): their results, in order."""
         self._timer.start()
-        c = self.config
+        c, self.evidence = self.config, {}
         was_lost = [t.presence.state == "lost" for t in targets]
         # A lost target's box stays put; its shadow searches on as if it were tracked.
         stepping = [t.presence.shadow if lost else t.state for t, lost in zip(targets, was_lost)]
@@ -231,7 +232,7 @@ class TrackingLoop:
             score = self.rule.move(state, logits[rows], None if distances is None else distances[rows],
                                    None if features is None else features[i])
             responses.append(self._settle(frame, state, before[i], score))
-            scores.append(self._verified(state, features, i, before[i], responses[-1]))
+            scores.append(self._verified(state, features, i, before[i], responses[-1], logits[rows]))
             sample = None
             if state.online is not None and scores[-1] > 0:  # a non-finite step (score 0) teaches nothing
                 sample = frame_sample(before[i][0], before[i][2], state.center, logits[i], features[i],
@@ -240,13 +241,15 @@ class TrackingLoop:
         self._timer.mark()
         return scores, samples, responses
 
-    def _verified(self, state: TargetState, features, row: int, before: tuple, response: float) -> float:
+    def _verified(self, state: TargetState, features, row: int, before: tuple, response: float, logits) -> float:
         """The frame's score: the box rule's, or the verifier's P(box on target) from the search features under
-        the moved box (crop `row`, cut at `before`'s centre and side)."""
+        the moved box (crop `row`, cut at `before`'s centre and side) and the crops' logits."""
         if self.verifier is None or response <= 0:
             return response
         offset = (state.center - before[0]) * self.engine.config.search_size / before[2]
-        return self.verifier.score_at(state.identity, features[row], offset, self.engine.config.stride, response)
+        score, self.evidence[id(state)] = self.verifier.score_at(state.identity, features[row], offset,
+                                                                 self.engine.config.stride, response, logits)
+        return score
 
     def _settle_claims(self, targets: list[Target], was_lost: list[bool], before: list, scores: list,
                        samples: list) -> None:
@@ -330,21 +333,25 @@ class TrackingLoop:
                                          frame_size, target.presence.shadow.center,
                                          (excluded or {}).get(id(target), ()))
             if self.verifier is not None:
-                hits[id(target)] = self._verified_tile(hits[id(target)], centres, features[rows], target)
+                hits[id(target)] = _verified_tile(self.verifier, m, hits[id(target)], centres, features[rows],
+                                                  logits[rows], target)
             k += len(centres)
         return hits
 
 
-    def _verified_tile(self, hit: tuple, centres: list, features: np.ndarray, target: Target):
-        """A tile search's best peak (score, position), its score replaced by the verifier's P(target there)."""
-        peak, position = hit
-        if not peak > 0:
-            return hit
-        # the peak lies in the tile whose centre is nearest (tiles are a response's span apart)
-        best = int(np.argmin([np.linalg.norm(np.asarray(position, float) - c) for c in centres]))
-        offset = (np.asarray(position, float) - centres[best]) * self.engine.config.search_size / target.state.search_side
-        return self.verifier.score_at(target.presence.shadow.identity, features[best], offset,
-                                      self.engine.config.stride, peak), position
+def _verified_tile(verifier, model, hit: tuple, centres: list, features: np.ndarray, logits: np.ndarray,
+                   target: Target) -> tuple:
+    """A tile search's best peak (score, position), its score replaced by the verifier's P(target there)."""
+    peak, position = hit
+    if not peak > 0:
+        return hit
+    # the peak lies in the tile whose centre is nearest (tiles are a response's span apart)
+    best = int(np.argmin([np.linalg.norm(np.asarray(position, float) - c) for c in centres]))
+    offset = (np.asarray(position, float) - centres[best]) * model.search_size / target.state.search_side
+    score, _ = verifier.score_at(target.presence.shadow.identity, features[best], offset, model.stride, peak,
+                                 logits[best])
+    return score, position
+
 
 def _result(target: Target, score: float, response: float) -> TrackResult:
     cx, cy = target.state.center

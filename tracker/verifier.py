@@ -1,16 +1,20 @@
 """The target verifier: is the box on the target? A per-frame estimate of P(IoU >= 0.5) that the state machine
 (presence.py) decides on.
 
-A siamese response says "something here looks more like the template than anything around it": it stays near 1
-on a look-alike, on background after the target left, on the other pedestrian. The verifier asks a different
-question of features the network has already computed: the trunk's features of the search crop, in the 8x8 window
-where the box now is, against the first template's features. A small head trained on the crop cache
-(`siamtrack train-verifier`, tracker/training/verifier.py) compares them cell by cell after a learned projection,
-with the same-scene distractors and other videos' crops as negatives. Its logit is then combined with the
-response's own log-odds by a logistic map fitted on tracking runs of one validation set (Platt scaling with two
-inputs), so that `score` reads as a probability; the other set confirms it.
+A siamese response says "something here looks more like the template than anything around it": its probability
+stays near 1 on a look-alike, on background after the target left, on the other pedestrian. The verifier weighs
+more evidence, all of it already computed by the network run of the frame:
 
-All numpy: both engines give the same features, so one head serves both, at a few microseconds per target.
+* the shape of the response: the raw peak logit, its margin over the best cell outside the peak's 5x5
+  neighbourhood (a second peak: a distractor), and its peak-to-sidelobe ratio;
+* appearance: a small head (`siamtrack train-verifier`, tracker/training/verifier.py) comparing the first
+  template's trunk features with the search features in the 8x8 window under the box, cell by cell after a
+  learned projection, trained on the crop cache with the scene's own background and other videos' targets as
+  negatives.
+
+A logistic map fitted on tracking runs of one validation set (`siamtrack calibrate-verifier`, which adds made
+absences to the natural failures) turns the evidence into a probability; the other set confirms it. All numpy:
+both engines give the same features and logits, so one verifier serves both.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from .errors import UserError
 
 WINDOW = 8  # cells: the exemplar's feature map side (127 px at stride 16)
 VERIFIER_FILE = "verifier.npz"
+EVIDENCE = ("head logit", "response log-odds", "peak logit", "peak margin", "peak-to-sidelobe ratio")
 _ARRAYS = ("projection", "hidden_weight", "hidden_bias", "out_weight", "out_bias", "calibration")
 
 
@@ -49,6 +54,19 @@ def feature_window(features: np.ndarray, origin) -> np.ndarray:
     return ((1 - fy) * ((1 - fx) * at(y0, x0) + fx * at(y0, x1)) + fy * ((1 - fx) * at(y1, x0) + fx * at(y1, x1)))
 
 
+def response_shape(logits: np.ndarray) -> np.ndarray:
+    """(peak logit, its margin over the best cell outside the peak's 5x5 neighbourhood, peak-to-sidelobe ratio)
+    of a box rule's logits ((R,R), or (S,R,R) for several crops: the crop holding the peak)."""
+    maps = np.asarray(logits, np.float64).reshape(-1, *np.shape(logits)[-2:])
+    crop, row, col = np.unravel_index(int(np.argmax(maps)), maps.shape)
+    cells = maps[crop]
+    peak = float(cells[row, col])
+    outside = np.ones(cells.shape, bool)
+    outside[max(row - 2, 0):row + 3, max(col - 2, 0):col + 3] = False
+    second = float(cells[outside].max()) if outside.any() else peak
+    return np.array([peak, peak - second, (peak - cells.mean()) / (cells.std() + 1e-6)])
+
+
 def _normalised(cells: np.ndarray) -> np.ndarray:
     return cells / np.maximum(np.linalg.norm(cells, axis=0, keepdims=True), 1e-6)
 
@@ -66,15 +84,15 @@ def head_inputs(projection: np.ndarray, template: np.ndarray, window: np.ndarray
 
 @dataclass(frozen=True)
 class Verifier:
-    """A trained head and its calibration. calibration: (a, b, c): P = sigmoid(a * head logit + b * response
-    log-odds + c)."""
+    """A trained head and its calibration: P = sigmoid(calibration . (head logit, response log-odds, peak logit,
+    peak margin, peak-to-sidelobe ratio, 1)). A 3-long calibration is (head, response, bias) alone."""
 
     projection: np.ndarray  # (D, C)
     hidden_weight: np.ndarray  # (H, 65)
     hidden_bias: np.ndarray  # (H,)
     out_weight: np.ndarray  # (H,)
     out_bias: np.ndarray  # ()
-    calibration: np.ndarray  # (3,)
+    calibration: np.ndarray  # (6,): the weights of EVIDENCE and a bias
     weights_sha256: str = ""  # the network weights whose features it was trained on
 
     def logit(self, template: np.ndarray, window: np.ndarray) -> float:
@@ -83,19 +101,27 @@ class Verifier:
         hidden = np.maximum(self.hidden_weight @ x + self.hidden_bias, 0)
         return float(hidden @ self.out_weight + self.out_bias)
 
-    def probability(self, head_logit: float, response: float) -> float:
-        """The calibrated P(box on target) from the head's logit and the box rule's score (a probability)."""
-        response = min(max(response, 1e-6), 1 - 1e-6)
-        a, b, c = (float(v) for v in self.calibration)
-        z = a * head_logit + b * math.log(response / (1 - response)) + c
+    def evidence(self, head_logit: float, response: float, logits: np.ndarray) -> np.ndarray:
+        """What the calibration weighs, in EVIDENCE's order."""
+        response = min(max(float(response), 1e-6), 1 - 1e-6)
+        return np.concatenate([[head_logit, math.log(response / (1 - response))], response_shape(logits)])
+
+    def probability(self, evidence: np.ndarray) -> float:
+        """The calibrated P(box on target) from the evidence."""
+        weights = np.asarray(self.calibration, np.float64)
+        if len(weights) == 3:  # head, response, bias
+            weights = np.array([weights[0], weights[1], 0, 0, 0, weights[2]])
+        z = float(weights[:-1] @ evidence + weights[-1])
         return 1 / (1 + math.exp(-min(max(z, -60.0), 60.0)))
 
-    def score_at(self, identity: np.ndarray, features: np.ndarray, offset_px, stride: int, response: float) -> float:
-        """P(the target is there) for a box centred `offset_px` crop pixels from the centre of a search crop whose
-        trunk features are `features` (C,H,W), the box rule having scored it `response`. identity: the first
-        template's features (C,8,8)."""
+    def score_at(self, identity: np.ndarray, features: np.ndarray, offset_px, stride: int, response: float,
+                 logits: np.ndarray) -> tuple[float, np.ndarray]:
+        """(P(the target is there), the evidence) for a box centred `offset_px` crop pixels from the centre of a
+        search crop whose trunk features are `features` (C,H,W) and whose response is `logits`, the box rule having
+        scored it `response`. identity: the first template's features (C,8,8)."""
         window = feature_window(features, window_origin(offset_px, stride, features.shape[-1]))
-        return self.probability(self.logit(identity, window), response)
+        evidence = self.evidence(self.logit(identity, window), response, logits)
+        return self.probability(evidence), evidence
 
     def with_calibration(self, calibration) -> "Verifier":
         return Verifier(self.projection, self.hidden_weight, self.hidden_bias, self.out_weight, self.out_bias,

@@ -1,8 +1,9 @@
 """`siamtrack train-verifier` and `siamtrack calibrate-verifier`: make the target verifier (tracker/verifier.py).
 
-train-verifier fits the head on the crop cache; calibrate-verifier runs the tracker over a validation set with the
-verifier on and the state machine out of the way (so the boxes are the plain tracker's), and fits the logistic map
-from (head logit, response log-odds) to P(IoU >= 0.5). Calibrate on one set, confirm on the other (`--check`).
+train-verifier fits the head on the crop cache; calibrate-verifier runs the tracker over a validation set (and its
+made absences) with the verifier on and the state machine out of the way (so the boxes are the plain tracker's),
+and fits the logistic map from the verifier's evidence to P(IoU >= 0.5). Calibrate on one set, confirm on the
+other (`--check`).
 """
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ import numpy as np
 from ..crop_cache import load_crop_cache
 from ..engines import load_engine
 from ..errors import UserError
+from ..evaluation.absence import run_events
 from ..evaluation.datasets import load_dataset
 from ..evaluation.metrics import rect_iou
 from ..outputs import check_output_path
 from ..progress import progress as make_progress
 from ..tracking import SiamTracker
-from ..verifier import VERIFIER_FILE, load_verifier
+from ..verifier import EVIDENCE, VERIFIER_FILE, load_verifier
 
 # torch (training) and scikit-learn are imported inside the commands: `siamtrack --help` and the tracking
 # commands must not pay for them.
@@ -60,31 +62,54 @@ def cmd_train_verifier(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Recording(SiamTracker):
+    """A tracker that keeps the verifier's evidence of every update (None where the step gave none)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.records: list = []
+
+    def update(self, frame):
+        result = super().update(frame)
+        self.records.append(next(iter(self.evidence.values()), None))
+        return result
+
+
 def collect(dataset: str, engine, verifier, progress: bool = True) -> dict[str, np.ndarray]:
-    """Per tracked frame of every sequence: the head's logit, the box rule's score and the IoU with the ground
-    truth, from one pass with the verifier on and lost/found out of the way."""
+    """The verifier's evidence and the label (IoU >= 0.5 with the target there) of every tracked frame: one pass
+    over each sequence, and the absence events of `siamtrack absence` (a cut to another scene, a full occlusion)
+    made from the same sequences, so that frames without the target are not rare. Lost and found is out of the
+    way (lost_threshold 0): the boxes are the plain tracker's."""
     _, sequences, problems = load_dataset(Path(dataset))
     if not sequences:
         raise UserError(f"no sequences in {dataset}: {problems}")
     config = engine.tracker_config.replace(verify=1, lost_threshold=0.0, uncertain_margin=0.0)
-    raw = verifier.with_calibration([1.0, 0.0, 0.0])  # score = sigmoid(head logit)
-    rows = []
+    trackers: list[_Recording] = []
+
+    def make_tracker() -> _Recording:
+        trackers.append(_Recording(engine, config, verifier=verifier))
+        return trackers[-1]
+
+    evidence, labels, kinds = [], [], []
     bar = make_progress(sum(len(s) for s in sequences), "tracking", "frame", quiet=not progress)
-    for number, seq in enumerate(sequences):
-        tracker, frames = SiamTracker(engine, config, verifier=raw), seq.images()
+    for seq in sequences:
+        tracker, frames = make_tracker(), seq.images()
         for i in range(len(seq)):
             _, frame = next(frames)
             bar.update(1)
             if i == 0:
                 tracker.init(frame, tuple(float(v) for v in seq.gt[0]))
                 continue
-            result = tracker.update(frame)
-            iou = float(rect_iou(np.array([result.box]), seq.gt[i:i + 1])[0])
-            rows.append((number, float(_log_odds(np.array(result.score))), result.response, iou))
+            iou = float(rect_iou(np.array([tracker.update(frame).box]), seq.gt[i:i + 1])[0])
+            evidence.append(tracker.records[-1]), labels.append(iou), kinds.append(0)
     bar.close()
-    data = np.array(rows)
-    keep = np.isfinite(data[:, 3])
-    return {"sequence": data[keep, 0], "head": data[keep, 1], "response": data[keep, 2], "iou": data[keep, 3]}
+    first_event = len(trackers)
+    for run, tracker in zip(run_events(sequences, make_tracker, progress=progress), trackers[first_event:]):
+        for record, iou, present in zip(tracker.records, run.ious, run.present):
+            evidence.append(record), labels.append(iou if present else 0.0), kinds.append(1 if present else 2)
+    keep = [k for k, e in enumerate(evidence) if e is not None and np.isfinite(labels[k])]
+    return {"evidence": np.array([evidence[k] for k in keep]), "iou": np.array([labels[k] for k in keep]),
+            "kind": np.array([kinds[k] for k in keep])}  # 0: natural frames, 1: absence runs with the target, 2: without
 
 
 def quality(p: np.ndarray, iou: np.ndarray) -> dict:
@@ -96,7 +121,9 @@ def quality(p: np.ndarray, iou: np.ndarray) -> dict:
     ece = sum((bins == b).mean() * abs(p[bins == b].mean() - good[bins == b].mean()) for b in range(10) if (bins == b).any())
     auroc = roc_auc_score(good[both], p[both]) if good[both].any() and off.any() else math.nan
     return {"frames": int(len(p)), "good": int(good.sum()), "off": int(off.sum()), "auroc": float(auroc),
-            "ece": float(ece), "median_off": float(np.median(p[off])) if off.any() else math.nan}
+            "ece": float(ece), "median_off": float(np.median(p[off])) if off.any() else math.nan,
+            "off_flagged_0.5": float((p[off] < 0.5).mean()) if off.any() else math.nan,
+            "good_flagged_0.5": float((p[good] < 0.5).mean()) if good.any() else math.nan}
 
 
 def cmd_calibrate_verifier(args: argparse.Namespace) -> int:
@@ -106,22 +133,24 @@ def cmd_calibrate_verifier(args: argparse.Namespace) -> int:
     path = args.verifier or str(Path(engine.weights_folder) / VERIFIER_FILE)
     verifier = load_verifier(path)
     data = collect(args.dataset, engine, verifier, progress=not args.no_progress)
-    features = np.column_stack([data["head"], _log_odds(data["response"])])
     labels = data["iou"] >= 0.5
     if not args.check:
         if labels.all() or not labels.any():
             raise UserError(f"{args.dataset}: every tracked frame is {'on' if labels.any() else 'off'} the target; "
                             "calibrate on a set where the tracker also fails")
-        fit = LogisticRegression(C=10.0).fit(features, labels)
-        verifier = verifier.with_calibration([fit.coef_[0][0], fit.coef_[0][1], fit.intercept_[0]])
+        fit = LogisticRegression(C=1.0, max_iter=5000).fit(data["evidence"], labels)
+        verifier = verifier.with_calibration([*fit.coef_[0], fit.intercept_[0]])
         verifier.save(path)
-        print(f"calibration (head, response log-odds, bias): {np.round(verifier.calibration, 4).tolist()} -> {path}")
-    a, b, c = verifier.calibration
-    p = 1 / (1 + np.exp(-(a * features[:, 0] + b * features[:, 1] + c)))
-    for name, score in (("verifier", p), ("response", data["response"])):
-        q = quality(score, data["iou"])
-        print(f"{name:9s} frames {q['frames']} (good {q['good']}, off-target {q['off']}): AUROC {q['auroc']:.3f}, "
-              f"ECE {q['ece']:.3f}, median score off-target {q['median_off']:.3f}")
+        weights = ", ".join(f"{name} {w:+.4f}" for name, w in zip(EVIDENCE, verifier.calibration))
+        print(f"calibration: {weights}, bias {verifier.calibration[-1]:+.4f} -> {path}")
+    p = np.array([verifier.probability(e) for e in data["evidence"]])
+    response = 1 / (1 + np.exp(-data["evidence"][:, 1]))
+    for part, rows in (("natural frames", data["kind"] == 0), ("absence runs", data["kind"] > 0)):
+        for name, score in (("verifier", p), ("response", response)):
+            q = quality(score[rows], data["iou"][rows])
+            print(f"{part:15s} {name:9s} frames {q['frames']} (good {q['good']}, off-target {q['off']}): AUROC "
+                  f"{q['auroc']:.3f}, ECE {q['ece']:.3f}, median score off-target {q['median_off']:.3f}, "
+                  f"under 0.5: off-target {q['off_flagged_0.5']:.3f}, good {q['good_flagged_0.5']:.3f}")
     return 0
 
 
