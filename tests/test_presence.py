@@ -86,6 +86,23 @@ def test_absent_target_is_lost_held_and_found_again(default_tracker_factory, dis
     assert centre_error.max() < 12, "re-acquired somewhere else"
 
 
+def test_with_hold_lost_box_0_a_lost_target_shows_the_searchs_box_not_the_held_one(default_tracker_factory):
+    """Same clip, same states; only the box shown while lost differs: the shadow's, which keeps moving."""
+    frames, gt, present, start, length = _absence_clip()
+    runs = {}
+    for hold in (1, 0):
+        tracker = default_tracker_factory(lost_after=2, redetect_confirm=2, redetect_tiles=4, hold_lost_box=hold)
+        tracker.init(frames[0], tuple(gt[0]))
+        runs[hold] = [tracker.update(f) for f in frames[1:]]
+    assert [r.state for r in runs[0]] == [r.state for r in runs[1]]
+    lost = [k for k, r in enumerate(runs[1]) if r.state == "lost"]
+    assert len(lost) >= 5
+    assert len({runs[1][k].box for k in lost}) == 1  # held
+    assert len({runs[0][k].box for k in lost}) > 1  # the search's guess, frame by frame
+    tracked = [k for k, r in enumerate(runs[1]) if r.state != "lost"]
+    assert all(runs[0][k].box == runs[1][k].box for k in tracked)
+
+
 def test_lost_after_one_frame_reacquires_and_keeps_tracking_the_clip(default_tracker_factory):
     frames, gt = synthetic_video(n_frames=40)
     tracker = default_tracker_factory()

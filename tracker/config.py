@@ -178,6 +178,9 @@ class TrackerConfig(_Config):
     # The target verifier (tracker/verifier.py): 1 = the score is its calibrated P(box on target), read from the
     # verifier.npz beside the weights; 0 = the box rule's own score.
     verify: int = 0
+    # While lost: 1 = the box is held where the target was last seen well (the default); 0 = the box is the
+    # search's best guess (the shadow's), as a tracker without lost-and-found would give, still flagged lost.
+    hold_lost_box: int = 1
     online_channels: int = 16
     online_memory: int = 50
     online_update_every: int = 10
@@ -211,6 +214,7 @@ class TrackerConfig(_Config):
         _check(0 <= self.redetect_margin <= 1, "redetect_margin must be in [0, 1]")
         _check(1 <= self.redetect_confirm <= 100, f"redetect_confirm must be from 1 to 100, got {self.redetect_confirm}")
         _check(0 <= self.redetect_tiles <= 64, f"redetect_tiles must be from 0 to 64, got {self.redetect_tiles}")
+        _check(self.hold_lost_box in (0, 1), f"hold_lost_box must be 0 or 1, got {self.hold_lost_box!r}")
         _check(self.verify in (0, 1), f"verify must be 0 (off) or 1 (on), got {self.verify!r}")
         _check(0 <= self.online_weight <= 1, f"online_weight must be in [0, 1], got {self.online_weight}")
         _check(1 <= self.online_channels <= 256, f"online_channels must be from 1 to 256, got {self.online_channels}")

@@ -205,7 +205,7 @@ class TrackingLoop:
         for target, lost, score, response in zip(targets, was_lost, scores, responses):
             if lost:
                 score = target.presence.settle_search(score, tile_hits.get(id(target)), target.state, c)
-            results.append(_result(target, score, response))
+            results.append(_result(target, score, response, c.hold_lost_box))
         self._timer.mark()
         self.stage_times = self._timer.stage_times()
         return results
@@ -353,10 +353,11 @@ def _verified_tile(verifier, model, hit: tuple, centres: list, features: np.ndar
     return score, position
 
 
-def _result(target: Target, score: float, response: float) -> TrackResult:
-    cx, cy = target.state.center
-    w, h = target.state.size
+def _result(target: Target, score: float, response: float, hold_lost_box: int = 1) -> TrackResult:
     state = target.presence.state
+    shown = target.state if state != "lost" or hold_lost_box else target.presence.shadow
+    cx, cy = shown.center
+    w, h = shown.size
     return TrackResult(box=(float(cx - w / 2), float(cy - h / 2), float(w), float(h)), score=score,
                        lost=state == "lost", state=state, response=response)
 
