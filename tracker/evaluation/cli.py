@@ -262,7 +262,8 @@ def _trackers(args) -> tuple[dict, dict]:
 
 def _label(args) -> str:
     """--label, checked: a plain folder name that no --compare peer has."""
-    label = args.label if args.label is not None else "siamtrack"
+    label = getattr(args, "label", None)  # bench and calibrate-lost have no --label
+    label = "siamtrack" if label is None else label
     if not label or label in (".", "..") or any(c in label for c in '/\\:') or label != label.strip():
         raise UserError(f"--label {label!r}: give a plain name to write siamtrack's results under, such as "
                         "published-v3 (no slashes, not empty)")
