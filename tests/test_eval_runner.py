@@ -130,6 +130,14 @@ def avi(tmp_path):
     return path
 
 
+def test_bench_times_siamtrack_with_the_model_options(avi, capsys):
+    """bench shares eval's tracker options but has no --label: it must not need one (it crashed once)."""
+    assert _main(["bench", str(avi), "--box", "30,30,20,16", "--frames", "6", "--no-progress",
+                  "--set", "verify=1"]) == 0
+    out = capsys.readouterr().out
+    assert "siamtrack" in out and "6 frames" in out
+
+
 def test_bench_command(avi, capsys):
     with pytest.raises(UserError, match="pass --box"):
         _main(["bench", str(avi), "--no-siamtrack", "--compare", "mil"])
