@@ -125,3 +125,16 @@ def test_with_the_shipped_verifier_a_cut_to_another_scene_is_lost_within_a_few_f
     assert verified[:cut].count("tracking") >= cut - 2
     assert "lost" in verified[cut:cut + 8]
     assert "lost" not in shipped[cut:cut + 8]  # what the verifier's calibrated score changes
+
+
+def test_a_verifier_made_for_other_weights_is_refused(tmp_path):
+    _random_verifier(np.random.default_rng(3)).save(tmp_path / VERIFIER_FILE)  # made for weights "abc"
+
+    class Engine:
+        weights_folder = tmp_path
+        weights_sha256 = "def"
+
+    with pytest.raises(UserError, match="other weights"):
+        find_verifier(Engine())
+    Engine.weights_sha256 = "abc"
+    assert find_verifier(Engine()).weights_sha256 == "abc"

@@ -163,6 +163,7 @@ class OnnxEngine:
             self.config = ModelConfig.from_dict(search_meta["model_config"])
             self.tracker_config = TrackerConfig.from_dict(search_meta["tracker_config"])
             self.response_size = int(search_meta["response_size"])
+            self.weights_sha256 = str(search_meta.get("weights_sha256", ""))  # what a verifier.npz was made for
             self.layout = search_meta["input_layout"]
         except (KeyError, TypeError, ValueError) as exc:
             raise UserError(f"{search_path}: metadata this siamtrack cannot use ({type(exc).__name__}: {exc}); "

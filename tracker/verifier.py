@@ -18,7 +18,6 @@ both engines give the same features and logits, so one verifier serves both.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,14 +143,6 @@ def load_verifier(path: str | Path) -> Verifier:
     return Verifier(**arrays, weights_sha256=sha)
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def find_verifier(engine) -> Verifier:
     """The verifier.npz beside the engine's weights, or a UserError saying how to get one."""
     folder = getattr(engine, "weights_folder", None)
@@ -160,7 +151,12 @@ def find_verifier(engine) -> Verifier:
         raise UserError(f"verify=1 needs the target verifier {VERIFIER_FILE} beside the weights"
                         f"{f' (in {folder})' if folder else ''}: make it with `siamtrack train-verifier`, or set "
                         "verify=0")
-    return load_verifier(path)
+    verifier = load_verifier(path)
+    made_for, weights = verifier.weights_sha256, getattr(engine, "weights_sha256", "")
+    if made_for and weights and made_for != weights:
+        raise UserError(f"{path} was trained on other weights' features (sha256 {made_for[:12]}, these are "
+                        f"{weights[:12]}): re-make it with `siamtrack train-verifier --weights ...`, or set verify=0")
+    return verifier
 
 
 def verifier_for(engine, verifier: Verifier | None = None) -> Verifier:

@@ -8,6 +8,7 @@ other (`--check`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 from pathlib import Path
 
@@ -140,6 +141,8 @@ def cmd_calibrate_verifier(args: argparse.Namespace) -> int:
                             "calibrate on a set where the tracker also fails")
         fit = LogisticRegression(C=1.0, max_iter=5000).fit(data["evidence"], labels)
         verifier = verifier.with_calibration([*fit.coef_[0], fit.intercept_[0]])
+        if not verifier.weights_sha256:  # fitted on these weights' features: tie the file to them
+            verifier = dataclasses.replace(verifier, weights_sha256=getattr(engine, "weights_sha256", ""))
         verifier.save(path)
         weights = ", ".join(f"{name} {w:+.4f}" for name, w in zip(EVIDENCE, verifier.calibration))
         print(f"calibration: {weights}, bias {verifier.calibration[-1]:+.4f} -> {path}")
