@@ -110,7 +110,7 @@ def add_subcommands(subparsers) -> None:
                     "each target's success AUC, and whether the targets end apart.")
     cross.add_argument("--data", metavar="DIR", default=str(DEFAULT_DATA),
                        help="folder with val/, val-hard/ and videos/vtest.avi (default: ../shared/data beside the "
-                            "repository)")
+                            "checkout, else beside the working folder)")
     cross.add_argument("--cases", help=f"comma-separated clips to run: {','.join(crossing.CASES)} (default all)")
     cross.add_argument("--json", metavar="FILE", help="also write the counts to FILE as JSON")
     _tracker_args(cross)
@@ -199,7 +199,10 @@ def cmd_absence(args) -> int:
     return 0
 
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+# Beside the checkout when siamtrack runs from one (an editable install), else ../shared/data from the working
+# folder: an installed package's own location says nothing about where the data is.
+_BESIDE_CHECKOUT = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DEFAULT_DATA = _BESIDE_CHECKOUT if _BESIDE_CHECKOUT.is_dir() else Path("..") / "shared" / "data"
 
 
 def cmd_crossing(args) -> int:
