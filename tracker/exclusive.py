@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .result import box_iou
+
 CONVERGED_IOU = 0.5
 SCORE_TIE = 0.05
 
@@ -27,15 +29,6 @@ SCORE_TIE = 0.05
 def box_of(state) -> np.ndarray:
     """A TargetState's box as x, y, w, h."""
     return np.concatenate([state.center - state.size / 2, state.size])
-
-
-def box_iou(a, b) -> float:
-    """IoU of two x, y, w, h boxes."""
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
-    inter = max(x2 - x1, 0.0) * max(y2 - y1, 0.0)
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 def inside_any(xs: np.ndarray, ys: np.ndarray, boxes) -> np.ndarray:

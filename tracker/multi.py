@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import UserError
-from .exclusive import CONVERGED_IOU, box_iou, box_of, demotions, inside_any
-from .result import TrackResult
+from .exclusive import CONVERGED_IOU, box_of, demotions, inside_any
+from .result import TrackResult, box_iou
 from .tracking import TrackingLoop, as_bgr
 
 
@@ -131,11 +131,11 @@ class MultiTracker(TrackingLoop):
         holding = [t for t, lost in zip(targets, was_lost) if not lost and t.presence.state != "lost"]
         if not holding or len(holding) == len(targets):
             return {}
+        boxes = [box_of(t.state) for t in holding]
         excluded = {}
         for k, (target, lost) in enumerate(zip(targets, was_lost)):
             if not lost:
                 continue
-            boxes = [box_of(t.state) for t in holding]
             excluded[id(target)] = boxes
             centre = target.presence.shadow.center
             if inside_any(np.array(centre[0]), np.array(centre[1]), boxes):

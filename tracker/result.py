@@ -47,6 +47,15 @@ class TrackResult:
                         "tracker.as_opencv() for an OpenCV-style update() that returns (ok, (x, y, w, h))")
 
 
+def box_iou(a, b) -> float:
+    """IoU of two x, y, w, h boxes."""
+    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
+    x2, y2 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    inter = max(x2 - x1, 0.0) * max(y2 - y1, 0.0)
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
 # The ways a box can be given (--box-format, box_format=): what the four numbers are, and an example of each for
 # the same box.
 BOX_INPUT_FORMATS = {

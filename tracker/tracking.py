@@ -191,7 +191,7 @@ class TrackingLoop:
         # A lost target's box stays put; its shadow searches on as if it were tracked.
         stepping = [t.presence.shadow if lost else t.state for t, lost in zip(targets, was_lost)]
         before = [(s.center, s.size, s.search_side) for s in stepping]
-        scores, samples, responses = self._track_steps(frame, stepping)
+        scores, samples, responses = self._track_steps(frame, stepping, before)
         self._settle_claims(targets, was_lost, before, scores, samples)
         for target, lost, score, sample in zip(targets, was_lost, scores, samples):
             if not lost:
@@ -210,14 +210,15 @@ class TrackingLoop:
         self.stage_times = self._timer.stage_times()
         return results
 
-    def _track_steps(self, frame: np.ndarray, states: list[TargetState]) -> tuple[list[float], list, list[float]]:
-        """One frame of ordinary tracking for each state (a target's, or its shadow's while lost), all crops in
-        one network run: the scores, with the states moved, each state's would-be online sample (None without
+    def _track_steps(self, frame: np.ndarray, states: list[TargetState],
+                     before: list[tuple]) -> tuple[list[float], list, list[float]]:
+        """One frame of ordinary tracking for each state (a target's, or its shadow's while lost; `before`: each
+        one's (center, size, search_side) as the frame found it), all crops in one network run: the scores, with
+        the states moved, each state's would-be online sample (None without
         the online model) and the box rule's own scores (the scores are the verifier's when it is on). A
         non-finite answer leaves a state as it was and scores 0."""
         per = self.rule.crops_per_target
         crops = self._crop_buffer(per * len(states))
-        before = [(s.center, s.size, s.search_side) for s in states]
         for i, state in enumerate(states):
             self.rule.crop(frame, state, crops[i * per : (i + 1) * per])
         self._timer.mark()

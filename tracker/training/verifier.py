@@ -18,10 +18,11 @@ from torch import nn
 
 from ..crop import crop_square, mean_colour
 from ..crop_cache import CACHE_SIDE, CropFolder
+from ..result import box_iou
 from ..progress import progress as make_progress
 from ..verifier import WINDOW, Verifier, feature_window, window_origin
+from .data import EXEMPLAR_IN_CACHE, PairDataset
 
-EXEMPLAR = slice((CACHE_SIDE - 127) // 2, (CACHE_SIDE + 127) // 2)
 
 
 @dataclass
@@ -38,13 +39,8 @@ class VerifierSamples:
 
 
 def _iou(a_center, b_center, size) -> float:
-    overlap = np.clip(size - np.abs(np.asarray(a_center) - np.asarray(b_center)), 0, None)
-    inter = overlap[0] * overlap[1]
-    return float(inter / (2 * size[0] * size[1] - inter))
-
-
-def _read(folder: CropFolder, k: int) -> np.ndarray:
-    return cv2.imread(str(folder.path / folder.files[k]), cv2.IMREAD_COLOR)
+    """IoU of two boxes of one size at these centres."""
+    return box_iou((*(np.asarray(a_center) - size / 2), *size), (*(np.asarray(b_center) - size / 2), *size))
 
 
 def _search_crop(image: np.ndarray, box: np.ndarray, rng, max_shift: float, scale_jitter: float):
@@ -95,8 +91,9 @@ def sample_verifier_data(engine, folders: list[CropFolder], pairs_per_folder: in
     dummy, made = None, 0
     for start in range(0, len(plan), batch):
         chunk = plan[start:start + batch]
-        exemplars = np.stack([_read(folders[k], i)[EXEMPLAR, EXEMPLAR] for k, i, _ in chunk])
-        cut = [_search_crop(_read(folders[k], j), folders[k].boxes[j], rng, max_shift, scale_jitter)
+        exemplars = np.stack([PairDataset._read(folders[k], i)[EXEMPLAR_IN_CACHE, EXEMPLAR_IN_CACHE]
+                              for k, i, _ in chunk])
+        cut = [_search_crop(PairDataset._read(folders[k], j), folders[k].boxes[j], rng, max_shift, scale_jitter)
                for k, _, j in chunk]
         t = np.concatenate([engine.template(e[None]) for e in exemplars])
         dummy = t[:1] if dummy is None else dummy

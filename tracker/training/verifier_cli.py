@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +16,12 @@ import numpy as np
 from ..crop_cache import load_crop_cache
 from ..engines import load_engine
 from ..errors import UserError
+from ..evaluation import runner
 from ..evaluation.absence import run_events
 from ..evaluation.datasets import load_dataset
 from ..evaluation.metrics import rect_iou
+from ..evaluation.verification import auroc, score_quality
 from ..outputs import check_output_path
-from ..progress import progress as make_progress
 from ..tracking import SiamTracker
 from ..verifier import EVIDENCE, VERIFIER_FILE, load_verifier
 
@@ -29,14 +29,7 @@ from ..verifier import EVIDENCE, VERIFIER_FILE, load_verifier
 # commands must not pay for them.
 
 
-def _log_odds(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
-
-
 def cmd_train_verifier(args: argparse.Namespace) -> int:
-    from sklearn.metrics import roc_auc_score
-
     from .verifier import head_logits, sample_verifier_data, train_head
 
     check_output_path(args.out, "--out")
@@ -56,8 +49,8 @@ def cmd_train_verifier(args: argparse.Namespace) -> int:
     window = samples.windows[rows].astype(np.float32)
     cosine = (template * window).sum(1) / np.maximum(np.linalg.norm(template, axis=1) * np.linalg.norm(window, axis=1), 1e-6)
     print(f"held-out videos: {len(held)}, windows {len(rows)} ({labels.sum()} on the target)")
-    print(f"AUROC on them: trained head {roc_auc_score(labels, head_logits(verifier, samples, rows)):.3f}, "
-          f"untrained cosine (central 4x4) {roc_auc_score(labels, cosine[:, 2:6, 2:6].mean(axis=(1, 2))):.3f}")
+    print(f"AUROC on them: trained head {auroc(head_logits(verifier, samples, rows), labels):.3f}, "
+          f"untrained cosine (central 4x4) {auroc(cosine[:, 2:6, 2:6].mean(axis=(1, 2)), labels):.3f}")
     verifier.save(args.out)
     print(f"wrote {args.out} (uncalibrated: run `siamtrack calibrate-verifier DATASET --verifier {args.out}`)")
     return 0
@@ -92,18 +85,15 @@ def collect(dataset: str, engine, verifier, progress: bool = True) -> dict[str, 
         return trackers[-1]
 
     evidence, labels, kinds = [], [], []
-    bar = make_progress(sum(len(s) for s in sequences), "tracking", "frame", quiet=not progress)
     for seq in sequences:
-        tracker, frames = make_tracker(), seq.images()
-        for i in range(len(seq)):
-            _, frame = next(frames)
-            bar.update(1)
-            if i == 0:
-                tracker.init(frame, tuple(float(v) for v in seq.gt[0]))
-                continue
-            iou = float(rect_iou(np.array([tracker.update(frame).box]), seq.gt[i:i + 1])[0])
-            evidence.append(tracker.records[-1]), labels.append(iou), kinds.append(0)
-    bar.close()
+        tracker = make_tracker()
+        boxes, _, _, errors, _ = runner.run_sequence(seq, {"verifier": tracker}, progress=progress)
+        if errors:
+            raise UserError(f"{seq.name}: {errors['verifier']}")
+        ious = rect_iou(boxes["verifier"][1:], seq.gt[1:])  # the first frame is the given box
+        evidence += tracker.records
+        labels += list(ious)
+        kinds += [0] * len(ious)
     first_event = len(trackers)
     for run, tracker in zip(run_events(sequences, make_tracker, progress=progress), trackers[first_event:]):
         for record, iou, present in zip(tracker.records, run.ious, run.present):
@@ -111,20 +101,6 @@ def collect(dataset: str, engine, verifier, progress: bool = True) -> dict[str, 
     keep = [k for k, e in enumerate(evidence) if e is not None and np.isfinite(labels[k])]
     return {"evidence": np.array([evidence[k] for k in keep]), "iou": np.array([labels[k] for k in keep]),
             "kind": np.array([kinds[k] for k in keep])}  # 0: natural frames, 1: absence runs with the target, 2: without
-
-
-def quality(p: np.ndarray, iou: np.ndarray) -> dict:
-    from sklearn.metrics import roc_auc_score
-
-    good, off = iou >= 0.5, iou < 0.1
-    both = good | off
-    bins = np.minimum((p * 10).astype(int), 9)
-    ece = sum((bins == b).mean() * abs(p[bins == b].mean() - good[bins == b].mean()) for b in range(10) if (bins == b).any())
-    auroc = roc_auc_score(good[both], p[both]) if good[both].any() and off.any() else math.nan
-    return {"frames": int(len(p)), "good": int(good.sum()), "off": int(off.sum()), "auroc": float(auroc),
-            "ece": float(ece), "median_off": float(np.median(p[off])) if off.any() else math.nan,
-            "off_flagged_0.5": float((p[off] < 0.5).mean()) if off.any() else math.nan,
-            "good_flagged_0.5": float((p[good] < 0.5).mean()) if good.any() else math.nan}
 
 
 def cmd_calibrate_verifier(args: argparse.Namespace) -> int:
@@ -150,11 +126,16 @@ def cmd_calibrate_verifier(args: argparse.Namespace) -> int:
     response = 1 / (1 + np.exp(-data["evidence"][:, 1]))
     for part, rows in (("natural frames", data["kind"] == 0), ("absence runs", data["kind"] > 0)):
         for name, score in (("verifier", p), ("response", response)):
-            q = quality(score[rows], data["iou"][rows])
-            print(f"{part:15s} {name:9s} frames {q['frames']} (good {q['good']}, off-target {q['off']}): AUROC "
-                  f"{q['auroc']:.3f}, ECE {q['ece']:.3f}, median score off-target {q['median_off']:.3f}, "
-                  f"under 0.5: off-target {q['off_flagged_0.5']:.3f}, good {q['good_flagged_0.5']:.3f}")
+            q = score_quality(score[rows], data["iou"][rows], score[rows] < 0.5, has_state=True)
+            print(f"{part:15s} {name:9s} frames {q['frames']} (good {q['good_frames']}, off-target {q['off_frames']}): "
+                  f"AUROC {_figure(q['auroc'])}, ECE {_figure(q['ece'])}, median score off-target "
+                  f"{_figure(q['off_median_score'])}, under 0.5: off-target {_figure(q['off_flagged'])}, good "
+                  f"{_figure(q['good_flagged'])}")
     return 0
+
+
+def _figure(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
