@@ -138,3 +138,9 @@ def test_a_verifier_made_for_other_weights_is_refused(tmp_path):
         find_verifier(Engine())
     Engine.weights_sha256 = "abc"
     assert find_verifier(Engine()).weights_sha256 == "abc"
+
+
+def test_the_verifier_refuses_a_box_rule_with_several_crops(siamfc_tracker_factory):
+    """It reads the one crop the box was found in; the scale pyramid cuts three."""
+    with pytest.raises(UserError, match="one search crop per target.*'pyramid' cuts 3"):
+        siamfc_tracker_factory(verify=1)

@@ -108,9 +108,9 @@ class TrackingLoop:
         target verifier (default: the verifier.npz beside the engine's weights)."""
         self.engine = engine
         self.config = config if config is not None else engine.tracker_config
-        self.verifier = verifier_for(engine, verifier) if self.config.verify else None
-        self.evidence: dict[int, np.ndarray] = {}  # id(target state) -> the verifier's evidence of the last step
         self.rule = make_box_rule(engine.config, self.config, engine.response_size)
+        self.verifier = verifier_for(engine, self.rule, verifier) if self.config.verify else None
+        self.evidence: dict[int, np.ndarray] = {}  # id(target state) -> the verifier's evidence of the last step
         self._online = self.config.online_weight > 0
         if self._online and not self.rule.fuses_online:
             raise UserError("the online target model fuses with the box rule: it needs a model with a box head and "

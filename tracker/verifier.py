@@ -159,9 +159,14 @@ def find_verifier(engine) -> Verifier:
     return verifier
 
 
-def verifier_for(engine, verifier: Verifier | None = None) -> Verifier:
-    """The verifier a tracker on `engine` uses with verify=1: the one given, else the file beside the weights."""
+def verifier_for(engine, rule, verifier: Verifier | None = None) -> Verifier:
+    """The verifier a tracker on `engine` with box rule `rule` uses with verify=1: the one given, else the file
+    beside the weights."""
     if not engine.has_features:
         raise UserError("these weights were exported without the search features the verifier reads: re-export "
                         "them with `siamtrack export`, or set verify=0")
+    if rule.crops_per_target != 1:  # it reads the one search crop the box was found in, at that crop's scale
+        raise UserError(f"the verifier reads one search crop per target; box rule {rule.name!r} cuts "
+                        f"{rule.crops_per_target}: use a model with a box head (box_position 'box' or 'peak') or "
+                        "set verify=0")
     return verifier if verifier is not None else find_verifier(engine)
