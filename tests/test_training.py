@@ -205,6 +205,39 @@ def test_rotated_search_crops_keep_the_centre_on_the_target(cache, angle):
     assert turned > len(ds) / 2
 
 
+def test_stretched_search_crops_label_the_stretched_target(tmp_path):
+    """aspect_jitter widens or narrows the search crop's content, and the label's centre and size follow: here the
+    coloured marker fills the whole target box, so the marker's extent in the crop is the box the label must give."""
+    folder = tmp_path / "synth__box"
+    folder.mkdir()
+    rows = []
+    for k in range(4):
+        crop = np.random.default_rng(k).integers(0, 50, (447, 447, 3), dtype=np.uint8)
+        crop[204:244, 192:256] = (0, 0, 255)  # a 64 x 40 target centred on (224, 224)
+        cv2.imwrite(str(folder / f"{2 * k:06d}.webp"), crop, [cv2.IMWRITE_WEBP_QUALITY, 101])
+        rows.append([f"{2 * k:06d}.webp", 2 * k, 192, 204, 64, 40, 100, 100, 64, 40, 640, 480])
+    with open(folder / "boxes.csv", "w", newline="") as f:
+        csv.writer(f).writerows([HEADER, *rows])
+    recipe = clean(negative_prob=0.0, still_prob=0.0, aspect_jitter=0.5, flip_prob=0.0)
+    ds = dataset(tmp_path, recipe, length=16)
+    stretches = []
+    for k in range(len(ds)):
+        _, x, box, positive = ds[k]
+        mask = (x.to(torch.int32) - torch.tensor((0, 0, 255)).view(3, 1, 1)).abs().lt(110).all(0).numpy()
+        mx, my, mw, mh = cv2.boundingRect(cv2.findNonZero(mask.astype(np.uint8)))
+        x1, y1, x2, y2 = box.tolist()
+        assert positive == 1
+        assert abs(mx - x1) <= 1.5 and abs(my - y1) <= 1.5 and abs(mx + mw - x2) <= 1.5 and abs(my + mh - y2) <= 1.5, \
+            (k, (mx, my, mx + mw, my + mh), (x1, y1, x2, y2))
+        stretches.append((x2 - x1) / (y2 - y1) / 1.6)
+    assert max(stretches) / min(stretches) > 1.5  # drawn from [1/1.5, 1.5]: without the stretch all would be 1
+
+
+def test_aspect_jitter_is_checked():
+    with pytest.raises(ValueError, match="aspect_jitter must be in"):
+        clean(aspect_jitter=1.5)
+
+
 def _same_image_cache(root: Path) -> Path:
     """One stills folder: crops a and b from one image, their objects 40 source pixels apart; crops c and d from
     another, 150 apart (in each other's cache crop, outside a search crop); e and f from a third, 900 apart (not

@@ -38,17 +38,29 @@ def rotation_about_centre(out_size: int, angle: float) -> np.ndarray:
     return cv2.getRotationMatrix2D(((out_size - 1) / 2, (out_size - 1) / 2), angle, 1.0)
 
 
+def stretch_about_centre(out_size: int, stretch: float) -> np.ndarray:
+    """2x3 affine scaling an out_size crop's x by sqrt(stretch) and y by 1 / sqrt(stretch) about its centre: the
+    aspect ratio changes by `stretch`, the area does not."""
+    sx, sy = math.sqrt(stretch), 1 / math.sqrt(stretch)
+    c = (out_size - 1) / 2
+    return np.array([[sx, 0.0, c * (1 - sx)], [0.0, sy, c * (1 - sy)]])
+
+
 def crop_square(
     frame: np.ndarray, center: tuple[float, float], side: float, out_size: int, fill: tuple[float, ...],
-    out: np.ndarray | None = None, angle: float = 0.0,
+    out: np.ndarray | None = None, angle: float = 0.0, stretch: float = 1.0,
 ) -> np.ndarray:
     """The square region, resampled to out_size; outside the frame is filled with `fill` (the mean colour).
     angle: degrees (counter-clockwise) the content turns about the crop's centre, in the same one warp (training's
-    rotation augmentation)."""
+    rotation augmentation). stretch: the content is widened by sqrt(stretch) and flattened by as much about the
+    crop's centre after the turn (training's aspect-ratio augmentation; 1: none)."""
     matrix = crop_transform(center, side, out_size)
     if angle:
         turn = np.vstack([rotation_about_centre(out_size, angle), [0.0, 0.0, 1.0]])
         matrix = (turn @ np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
+    if stretch != 1.0:
+        matrix = (np.vstack([stretch_about_centre(out_size, stretch), [0.0, 0.0, 1.0]])
+                  @ np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
     return cv2.warpAffine(
         frame, matrix, (out_size, out_size), dst=out, flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_CONSTANT, borderValue=fill,

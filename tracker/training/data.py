@@ -126,11 +126,13 @@ class PairDataset(Dataset):
 
         exemplar = self._crop(folder, i, rng, self.model.exemplar_size, r.exemplar_scale_jitter, r.exemplar_shift)[0]
         angle = rng.uniform(-r.max_rotation, r.max_rotation) if rng.random() < r.rotate_prob else 0.0
+        # Drawn only when on, so that recipes without it keep their random stream (and their results).
+        stretch = math.exp(rng.uniform(-1, 1) * math.log1p(r.aspect_jitter)) if r.aspect_jitter else 1.0
         if beside is not None:
-            search, center, size, positive = self._crop_beside(folder, i, beside, rng, angle)
+            search, center, size, positive = self._crop_beside(folder, i, beside, rng, angle, stretch)
         else:
             search, center, size = self._crop(search_folder, j, rng, self.model.search_size, r.search_scale_jitter,
-                                              r.max_shift, angle)
+                                              r.max_shift, angle, stretch)
 
         # tv_tensors.Image for both: v2 would treat a second plain tensor as pass-through data and not flip it.
         z = tv_tensors.Image(torch.from_numpy(exemplar).permute(2, 0, 1))
@@ -147,14 +149,14 @@ class PairDataset(Dataset):
                 torch.tensor([x1, y1, x1 + w, y1 + h], dtype=torch.float32), torch.tensor(float(positive)))
 
     def _crop(self, folder: CropFolder, k: int, rng, out_size: int, scale_jitter: float, max_shift: float,
-              angle: float = 0.0):
-        """Crop around the target with random scale and shift, turned by `angle` degrees; returns the crop, target
-        centre and size in it."""
+              angle: float = 0.0, stretch: float = 1.0):
+        """Crop around the target with random scale and shift, turned by `angle` degrees and stretched by
+        `stretch` (crop_square's); returns the crop, target centre and size in it."""
         x, y, w, h = folder.boxes[k]
         return self._crop_at(self._read(folder, k), (x + w / 2, y + h / 2), (w, h), rng, out_size, scale_jitter,
-                             max_shift, angle)[:3]
+                             max_shift, angle, stretch)[:3]
 
-    def _crop_beside(self, folder: CropFolder, k: int, other: int, rng, angle: float):
+    def _crop_beside(self, folder: CropFolder, k: int, other: int, rng, angle: float, stretch: float = 1.0):
         """A search crop around still crop `other`'s object, at the scale tracking crop k's object would get: the
         object of crop k is in it (a positive pair, beside a distractor) or not (a same-scene negative). Returns
         the crop, crop k's object's centre and size in it, and whether it is in it (same_image() offers only
@@ -166,10 +168,11 @@ class PairDataset(Dataset):
         r, m = self.recipe, self.model
         # The crop is centred on the other object (plus the usual shift), sized for crop k's object.
         crop, center, _, per_pixel = self._crop_at(image, tuple(other_center), tuple(size), rng, m.search_size,
-                                                   r.search_scale_jitter, r.max_shift, angle)
-        target = np.array(center) + self._turn(offset / per_pixel, angle)
+                                                   r.search_scale_jitter, r.max_shift, angle, stretch)
+        axes = self._axes(stretch)
+        target = np.array(center) + axes * self._turn(offset / per_pixel, angle)
         inside = bool(np.all((target >= 0) & (target <= m.search_size)))
-        return crop, (float(target[0]), float(target[1])), (size[0] / per_pixel, size[1] / per_pixel), inside
+        return crop, (float(target[0]), float(target[1])), tuple(axes * np.asarray(size) / per_pixel), inside
 
     @staticmethod
     def _read(folder: CropFolder, k: int) -> np.ndarray:
@@ -183,15 +186,23 @@ class PairDataset(Dataset):
         """A displacement in crop pixels, turned as rotation_about_centre turns the crop's content."""
         return rotation_about_centre(1, angle)[:, :2] @ np.asarray(vector, float)
 
+    @staticmethod
+    def _axes(stretch: float) -> np.ndarray:
+        """How crop_square's `stretch` scales x and y."""
+        return np.array([math.sqrt(stretch), 1 / math.sqrt(stretch)])
+
     def _crop_at(self, image: np.ndarray, target: tuple[float, float], size: tuple[float, float], rng, out_size: int,
-                 scale_jitter: float, max_shift: float, angle: float):
+                 scale_jitter: float, max_shift: float, angle: float, stretch: float = 1.0):
         w, h = size
         side = context_side(w, h, self.recipe.tracker_config.context_amount) * out_size / self.model.exemplar_size
         side *= math.exp(rng.uniform(-1, 1) * math.log1p(scale_jitter))
         shift = rng.uniform(-max_shift, max_shift, size=2)  # in output pixels
         per_pixel = side / out_size
         center = (target[0] - shift[0] * per_pixel, target[1] - shift[1] * per_pixel)
-        crop = crop_square(image, center, side, out_size, mean_colour(image), angle=angle)
-        # The crop turns about its centre; the target, `shift` from it, turns with it (its box keeps its size).
-        target_center = out_size / 2 + self._turn(shift, angle)
-        return crop, (float(target_center[0]), float(target_center[1])), (w / per_pixel, h / per_pixel), per_pixel
+        crop = crop_square(image, center, side, out_size, mean_colour(image), angle=angle, stretch=stretch)
+        # The crop turns about its centre; the target, `shift` from it, turns with it (its box keeps its size),
+        # then the stretch scales the target's offset and its box along x and y.
+        axes = self._axes(stretch)
+        target_center = out_size / 2 + axes * self._turn(shift, angle)
+        return (crop, (float(target_center[0]), float(target_center[1])),
+                (w / per_pixel * axes[0], h / per_pixel * axes[1]), per_pixel)

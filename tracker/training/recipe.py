@@ -41,6 +41,10 @@ class TrainConfig(_Config):
     # stays upright, as in tracking): a target that rotates between frames.
     rotate_prob: float = 0.0
     max_rotation: float = 10.0
+    # > 0: every search crop is stretched by a log-uniform factor in [1/(1+j), 1+j] of its aspect ratio (wider and
+    # flatter, or narrower and taller, same area) and its box label with it: targets that deform or turn thin
+    # between frames, so the box head learns to follow an aspect ratio the exemplar did not have.
+    aspect_jitter: float = 0.0
     # This share of the still-image pairs whose image holds several labelled objects takes its search crop around
     # *another object of the same image*, at the exemplar target's scale: a same-scene distractor. The pair is a
     # positive when the exemplar's object falls inside that crop (off-centre, beside the distractor), else a
@@ -85,6 +89,7 @@ class TrainConfig(_Config):
         _check(self.max_shift >= 0 and self.positive_radius > 0, "max_shift >= 0 and positive_radius > 0")
         _check(self.box_loss_weight >= 0, "box_loss_weight must be >= 0")
         # The label keeps the target's upright size: right for small turns, wrong (w and h swapped) at 90.
+        _check(0 <= self.aspect_jitter <= 1, f"aspect_jitter must be in [0, 1], got {self.aspect_jitter}")
         _check(0 <= self.max_rotation <= 30, f"max_rotation must be in [0, 30] degrees, got {self.max_rotation}")
         _check(1 <= self.mined_neighbours <= 1000, f"mined_neighbours must be from 1 to 1000, got {self.mined_neighbours}")
         _check(self.labels in ("radius", "ellipse"), f"labels must be 'radius' or 'ellipse', got {self.labels!r}")
