@@ -174,23 +174,30 @@ def test_the_second_look_runs_only_on_uncertain_frames(deer, onnx_engine, levers
         runs.append(engine.runs), templates.append(engine.templates)
         engine.runs = engine.templates = 0
 
-    track(tracker, frames, box, count)
+    results = track(tracker, frames, box, count)
     expected = [1 + (score < UNCERTAIN_BELOW) for score in first]
     assert runs == expected
     assert 1 in runs and 2 in runs  # the clip has both kinds of frame
+    # a second look's move is taken only when the verifier scores it higher: the frame's score never drops
+    looked = [(result.score, score) for result, score, n in zip(results, first, runs) if n == 2]
+    assert all(final >= score for final, score in looked)
+    assert any(final > score for final, score in looked)
     assert tracker.second_look.runs == runs.count(2)
     # template runs: the first template at init, then one per second template cut
     assert sum(templates) == 1 + tracker.second_look.replacements
     assert (tracker.second_look.replacements > 0) == bool(levers.get("second_template"))
 
 
-def test_the_second_template_is_replaced_only_on_confirmed_frames_and_at_most_every_n(deer, onnx_engine):
+@pytest.mark.parametrize("gate, every, margin", [(0.9, 4, 0.2), (0.5, 2, 0.5)])
+def test_the_second_template_is_replaced_only_on_confirmed_frames_and_at_most_every_n(deer, onnx_engine, gate, every,
+                                                                                      margin):
     """Replaced (not blended: exactly the template of the exemplar at the frame's box) on each frame tracked with a
     verified score >= the gate once second_template_every frames have passed since the last; never otherwise.
-    The first template and its identity features never change."""
-    gate, every = 0.9, 4
+    The first template and its identity features never change. (A gate under lost_threshold + uncertain_margin
+    leaves "uncertain" frames that pass the gate: those replace nothing either.)"""
     frames, box = deer
-    tracker = tracker_on(onnx_engine, **V, second_template=1, second_template_gate=gate, second_template_every=every)
+    settings = dict(V, second_template=1, second_template_gate=gate, second_template_every=every, uncertain_margin=margin)
+    tracker = tracker_on(onnx_engine, **settings)
     replaced_on, since = [], [0]
     seen = {}
 
@@ -211,8 +218,10 @@ def test_the_second_template_is_replaced_only_on_confirmed_frames_and_at_most_ev
             seen["second"], since[0] = state.second.template, 0
             replaced_on.append(result)
 
-    track(tracker, frames, box, check)
+    results = track(tracker, frames, box, check)
     assert len(replaced_on) >= 2
+    if gate < 0.3 + margin:
+        assert any(r.state == "uncertain" and r.score >= gate for r in results)
     assert tracker.second_look.replacements == len(replaced_on)
 
 
