@@ -93,7 +93,8 @@ def first_look_scores(tracker) -> list[float]:
 
 @pytest.mark.parametrize("key, value", [("second_template", 1), ("wide_search", 1.6)])
 def test_a_lever_without_the_verifier_is_refused_saying_to_add_verify(key, value):
-    with pytest.raises(ValueError, match=rf"^{key}={value:g} needs the target verifier.*add verify=1 \(--set verify=1\)$"):
+    refusal = rf"^{key}={value:g} needs the target verifier.*add verify=1 \(--set verify=1\)$"
+    with pytest.raises(ValueError, match=refusal):
         TrackerConfig(**{key: value})
     with pytest.raises(UserError, match=rf"{key}={value:g} needs the target verifier.*add verify=1"):
         SiamTracker.from_pretrained(**{key: value})
@@ -196,7 +197,8 @@ def test_the_second_template_is_replaced_only_on_confirmed_frames_and_at_most_ev
     The first template and its identity features never change. (A gate under lost_threshold + uncertain_margin
     leaves "uncertain" frames that pass the gate: those replace nothing either.)"""
     frames, box = deer
-    settings = dict(V, second_template=1, second_template_gate=gate, second_template_every=every, uncertain_margin=margin)
+    settings = dict(V, second_template=1, second_template_gate=gate, second_template_every=every,
+                    uncertain_margin=margin)
     tracker = tracker_on(onnx_engine, **settings)
     replaced_on, since = [], [0]
     seen = {}

@@ -239,9 +239,10 @@ class TrackerConfig(_Config):
                                                       f"{self.online_regularization}")
         _check(0 < self.online_distractor <= 1, f"online_distractor must be in (0, 1], got {self.online_distractor}")
 
-
     def _check_second_look(self) -> None:
-        _check(self.second_template in (0, 1), f"second_template must be 0 (off) or 1 (on), got {self.second_template!r}")
+        """The second look's keys (tracker/second_look.py): its levers need the verifier, which chooses the look."""
+        _check(self.second_template in (0, 1),
+               f"second_template must be 0 (off) or 1 (on), got {self.second_template!r}")
         _check(0 < self.second_template_gate <= 1,
                f"second_template_gate must be in (0, 1], got {self.second_template_gate}")
         _check(1 <= self.second_template_every <= 1000,
