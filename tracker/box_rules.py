@@ -7,6 +7,7 @@ members, plus one `register_box_rule` line at the end of this file (its name the
 """
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Protocol
 
 import cv2
@@ -63,6 +64,22 @@ def resize_target(state, width, height, rate: float, model: ModelConfig, config:
     state.size = (1 - rate) * state.size + rate * np.array([width, height])
     new_side = context_side(*state.size, config.context_amount) * model.search_size / model.exemplar_size
     state.search_side = float(np.clip(new_side, state.min_side, state.max_side))
+
+
+def keep_in_frame(frame: np.ndarray, state, before: tuple, score: float, config: TrackerConfig) -> float:
+    """After a move: keep `state` inside the frame. A NaN/Inf from the network (weights that went bad, a numerical
+    edge) must neither move the box nor pass as confident: the state goes back to `before` (center, size,
+    search_side) and the frame scores 0. Returns the score."""
+    frame_h, frame_w = frame.shape[:2]
+    state.center = np.clip(state.center, 0, [frame_w, frame_h])
+    side = config.min_box_side
+    state.size = np.clip(state.size, side, [max(frame_w, side), max(frame_h, side)])
+    finite = math.isfinite(score) and np.isfinite(state.center).all() and np.isfinite(state.size).all() \
+        and math.isfinite(state.search_side)
+    if not finite:
+        state.center, state.size, state.search_side = before
+        score = 0.0
+    return score
 
 
 class _UpsampledPeak:

@@ -178,6 +178,16 @@ class TrackerConfig(_Config):
     # The target verifier (tracker/verifier.py): 1 = the score is its calibrated P(box on target), read from the
     # verifier.npz beside the weights; 0 = the box rule's own score.
     verify: int = 0
+    # A second look (tracker/second_look.py; verify=1 only), on a frame the verifier scores under lost_threshold +
+    # uncertain_margin: the same search region is scored again against a second template (second_template=1), and/or
+    # a region wide_search times larger around the same centre against the first (1.0 = off); the verifier's
+    # favourite move is taken. The second template is the exemplar at the box of the last frame that was
+    # "tracking" with a verified score >= second_template_gate, replaced (never blended) at most once every
+    # second_template_every frames.
+    second_template: int = 0
+    second_template_gate: float = 0.9
+    second_template_every: int = 10
+    wide_search: float = 1.0
     # While lost: 1 = the box is held where the target was last seen well (the default); 0 = the box is the
     # search's best guess (the shadow's), as a tracker without lost-and-found would give, still flagged lost.
     hold_lost_box: int = 1
@@ -216,6 +226,7 @@ class TrackerConfig(_Config):
         _check(0 <= self.redetect_tiles <= 64, f"redetect_tiles must be from 0 to 64, got {self.redetect_tiles}")
         _check(self.hold_lost_box in (0, 1), f"hold_lost_box must be 0 or 1, got {self.hold_lost_box!r}")
         _check(self.verify in (0, 1), f"verify must be 0 (off) or 1 (on), got {self.verify!r}")
+        self._check_second_look()
         _check(0 <= self.online_weight <= 1, f"online_weight must be in [0, 1], got {self.online_weight}")
         _check(1 <= self.online_channels <= 256, f"online_channels must be from 1 to 256, got {self.online_channels}")
         _check(1 <= self.online_memory <= 1000, f"online_memory must be from 1 to 1000, got {self.online_memory}")
@@ -227,6 +238,20 @@ class TrackerConfig(_Config):
         _check(0 < self.online_regularization <= 100, f"online_regularization must be in (0, 100], got "
                                                       f"{self.online_regularization}")
         _check(0 < self.online_distractor <= 1, f"online_distractor must be in (0, 1], got {self.online_distractor}")
+
+    def _check_second_look(self) -> None:
+        """The second look's keys (tracker/second_look.py): its levers need the verifier, which chooses the look."""
+        _check(self.second_template in (0, 1),
+               f"second_template must be 0 (off) or 1 (on), got {self.second_template!r}")
+        _check(0 < self.second_template_gate <= 1,
+               f"second_template_gate must be in (0, 1], got {self.second_template_gate}")
+        _check(1 <= self.second_template_every <= 1000,
+               f"second_template_every must be from 1 to 1000 frames, got {self.second_template_every}")
+        _check(1 <= self.wide_search <= 4, f"wide_search must be from 1 (off) to 4 (a search region 4x as wide), "
+                                           f"got {self.wide_search}")
+        for key, on in (("second_template", self.second_template == 1), ("wide_search", self.wide_search > 1)):
+            _check(not on or self.verify == 1, f"{key}={getattr(self, key):g} needs the target verifier, which "
+                                               "picks between the looks: add verify=1 (--set verify=1)")
 
 
 def parse_overrides(items: list[str], flag: str = "--set") -> dict[str, Any]:

@@ -8,7 +8,6 @@ share one engine; MultiTracker (multi.py) puts several targets' crops through th
 """
 from __future__ import annotations
 
-import math
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .box_rules import make_box_rule
+from .box_rules import keep_in_frame, make_box_rule
 from .config import TrackerConfig
 from .crop import context_side, crop_square, mean_colour
 from .cv2_compat import OpenCVTracker
@@ -26,6 +25,7 @@ from .online import LearningSchedule, OnlineTargetModel, first_frame_model, fram
 from .presence import Presence, best_tile, redetect_threshold
 from .response import fused_scores
 from .result import TrackResult, check_box
+from .second_look import SecondTemplate, second_look_for
 from .timing import StageTimer
 from .verifier import Verifier, verifier_for
 
@@ -67,6 +67,7 @@ class TargetState:
     frame_shape: tuple[int, int]  # (height, width) of the init frame: every later frame must match it
     online: OnlineTargetModel | None = None  # shared with the shadow while lost, which never teaches it
     identity: np.ndarray | None = None  # (C,8,8) first template's features on the CPU, for the verifier
+    second: SecondTemplate | None = None  # with second_template=1 (second_look.py); the shadow shares it
 
 
 @dataclass
@@ -111,6 +112,7 @@ class TrackingLoop:
         self.rule = make_box_rule(engine.config, self.config, engine.response_size)
         self.verifier = verifier_for(engine, self.rule, verifier) if self.config.verify else None
         self.evidence: dict[int, np.ndarray] = {}  # id(target state) -> the verifier's evidence of the last step
+        self.second_look = second_look_for(engine, self.rule, self.verifier, self.config)  # None: levers off
         self._online = self.config.online_weight > 0
         if self._online and not self.rule.fuses_online:
             raise UserError("the online target model fuses with the box rule: it needs a model with a box head and "
@@ -168,6 +170,7 @@ class TrackingLoop:
                             fill=fill, template=self.engine.template(exemplar[None]), frame_shape=frame.shape[:2])
         if self.verifier is not None:
             state.identity = self.engine.template_to_numpy(state.template)[0]
+            state.second = self.second_look and self.second_look.new_template(state)
         learning = None
         if self._online:
             state.online = first_frame_model(frame, state, self.engine, c)
@@ -196,6 +199,8 @@ class TrackingLoop:
         for target, lost, score, sample in zip(targets, was_lost, scores, samples):
             if not lost:
                 self._after_tracked(target, score, sample)
+                if self.second_look is not None:
+                    self.second_look.after_tracked(frame, target.state, target.presence.state, score)
         excluded = self._claimed_by_others(targets, was_lost, scores)
         threshold = redetect_threshold(c)
         searching = [t for t, lost, score in zip(targets, was_lost, scores)
@@ -232,10 +237,13 @@ class TrackingLoop:
             rows = slice(i * per, (i + 1) * per)
             score = self.rule.move(state, logits[rows], None if distances is None else distances[rows],
                                    None if features is None else features[i])
-            responses.append(self._settle(frame, state, before[i], score))
+            responses.append(keep_in_frame(frame, state, before[i], score, self.config))
             scores.append(self._verified(state, features, i, before[i], responses[-1], logits[rows]))
+            taken = self.second_look and self.second_look.look(frame, state, before[i], scores[-1])
+            if taken:  # a second look's move; the online sample below is cut for the first look's, so none
+                scores[-1], responses[-1], self.evidence[id(state)] = taken
             sample = None
-            if state.online is not None and scores[-1] > 0:  # a non-finite step (score 0) teaches nothing
+            if state.online is not None and scores[-1] > 0 and not taken:  # a non-finite step (0) teaches nothing
                 sample = frame_sample(before[i][0], before[i][2], state.center, logits[i], features[i],
                                       self.engine.config, self.engine.response_size)
             samples.append(sample)
@@ -247,9 +255,9 @@ class TrackingLoop:
         the moved box (crop `row`, cut at `before`'s centre and side) and the crops' logits."""
         if self.verifier is None or response <= 0:
             return response
-        offset = (state.center - before[0]) * self.engine.config.search_size / before[2]
-        score, self.evidence[id(state)] = self.verifier.score_at(state.identity, features[row], offset,
-                                                                 self.engine.config.stride, response, logits)
+        score, self.evidence[id(state)] = self.verifier.score_move(state.identity, features[row], state.center,
+                                                                   before[0], before[2], self.engine.config,
+                                                                   response, logits)
         return score
 
     def _settle_claims(self, targets: list[Target], was_lost: list[bool], before: list, scores: list,
@@ -286,20 +294,6 @@ class TrackingLoop:
         if self._online or self.verifier is not None:
             return self.engine.search_with_features(*args)
         return (*self.engine.search(*args), None)
-
-    def _settle(self, frame: np.ndarray, state: TargetState, before: tuple, score: float) -> float:
-        """Keep the moved state inside the frame; a NaN/Inf from the network (weights that went bad, a numerical
-        edge) must neither move the box nor pass as confident: the last state is kept and the frame scores 0."""
-        c = self.config
-        frame_h, frame_w = frame.shape[:2]
-        state.center = np.clip(state.center, 0, [frame_w, frame_h])
-        state.size = np.clip(state.size, c.min_box_side, [max(frame_w, c.min_box_side), max(frame_h, c.min_box_side)])
-        finite = math.isfinite(score) and np.isfinite(state.center).all() and np.isfinite(state.size).all() \
-            and math.isfinite(state.search_side)
-        if not finite:
-            state.center, state.size, state.search_side = before
-            score = 0.0
-        return score
 
     def _search_tiles(self, frame: np.ndarray, targets: list[Target],
                       excluded: dict | None = None) -> dict[int, tuple[float, np.ndarray]]:
@@ -348,9 +342,8 @@ def _verified_tile(verifier, model, hit: tuple, centres: list, features: np.ndar
         return hit
     # the peak lies in the tile whose centre is nearest (tiles are a response's span apart)
     best = int(np.argmin([np.linalg.norm(np.asarray(position, float) - c) for c in centres]))
-    offset = (np.asarray(position, float) - centres[best]) * model.search_size / target.state.search_side
-    score, _ = verifier.score_at(target.presence.shadow.identity, features[best], offset, model.stride, peak,
-                                 logits[best])
+    score, _ = verifier.score_move(target.presence.shadow.identity, features[best], position, centres[best],
+                                   target.state.search_side, model, peak, logits[best])
     return score, position
 
 

@@ -122,6 +122,13 @@ class Verifier:
         evidence = self.evidence(self.logit(identity, window), response, logits)
         return self.probability(evidence), evidence
 
+    def score_move(self, identity: np.ndarray, features: np.ndarray, moved_centre, crop_centre, crop_side: float,
+                   model, response: float, logits: np.ndarray) -> tuple[float, np.ndarray]:
+        """score_at for a box the box rule moved to `moved_centre` (frame pixels) in a search crop cut around
+        `crop_centre`, `crop_side` frame pixels a side; model: the network's ModelConfig (search_size, stride)."""
+        offset = (np.asarray(moved_centre, float) - crop_centre) * model.search_size / crop_side
+        return self.score_at(identity, features, offset, model.stride, response, logits)
+
     def with_calibration(self, calibration) -> "Verifier":
         return Verifier(self.projection, self.hidden_weight, self.hidden_bias, self.out_weight, self.out_bias,
                         np.asarray(calibration, np.float64), self.weights_sha256)
