@@ -99,8 +99,9 @@ def _frames(folder, count):
 
 
 def test_with_the_shipped_verifier_a_cut_to_another_scene_is_lost_within_a_few_frames():
-    """The shipped settings need lost_after (20) low frames; verify=1 with lost_after=5 flags a cut to another
-    video within 8 frames, and the target visible before the cut stays tracked."""
+    """The shipped default (the verifier on, lost_after 5) flags a cut to another video within 8 frames, and the
+    target visible before the cut stays tracked; the previous default (no verifier, the box rule's saturated
+    score, lost_after 20) does not."""
     import cv2
 
     from conftest import DATA
@@ -119,12 +120,13 @@ def test_with_the_shipped_verifier_a_cut_to_another_scene_is_lost_within_a_few_f
         tracker.init(seen[0], box)
         return [tracker.update(f).state for f in seen[1:] + elsewhere]
 
-    verified = states(verify=1, lost_threshold=0.5, uncertain_margin=0.2, lost_after=5, redetect_margin=0.3)
     shipped = states()
+    previous = states(verify=0, lost_threshold=0.9, uncertain_margin=0.03, lost_after=20, redetect_margin=0.05,
+                      hold_lost_box=1)
     cut = len(seen) - 1
-    assert verified[:cut].count("tracking") >= cut - 2
-    assert "lost" in verified[cut:cut + 8]
-    assert "lost" not in shipped[cut:cut + 8]  # what the verifier's calibrated score changes
+    assert shipped[:cut].count("tracking") >= cut - 2
+    assert "lost" in shipped[cut:cut + 8]
+    assert "lost" not in previous[cut:cut + 8]  # what the verifier's calibrated score changes
 
 
 def test_a_verifier_made_for_other_weights_is_refused(tmp_path):
