@@ -414,17 +414,24 @@ class _NanOnFrame:
     def __init__(self, engine, bad_calls) -> None:
         self._engine, self._bad, self._calls = engine, set(bad_calls), 0
         self.config, self.response_size = engine.config, engine.response_size
+        self.has_features, self.weights_sha256 = engine.has_features, engine.weights_sha256  # for the verifier
         self.last_split = {}
 
     def template(self, exemplar):
         return self._engine.template(exemplar)
 
+    def template_to_numpy(self, template):
+        return self._engine.template_to_numpy(template)
+
     def search(self, crops, template):
-        logits, distances = self._engine.search(crops, template)
+        return self.search_with_features(crops, template)[:2]
+
+    def search_with_features(self, crops, template, owner=None):
+        logits, distances, features = self._engine.search_with_features(crops, template)
         self._calls += 1
         if self._calls in self._bad:
             logits = np.full_like(logits, np.nan)
-        return logits, distances
+        return logits, distances, features
 
 
 def test_non_finite_response_is_lost_and_does_not_move_the_box(synthetic):

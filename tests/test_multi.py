@@ -12,6 +12,7 @@ from tracker import MultiTracker, SiamTracker, UserError
 # Batching changes the order of float sums inside onnxruntime's kernels (a larger GEMM), so responses may differ in
 # the last bits; boxes are compared to a hundredth of a pixel, scores to 1e-4.
 BOX_ATOL, SCORE_ATOL = 1e-2, 1e-4
+VERIFIED_SCORE_ATOL = 0.05  # the verifier's P: see _assert_same
 # Eager PyTorch's CPU kernels pick their algorithm by batch size: on the same crops the shipped model's trunk
 # features differ by ~5e-6 and its box distances by ~5e-5 between a batch of 3 and three batches of 1, and 30
 # frames of tracking grow that to ~0.2 px. Still the same track, not the same bits.
@@ -46,8 +47,12 @@ def _separate(make, frames, box, start: int = 0, stop: int | None = None):
 def _assert_same(batched, alone, what, box_atol=BOX_ATOL, score_atol=SCORE_ATOL):
     assert len(batched) == len(alone), what
     np.testing.assert_allclose([r.box for r in batched], [r.box for r in alone], rtol=0, atol=box_atol, err_msg=what)
-    np.testing.assert_allclose([r.score for r in batched], [r.score for r in alone], rtol=0, atol=score_atol,
+    np.testing.assert_allclose([r.response for r in batched], [r.response for r in alone], rtol=0, atol=score_atol,
                                err_msg=what)
+    # The verifier's score (on by default) reads the features at the moved box: the box's sub-pixel float
+    # differences between a batch and single runs move it a little more than the box rule's.
+    np.testing.assert_allclose([r.score for r in batched], [r.score for r in alone], rtol=0,
+                               atol=max(score_atol, VERIFIED_SCORE_ATOL), err_msg=what)
     assert [r.state for r in batched] == [r.state for r in alone], what
 
 
@@ -101,13 +106,16 @@ def test_one_network_run_per_frame(onnx_pair, monkeypatch):
     frames, gts = three_target_clip(n_frames=4)
     multi.init(frames[0], [tuple(g[0]) for g in gts])
     calls = []
-    real = multi.engine.search
 
-    def counting(crops, template, owner=None):
-        calls.append((len(crops), None if owner is None else list(owner)))
-        return real(crops, template, owner)
+    def counting(real):
+        def run(crops, template, owner=None):
+            calls.append((len(crops), None if owner is None else list(owner)))
+            return real(crops, template, owner)
+        return run
 
-    monkeypatch.setattr(multi.engine, "search", counting)
+    # The verifier (on by default) reads the features too: either entry point is one run of the search graph.
+    monkeypatch.setattr(multi.engine, "search", counting(multi.engine.search))
+    monkeypatch.setattr(multi.engine, "search_with_features", counting(multi.engine.search_with_features))
     for frame in frames[1:]:
         multi.update(frame)
     per = multi.rule.crops_per_target

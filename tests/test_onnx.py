@@ -96,8 +96,8 @@ def test_export_passes_checker_and_is_self_describing(exported, default_model):
 
 def test_search_features_output_and_pairs_without_it(exported, default_model, tmp_path):
     """The search graph's last output is the crops' backbone features (what the online target model learns on),
-    equal to PyTorch's. A pair exported before that output still loads and tracks; only the online model asks for
-    a re-export."""
+    equal to PyTorch's. A pair exported before that output still loads and tracks with verify=0; the verifier and
+    the online model ask for a re-export."""
     import torch
 
     model, tracker_config, _ = default_model
@@ -118,7 +118,9 @@ def test_search_features_output_and_pairs_without_it(exported, default_model, tm
     del search.graph.output[-1]
     onnx.save(search, str(old / SEARCH_ONNX))
     frames, box = _synthetic_clip(8)
-    tracker = SiamTracker.from_pretrained(str(old), engine="onnx", device="cpu")
+    with pytest.raises(UserError, match="re-export them with `siamtrack export`, or set verify=0"):
+        SiamTracker.from_pretrained(str(old), engine="onnx", device="cpu")  # the stored verify=1 reads the features
+    tracker = SiamTracker.from_pretrained(str(old), engine="onnx", device="cpu", verify=0)
     assert not tracker.engine.has_features
     tracker.init(frames[0], box)
     assert all(np.isfinite(tracker.update(f).box).all() for f in frames[1:])
@@ -204,7 +206,10 @@ def test_onnx_engine_tracks_like_torch_engine(exported, default_model, clip):
         overlap = _iou(a.box, b.box)
         worst = min(worst, overlap)
         assert overlap >= 0.99, f"frame {i}: torch {a.box} vs onnx {b.box} (IoU {overlap:.4f})"
-        assert abs(a.score - b.score) <= 1e-3 * max(a.score, 1e-6) and a.lost == b.lost
+        # The box rule's score to 1e-3; the verifier's reads the features at the moved box, whose sub-pixel
+        # differences between the engines its nonlinear calibration turns into a little more.
+        assert abs(a.response - b.response) <= 1e-3 * max(a.response, 1e-6) and a.lost == b.lost
+        assert abs(a.score - b.score) <= 0.01, (i, a.score, b.score)
     print(f"{clip}: {len(frames)} frames, min IoU torch vs onnx {worst:.6f}")
 
 

@@ -67,7 +67,7 @@ LOOK_ALIKE_TAKEN = pytest.mark.xfail(strict=True, reason=(
                          ids=["covered", "look-alike"])
 def test_absent_target_is_lost_held_and_found_again(default_tracker_factory, distractor):
     frames, gt, present, start, length = _absence_clip(distractor=distractor)
-    tracker = default_tracker_factory(lost_after=2, redetect_confirm=2, redetect_tiles=4)
+    tracker = default_tracker_factory(lost_after=2, redetect_confirm=2, redetect_tiles=4, hold_lost_box=1)
     tracker.init(frames[0], tuple(gt[0]))
     results = [tracker.update(f) for f in frames[1:]]
     states = [r.state for r in results]

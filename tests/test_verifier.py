@@ -142,6 +142,38 @@ def test_a_verifier_made_for_other_weights_is_refused(tmp_path):
     assert find_verifier(Engine()).weights_sha256 == "abc"
 
 
+def test_the_shipped_weights_find_the_shipped_verifier_wherever_they_are(tmp_path):
+    """The stored verify=1 travels with the weights: a copy of the shipped weights in a folder without
+    verifier.npz (an export, a copied checkpoint) uses the shipped verifier, found by the weights' sha256; other
+    weights there are refused, saying how to fix it."""
+    from tracker.paths import weights_dir
+
+    shipped = load_verifier(weights_dir() / VERIFIER_FILE)
+
+    class Engine:
+        weights_folder = tmp_path
+        weights_sha256 = shipped.weights_sha256
+
+    assert find_verifier(Engine()).weights_sha256 == shipped.weights_sha256
+    Engine.weights_sha256 = "0" * 64  # other weights
+    with pytest.raises(UserError, match=r"verify=1 needs the target verifier verifier.npz beside the weights.*verify=0"):
+        find_verifier(Engine())
+
+
+def test_a_copied_shipped_checkpoint_tracks_with_the_verifier(tmp_path):
+    """The torch engine fingerprints its weights as the export does, so a copied checkpoint finds the verifier."""
+    import shutil
+
+    pytest.importorskip("torch")
+    from tracker import SiamTracker
+    from tracker.paths import default_weights_path
+
+    copy = tmp_path / "mine.pt"
+    shutil.copy(default_weights_path(), copy)
+    tracker = SiamTracker.from_pretrained(str(copy), engine="torch")
+    assert tracker.config.verify == 1 and tracker.verifier is not None
+
+
 def test_the_verifier_refuses_a_box_rule_with_several_crops(siamfc_tracker_factory):
     """It reads the one crop the box was found in; the scale pyramid cuts three."""
     with pytest.raises(UserError, match="one search crop per target.*'pyramid' cuts 3"):

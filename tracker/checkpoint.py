@@ -1,6 +1,7 @@
 """Self-describing checkpoints: weights plus both configs, loaded with weights_only=True (no unpickling)."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +64,14 @@ def load_model(path: str | Path | None = None) -> tuple[SiamNet, TrackerConfig, 
                         f"{str(exc).splitlines()[0][:200]}") from None
     model.eval()
     return model, tracker_config, payload.get("meta", {})
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """sha256 over the state dict (names, shapes, float32 bytes): the same weights give the same fingerprint."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(name.encode())
+        digest.update(str(tuple(t.shape)).encode())
+        digest.update(t.numpy().tobytes())
+    return digest.hexdigest()

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import load_model, weights_dir
+from .checkpoint import load_model, weights_dir, weights_fingerprint
 from .config import TrackerConfig
 from .errors import UserError
 from .model import SiamNet
@@ -51,6 +51,7 @@ class TorchEngine:
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         self.config = model.config
+        self.weights_sha256 = weights_fingerprint(model)  # what a verifier.npz was made for, as in an exported pair
         if tracker_config is None:
             tracker_config = TrackerConfig(num_scales=1) if model.config.predicts_boxes else TrackerConfig()
         self.tracker_config = tracker_config

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
+from .paths import weights_dir
 
 WINDOW = 8  # cells: the exemplar's feature map side (127 px at stride 16)
 VERIFIER_FILE = "verifier.npz"
@@ -151,15 +152,27 @@ def load_verifier(path: str | Path) -> Verifier:
 
 
 def find_verifier(engine) -> Verifier:
-    """The verifier.npz beside the engine's weights, or a UserError saying how to get one."""
+    """The verifier.npz beside the engine's weights; else the shipped one when these are the shipped weights (the
+    same sha256: an exported copy of the shipped checkpoint, a copied .pt), so that the stored verify=1 travels
+    with the weights; else a UserError saying how to get one."""
     folder = getattr(engine, "weights_folder", None)
-    path = Path(folder) / VERIFIER_FILE if folder is not None else None
-    if path is None or not path.is_file():
-        raise UserError(f"verify=1 needs the target verifier {VERIFIER_FILE} beside the weights"
-                        f"{f' (in {folder})' if folder else ''}: make it with `siamtrack train-verifier`, or set "
-                        "verify=0")
-    verifier = load_verifier(path)
-    made_for, weights = verifier.weights_sha256, getattr(engine, "weights_sha256", "")
+    weights = getattr(engine, "weights_sha256", "")
+    beside = Path(folder) / VERIFIER_FILE if folder is not None else None
+    if beside is not None and beside.is_file():
+        return _checked(load_verifier(beside), weights, beside)
+    shipped = weights_dir() / VERIFIER_FILE
+    if weights and shipped.is_file():
+        verifier = load_verifier(shipped)
+        if verifier.weights_sha256 == weights:
+            return verifier
+    raise UserError(f"verify=1 needs the target verifier {VERIFIER_FILE} beside the weights"
+                    f"{f' (in {folder})' if folder else ''}: make it with `siamtrack train-verifier`, or set "
+                    "verify=0")
+
+
+def _checked(verifier: Verifier, weights: str, path: Path) -> Verifier:
+    """A verifier file refuses to serve weights other than those it was made for (when both say which)."""
+    made_for = verifier.weights_sha256
     if made_for and weights and made_for != weights:
         raise UserError(f"{path} was trained on other weights' features (sha256 {made_for[:12]}, these are "
                         f"{weights[:12]}): re-make it with `siamtrack train-verifier --weights ...`, or set verify=0")

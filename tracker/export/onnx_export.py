@@ -36,7 +36,7 @@ from torch import nn
 
 from .. import __version__
 from ..backbones import trunk_hooks
-from ..checkpoint import load_model
+from ..checkpoint import load_model, weights_fingerprint  # noqa: F401 (the pair metadata's sha256; tests import it here)
 from ..config import TrackerConfig
 from ..errors import UserError
 from ..model import SiamNet
@@ -114,17 +114,6 @@ class ExportReport:
                 f"argmax equal {p['argmax_equal']}/{p['argmax_total']} (tolerance {PARITY_RTOL:g} rel)"
             )
         return "\n".join(lines)
-
-
-def weights_fingerprint(model: nn.Module) -> str:
-    """sha256 over the state dict (names, shapes, float32 bytes): the same weights give the same fingerprint."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        digest.update(name.encode())
-        digest.update(str(tuple(t.shape)).encode())
-        digest.update(t.numpy().tobytes())
-    return digest.hexdigest()
 
 
 def file_sha256(path: str | Path) -> str:
