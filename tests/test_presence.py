@@ -23,6 +23,26 @@ def test_low_frames_make_uncertain_then_lost_once():
     assert p2.state == "uncertain"
 
 
+def test_uncertain_after_shows_uncertain_only_on_a_run_of_unsure_frames():
+    p = Presence()
+    args = dict(lost_threshold=0.3, uncertain_margin=0.2, lost_after=4, center=(10, 10), size=(5, 5), side=20,
+                uncertain_after=3)
+    assert not p.after_tracked(0.9, **args) and p.state == "tracking"
+    good = p.last_good
+    states = []
+    for score in (0.4, 0.45, 0.9, 0.4, 0.45, 0.35):  # a sure frame ends the run
+        p.after_tracked(score, **args)
+        states.append(p.state)
+    assert states == ["tracking", "tracking", "tracking", "tracking", "tracking", "uncertain"]
+    assert p.last_good is not good  # the sure frame (0.9) is the last good place, not the unsure ones after it
+    good = p.last_good
+    assert not p.after_tracked(0.4, **args) and p.last_good is good
+    assert not p.after_tracked(0.9, **args) and p.state == "tracking"
+    assert not p.after_tracked(0.1, **args) and p.state == "uncertain"  # a low frame is not waited for
+    assert [p.after_tracked(0.1, **args) for _ in range(3)] == [False, False, True]  # lost as before
+    assert p.state == "lost"
+
+
 def test_redetection_needs_confirmation_at_one_place():
     p = Presence(state="lost")
     take = dict(redetect_threshold=0.8, confirm=2, near=10.0)

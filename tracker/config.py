@@ -163,6 +163,10 @@ class TrackerConfig(_Config):
     # each frame searches there plus redetect_tiles tiles of the whole frame (0: no tiles); the target is taken
     # back when a peak reaches lost_threshold + redetect_margin on redetect_confirm frames in a row at one place.
     uncertain_margin: float = 0.1
+    # A score between lost_threshold and lost_threshold + uncertain_margin shows "uncertain" only from the
+    # uncertain_after-th such frame in a row (1: at once; a low frame always does): one unsure frame on a target
+    # tracked well is usually blur or a turn, not a wrong box.
+    uncertain_after: int = 1
     lost_after: int = 20
     redetect_margin: float = 0.1
     redetect_confirm: int = 2
@@ -221,6 +225,8 @@ class TrackerConfig(_Config):
         _check(0 < self.min_box_side <= 1000, "min_box_side must be in (0, 1000] pixels")
         _check(0 <= self.uncertain_margin <= 1, "uncertain_margin must be in [0, 1]")
         _check(1 <= self.lost_after <= 1000, f"lost_after must be from 1 to 1000 frames, got {self.lost_after}")
+        _check(1 <= self.uncertain_after <= 1000,
+               f"uncertain_after must be from 1 to 1000 frames, got {self.uncertain_after}")
         _check(0 <= self.redetect_margin <= 1, "redetect_margin must be in [0, 1]")
         _check(1 <= self.redetect_confirm <= 100, f"redetect_confirm must be from 1 to 100, got {self.redetect_confirm}")
         _check(0 <= self.redetect_tiles <= 64, f"redetect_tiles must be from 0 to 64, got {self.redetect_tiles}")

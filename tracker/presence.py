@@ -38,6 +38,7 @@ def redetect_threshold(config) -> float:
 class Presence:
     state: str = "tracking"
     low_run: int = 0  # low frames in a row
+    unsure_run: int = 0  # frames in a row under the tracking line (lost_threshold + uncertain_margin)
     last_good: tuple | None = None  # (center, size, search_side) at the last frame scored tracking
     candidate: np.ndarray | None = None  # where a re-detection was seen, while lost
     confirmed: int = 0  # frames in a row a re-detection was seen there
@@ -46,12 +47,16 @@ class Presence:
     shadow: object = None  # while lost: a copy of the target's state (tracking.TargetState) that keeps searching
 
     def after_tracked(self, score: float, lost_threshold: float, uncertain_margin: float, lost_after: int,
-                      center, size, side) -> bool:
-        """The state after a normal tracking step that scored `score`; True when the target has just been lost."""
+                      center, size, side, uncertain_after: int = 1) -> bool:
+        """The state after a normal tracking step that scored `score`; True when the target has just been lost.
+        Between lost_threshold and the tracking line, "uncertain" shows from the uncertain_after-th such frame in
+        a row on; a low frame (under lost_threshold) shows it at once."""
+        sure = score >= lost_threshold + uncertain_margin
+        self.unsure_run = 0 if sure else self.unsure_run + 1
         if score >= lost_threshold:
             self.low_run = 0
-            self.state = "tracking" if score >= lost_threshold + uncertain_margin else "uncertain"
-            if self.state == "tracking":
+            self.state = "tracking" if self.unsure_run < uncertain_after else "uncertain"
+            if sure:
                 self.last_good = (np.array(center, float), np.array(size, float), float(side))
             return False
         self.low_run += 1
@@ -81,7 +86,7 @@ class Presence:
         self.candidate = position
         if self.confirmed < confirm:
             return False
-        self.state, self.low_run, self.candidate, self.confirmed = "tracking", 0, None, 0
+        self.state, self.low_run, self.unsure_run, self.candidate, self.confirmed = "tracking", 0, 0, None, 0
         return True
 
     def settle_tracked(self, score: float, state, config) -> bool:
@@ -89,7 +94,7 @@ class Presence:
         there in a shadow of `state`, while the box goes back to where the target was last seen well and stays.
         True when the target has just been lost."""
         lost = self.after_tracked(score, config.lost_threshold, config.uncertain_margin, config.lost_after,
-                                  state.center, state.size, state.search_side)
+                                  state.center, state.size, state.search_side, config.uncertain_after)
         if lost:
             self.shadow = dataclasses.replace(state, center=state.center.copy(), size=state.size.copy())
             if self.last_good:
