@@ -38,6 +38,8 @@ def test_uncertain_after_shows_uncertain_only_on_a_run_of_unsure_frames():
     good = p.last_good
     assert not p.after_tracked(0.4, **args) and p.last_good is good
     assert not p.after_tracked(0.9, **args) and p.state == "tracking"
+    assert not p.after_tracked(0.45, **args) and p.state == "tracking" and p.learning_state == "uncertain"
+    assert not p.after_tracked(0.9, **args) and p.learning_state == "tracking"  # only sure frames teach
     assert not p.after_tracked(0.1, **args) and p.state == "uncertain"  # a low frame is not waited for
     assert [p.after_tracked(0.1, **args) for _ in range(3)] == [False, False, True]  # lost as before
     assert p.state == "lost"

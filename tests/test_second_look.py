@@ -195,7 +195,8 @@ def test_the_second_template_is_replaced_only_on_confirmed_frames_and_at_most_ev
     """Replaced (not blended: exactly the template of the exemplar at the frame's box) on each frame tracked with a
     verified score >= the gate once second_template_every frames have passed since the last; never otherwise.
     The first template and its identity features never change. (A gate under lost_threshold + uncertain_margin
-    leaves "uncertain" frames that pass the gate: those replace nothing either.)"""
+    leaves unsure frames that pass the gate, shown "uncertain" or, while uncertain_after waits, "tracking": those
+    replace nothing either.)"""
     frames, box = deer
     settings = dict(V, second_template=1, second_template_gate=gate, second_template_every=every,
                     uncertain_margin=margin)
@@ -209,7 +210,9 @@ def test_the_second_template_is_replaced_only_on_confirmed_frames_and_at_most_ev
             seen.update(first=state.template, identity=state.identity.copy(), second=state.template)
         assert state.template is seen["first"] and np.array_equal(state.identity, seen["identity"])
         since[0] += 1
-        eligible = result.state == "tracking" and result.score >= gate and since[0] >= every
+        # confirmed: shown tracking and scored at the tracking line too (uncertain_after may show an unsure frame
+        # as tracking; it teaches nothing)
+        eligible = result.state == "tracking" and result.score >= max(gate, 0.3 + margin) and since[0] >= every
         replaced = state.second.template is not seen["second"]
         assert replaced == eligible, (len(replaced_on), result)
         if replaced:
@@ -223,7 +226,7 @@ def test_the_second_template_is_replaced_only_on_confirmed_frames_and_at_most_ev
     results = track(tracker, frames, box, check)
     assert len(replaced_on) >= 2
     if gate < 0.3 + margin:
-        assert any(r.state == "uncertain" and r.score >= gate for r in results)
+        assert any(gate <= r.score < 0.3 + margin for r in results)
     assert tracker.second_look.replacements == len(replaced_on)
 
 

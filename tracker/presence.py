@@ -68,6 +68,13 @@ class Presence:
         self.tiles = []
         return True
 
+    @property
+    def learning_state(self) -> str:
+        """The state as what learns from a frame (the online model, the second template) reads it: "tracking"
+        only on a frame scored at the tracking line or above, not on one shown as tracking while uncertain_after
+        waits."""
+        return "uncertain" if self.state == "tracking" and self.unsure_run else self.state
+
     def complete_low_run(self, lost_after: int) -> None:
         """Make the next low frame the one that loses the target (MultiTracker: a target left without a place of
         its own when it converged onto another target's object; tracker/exclusive.py)."""

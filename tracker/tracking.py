@@ -200,7 +200,7 @@ class TrackingLoop:
             if not lost:
                 self._after_tracked(target, score, sample)
                 if self.second_look is not None:
-                    self.second_look.after_tracked(frame, target.state, target.presence.state, score)
+                    self.second_look.after_tracked(frame, target.state, target.presence.learning_state, score)
         excluded = self._claimed_by_others(targets, was_lost, scores)
         threshold = redetect_threshold(c)
         searching = [t for t, lost, score in zip(targets, was_lost, scores)
@@ -275,7 +275,7 @@ class TrackingLoop:
         if target.learning is not None:
             if sample is not None:
                 target.learning.propose(sample)
-            target.learning.after_frame(target.state.online, target.presence.state, just_lost)
+            target.learning.after_frame(target.state.online, target.presence.learning_state, just_lost)
 
     def _crop_buffer(self, count: int) -> np.ndarray:
         """Room for `count` search crops: one buffer, grown when more are needed (a view of its first rows)."""
