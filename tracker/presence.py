@@ -154,17 +154,24 @@ def best_tile(scores: np.ndarray, centres: list, stride: int, side: float, searc
     frame pixels (search_size crop pixels, `stride` of them per response cell). `fallback` is the position when no
     tile gave a finite score. Cells inside an `excluded` box (x, y, w, h: another target's, in a MultiTracker) are
     left out: a lost target never takes back a place another target holds (tracker/exclusive.py)."""
+    return best_tile_peak(scores, centres, stride, side, search_size, frame_size, fallback, excluded)[:2]
+
+
+def best_tile_peak(scores: np.ndarray, centres: list, stride: int, side: float, search_size: int,
+                   frame_size: tuple[int, int], fallback, excluded=()) -> tuple[float, np.ndarray, int | None]:
+    """best_tile's (score, frame position) and the index of the tile the peak is in (None with no finite score),
+    for what reads that tile's maps again (the verifier)."""
     if len(excluded):
         scores = _without_excluded(scores, centres, stride * side / search_size, excluded)
     peaks = scores.reshape(len(centres), -1).max(axis=1)
     if not np.isfinite(peaks).any():
-        return 0.0, fallback
+        return 0.0, fallback, None
     best = int(np.nanargmax(peaks))
     cells = scores.shape[1]
     row, col = np.unravel_index(int(np.argmax(scores[best])), scores.shape[1:])
     offset = (np.array([col, row]) - (cells - 1) / 2) * stride * side / search_size
     position = np.clip(np.asarray(centres[best], float) + offset, 0, list(frame_size))
-    return float(peaks[best]), position
+    return float(peaks[best]), position, best
 
 
 def _without_excluded(scores: np.ndarray, centres: list, cell_side: float, excluded) -> np.ndarray:

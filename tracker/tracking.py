@@ -22,7 +22,7 @@ from .cv2_compat import OpenCVTracker
 from .engines import Engine, load_engine
 from .errors import UserError
 from .online import LearningSchedule, OnlineTargetModel, first_frame_model, frame_sample
-from .presence import Presence, best_tile, redetect_threshold
+from .presence import Presence, best_tile_peak, redetect_threshold
 from .response import fused_scores
 from .result import TrackResult, check_box
 from .second_look import SecondTemplate, second_look_for
@@ -324,27 +324,15 @@ class TrackingLoop:
             rows = slice(k, k + len(centres))
             scores = fused_scores(logits[rows], target.state.online, None if features is None else features[rows],
                                   self.config.online_weight)
-            hits[id(target)] = best_tile(scores, centres, m.stride, target.state.search_side, m.search_size,
-                                         frame_size, target.presence.shadow.center,
-                                         (excluded or {}).get(id(target), ()))
-            if self.verifier is not None:
-                hits[id(target)] = _verified_tile(self.verifier, m, hits[id(target)], centres, features[rows],
-                                                  logits[rows], target)
+            peak, position, tile = best_tile_peak(scores, centres, m.stride, target.state.search_side,
+                                                  m.search_size, frame_size, target.presence.shadow.center,
+                                                  (excluded or {}).get(id(target), ()))
+            if self.verifier is not None and tile is not None and peak > 0:  # the verifier's P(target there)
+                peak, _ = self.verifier.score_move(target.presence.shadow.identity, features[k + tile], position,
+                                                   centres[tile], target.state.search_side, m, peak, logits[k + tile])
+            hits[id(target)] = (peak, position)
             k += len(centres)
         return hits
-
-
-def _verified_tile(verifier, model, hit: tuple, centres: list, features: np.ndarray, logits: np.ndarray,
-                   target: Target) -> tuple:
-    """A tile search's best peak (score, position), its score replaced by the verifier's P(target there)."""
-    peak, position = hit
-    if not peak > 0:
-        return hit
-    # the peak lies in the tile whose centre is nearest (tiles are a response's span apart)
-    best = int(np.argmin([np.linalg.norm(np.asarray(position, float) - c) for c in centres]))
-    score, _ = verifier.score_move(target.presence.shadow.identity, features[best], position, centres[best],
-                                   target.state.search_side, model, peak, logits[best])
-    return score, position
 
 
 def _result(target: Target, score: float, response: float, hold_lost_box: int = 1) -> TrackResult:

@@ -36,7 +36,7 @@ from torch import nn
 
 from .. import __version__
 from ..backbones import trunk_hooks
-from ..checkpoint import load_model, weights_fingerprint  # noqa: F401 (the pair metadata's sha256; tests import it here)
+from ..checkpoint import load_model, weights_fingerprint
 from ..config import TrackerConfig
 from ..errors import UserError
 from ..model import SiamNet
