@@ -121,6 +121,33 @@ def test_manifest_formats(tmp_path):
     assert [j.name for j in jobs] == ["a", "a-2"] and jobs[1].start == 2 and jobs[1].box == (1.0, 2.0, 3.0, 4.0)
 
 
+def test_box_formats_in_manifests(tmp_path):
+    """--box-format: a CSV's x1,y1,x2,y2 (or cx,cy,w,h) columns, a quoted box column or JSONL boxes in that format,
+    all read as the same x, y, w, h job."""
+    want = [Job("a", str(tmp_path / "a.mp4"), (10.0, 20.0, 30.0, 40.0), 0)]
+    (tmp_path / "xyxy.csv").write_text("video,x1,y1,x2,y2\na.mp4,10,20,40,60\n")
+    (tmp_path / "cxcywh.csv").write_text('video,box\na.mp4,"25,40,30,40"\n')
+    (tmp_path / "xyxy.jsonl").write_text('{"video": "a.mp4", "box": [10, 20, 40, 60]}\n')
+    assert read_manifest(tmp_path / "xyxy.csv", box_format="xyxy") == (want, {})
+    assert read_manifest(tmp_path / "cxcywh.csv", box_format="cxcywh") == (want, {})
+    assert read_manifest(tmp_path / "xyxy.jsonl", box_format="xyxy") == (want, {})
+
+
+@pytest.mark.parametrize("name,text,box_format,match", [
+    ("m.csv", "video,x1,y1,x2,y2\na.mp4,10,20,40,60\n", "xywh", "that header is xyxy, so add --box-format xyxy"),
+    ("m.csv", "video,x,y,w,h\na.mp4,10,20,40,60\n", "xyxy", r"video and x1,y1,x2,y2 \(or box\) columns"),
+    ("m.csv", "video,x1,y1,x2,y2\na.mp4,40,20,10,60\n", "xyxy", "m.csv line 2: box 40,20,10,60 is x1,y1,x2,y2"),
+    ("m.jsonl", '{"video": "a.mp4"}\n', "cxcywh", r"line 1: expected .*\[cx, cy, w, h\]"),
+    (None, None, "xyxy", "is a folder, whose box files .* are x,y,w,h"),
+])
+def test_bad_box_formats_say_what_to_do(name, text, box_format, match, tmp_path):
+    path = tmp_path / name if name else tmp_path
+    if name:
+        path.write_text(text)
+    with pytest.raises(UserError, match=match):
+        read_manifest(path, box_format=box_format)
+
+
 def test_folder_manifest(tmp_path):
     (tmp_path / "a.mp4").write_bytes(b"")
     (tmp_path / "a_init.txt").write_text("10,20,30,40\n")
@@ -179,6 +206,37 @@ def test_pool_matches_single_runs_records_failures_and_resumes(short_clips, tmp_
     assert "3 already done, 2 to track" in again.stderr
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.csv")} == mtimes  # nothing tracked twice
     assert sum(e["status"] == "done" for e in done_entries(out)) == 3
+
+
+def test_a_manifest_of_detector_boxes_tracks_as_its_xywh_twin(short_clips, tmp_path):
+    folder, clips, expected = short_clips
+    manifest = tmp_path / "corners.csv"
+    manifest.write_text("video,x1,y1,x2,y2\n" + "".join(
+        f"{folder / clip.name},{x:.3f},{y:.3f},{x + w:.3f},{y + h:.3f}\n" for clip, (x, y, w, h) in clips))
+    out = tmp_path / "out"
+    done = batch(manifest, "--out", out, "--workers", "1", "--box-format", "xyxy")
+    assert done.returncode == 0, done.stderr
+    assert {p.stem: p.read_bytes() for p in out.glob("*.csv")} == expected
+
+
+def test_box_file_formats_are_what_track_writes_and_a_dir_keeps_its_own(short_clips, tmp_path):
+    folder, clips, _ = short_clips
+    clip, box = clips[0]
+    manifest = tmp_path / "one.csv"
+    manifest.write_text(f"video,x,y,w,h\n{folder / clip.name},{box_text(box)}\n")
+    out = tmp_path / "out"
+    for fmt in ("otb", "mot"):
+        single = tmp_path / f"single.{fmt}.txt"
+        assert main(["track", str(folder / clip.name), "--box", box_text(box), "--boxes", str(single), "--format", fmt,
+                     "--quiet"]) == 0
+        done = batch(manifest, "--out", out / fmt, "--format", fmt)
+        assert done.returncode == 0, done.stderr
+        assert [p.name for p in (out / fmt).glob("clip*")] == [f"{clip.stem}.txt"]
+        assert (out / fmt / f"{clip.stem}.txt").read_bytes() == single.read_bytes()
+    refused = batch(manifest, "--out", out / "mot")
+    assert refused.returncode == 2 and "other settings (format: mot there, csv now)" in refused.stderr
+    again = batch(manifest, "--out", out / "mot", "--format", "mot")
+    assert again.returncode == 0 and "1 already done, 0 to track" in again.stderr
 
 
 def test_folder_of_videos_with_init_files(short_clips, tmp_path):

@@ -1,7 +1,7 @@
 """`siamtrack batch`: track many videos on a local process pool or a Ray cluster, resumably.
 
-A manifest lists jobs (video, first box, start frame). Each finished job writes ``DIR/<name>.csv`` exactly as
-``siamtrack track --boxes`` would (through the same writer: atomic, whole rows) and then appends a line to
+A manifest lists jobs (video, first box, start frame). Each finished job writes ``DIR/<name>.csv`` (``.txt`` with
+``--format mot`` or ``otb``) exactly as ``siamtrack track --boxes --format`` would (through the same writer: atomic, whole rows) and then appends a line to
 ``DIR/done.jsonl``. A rerun skips the jobs that line says are done, so an interrupted batch resumes where it
 stopped and nothing is tracked twice; a failed job (an undecodable video, a bad box) is recorded with its
 error, the others go on, and a rerun tries it again. One batch at a time works in DIR (a lock), and only with
@@ -10,7 +10,7 @@ the settings DIR was first tracked with (see outdir.py; --restart starts over).
 Manifests:
 
 * CSV with a header: ``video,x,y,w,h`` (or ``video,box`` with "x,y,w,h" quoted), optional ``start`` and
-  ``name`` columns;
+  ``name`` columns; with --box-format xyxy / cxcywh the box columns are x1,y1,x2,y2 / cx,cy,w,h;
 * JSON lines: ``{"video": "a.mp4", "box": [x, y, w, h], "start": 0, "name": "a"}`` (start, name optional);
 * a folder: each video with ``<stem>_init.txt`` or ``<stem>_groundtruth.txt`` beside it (first line: the box),
   and each subfolder holding one video plus ``groundtruth.txt`` (the val-hard layout).
@@ -29,11 +29,12 @@ import cv2
 from ..engines import physical_cores
 from ..errors import UserError
 from ..options import add_model_options, check_model_options
-from ..outputs import check_output_dir
+from ..outputs import BOX_FORMATS, check_output_dir
 from ..progress import progress as make_progress
+from ..result import BOX_INPUT_FORMATS
 from ..signals import SignalGuard
 from .done import DONE_LOG, DoneLog, remove_stale_partials
-from .jobs import _TRACKERS, Settings, _tracker, job_key, track_job
+from .jobs import _TRACKERS, Settings, _tracker, box_file, job_key, track_job
 from .manifest import Job, read_manifest
 from .outdir import OutDirLock, check_settings
 from .schedulers import MAX_ATTEMPTS, run_pool, run_ray
@@ -66,7 +67,7 @@ def _batch(args, guard) -> int:
     if args.gpu_fraction is not None and not 0 <= args.gpu_fraction <= 1:
         raise UserError(f"--gpu-fraction must be from 0 to 1 (a share of one GPU per task), got {args.gpu_fraction:g}")
     notes: list[str] = []
-    jobs, problems = read_manifest(args.manifest, notes)
+    jobs, problems = read_manifest(args.manifest, notes, args.box_format)
     # Absolute: a Ray worker on another node (or in another working directory) must find the same places.
     out_dir = check_output_dir(args.out, "--out").resolve()
     settings, workers = _settings(args, overrides, len(jobs))
@@ -88,7 +89,7 @@ def _batch_in(out_dir: Path, jobs: list[Job], not_understood: int, settings: Set
     log = DoneLog(out_dir)
     stale = remove_stale_partials(out_dir)
     keys = {job.name: job_key(job, settings) for job in jobs}
-    todo = [job for job in jobs if not log.is_done(job, keys[job.name], out_dir)]
+    todo = [job for job in jobs if not log.is_done(job, keys[job.name], box_file(out_dir, job, settings))]
     skipped = len(jobs) - len(todo)
     where = f"Ray ({args.ray or 'local'})" if args.ray is not None else f"{workers} local worker(s)"
     print(f"{len(jobs)} job(s): {skipped} already done, {len(todo)} to track on {where}, {settings.threads} thread(s) "
@@ -133,7 +134,8 @@ def _settings(args, overrides: dict, job_count: int) -> tuple[Settings, int]:
     threads = args.threads or max(1, cores // workers)
     weights = str(Path(args.weights).resolve()) if args.weights else None
     return Settings(weights=weights, engine=args.engine, device=args.device, threads=threads,
-                    allow_truncated=args.allow_truncated, overrides=tuple(sorted(overrides.items()))), workers
+                    allow_truncated=args.allow_truncated, overrides=tuple(sorted(overrides.items())),
+                    box_file_format=args.format), workers
 
 
 def _run(args, todo: list[Job], settings: Settings, out_dir: Path, workers: int, record, guard) -> dict[str, dict]:
@@ -180,13 +182,23 @@ def summary_table(jobs: list[Job], results: dict[str, dict], skipped_names: set[
 def add_subcommands(sub) -> None:
     p = sub.add_parser(
         "batch", help="track many videos (a manifest or a folder) on a process pool or Ray; resumable",
-        description="Track every job of MANIFEST into DIR/<name>.csv (as `siamtrack track --boxes` writes it). "
+        description="Track every job of MANIFEST into DIR/<name>.csv (as `siamtrack track --boxes` writes it; "
+                    ".txt with --format mot or otb). "
                     "MANIFEST is a CSV (header: video,x,y,w,h[,start][,name]), a JSONL file "
                     '({"video": ..., "box": [x,y,w,h], "start": 0}) or a folder of videos with <stem>_init.txt '
                     "or <stem>_groundtruth.txt boxes (or subfolders with one video and groundtruth.txt). "
+                    "--box-format reads a CSV's x1,y1,x2,y2 or cx,cy,w,h columns (or JSONL boxes) instead. "
                     "DIR/done.jsonl records each job; a rerun skips what is done. Exit status 1 when a job failed.")
     p.add_argument("manifest", metavar="MANIFEST", help="CSV or JSONL manifest, or a folder of videos")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the CSVs and done.jsonl")
+    p.add_argument("--format", choices=list(BOX_FORMATS), default="csv",
+                   help="box files: csv (DIR/<name>.csv, as track --boxes writes; default), mot (MOTChallenge, "
+                        "DIR/<name>.txt, lost frames left out) or otb (x,y,w,h per frame, 1-based, DIR/<name>.txt); "
+                        "a DIR keeps the format it was first tracked with (--restart to change it)")
+    p.add_argument("--box-format", choices=list(BOX_INPUT_FORMATS), default="xywh",
+                   help="what a CSV or JSONL manifest's four box numbers are: xywh (x,y,w,h; default), xyxy "
+                        "(x1,y1,x2,y2, as detectors give them; CSV columns x1,y1,x2,y2) or cxcywh (centre and "
+                        "size; columns cx,cy,w,h); the CSVs written are x,y,w,h whatever this is")
     p.add_argument("--workers", type=int, help="parallel jobs (default: one per physical core)")
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="run on Ray: a cluster ADDRESS (auto, or head-host:6379; ray://... needs ray[client]), or a "

@@ -21,7 +21,7 @@ class DoneLog:
     def __init__(self, out_dir: Path) -> None:
         self.path = out_dir / DONE_LOG
         self.done: dict[str, dict] = {}
-        self.csv_key: dict[str, str] = {}  # job name -> key of the last done record: the run that wrote DIR/<name>.csv
+        self.csv_key: dict[str, str] = {}  # job name -> key of the last done record: the run that wrote its box file
         try:
             text = self.path.read_text(errors="replace") if self.path.is_file() else ""
             if text and not text.endswith("\n"):
@@ -43,10 +43,10 @@ class DoneLog:
             else:
                 self.done.pop(entry.get("key"), None)
 
-    def is_done(self, job: Job, key: str, out_dir: Path) -> bool:
-        # The CSV must be this job's: a later line of another job with the same name (a manifest line changed
+    def is_done(self, job: Job, key: str, box_file: Path) -> bool:
+        # The box file must be this job's: a later line of another job with the same name (a manifest line changed
         # and changed back) overwrote it.
-        return key in self.done and self.csv_key.get(job.name) == key and (out_dir / f"{job.name}.csv").is_file()
+        return key in self.done and self.csv_key.get(job.name) == key and box_file.is_file()
 
     def record(self, job: Job, key: str, result: dict) -> None:
         entry = {"key": key, "name": job.name, "video": job.video, "box": list(job.box), "start": job.start,
@@ -95,10 +95,10 @@ def _is_running(pid: int) -> bool:
 
 
 def remove_stale_partials(out_dir: Path) -> int:
-    """Partial CSVs left by processes that are gone (a killed worker, a killed batch)."""
+    """Partial box files left by processes that are gone (a killed worker, a killed batch)."""
     removed = 0
-    for partial in out_dir.glob(".*.partial.csv"):
-        match = re.search(r"\.(\d+)\.partial\.csv$", partial.name)
+    for partial in out_dir.glob(".*.partial.*"):
+        match = re.search(r"\.(\d+)\.partial\.(csv|txt)$", partial.name)
         if not match:
             continue
         if _is_running(int(match.group(1))):

@@ -1,5 +1,6 @@
 """The work of one batch job, in a worker process: a session (as `siamtrack track --boxes` runs it) from the
-job's video into DIR/<name>.csv, with the tracker each worker loads once."""
+job's video into its box file DIR/<name>.csv (or .txt for --format mot / otb), with the tracker each worker loads
+once."""
 from __future__ import annotations
 
 import ctypes
@@ -16,6 +17,7 @@ from pathlib import Path
 import cv2
 
 from ..errors import UserError
+from ..outputs import box_format
 from ..session import Outputs, Session
 from ..sources import FrameSource
 from ..tracking import SiamTracker
@@ -34,11 +36,21 @@ class Settings:
     threads: int = 1
     allow_truncated: bool = False
     overrides: tuple = field(default_factory=tuple)  # (key, value) pairs of tracking hyperparameters
+    box_file_format: str = "csv"  # --format: what the box files are
 
     def identity(self) -> dict:
-        """The settings that change the boxes (not threads or device), for the job key."""
-        return {"weights": str(Path(self.weights).resolve()) if self.weights else None, "engine": self.engine,
-                "overrides": [list(kv) for kv in self.overrides]}
+        """The settings that change the results (not threads or device), for the job key. The box file format
+        counts only when it is not csv, so that a DIR tracked before --format existed is still this one."""
+        identity = {"weights": str(Path(self.weights).resolve()) if self.weights else None, "engine": self.engine,
+                    "overrides": [list(kv) for kv in self.overrides]}
+        if self.box_file_format != "csv":
+            identity["format"] = self.box_file_format
+        return identity
+
+
+def box_file(out_dir: str | Path, job: Job, settings: Settings) -> Path:
+    """Where a job's boxes go: DIR/<name> with its format's usual suffix (.csv; .txt for mot and otb)."""
+    return Path(out_dir) / f"{job.name}{box_format(settings.box_file_format).suffixes[0]}"
 
 
 def job_key(job: Job, settings: Settings) -> str:
@@ -112,8 +124,8 @@ class _QueueProgress:
 
 
 def track_job(job: Job, settings: Settings, out_dir: str) -> dict:
-    """Track one video into out_dir/<name>.csv (a session as `siamtrack track --boxes` runs it); never raises for a
-    bad job: the result says what went wrong."""
+    """Track one video into its box file in out_dir (a session as `siamtrack track --boxes --format` runs it);
+    never raises for a bad job: the result says what went wrong."""
     started = time.perf_counter()
     progress = _QueueProgress()
     if _PROGRESS is not None:
@@ -121,7 +133,9 @@ def track_job(job: Job, settings: Settings, out_dir: str) -> dict:
     try:
         tracker = _tracker(settings)
         source = FrameSource(job.video, allow_truncated=settings.allow_truncated, start=job.start)
-        session = Session(source, Outputs(boxes=Path(out_dir) / f"{job.name}.csv", boxes_flag="CSV"), progress)
+        outputs = Outputs(boxes=box_file(out_dir, job, settings), format=settings.box_file_format,
+                          boxes_flag="box file")
+        session = Session(source, outputs, progress)
         try:
             session.run(session.start(lambda: tracker, [job.box], f"{job.video} has no frames from frame {job.start}"))
             error = session.sinks.close()  # on failure it keeps the partial file and says so: nothing to discard

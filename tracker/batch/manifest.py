@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..paths import is_utf8
-from ..result import Box, parse_box
+from ..result import BOX_INPUT_FORMATS, Box, parse_box
 from ..sources import default_box
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg"}
@@ -24,9 +24,9 @@ class Job:
     start: int = 0
 
 
-def _box_from_fields(values, where: str) -> Box:
+def _box_from_fields(values, where: str, box_format: str) -> Box:
     try:
-        return parse_box(",".join(str(v) for v in values), flag="box")
+        return parse_box(",".join(str(v) for v in values), flag="box", box_format=box_format)
     except UserError as exc:
         raise UserError(f"{where}: {exc}") from None
 
@@ -52,25 +52,35 @@ def _video_path(text, base: Path, where: str) -> str:
     return str((base / path).resolve() if not path.is_absolute() else path)
 
 
-def _read_csv_manifest(path: Path) -> list[tuple]:
+def _box_columns(path: Path, columns: set[str], box_format: str) -> list[str]:
+    """The header's columns that hold the box: `box_format`'s four names (x,y,w,h; x1,y1,x2,y2; cx,cy,w,h), or
+    ["box"]. A header naming another format's columns is refused with the flag that reads them, rather than
+    read as what it is not."""
+    names = BOX_INPUT_FORMATS[box_format][0].split(",")
+    if "video" in columns and (set(names) <= columns or "box" in columns):
+        return names if set(names) <= columns else ["box"]
+    other = [fmt for fmt, (text, _) in BOX_INPUT_FORMATS.items() if set(text.split(",")) <= columns]
+    hint = f": that header is {other[0]}, so add --box-format {other[0]}" if other and "video" in columns else ""
+    raise UserError(f"{path}: a CSV manifest needs a header with video and {','.join(names)} (or box) columns "
+                    f"(box format {box_format}), got {sorted(columns)}{hint}")
+
+
+def _read_csv_manifest(path: Path, box_format: str) -> list[tuple]:
     rows = []
     with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a CSV saved by Excel starts with a BOM
         reader = csv.DictReader(f)
         if reader.fieldnames:
             reader.fieldnames = [name.strip() for name in reader.fieldnames]
-        columns = set(reader.fieldnames or [])
-        if "video" not in columns or not ({"x", "y", "w", "h"} <= columns or "box" in columns):
-            raise UserError(f"{path}: a CSV manifest needs a header with video and x,y,w,h (or box) columns, got "
-                            f"{sorted(columns)}")
+        box_columns = _box_columns(path, set(reader.fieldnames or []), box_format)
         for line, row in enumerate(reader, 2):
             where = f"{path.name} line {line}"
-            values = [row["box"]] if "box" in columns and row.get("box") else [row.get(k) for k in "xywh"]
+            values = [row.get(k) for k in box_columns]
             rows.append((row.get("name") or None, _video_path(row.get("video"), path.parent, where),
-                         _box_from_fields(values, where), _start(row.get("start"), where), where))
+                         _box_from_fields(values, where, box_format), _start(row.get("start"), where), where))
     return rows
 
 
-def _read_jsonl_manifest(path: Path) -> list[tuple]:
+def _read_jsonl_manifest(path: Path, box_format: str) -> list[tuple]:
     rows = []
     for line, text in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
         if not text.strip():
@@ -81,11 +91,12 @@ def _read_jsonl_manifest(path: Path) -> list[tuple]:
         except json.JSONDecodeError as exc:
             raise UserError(f"{where}: not JSON ({exc.msg})") from None
         if not isinstance(entry, dict) or "video" not in entry or "box" not in entry:
-            raise UserError(f'{where}: expected {{"video": ..., "box": [x, y, w, h]}}, got {text.strip()[:80]!r}')
+            names = BOX_INPUT_FORMATS[box_format][0].replace(",", ", ")
+            raise UserError(f'{where}: expected {{"video": ..., "box": [{names}]}}, got {text.strip()[:80]!r}')
         box = entry["box"]
         values = box if isinstance(box, (list, tuple)) else [box]
         rows.append((entry.get("name"), _video_path(entry["video"], path.parent, where),
-                     _box_from_fields(values, where), _start(entry.get("start"), where), where))
+                     _box_from_fields(values, where, box_format), _start(entry.get("start"), where), where))
     return rows
 
 
@@ -118,20 +129,29 @@ def _read_folder_manifest(folder: Path) -> tuple[list, dict[str, str]]:
     return rows, problems
 
 
-def read_manifest(path: str | Path, notes: list[str] | None = None) -> tuple[list[Job], dict[str, str]]:
+def read_manifest(path: str | Path, notes: list[str] | None = None,
+                  box_format: str = "xywh") -> tuple[list[Job], dict[str, str]]:
     """(jobs, problems) from a CSV / JSONL manifest or a folder; names are made unique (a-2, a-3...). A line that
     repeats an earlier one (same name, video, box and start) is one job, and `notes` (if given) gets a line
-    saying so; a path that is not UTF-8 is a problem of its own, and the other jobs still run."""
+    saying so; a path that is not UTF-8 is a problem of its own, and the other jobs still run. `box_format`
+    (xywh, xyxy or cxcywh) says what a CSV or JSONL manifest's four box numbers are; the jobs' boxes are x, y, w, h
+    whatever it is. A folder's box files are ground-truth files, x,y,w,h."""
     path = Path(path)
     problems: dict[str, str] = {}
+    if box_format not in BOX_INPUT_FORMATS:
+        raise UserError(f"unknown box format {box_format!r}: use one of {', '.join(BOX_INPUT_FORMATS)}")
     if path.is_dir():
+        if box_format != "xywh":
+            raise UserError(f"--box-format {box_format} is for a CSV or JSONL manifest's boxes; {path} is a folder, "
+                            "whose box files (<stem>_init.txt, groundtruth.txt) are x,y,w,h: convert them, or list "
+                            "the videos in a CSV manifest")
         rows, problems = _read_folder_manifest(path)
     elif not path.is_file():
         raise UserError(f"manifest not found: {path}")
     elif path.suffix.lower() in (".csv", ".jsonl", ".json", ".ndjson"):
         read = _read_csv_manifest if path.suffix.lower() == ".csv" else _read_jsonl_manifest
         try:
-            rows = read(path)
+            rows = read(path, box_format)
         except UnicodeDecodeError as exc:
             raise UserError(f"{path}: not UTF-8 text (byte {exc.start}): save the manifest as UTF-8") from None
         except csv.Error as exc:

@@ -80,14 +80,17 @@ def _recorded_settings(path: Path) -> dict | None:
 
 def _difference(recorded: dict, identity: dict) -> str:
     keys = sorted(k for k in set(recorded) | set(identity) if recorded.get(k) != identity.get(k))
-    return "; ".join(f"{k}: {_setting_text(recorded.get(k))} there, {_setting_text(identity.get(k))} now"
+    return "; ".join(f"{k}: {_setting_text(k, recorded.get(k))} there, {_setting_text(k, identity.get(k))} now"
                      for k in keys)
 
 
-def _setting_text(value) -> str:
+_UNSET = {"weights": "the shipped weights", "format": "csv"}  # what a setting left out of the identity means
+
+
+def _setting_text(key: str, value) -> str:
     if isinstance(value, list):  # the --set overrides: [[key, value], ...]
         return " ".join(f"--set {k}={v}" for k, v in value) or "no --set"
-    return str(value)
+    return _UNSET.get(key, "none") if value is None else str(value)
 
 
 def _set_aside(done_log: Path) -> None:
