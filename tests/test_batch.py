@@ -131,6 +131,9 @@ def test_box_formats_in_manifests(tmp_path):
     assert read_manifest(tmp_path / "xyxy.csv", box_format="xyxy") == (want, {})
     assert read_manifest(tmp_path / "cxcywh.csv", box_format="cxcywh") == (want, {})
     assert read_manifest(tmp_path / "xyxy.jsonl", box_format="xyxy") == (want, {})
+    (tmp_path / "both.csv").write_text('video,box,x1,y1,x2,y2\na.mp4,"10,20,40,60",,,,\nb.mp4,,1,2,4,6\n')
+    jobs, _ = read_manifest(tmp_path / "both.csv", box_format="xyxy")  # a box cell wins where it is filled
+    assert [job.box for job in jobs] == [(10.0, 20.0, 30.0, 40.0), (1.0, 2.0, 3.0, 4.0)]
 
 
 @pytest.mark.parametrize("name,text,box_format,match", [

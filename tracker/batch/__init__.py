@@ -1,11 +1,12 @@
 """`siamtrack batch`: track many videos on a local process pool or a Ray cluster, resumably.
 
 A manifest lists jobs (video, first box, start frame). Each finished job writes ``DIR/<name>.csv`` (``.txt`` with
-``--format mot`` or ``otb``) exactly as ``siamtrack track --boxes --format`` would (through the same writer: atomic, whole rows) and then appends a line to
-``DIR/done.jsonl``. A rerun skips the jobs that line says are done, so an interrupted batch resumes where it
-stopped and nothing is tracked twice; a failed job (an undecodable video, a bad box) is recorded with its
-error, the others go on, and a rerun tries it again. One batch at a time works in DIR (a lock), and only with
-the settings DIR was first tracked with (see outdir.py; --restart starts over).
+``--format mot`` or ``otb``) exactly as ``siamtrack track --boxes --format`` would (through the same writer:
+atomic, whole rows) and then appends a line to ``DIR/done.jsonl``. A rerun skips the jobs that line says are
+done, so an interrupted batch resumes where it stopped and nothing is tracked twice; a failed job (an
+undecodable video, a bad box) is recorded with its error, the others go on, and a rerun tries it again. One
+batch at a time works in DIR (a lock), and only with the settings DIR was first tracked with (see outdir.py;
+--restart starts over).
 
 Manifests:
 

@@ -53,12 +53,12 @@ def _video_path(text, base: Path, where: str) -> str:
 
 
 def _box_columns(path: Path, columns: set[str], box_format: str) -> list[str]:
-    """The header's columns that hold the box: `box_format`'s four names (x,y,w,h; x1,y1,x2,y2; cx,cy,w,h), or
-    ["box"]. A header naming another format's columns is refused with the flag that reads them, rather than
-    read as what it is not."""
+    """The header's four columns named as `box_format` names the numbers (x,y,w,h; x1,y1,x2,y2; cx,cy,w,h), or
+    [] when the box comes from a box column only. A header naming another format's columns is refused with the
+    flag that reads them, rather than read as what it is not."""
     names = BOX_INPUT_FORMATS[box_format][0].split(",")
     if "video" in columns and (set(names) <= columns or "box" in columns):
-        return names if set(names) <= columns else ["box"]
+        return names if set(names) <= columns else []
     other = [fmt for fmt, (text, _) in BOX_INPUT_FORMATS.items() if set(text.split(",")) <= columns]
     hint = f": that header is {other[0]}, so add --box-format {other[0]}" if other and "video" in columns else ""
     raise UserError(f"{path}: a CSV manifest needs a header with video and {','.join(names)} (or box) columns "
@@ -74,7 +74,8 @@ def _read_csv_manifest(path: Path, box_format: str) -> list[tuple]:
         box_columns = _box_columns(path, set(reader.fieldnames or []), box_format)
         for line, row in enumerate(reader, 2):
             where = f"{path.name} line {line}"
-            values = [row.get(k) for k in box_columns]
+            use_box = "box" in row and (row.get("box") or not box_columns)  # a box cell, where given, wins
+            values = [row.get("box")] if use_box else [row.get(k) for k in box_columns]
             rows.append((row.get("name") or None, _video_path(row.get("video"), path.parent, where),
                          _box_from_fields(values, where, box_format), _start(row.get("start"), where), where))
     return rows
