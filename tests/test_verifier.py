@@ -178,3 +178,26 @@ def test_the_verifier_refuses_a_box_rule_with_several_crops(siamfc_tracker_facto
     """It reads the one crop the box was found in; the scale pyramid cuts three."""
     with pytest.raises(UserError, match="one search crop per target.*'pyramid' cuts 3"):
         siamfc_tracker_factory(verify=1)
+
+
+def test_the_absence_weight_sets_how_much_the_made_absences_count():
+    """calibrate-verifier --absence-weight: 0 fits the natural frames alone, 1 every frame alike, and in between
+    the made absences pull the fit by their weight."""
+    from sklearn.linear_model import LogisticRegression
+
+    from tracker.training.verifier_cli import fit_calibration
+
+    rng = np.random.default_rng(0)
+    evidence = rng.normal(size=(600, 5))
+    kind = np.repeat([0, 1, 2], 200)
+    # Natural frames: the head logit decides; absent frames (kind 2) are off the target whatever it says.
+    iou = np.where((evidence[:, 0] + 0.5 * rng.normal(size=600) > 0) & (kind != 2), 0.8, 0.0)
+
+    def plain(rows):
+        fit = LogisticRegression(C=1.0, max_iter=5000).fit(evidence[rows], iou[rows] >= 0.5)
+        return [*fit.coef_[0], fit.intercept_[0]]
+
+    np.testing.assert_allclose(fit_calibration(evidence, iou, kind, 0.0), plain(kind == 0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(fit_calibration(evidence, iou, kind, 1.0), plain(kind >= 0), rtol=1e-4, atol=1e-4)
+    biases = [fit_calibration(evidence, iou, kind, w)[-1] for w in (0.0, 0.5, 1.0)]
+    assert biases[0] > biases[1] > biases[2]  # the more the absences count, the lower the score starts

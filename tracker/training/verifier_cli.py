@@ -103,9 +103,21 @@ def collect(dataset: str, engine, verifier, progress: bool = True) -> dict[str, 
             "kind": np.array([kinds[k] for k in keep])}  # 0: natural frames, 1: absence runs with the target, 2: without
 
 
-def cmd_calibrate_verifier(args: argparse.Namespace) -> int:
+def fit_calibration(evidence: np.ndarray, iou: np.ndarray, kind: np.ndarray, absence_weight: float = 1.0) -> list:
+    """The logistic map's weights (EVIDENCE's order, then the bias) from each frame's evidence to IoU >= 0.5. The
+    absence runs' frames (kind > 0) count absence_weight each, the natural frames 1: the made absences teach the
+    score to fall when the target is gone, at some cost to its calibration on natural frames."""
     from sklearn.linear_model import LogisticRegression
 
+    weights = np.where(kind > 0, absence_weight, 1.0)
+    keep = weights > 0
+    fit = LogisticRegression(C=1.0, max_iter=5000).fit(evidence[keep], iou[keep] >= 0.5, sample_weight=weights[keep])
+    return [*fit.coef_[0], fit.intercept_[0]]
+
+
+def cmd_calibrate_verifier(args: argparse.Namespace) -> int:
+    if not 0 <= args.absence_weight <= 1:
+        raise UserError(f"--absence-weight must be from 0 to 1, got {args.absence_weight:g}")
     engine = load_engine(args.weights, "onnx", "cpu", None)
     path = args.verifier or str(Path(engine.weights_folder) / VERIFIER_FILE)
     verifier = load_verifier(path)
@@ -115,8 +127,8 @@ def cmd_calibrate_verifier(args: argparse.Namespace) -> int:
         if labels.all() or not labels.any():
             raise UserError(f"{args.dataset}: every tracked frame is {'on' if labels.any() else 'off'} the target; "
                             "calibrate on a set where the tracker also fails")
-        fit = LogisticRegression(C=1.0, max_iter=5000).fit(data["evidence"], labels)
-        verifier = verifier.with_calibration([*fit.coef_[0], fit.intercept_[0]])
+        verifier = verifier.with_calibration(fit_calibration(data["evidence"], data["iou"], data["kind"],
+                                                             args.absence_weight))
         if not verifier.weights_sha256:  # fitted on these weights' features: tie the file to them
             verifier = dataclasses.replace(verifier, weights_sha256=getattr(engine, "weights_sha256", ""))
         verifier.save(path)
@@ -152,5 +164,8 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     cv.add_argument("--weights", help="exported ONNX folder (default: the shipped pair)")
     cv.add_argument("--verifier", help=f"verifier file (default: {VERIFIER_FILE} beside the weights)")
     cv.add_argument("--check", action="store_true", help="only measure the stored calibration on DATASET")
+    cv.add_argument("--absence-weight", type=float, default=1.0,
+                    help="weight of the made absences' frames against the natural frames' 1 (default 1; 0 fits the "
+                         "natural frames only: better calibrated there, slower to fall when the target is gone)")
     cv.add_argument("--no-progress", action="store_true", help="no progress bar")
     cv.set_defaults(func=cmd_calibrate_verifier)
