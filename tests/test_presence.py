@@ -2,6 +2,8 @@
 replaced by a look-alike, and comes back."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -53,6 +55,39 @@ def test_redetection_needs_confirmation_at_one_place():
     assert not p.after_search(0.6, (200, 100), **take) and p.candidate is None  # too weak: forgets it
     assert not p.after_search(0.9, (200, 100), **take)
     assert p.after_search(0.9, (204, 103), **take) and p.state == "tracking"
+
+
+def test_redetect_follow_takes_back_a_steady_search_from_the_last_place_but_not_a_tile_jump():
+    """redetect_follow: the shadow's own search at the tracking line (0.5 here) for 3 frames in a row takes the
+    target back, under the re-detection line (0.7); a tile that moves the shadow starts the count again."""
+    from types import SimpleNamespace
+
+    from tracker.config import TrackerConfig
+
+    def lost_presence():
+        target = SimpleNamespace(center=np.array([50.0, 50.0]), size=np.array([20.0, 20.0]), search_side=80.0)
+        shadow = SimpleNamespace(center=np.array([60.0, 52.0]), size=np.array([22.0, 22.0]), search_side=84.0)
+        return Presence(state="lost", shadow=shadow), target
+
+    config = TrackerConfig(lost_threshold=0.3, uncertain_margin=0.2, redetect_margin=0.4, redetect_follow=3)
+    p, target = lost_presence()
+    p.settle_search(0.6, None, target, config)
+    p.settle_search(0.6, (0.9, np.array([300.0, 200.0])), target, config)  # a tile peak moves the shadow away
+    assert p.state == "lost" and p.followed == 0
+    p.settle_search(0.6, None, target, config)
+    p.settle_search(0.6, None, target, config)
+    assert p.state == "lost"
+    p.settle_search(0.6, None, target, config)
+    assert p.state == "tracking" and p.shadow is None and target.center.tolist() == [300.0, 200.0]
+
+    p, target = lost_presence()  # off (the default): 0.6 never reaches the re-detection line
+    for _ in range(10):
+        p.settle_search(0.6, None, target, dataclasses.replace(config, redetect_follow=0))
+    assert p.state == "lost"
+    p, target = lost_presence()  # a frame under the line starts the count again
+    for score in (0.6, 0.6, 0.4, 0.6, 0.6):
+        p.settle_search(score, None, target, config)
+    assert p.state == "lost"
 
 
 def test_tiles_cover_the_frame_nearest_first():

@@ -170,6 +170,10 @@ class TrackerConfig(_Config):
     lost_after: int = 20
     redetect_margin: float = 0.1
     redetect_confirm: int = 2
+    # While lost, also take the target back when the search that goes on from where it was lost (not a tile) has
+    # scored at the tracking line (lost_threshold + uncertain_margin) on redetect_follow frames in a row: it
+    # followed something steadily from the target's last place (0: off, only the re-detection line counts).
+    redetect_follow: int = 0
     redetect_tiles: int = 4
     # The online target model (tracker/online.py; box rule only). The score, for box choice and for lost, becomes
     # (1 - online_weight) x the siamese probability + online_weight x the filter's response (clipped to [0, 1]);
@@ -229,6 +233,8 @@ class TrackerConfig(_Config):
                f"uncertain_after must be from 1 to 1000 frames, got {self.uncertain_after}")
         _check(0 <= self.redetect_margin <= 1, "redetect_margin must be in [0, 1]")
         _check(1 <= self.redetect_confirm <= 100, f"redetect_confirm must be from 1 to 100, got {self.redetect_confirm}")
+        _check(0 <= self.redetect_follow <= 1000,
+               f"redetect_follow must be from 0 (off) to 1000 frames, got {self.redetect_follow}")
         _check(0 <= self.redetect_tiles <= 64, f"redetect_tiles must be from 0 to 64, got {self.redetect_tiles}")
         _check(self.hold_lost_box in (0, 1), f"hold_lost_box must be 0 or 1, got {self.hold_lost_box!r}")
         _check(self.verify in (0, 1), f"verify must be 0 (off) or 1 (on), got {self.verify!r}")

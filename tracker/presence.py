@@ -42,6 +42,7 @@ class Presence:
     last_good: tuple | None = None  # (center, size, search_side) at the last frame scored tracking
     candidate: np.ndarray | None = None  # where a re-detection was seen, while lost
     confirmed: int = 0  # frames in a row a re-detection was seen there
+    followed: int = 0  # while lost, frames in a row the shadow's own search scored at the tracking line
     next_tile: int = 0  # where the tile sweep goes on next frame
     tiles: list = field(default_factory=list)
     shadow: object = None  # while lost: a copy of the target's state (tracking.TargetState) that keeps searching
@@ -64,7 +65,7 @@ class Presence:
             self.state = "uncertain"
             return False
         self.state = "lost"
-        self.candidate, self.confirmed, self.next_tile = None, 0, 0
+        self.candidate, self.confirmed, self.followed, self.next_tile = None, 0, 0, 0
         self.tiles = []
         return True
 
@@ -123,15 +124,22 @@ class Presence:
         the shadow moves to the best tile peak that clears the re-detection threshold, to look there again next
         frame. The target (`state`) is taken back only when the same place is confirmed. Returns the frame's score."""
         threshold, shadow = redetect_threshold(config), self.shadow
+        followed = score >= config.lost_threshold + config.uncertain_margin
         position, from_tiles = shadow.center, False
         if tile_hit is not None and tile_hit[0] > score:
             score, position, from_tiles = tile_hit[0], tile_hit[1], True
         if from_tiles and score >= threshold:  # track on from there next frame, at the held size, to confirm
             shadow.center = np.asarray(position, float).copy()
             shadow.size, shadow.search_side = state.size.copy(), state.search_side
-        if self.after_search(score, position, threshold, config.redetect_confirm, state.search_side / 4):
+            followed = False  # the shadow jumped: what it followed is not what it will follow
+        self.followed = self.followed + 1 if followed else 0
+        taken = self.after_search(score, position, threshold, config.redetect_confirm, state.search_side / 4)
+        if not taken and config.redetect_follow and self.followed >= config.redetect_follow:
+            self.state, self.low_run, self.unsure_run, self.candidate, self.confirmed = "tracking", 0, 0, None, 0
+            taken = True
+        if taken:
             state.center, state.size, state.search_side = shadow.center.copy(), shadow.size.copy(), shadow.search_side
-            self.shadow = None
+            self.shadow, self.followed = None, 0
         return score
 
 
