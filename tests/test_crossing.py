@@ -71,9 +71,9 @@ def test_tile_peaks_inside_another_targets_box_are_left_out():
     centres = [np.array([100.0, 100.0]), np.array([300.0, 100.0])]
     args = (centres, 8, 80.0, 80, (640, 480), np.array([5.0, 5.0]))  # a cell is 8 frame pixels
     assert best_tile(scores, *args)[0] == pytest.approx(0.99)
-    score, position = best_tile(scores, *args, excluded=[(90, 90, 20, 20)])
+    score, position, _ = best_tile(scores, *args, excluded=[(90, 90, 20, 20)])
     assert score == pytest.approx(0.80) and position.tolist() == [316.0, 84.0]
-    score, position = best_tile(scores, *args, excluded=[(0, 0, 640, 480)])
+    score, position, _ = best_tile(scores, *args, excluded=[(0, 0, 640, 480)])
     assert score == 0.0 and position.tolist() == [5.0, 5.0], "all excluded: nothing found, the fallback"
 
 

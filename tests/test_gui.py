@@ -146,22 +146,11 @@ class App:
 
     def _painted_within(self, seconds: float) -> bool:
         deadline = time.monotonic() + seconds
-        while not self._window_pixels().any():
+        while not self.screenshot().any():
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.1)
         return True
-
-    def _window_pixels(self) -> np.ndarray:
-        from Xlib import X, display
-
-        connection = display.Display(self.display)
-        try:
-            window = connection.create_resource_object("window", int(self.window))
-            size = window.get_geometry()
-            return np.frombuffer(window.get_image(0, 0, size.width, size.height, X.ZPixmap, 0xFFFFFFFF).data, np.uint8)
-        finally:
-            connection.close()
 
     def key(self, name: str) -> None:
         self.xdotool("key", "--window", self.window, name)

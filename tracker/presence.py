@@ -94,8 +94,11 @@ class Presence:
         self.candidate = position
         if self.confirmed < confirm:
             return False
-        self.state, self.low_run, self.unsure_run, self.candidate, self.confirmed = "tracking", 0, 0, None, 0
+        self._found()
         return True
+
+    def _found(self) -> None:
+        self.state, self.low_run, self.unsure_run, self.candidate, self.confirmed = "tracking", 0, 0, None, 0
 
     def settle_tracked(self, score: float, state, config) -> bool:
         """After a tracked target's step: the new presence state. On the frame it is lost, the search goes on from
@@ -135,7 +138,7 @@ class Presence:
         self.followed = self.followed + 1 if followed else 0
         taken = self.after_search(score, position, threshold, config.redetect_confirm, state.search_side / 4)
         if not taken and config.redetect_follow and self.followed >= config.redetect_follow:
-            self.state, self.low_run, self.unsure_run, self.candidate, self.confirmed = "tracking", 0, 0, None, 0
+            self._found()
             taken = True
         if taken:
             state.center, state.size, state.search_side = shadow.center.copy(), shadow.size.copy(), shadow.search_side
@@ -157,18 +160,12 @@ def tile_centres(frame_size: tuple[int, int], spacing: float, start) -> list[np.
 
 
 def best_tile(scores: np.ndarray, centres: list, stride: int, side: float, search_size: int,
-              frame_size: tuple[int, int], fallback, excluded=()) -> tuple[float, np.ndarray]:
-    """The best peak over the tiles' score maps (T,R,R), as (score, frame position), for search crops of `side`
-    frame pixels (search_size crop pixels, `stride` of them per response cell). `fallback` is the position when no
+              frame_size: tuple[int, int], fallback, excluded=()) -> tuple[float, np.ndarray, int | None]:
+    """The best peak over the tiles' score maps (T,R,R), as (score, frame position, index of the tile it is in),
+    for search crops of `side` frame pixels (search_size crop pixels, `stride` of them per response cell); the
+    index lets the verifier read that tile's maps again. `fallback` is the position (and None the index) when no
     tile gave a finite score. Cells inside an `excluded` box (x, y, w, h: another target's, in a MultiTracker) are
     left out: a lost target never takes back a place another target holds (tracker/exclusive.py)."""
-    return best_tile_peak(scores, centres, stride, side, search_size, frame_size, fallback, excluded)[:2]
-
-
-def best_tile_peak(scores: np.ndarray, centres: list, stride: int, side: float, search_size: int,
-                   frame_size: tuple[int, int], fallback, excluded=()) -> tuple[float, np.ndarray, int | None]:
-    """best_tile's (score, frame position) and the index of the tile the peak is in (None with no finite score),
-    for what reads that tile's maps again (the verifier)."""
     if len(excluded):
         scores = _without_excluded(scores, centres, stride * side / search_size, excluded)
     peaks = scores.reshape(len(centres), -1).max(axis=1)

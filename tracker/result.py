@@ -65,7 +65,8 @@ BOX_INPUT_FORMATS = {
 }
 
 
-def _input_format(box_format: str) -> tuple[str, str]:
+def input_format(box_format: str) -> tuple[str, str]:
+    """(what the four numbers are, an example) for a box input format, or a UserError naming the known ones."""
     if box_format not in BOX_INPUT_FORMATS:
         raise UserError(f"unknown box format {box_format!r}: use one of {', '.join(BOX_INPUT_FORMATS)}")
     return BOX_INPUT_FORMATS[box_format]
@@ -74,7 +75,7 @@ def _input_format(box_format: str) -> tuple[str, str]:
 def to_xywh(box, box_format: str = "xywh") -> Box:
     """The box (four numbers in `box_format`: xywh, xyxy or cxcywh) as x, y, w, h floats; a UserError when it is
     not four numbers, or (xyxy) its second corner is not below and right of the first."""
-    names, _ = _input_format(box_format)
+    names, _ = input_format(box_format)
     if isinstance(box, (str, bytes)):
         raise UserError(f"box must be four numbers {names} (parse text with tracker.result.parse_box); got {box!r}")
     try:
@@ -94,7 +95,7 @@ def to_xywh(box, box_format: str = "xywh") -> Box:
 def parse_box(text: str, flag: str = "--box", box_format: str = "xywh") -> Box:
     """x,y,w,h from the command line (four numbers in `box_format`, converted), or a UserError with an example.
     Range checks need the frame: check_box."""
-    names, example = _input_format(box_format)
+    names, example = input_format(box_format)
     parts = text.replace(" ", "").split(",")
     try:
         values = tuple(float(p) for p in parts)

@@ -22,7 +22,7 @@ from .cv2_compat import OpenCVTracker
 from .engines import Engine, load_engine
 from .errors import UserError
 from .online import LearningSchedule, OnlineTargetModel, first_frame_model, frame_sample
-from .presence import Presence, best_tile_peak, redetect_threshold
+from .presence import Presence, best_tile, redetect_threshold
 from .response import fused_scores
 from .result import TrackResult, check_box
 from .second_look import SecondTemplate, second_look_for
@@ -324,9 +324,9 @@ class TrackingLoop:
             rows = slice(k, k + len(centres))
             scores = fused_scores(logits[rows], target.state.online, None if features is None else features[rows],
                                   self.config.online_weight)
-            peak, position, tile = best_tile_peak(scores, centres, m.stride, target.state.search_side,
-                                                  m.search_size, frame_size, target.presence.shadow.center,
-                                                  (excluded or {}).get(id(target), ()))
+            peak, position, tile = best_tile(scores, centres, m.stride, target.state.search_side, m.search_size,
+                                             frame_size, target.presence.shadow.center,
+                                             (excluded or {}).get(id(target), ()))
             if self.verifier is not None and tile is not None and peak > 0:  # the verifier's P(target there)
                 peak, _ = self.verifier.score_move(target.presence.shadow.identity, features[k + tile], position,
                                                    centres[tile], target.state.search_side, m, peak, logits[k + tile])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..paths import is_utf8
-from ..result import BOX_INPUT_FORMATS, Box, parse_box
+from ..result import BOX_INPUT_FORMATS, Box, input_format, parse_box
 from ..sources import default_box
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg"}
@@ -56,7 +56,7 @@ def _box_columns(path: Path, columns: set[str], box_format: str) -> list[str]:
     """The header's four columns named as `box_format` names the numbers (x,y,w,h; x1,y1,x2,y2; cx,cy,w,h), or
     [] when the box comes from a box column only. A header naming another format's columns is refused with the
     flag that reads them, rather than read as what it is not."""
-    names = BOX_INPUT_FORMATS[box_format][0].split(",")
+    names = input_format(box_format)[0].split(",")
     if "video" in columns and (set(names) <= columns or "box" in columns):
         return names if set(names) <= columns else []
     other = [fmt for fmt, (text, _) in BOX_INPUT_FORMATS.items() if set(text.split(",")) <= columns]
@@ -92,7 +92,7 @@ def _read_jsonl_manifest(path: Path, box_format: str) -> list[tuple]:
         except json.JSONDecodeError as exc:
             raise UserError(f"{where}: not JSON ({exc.msg})") from None
         if not isinstance(entry, dict) or "video" not in entry or "box" not in entry:
-            names = BOX_INPUT_FORMATS[box_format][0].replace(",", ", ")
+            names = input_format(box_format)[0].replace(",", ", ")
             raise UserError(f'{where}: expected {{"video": ..., "box": [{names}]}}, got {text.strip()[:80]!r}')
         box = entry["box"]
         values = box if isinstance(box, (list, tuple)) else [box]
@@ -139,8 +139,7 @@ def read_manifest(path: str | Path, notes: list[str] | None = None,
     whatever it is. A folder's box files are ground-truth files, x,y,w,h."""
     path = Path(path)
     problems: dict[str, str] = {}
-    if box_format not in BOX_INPUT_FORMATS:
-        raise UserError(f"unknown box format {box_format!r}: use one of {', '.join(BOX_INPUT_FORMATS)}")
+    input_format(box_format)  # an unknown one is an error before anything is read
     if path.is_dir():
         if box_format != "xywh":
             raise UserError(f"--box-format {box_format} is for a CSV or JSONL manifest's boxes; {path} is a folder, "
