@@ -14,7 +14,7 @@ from conftest import DATA, VIDEOS, iou
 from test_multi import three_target_clip
 from tracker import MultiTracker, SiamTracker
 from tracker.evaluation.crossing import DEMO_BOXES, count_crossing
-from tracker.exclusive import demotions
+from tracker.exclusive import DRIFT_FRAMES, MOTION_TIE, PATH_LENGTH, demotions, drift
 from tracker.presence import best_tile
 
 needs_data = pytest.mark.skipif(not ((VIDEOS / "vtest.avi").is_file() and (DATA / "val").is_dir()
@@ -62,6 +62,67 @@ def test_the_lower_score_or_the_jumper_is_demoted():
     # apart, or one of them lost (claiming nothing): nobody is demoted
     assert demotions([still, (160, 100, 20, 40)], [still, jumped], [0.9, 0.2], [True, True]) == []
     assert demotions(moved, [still, jumped], [0.99, 0.5], [True, False]) == []
+
+
+def _path(last, step, count=PATH_LENGTH):
+    """Box centres of count frames moving by step each frame, oldest first, the last at `last`."""
+    return [np.array(last, float) - (count - 1 - k) * np.array(step, float) for k in range(count)]
+
+
+def _box_at(centre):
+    return (centre[0] - 10, centre[1] - 20, 20, 40)  # a 20 x 40 box: its size is sqrt(800) px
+
+
+def test_drift_is_the_distance_from_where_the_targets_own_motion_leads_in_box_sizes():
+    walking = _path((100, 100), (10, 0))  # walking right: next at x = 110
+    assert drift(walking, _box_at((110, 100))) == pytest.approx(0.0), "on its path"
+    assert drift(walking, _box_at((110 + 2 * np.sqrt(800), 100))) == pytest.approx(2.0), "two box sizes ahead"
+    # the velocity is taken from the frames before the last DRIFT_FRAMES: a slide during those shows as drift
+    sliding = [c + max(0, k - (PATH_LENGTH - 1 - DRIFT_FRAMES)) * np.array([0.0, 10.0])
+               for k, c in enumerate(walking)]
+    assert drift(sliding, _box_at(sliding[-1] + (10, 10))) > 0.3 + drift(walking, _box_at((110, 100)))
+    assert drift(walking[1:], _box_at((110, 100))) is None and drift(None, _box_at((110, 100))) is None
+
+
+def test_with_paths_the_target_that_left_its_own_path_is_demoted_whatever_the_scores():
+    """Two walkers meet at x = 100: #0 walks right and keeps on; #1 walks left, 20 px short of x = 100, and was
+    pulled onto #0's walker (its look-alike), so its box is off its path. Motion demotes #1 although it scores
+    higher; without paths, with a drift gap within MOTION_TIE, or with a path too short, the scores decide."""
+    right, left = _path((90, 100), (10, 0)), _path((130, 100), (-10, 0))  # next: 100 and 120
+    moved = [_box_at((100, 100)), _box_at((101, 100))]
+    before = [_box_at((90, 100)), _box_at((130, 100))]
+    scores = [0.6, 0.9]
+    assert demotions(moved, before, scores, [True, True], [right, left]) == [(1, 0)]
+    assert demotions(moved, before, scores, [True, True]) == [(0, 1)], "no paths: the lower score"
+    assert demotions(moved, before, scores, [True, True], [right, left[1:]]) == [(0, 1)], "a short path"
+    near = _path((91 - np.sqrt(800) * MOTION_TIE / 2, 100), (10, 0))  # drifts MOTION_TIE / 2 more than #0
+    assert demotions(moved, before, scores, [True, True], [right, near]) == [(0, 1)]
+
+
+def test_multitracker_keeps_paths_only_with_demote_by_motion(shared_engine):
+    """With demote_by_motion=1 each target keeps the centres of its last PATH_LENGTH frames that began with it
+    holding an object (not lost); a frame that began lost starts its path again. Off, no path is kept."""
+    frames, gts = three_target_clip(n_frames=12)
+    boxes = [tuple(gts[0][0]), tuple(gts[0][1])]
+    for motion in (0, 1):
+        multi = MultiTracker(shared_engine.engine, shared_engine.config.replace(demote_by_motion=motion))
+        ids = multi.init(frames[0], boxes)
+        held = dict.fromkeys(ids, 0)  # frames in a row that began with the target not lost
+        was_lost = dict.fromkeys(ids, False)
+        for frame in frames[1:]:
+            results = multi.update(frame)
+            for i, result in results.items():
+                held[i] = 0 if was_lost[i] else held[i] + 1
+                was_lost[i] = result.state == "lost"
+                path = multi._targets[i].path
+                if not motion:
+                    assert path is None
+                    continue
+                assert len(path) == min(held[i], PATH_LENGTH)
+                if held[i] and result.state != "lost":  # a lost box may be the held one, not where it stepped
+                    assert np.allclose(path[-1], np.add(result.box[:2], np.divide(result.box[2:], 2)))
+    assert max(held.values()) > PATH_LENGTH and 0 < min(held.values()) < PATH_LENGTH, \
+        "the clip should have one target held all along and one lost and found: the check would be empty"
 
 
 def test_tile_peaks_inside_another_targets_box_are_left_out():

@@ -5,7 +5,13 @@ Two rules, both only between targets of one tracker (a SiamTracker has no other 
 * Convergence. When the boxes of two targets that are not lost overlap with IoU >= CONVERGED_IOU after a frame's
   step, one of them has followed the other onto its object. The one with the lower score is demoted; when the
   scores are within SCORE_TIE of each other (a saturated score says little), the one whose box moved more, for its
-  size, is: a target that jumps onto a neighbour moves further than one that follows its own object. Demotion
+  size, is: a target that jumps onto a neighbour moves further than one that follows its own object. With
+  demote_by_motion=1 (MultiTracker passes its targets' paths), motion decides first: the one demoted is the one
+  whose box is further from where its own recent motion would have put it (its drift), as an object keeps its
+  velocity through a crossing while a box pulled onto a neighbour leaves its path, and appearance cannot tell a
+  look-alike from the target; the scores decide when the drifts are within MOTION_TIE of each other or a target
+  has no path yet. It fixed the look-alikes of `siamtrack crossing` but not fresh clips, where a box pulled over
+  slowly, before the boxes converge, has already taken on its neighbour's path (docs/evaluation.md). Demotion
   reuses presence's machinery instead of a second state machine: the demoted target's box goes back to where it
   was before the frame's step and its score is put just under lost_threshold, so presence counts a low frame. One
   such frame makes it "uncertain"; lost_after of them in a row make it "lost", with its box held where it was last
@@ -24,6 +30,14 @@ from .result import box_iou
 
 CONVERGED_IOU = 0.5
 SCORE_TIE = 0.05
+# The drift is measured over DRIFT_FRAMES frames: a box pulled onto a neighbour slides over a few frames, and one
+# frame's step hides that slide in the boxes' jitter (1 frame picked the wrong twin in `siamtrack crossing`; 4
+# frames had the fewest identity switches on benchmarks/crossing_motion.py's choosing clips). The velocity is the
+# mean step of the VELOCITY_STEPS frames before those. MOTION_TIE is in box sizes.
+DRIFT_FRAMES = 4
+VELOCITY_STEPS = 4
+PATH_LENGTH = DRIFT_FRAMES + VELOCITY_STEPS  # centres a target keeps: the frames before this one
+MOTION_TIE = 0.05
 
 
 def box_of(state) -> np.ndarray:
@@ -39,9 +53,11 @@ def inside_any(xs: np.ndarray, ys: np.ndarray, boxes) -> np.ndarray:
     return inside
 
 
-def demotions(moved: list, before: list, scores: list[float], claiming: list[bool]) -> list[tuple[int, int]]:
+def demotions(moved: list, before: list, scores: list[float], claiming: list[bool],
+              paths: list | None = None) -> list[tuple[int, int]]:
     """The targets to demote on this frame, as (demoted, kept) pairs: moved and before are their boxes (x, y, w, h)
-    after and before the step, claiming whether each holds an object (not lost). Converged pairs are settled from
+    after and before the step, claiming whether each holds an object (not lost), paths each one's box centres of
+    the frames before this one, oldest first (None or short: no motion to go by). Converged pairs are settled from
     the most overlapping down; a demoted target holds nothing more this frame."""
     pairs = []
     for a in range(len(moved)):
@@ -54,12 +70,29 @@ def demotions(moved: list, before: list, scores: list[float], claiming: list[boo
     for _, a, b in sorted(pairs, reverse=True):
         if any(a == d or b == d for d, _ in settled):
             continue
-        loser = _loser(a, b, moved, before, scores)
+        drifts = [drift(paths[k], moved[k]) if paths else None for k in (a, b)]
+        loser = _loser(a, b, moved, before, scores, drifts)
         settled.append((loser, b if loser == a else a))
     return settled
 
 
-def _loser(a: int, b: int, moved: list, before: list, scores: list[float]) -> int:
+def drift(path, moved) -> float | None:
+    """How far the moved box's centre is from where the target's own motion would have put it: its centre
+    DRIFT_FRAMES frames ago carried on at the mean step of the VELOCITY_STEPS frames before that, in units of the
+    box's size (the square root of its area). None when the path is shorter than PATH_LENGTH centres."""
+    if path is None or len(path) < PATH_LENGTH:
+        return None
+    centres = np.asarray(path, float)[-PATH_LENGTH:]
+    start = centres[VELOCITY_STEPS]  # DRIFT_FRAMES frames before this one
+    velocity = (start - centres[0]) / VELOCITY_STEPS
+    expected = start + DRIFT_FRAMES * velocity
+    centre = np.array([moved[0] + moved[2] / 2, moved[1] + moved[3] / 2])
+    return float(np.hypot(*(centre - expected)) / max(np.sqrt(moved[2] * moved[3]), 1e-6))
+
+
+def _loser(a: int, b: int, moved: list, before: list, scores: list[float], drifts) -> int:
+    if None not in drifts and abs(drifts[0] - drifts[1]) > MOTION_TIE:
+        return a if drifts[0] > drifts[1] else b
     if abs(scores[a] - scores[b]) > SCORE_TIE:
         return a if scores[a] < scores[b] else b
     return a if _jump(moved[a], before[a]) >= _jump(moved[b], before[b]) else b

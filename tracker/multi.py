@@ -4,16 +4,18 @@ Every frame, all targets' search crops go through the backbone as one batch, eac
 target's template (the search graph's `owner` input, or the torch model's `owner` argument). Each target then
 moves, gets lost and is found again as a SiamTracker of its own would, with one difference: targets are exclusive
 (tracker/exclusive.py). When two targets' boxes converge onto one object, the one with the lower score (or, at
-equal scores, the one that jumped) is demoted: uncertain, its box held, and lost if it keeps converging; and a lost
+equal scores, the one that jumped; with demote_by_motion=1, first the one that left its own path) is demoted: uncertain, its box held, and lost if it keeps converging; and a lost
 target's re-detection never takes a place inside another target's box. Targets that never converge get exactly
 a separate tracker's results, within float tolerance. Targets can be added and removed between any two frames.
 """
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 
 from .errors import UserError
-from .exclusive import CONVERGED_IOU, box_of, demotions, inside_any
+from .exclusive import CONVERGED_IOU, PATH_LENGTH, box_of, demotions, inside_any
 from .result import TrackResult, box_iou
 from .tracking import TrackingLoop, as_bgr
 
@@ -111,18 +113,20 @@ class MultiTracker(TrackingLoop):
         was before this step, its score just under lost_threshold (a low frame for presence), no online sample;
         lost at once when even that box overlaps the kept target's."""
         claiming = [not lost for lost in was_lost]
-        if sum(claiming) < 2:
-            return
-        moved = [box_of(t.state) for t in targets]
-        held = [np.concatenate([center - size / 2, size]) for center, size, _ in before]
-        under = float(np.nextafter(self.config.lost_threshold, 0.0))
-        for k, kept in demotions(moved, held, scores, claiming):
-            state = targets[k].state
-            state.center, state.size, state.search_side = before[k]
-            scores[k] = min(scores[k], under)
-            samples[k] = None
-            if box_iou(held[k], moved[kept]) >= CONVERGED_IOU:  # no place of its own left: lost on this frame
-                targets[k].presence.complete_low_run(self.config.lost_after)
+        if sum(claiming) >= 2:
+            moved = [box_of(t.state) for t in targets]
+            held = [np.concatenate([center - size / 2, size]) for center, size, _ in before]
+            under = float(np.nextafter(self.config.lost_threshold, 0.0))
+            paths = [t.path for t in targets] if self.config.demote_by_motion else None
+            for k, kept in demotions(moved, held, scores, claiming, paths):
+                state = targets[k].state
+                state.center, state.size, state.search_side = before[k]
+                scores[k] = min(scores[k], under)
+                samples[k] = None
+                if box_iou(held[k], moved[kept]) >= CONVERGED_IOU:  # no place of its own left: lost on this frame
+                    targets[k].presence.complete_low_run(self.config.lost_after)
+        if self.config.demote_by_motion:
+            _extend_paths(targets, claiming)
 
     def _claimed_by_others(self, targets, was_lost, scores) -> dict:
         """For each lost target: the boxes of the other targets that are not lost. Its shadow's peak inside one
@@ -141,3 +145,13 @@ class MultiTracker(TrackingLoop):
             if inside_any(np.array(centre[0]), np.array(centre[1]), boxes):
                 scores[k] = 0.0
         return excluded
+
+
+def _extend_paths(targets, claiming: list[bool]) -> None:
+    """Each target holding an object adds its box centre to its path; a lost target's held box says nothing of how
+    its object moves, so its path starts again when it is found."""
+    for target, holds in zip(targets, claiming):
+        if target.path is None or not holds:
+            target.path = deque(maxlen=PATH_LENGTH)
+        if holds:
+            target.path.append(target.state.center.copy())

@@ -9,6 +9,7 @@ share one engine; MultiTracker (multi.py) puts several targets' crops through th
 from __future__ import annotations
 
 import threading
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -77,6 +78,7 @@ class Target:
     state: TargetState
     presence: Presence
     learning: LearningSchedule | None = None
+    path: deque | None = None  # MultiTracker's: box centres of the last frames it held an object (exclusive.py)
 
 
 class TemplateStacks:
