@@ -90,6 +90,7 @@ class App:
         self.display = display
         self.env = {**os.environ, "DISPLAY": display}
         self.env.pop("WAYLAND_DISPLAY", None)
+        self.folder = tmp_path
         self.out = (tmp_path / "stdout.txt").open("w+")
         self.err = (tmp_path / "stderr.txt").open("w+")
         self.process = subprocess.Popen(console_script() + args, stdout=self.out, stderr=self.err, env=self.env,
@@ -176,8 +177,11 @@ class App:
     def wait_for_outline(self, box, rgb, what: str, timeout: float = 10) -> None:
         """Wait until most of `box`'s outline shows in colour `rgb` (the app has taken in what was sent so far)."""
         deadline = time.monotonic() + timeout
-        while box_coverage(self.screenshot(), box, np.array([rgb])) < 0.5:
-            assert time.monotonic() < deadline, f"{what} {box} never showed in the window; stderr: {self.stderr()}"
+        while box_coverage(shot := self.screenshot(), box, np.array([rgb])) < 0.5:
+            if time.monotonic() > deadline:
+                cv2.imwrite(str(self.folder / "outline-missing.png"), shot[:, :, ::-1])
+                raise AssertionError(f"{what} {box} never showed in the window (last screenshot: "
+                                     f"{self.folder / 'outline-missing.png'}); stderr: {self.stderr()}")
             time.sleep(0.1)
 
     def screenshot(self) -> np.ndarray:
@@ -309,13 +313,15 @@ def test_select_reselect_and_close_the_window(xdisplay, tmp_path):
     rows = read_csv(boxes)
     first = [float(v) for v in rows[0][1:5]]
     assert np.allclose(first, gt[0], atol=2), "the drawn box is not the first row"
-    after = [i for i, r in enumerate(rows) if abs(float(r[1]) - new_box[0]) < 15 and abs(float(r[2]) - new_box[1]) < 15]
-    # The first update after the new selection starts from the new box (a patch of grass: it may wander later).
-    assert after and after[0] > 5, "tracking did not resume on the new box"
-    assert abs(float(rows[after[0] - 1][1]) - new_box[0]) > 100  # the row before was still on the bag
     # The new target takes the next number: target 0 (the bag) before the re-selection, target 1 after it.
-    assert {r[8] for r in rows[:after[0]]} == {"0"} and {r[8] for r in rows[after[0]:]} == {"1"}
-    assert best_row(shot, rows[after[0]:])[0] > 0.9
+    after = next((i for i, r in enumerate(rows) if r[8] == "1"), None)
+    assert after is not None and after > 5, "no tracking before the re-selection, or none after it"
+    assert {r[8] for r in rows[:after]} == {"0"} and {r[8] for r in rows[after:]} == {"1"}
+    # Its first update starts from the new box. The box is a patch of grass, which the network scores low and
+    # follows loosely: its first step moved it 15 px once in 15 runs under load, so the check allows half its size.
+    assert abs(float(rows[after][1]) - new_box[0]) < 40 and abs(float(rows[after][2]) - new_box[1]) < 30, rows[after]
+    assert abs(float(rows[after - 1][1]) - new_box[0]) > 100, "the row before was still on the bag"
+    assert best_row(shot, rows[after:])[0] > 0.9
     assert video_frames(video) == len(rows)
 
 
