@@ -162,10 +162,11 @@ class App:
         self.xdotool("key", "--window", self.window, name)
 
     def drag(self, box) -> None:
-        """Drag `box` in the selection view, and wait until the view shows it being drawn. A key sent before that
-        can reach the app ahead of the drag: `key --window` is an event sent straight to the window, the drag is
-        XTEST input that the server queues as a device's. Seen once in 80 runs under two busy loops: the "n"
-        after the first drag found no box, so the second drag replaced the first and one target was tracked."""
+        """Drag `box` in the selection view, and wait until the view shows it being drawn, so that no key is sent
+        before the app has the drag. Without the wait, once in 80 runs under two busy loops the "n" after the
+        first drag found no box, the second drag replaced the first, and one target was tracked. With it, once in
+        15 runs of this file under load a drag never showed at all (10 s): its events can be lost, not only late.
+        Why is open; the failure keeps its last screenshot."""
         x, y, w, h = (int(round(v)) for v in box)
         for step in (["mousemove", "--window", self.window, x, y], ["mousedown", 1],
                      ["mousemove", "--window", self.window, x + w // 2, y + h // 2],
