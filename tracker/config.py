@@ -239,7 +239,8 @@ class TrackerConfig(_Config):
         _check(1 <= self.redetect_confirm <= 100, f"redetect_confirm must be from 1 to 100, got {self.redetect_confirm}")
         _check(0 <= self.redetect_follow <= 1000,
                f"redetect_follow must be from 0 (off) to 1000 frames, got {self.redetect_follow}")
-        _check(self.demote_by_motion in (0, 1), f"demote_by_motion must be 0 (off) or 1 (on), got {self.demote_by_motion!r}")
+        _check(self.demote_by_motion in (0, 1),
+               f"demote_by_motion must be 0 (off) or 1 (on), got {self.demote_by_motion!r}")
         _check(0 <= self.redetect_tiles <= 64, f"redetect_tiles must be from 0 to 64, got {self.redetect_tiles}")
         _check(self.hold_lost_box in (0, 1), f"hold_lost_box must be 0 or 1, got {self.hold_lost_box!r}")
         _check(self.verify in (0, 1), f"verify must be 0 (off) or 1 (on), got {self.verify!r}")

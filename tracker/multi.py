@@ -4,9 +4,10 @@ Every frame, all targets' search crops go through the backbone as one batch, eac
 target's template (the search graph's `owner` input, or the torch model's `owner` argument). Each target then
 moves, gets lost and is found again as a SiamTracker of its own would, with one difference: targets are exclusive
 (tracker/exclusive.py). When two targets' boxes converge onto one object, the one with the lower score (or, at
-equal scores, the one that jumped; with demote_by_motion=1, first the one that left its own path) is demoted: uncertain, its box held, and lost if it keeps converging; and a lost
-target's re-detection never takes a place inside another target's box. Targets that never converge get exactly
-a separate tracker's results, within float tolerance. Targets can be added and removed between any two frames.
+equal scores, the one that jumped; with demote_by_motion=1, first the one that left its own path) is demoted:
+uncertain, its box held, and lost if it keeps converging; and a lost target's re-detection never takes a place
+inside another target's box. Targets that never converge get exactly a separate tracker's results, within float
+tolerance. Targets can be added and removed between any two frames.
 """
 from __future__ import annotations
 
@@ -151,7 +152,9 @@ def _extend_paths(targets, claiming: list[bool]) -> None:
     """Each target holding an object adds its box centre to its path; a lost target's held box says nothing of how
     its object moves, so its path starts again when it is found."""
     for target, holds in zip(targets, claiming):
-        if target.path is None or not holds:
+        if target.path is None:
             target.path = deque(maxlen=PATH_LENGTH)
         if holds:
             target.path.append(target.state.center.copy())
+        else:
+            target.path.clear()
