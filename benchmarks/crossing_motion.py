@@ -1,17 +1,20 @@
-"""Does motion pick the right target to demote? `demote_by_motion` 0 and 1 on many crossing clips.
+"""Does motion keep identities through crossings? demote_by_motion and reunite_by_motion on many crossing clips.
 
     python benchmarks/crossing_motion.py [--data ../shared/data] [--weights ...] [--set KEY=VALUE ...]
 
 `siamtrack crossing`'s four pasted clips always paste target #1 last, in front, so the target to demote is
 always #0; a rule can pass them for the wrong reason. This runs them with the walkers' order reversed as well,
-and more pairs, in two groups of clips:
+and more pairs, in three groups of clips:
 
-* choosing: the benchmark's four clips, five more pairs, each also reversed (18 clips). DRIFT_FRAMES and
-  MOTION_TIE (tracker/exclusive.py) were picked on these;
-* confirming: six more pairs, each also reversed (12 clips), made after that choice.
+* choosing: the benchmark's four clips, five more pairs, each also reversed (18 clips). demote_by_motion's
+  DRIFT_FRAMES and MOTION_TIE (tracker/exclusive.py) were picked on these;
+* confirming: six more pairs, each also reversed (12 clips), made after that choice. reunite_by_motion
+  (tracker/reunite.py) was designed while looking at clips of both these groups;
+* fresh: six more pairs, each also reversed (12 clips), made before reunite_by_motion was first run on them.
 
-Each clip is tracked by a fresh MultiTracker with each setting; printed: identity switches, shared frames and
-mean AUC per group, and each clip where the two settings differ. The clips are built as `siamtrack crossing`
+Each clip is tracked by a fresh MultiTracker with each of four settings (neither key on, either, both: the
+shipped default); printed per group: identity switches (MOT's IDSW), identity F1 (IDF1), shared
+frames and mean AUC, then each clip where the settings differ. The clips are built as `siamtrack crossing`
 builds its own (crossing.paste_clip), so every run sees the same frames.
 """
 from __future__ import annotations
@@ -54,6 +57,31 @@ CONFIRMING = (
 )
 
 
+FRESH = (
+    PasteCase("woman-twins-x", (W("val-hard", "Woman", 90, (0.15, 0.3), (0.85, 0.7)),
+                                W("val-hard", "Woman", 90, (0.85, 0.35), (0.15, 0.65), first=150)), 100,
+              "one woman twice, on diagonals"),
+    PasteCase("girl-twins", (W("val-hard", "Girl", 100, (0.15, 0.5), (0.85, 0.52)),
+                             W("val-hard", "Girl", 100, (0.85, 0.5), (0.15, 0.48), first=250)), 150,
+              "one face twice"),
+    PasteCase("boy-twins", (W("val-hard", "Boy", 100, (0.1, 0.5), (0.9, 0.5)),
+                            W("val-hard", "Boy", 100, (0.7, 0.52), (0.3, 0.48), first=300)), 250,
+              "one boy twice, one twice as fast"),
+    PasteCase("skating-pair", (W("val-hard", "Skating2-1", 110, (0.15, 0.5), (0.85, 0.5)),
+                               W("val-hard", "Skating2-2", 110, (0.85, 0.52), (0.15, 0.5))), 300,
+              "the two skaters of one pair"),
+    PasteCase("dogs", (W("val", "Dog", 80, (0.2, 0.6), (0.8, 0.4)),
+                       W("val-hard", "Dog1", 80, (0.8, 0.6), (0.2, 0.4))), 450, "two dogs, diagonals"),
+    PasteCase("faces-vertical", (W("val", "Freeman1", 90, (0.4, 0.15), (0.6, 0.85)),
+                                 W("val-hard", "FaceOcc1", 90, (0.6, 0.15), (0.4, 0.85))), 500,
+              "two faces cross top to bottom"),
+)
+SETTINGS = {"neither": {"demote_by_motion": 0, "reunite_by_motion": 0},
+            "demote_by_motion": {"demote_by_motion": 1, "reunite_by_motion": 0},
+            "reunite_by_motion": {"demote_by_motion": 0, "reunite_by_motion": 1},
+            "both (the default)": {"demote_by_motion": 1, "reunite_by_motion": 1}}
+
+
 def both_orders(cases) -> list[PasteCase]:
     """Each case as it is and with its walkers swapped (the other one pasted last, in front)."""
     return [c for case in cases for c in (case, PasteCase(case.name + "-rev", case.walkers[::-1],
@@ -63,27 +91,28 @@ def both_orders(cases) -> list[PasteCase]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--groups", default="choosing,confirming,fresh", help="which groups of clips to run")
     add_model_options(parser)
     args = parser.parse_args()
     shared = load_tracker(MultiTracker, args)
-    configs = {motion: shared.config.replace(demote_by_motion=motion) for motion in (0, 1)}
-    groups = {"choosing": both_orders(PASTES + MORE_CHOOSING), "confirming": both_orders(CONFIRMING)}
-    for group, cases in groups.items():
-        clips = [paste_clip(args.data, case) for case in cases]
-        reports = {motion: run_crossing(clips, lambda c=config: MultiTracker(shared.engine, c))
-                   for motion, config in configs.items()}
+    configs = {name: shared.config.replace(**changes) for name, changes in SETTINGS.items()}
+    groups = {"choosing": both_orders(PASTES + MORE_CHOOSING), "confirming": both_orders(CONFIRMING),
+              "fresh": both_orders(FRESH)}
+    for group in args.groups.split(","):
+        clips = [paste_clip(args.data, case) for case in groups[group]]
+        reports = {name: run_crossing(clips, lambda c=config: MultiTracker(shared.engine, c))
+                   for name, config in configs.items()}
         print(f"{group} ({len(clips)} clips)")
-        for motion, report in reports.items():
+        for name, report in reports.items():
             total = report["total"]
-            print(f"  demote_by_motion={motion}: {total['identity_switches']} identity switches, "
-                  f"{total['shared_frames']} shared frames, mean AUC {total['mean_auc']:.3f}")
+            print(f"  {name:20s} {total['identity_switches']:2d} identity switches, IDF1 {total['idf1']:.3f}, "
+                  f"{total['shared_frames']:2d} shared frames, mean AUC {total['mean_auc']:.3f}")
         for clip in clips:
-            off, on = reports[0][clip.name], reports[1][clip.name]
-            if (off["total_switches"], off["shared_frames"], off["auc"]) != (on["total_switches"],
-                                                                           on["shared_frames"], on["auc"]):
-                print(f"    {clip.name:20s} IDSW {off['total_switches']} -> {on['total_switches']}, shared "
-                      f"{off['shared_frames']} -> {on['shared_frames']}, AUC "
-                      f"{' '.join(f'{a:.3f}' for a in off['auc'])} -> {' '.join(f'{a:.3f}' for a in on['auc'])}")
+            counts = [(r[clip.name]["total_switches"], r[clip.name]["idf1"], r[clip.name]["shared_frames"])
+                      for r in reports.values()]
+            if len(set(counts)) > 1:
+                print(f"    {clip.name:20s} IDSW / IDF1 / shared: "
+                      + ", ".join(f"{n} {f:.2f} {h}" for n, f, h in counts))
 
 
 if __name__ == "__main__":

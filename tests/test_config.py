@@ -50,6 +50,7 @@ def test_unknown_keys_raise(cls):
         (TrackerConfig, {"lost_threshold": 1.5}, "lost_threshold"),
         (TrackerConfig, {"min_box_side": 0.0}, "min_box_side"),
         (TrackerConfig, {"demote_by_motion": 2}, "demote_by_motion"),
+        (TrackerConfig, {"reunite_by_motion": -1}, "reunite_by_motion"),
     ],
 )
 def test_bad_values_raise(cls, values, match):

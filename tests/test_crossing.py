@@ -16,6 +16,7 @@ from tracker import MultiTracker, SiamTracker
 from tracker.evaluation.crossing import DEMO_BOXES, count_crossing
 from tracker.exclusive import DRIFT_FRAMES, MOTION_TIE, PATH_LENGTH, demotions, drift
 from tracker.presence import best_tile
+from tracker.reunite import HISTORY
 
 needs_data = pytest.mark.skipif(not ((VIDEOS / "vtest.avi").is_file() and (DATA / "val").is_dir()
                                      and (DATA / "val-hard").is_dir()),
@@ -99,30 +100,36 @@ def test_with_paths_the_target_that_left_its_own_path_is_demoted_whatever_the_sc
     assert demotions(moved, before, scores, [True, True], [right, near]) == [(0, 1)]
 
 
-def test_multitracker_keeps_paths_only_with_demote_by_motion(shared_engine):
+def test_multitracker_keeps_paths_only_with_a_motion_key(shared_engine):
     """With demote_by_motion=1 each target keeps the centres of its last PATH_LENGTH frames that began with it
-    holding an object (not lost); a frame that began lost starts its path again. Off, no path is kept."""
-    frames, gts = three_target_clip(n_frames=12)
+    holding an object (not lost), with reunite_by_motion=1 the last reunite.HISTORY; a frame that began lost starts
+    its path again. With both off, no path is kept."""
+    frames, gts = three_target_clip(n_frames=24)
     boxes = [tuple(gts[0][0]), tuple(gts[0][1])]
-    for motion in (0, 1):
-        multi = MultiTracker(shared_engine.engine, shared_engine.config.replace(demote_by_motion=motion))
+    for demote, reunite_ in ((0, 0), (1, 0), (0, 1)):
+        keep = max(PATH_LENGTH, HISTORY) if reunite_ else PATH_LENGTH
+        config = shared_engine.config.replace(demote_by_motion=demote, reunite_by_motion=reunite_)
+        multi = MultiTracker(shared_engine.engine, config)
         ids = multi.init(frames[0], boxes)
         held = dict.fromkeys(ids, 0)  # frames in a row that began with the target not lost
         was_lost = dict.fromkeys(ids, False)
+        longest, restarted = 0, False
         for frame in frames[1:]:
             results = multi.update(frame)
             for i, result in results.items():
                 held[i] = 0 if was_lost[i] else held[i] + 1
                 was_lost[i] = result.state == "lost"
                 path = multi._targets[i].path
-                if not motion:
+                if not (demote or reunite_):
                     assert path is None
                     continue
-                assert len(path) == min(held[i], PATH_LENGTH)
+                assert len(path) == min(held[i], keep)
+                longest, restarted = max(longest, held[i]), restarted or 0 < held[i] < held[1 - i]
                 if held[i] and result.state != "lost":  # a lost box may be the held one, not where it stepped
                     assert np.allclose(path[-1], np.add(result.box[:2], np.divide(result.box[2:], 2)))
-    assert max(held.values()) > PATH_LENGTH and 0 < min(held.values()) < PATH_LENGTH, \
-        "the clip should have one target held all along and one lost and found: the check would be empty"
+        if demote or reunite_:
+            assert longest > keep and restarted, \
+                "the clip should have one target held all along and one lost and found: the check would be empty"
 
 
 def test_tile_peaks_inside_another_targets_box_are_left_out():
@@ -172,6 +179,22 @@ def test_identity_switches_counted_as_mot_does():
     # ... and when target 0 then drifts off, target 1 has taken its object: one switch
     boxes[7:, 0] = (400, 300, 20, 20)
     assert count_crossing(boxes, tracking, gt)["identity_switches"] == [0, 1]
+
+
+def test_identity_f1_counts_the_frames_each_target_is_on_its_own_object():
+    tracking = [["tracking", "tracking"]] * 10
+    boxes, gt = _walk(10)
+    assert count_crossing(boxes, tracking, gt)["idf1"] == 1.0
+    boxes, gt = _walk(10, swap_at=4)  # right on 4 frames each, wrong on 6: IDTP 8, IDFP 12, IDFN 12
+    report = count_crossing(boxes, tracking, gt)
+    assert (report["idtp"], report["idfp"], report["idfn"]) == (8, 12, 12)
+    assert report["idf1"] == pytest.approx(16 / 40)
+    boxes, gt = _walk(10, swap_at=4, back_at=7)  # put back: two more switches, but right on 3 more frames each
+    back = count_crossing(boxes, tracking, gt)
+    assert back["total_switches"] > report["total_switches"] and back["idf1"] == pytest.approx(28 / 40)
+    states = [["tracking", "tracking"]] * 4 + [["lost", "lost"]] * 6  # lost claims nothing: misses, no false ones
+    lost = count_crossing(boxes, states, gt)
+    assert (lost["idtp"], lost["idfp"], lost["idfn"]) == (8, 0, 12)
 
 
 def test_a_lost_target_claims_nothing():

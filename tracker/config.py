@@ -177,8 +177,12 @@ class TrackerConfig(_Config):
     redetect_tiles: int = 4
     # MultiTracker only (tracker/exclusive.py): 1 = when two targets' boxes converge, the one whose box left the
     # path of its own recent motion further is demoted first, the scores deciding only when the two drifts are
-    # alike; 0 = the scores decide (the shipped setting: on fresh crossing clips motion did not help).
-    demote_by_motion: int = 0
+    # alike; 0 = the scores decide.
+    demote_by_motion: int = 1
+    # MultiTracker only (tracker/reunite.py): 1 = after two targets' boxes converged, once their objects are apart
+    # again, each target's motion from before the crossing says which object is its own, and targets on each
+    # other's objects trade places; 0 = off.
+    reunite_by_motion: int = 1
     # The online target model (tracker/online.py; box rule only). The score, for box choice and for lost, becomes
     # (1 - online_weight) x the siamese probability + online_weight x the filter's response (clipped to [0, 1]);
     # 0 = no online model. The filter works on the search features projected to online_channels; it is refit
@@ -241,6 +245,8 @@ class TrackerConfig(_Config):
                f"redetect_follow must be from 0 (off) to 1000 frames, got {self.redetect_follow}")
         _check(self.demote_by_motion in (0, 1),
                f"demote_by_motion must be 0 (off) or 1 (on), got {self.demote_by_motion!r}")
+        _check(self.reunite_by_motion in (0, 1),
+               f"reunite_by_motion must be 0 (off) or 1 (on), got {self.reunite_by_motion!r}")
         _check(0 <= self.redetect_tiles <= 64, f"redetect_tiles must be from 0 to 64, got {self.redetect_tiles}")
         _check(self.hold_lost_box in (0, 1), f"hold_lost_box must be 0 or 1, got {self.hold_lost_box!r}")
         _check(self.verify in (0, 1), f"verify must be 0 (off) or 1 (on), got {self.verify!r}")

@@ -6,12 +6,13 @@ Two rules, both only between targets of one tracker (a SiamTracker has no other 
   step, one of them has followed the other onto its object. The one with the lower score is demoted; when the
   scores are within SCORE_TIE of each other (a saturated score says little), the one whose box moved more, for its
   size, is: a target that jumps onto a neighbour moves further than one that follows its own object. With
-  demote_by_motion=1 (MultiTracker passes its targets' paths), motion decides first: the one demoted is the one
-  whose box is further from where its own recent motion would have put it (its drift), as an object keeps its
-  velocity through a crossing while a box pulled onto a neighbour leaves its path, and appearance cannot tell a
-  look-alike from the target; the scores decide when the drifts are within MOTION_TIE of each other or a target
-  has no path yet. It fixed the look-alikes of `siamtrack crossing` but not fresh clips, where a box pulled over
-  slowly, before the boxes converge, has already taken on its neighbour's path (docs/evaluation.md). Demotion
+  demote_by_motion=1 (the default; MultiTracker passes its targets' paths), motion decides first: the one demoted
+  is the one whose box is further from where its own recent motion would have put it (its drift), as an object
+  keeps its velocity through a crossing while a box pulled onto a neighbour leaves its path, and appearance cannot
+  tell a look-alike from the target; the scores decide when the drifts are within MOTION_TIE of each other or a
+  target has no path yet. A box pulled over slowly, before the boxes converge, has already taken on its
+  neighbour's path, and then the wrong target is demoted: reunite.py puts such pairs back once their objects are
+  apart (docs/evaluation.md). Demotion
   reuses presence's machinery instead of a second state machine: the demoted target's box goes back to where it
   was before the frame's step and its score is put just under lost_threshold, so presence counts a low frame. One
   such frame makes it "uncertain"; lost_after of them in a row make it "lost", with its box held where it was last

@@ -3,10 +3,12 @@
 Every frame, all targets' search crops go through the backbone as one batch, each crop scored against its own
 target's template (the search graph's `owner` input, or the torch model's `owner` argument). Each target then
 moves, gets lost and is found again as a SiamTracker of its own would, with one difference: targets are exclusive
-(tracker/exclusive.py). When two targets' boxes converge onto one object, the one with the lower score (or, at
-equal scores, the one that jumped; with demote_by_motion=1, first the one that left its own path) is demoted:
-uncertain, its box held, and lost if it keeps converging; and a lost target's re-detection never takes a place
-inside another target's box. Targets that never converge get exactly a separate tracker's results, within float
+(tracker/exclusive.py). When two targets' boxes converge onto one object, the one that left its own path (with
+demote_by_motion=1, the default; else, or when both kept to theirs, the one with the lower score, or at equal
+scores the one that jumped) is demoted: uncertain, its box held, and lost if it keeps converging; and a lost
+target's re-detection never takes a place inside another target's box. With reunite_by_motion=1 (the default)
+the pair is remembered, and once their objects are apart again, targets on each other's objects trade places
+(tracker/reunite.py). Targets that never converge get exactly a separate tracker's results, within float
 tolerance. Targets can be added and removed between any two frames.
 """
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections import deque
 import numpy as np
 
 from .errors import UserError
+from . import reunite
 from .exclusive import CONVERGED_IOU, PATH_LENGTH, box_of, demotions, inside_any
 from .result import TrackResult, box_iou
 from .tracking import TrackingLoop, as_bgr
@@ -30,6 +33,8 @@ class MultiTracker(TrackingLoop):
         super().__init__(engine, config, verifier)
         self._targets: dict[int, object] = {}
         self._next_id = 0
+        self._frame_number = 0  # frames tracked: the clock of the encounters (reunite.py)
+        self._encounters: list[reunite.Encounter] = []
 
     def __repr__(self) -> str:
         # Like SiamTracker's, with each target's id and state: MultiTracker(..., targets 0: tracking, 2: lost)
@@ -78,6 +83,7 @@ class MultiTracker(TrackingLoop):
                 raise UserError(f"target {number} ({box}): {exc}") from None
         with self._targets_lock:
             self._targets.clear()
+            self._encounters.clear()
             ids = list(range(self._next_id, self._next_id + len(targets)))
             self._next_id += len(targets)
             self._targets.update(zip(ids, targets))
@@ -88,7 +94,8 @@ class MultiTracker(TrackingLoop):
         with self._targets_lock:  # waits for a frame being tracked: its results are labelled with these ids
             if target_id not in self._targets:
                 raise UserError(f"no target {target_id!r} to remove: the targets are {self.targets}")
-            del self._targets[target_id]
+            gone = self._targets.pop(target_id)
+            self._encounters = [e for e in self._encounters if gone is not e.demoted and gone is not e.kept]
 
     def update(self, frame: np.ndarray) -> dict[int, TrackResult]:
         """The next frame (same size as the init frame): every target's TrackResult, by id, in the order the
@@ -105,6 +112,7 @@ class MultiTracker(TrackingLoop):
             if not targets:
                 return {}
             self._check_frame(frame, targets[0])
+            self._frame_number += 1
             return dict(zip(ids, self._step(frame, targets)))
 
     # -- exclusivity (tracker/exclusive.py) ------------------------------------------------------------------
@@ -120,14 +128,53 @@ class MultiTracker(TrackingLoop):
             under = float(np.nextafter(self.config.lost_threshold, 0.0))
             paths = [t.path for t in targets] if self.config.demote_by_motion else None
             for k, kept in demotions(moved, held, scores, claiming, paths):
+                if self.config.reunite_by_motion:
+                    self._meet(targets[k], targets[kept], moved[kept])
                 state = targets[k].state
                 state.center, state.size, state.search_side = before[k]
                 scores[k] = min(scores[k], under)
                 samples[k] = None
                 if box_iou(held[k], moved[kept]) >= CONVERGED_IOU:  # no place of its own left: lost on this frame
                     targets[k].presence.complete_low_run(self.config.lost_after)
-        if self.config.demote_by_motion:
-            _extend_paths(targets, claiming)
+        if self.config.demote_by_motion or self.config.reunite_by_motion:
+            _extend_paths(targets, claiming, max(PATH_LENGTH, reunite.HISTORY) if self.config.reunite_by_motion else PATH_LENGTH)
+
+    def _meet(self, demoted, kept, kept_box) -> None:
+        """Remember the encounter of a demoted target and the one kept (reunite.py), unless either is in one
+        already: the first convergence's motion is the one from before the crossing."""
+        if any(t is e.demoted or t is e.kept for e in self._encounters for t in (demoted, kept)):
+            return
+        point = kept_box[:2] + kept_box[2:] / 2
+        encounter = reunite.meet(demoted, kept, self._frame_number, point, np.sqrt(kept_box[2] * kept_box[3]))
+        if encounter is not None:
+            self._encounters.append(encounter)
+
+    def _settle_identities(self, targets, scores) -> None:
+        """After presence has settled: each open encounter whose objects are apart again is settled by motion
+        (reunite.py); the scores follow the places they were measured at."""
+        if not self._encounters:
+            return
+        index = {id(t): k for k, t in enumerate(targets)}
+        still_open = []
+        for encounter in self._encounters:
+            d, k = index[id(encounter.demoted)], index[id(encounter.kept)]
+            if self._frame_number - encounter.frame > reunite.WAIT:
+                continue
+            holding = [t.presence.state != "lost" for t in (encounter.demoted, encounter.kept)]
+            verdict = None
+            if holding[1]:
+                verdict = reunite.verdict(encounter, self._frame_number,
+                                          encounter.demoted.state.center if holding[0] else None,
+                                          encounter.kept.state.center)
+            if verdict == "swap":
+                reunite.trade_places(encounter.demoted, encounter.kept)
+                scores[d], scores[k] = scores[k], scores[d]
+            elif verdict == "hand over":
+                reunite.hand_over(encounter, self._frame_number)
+                scores[d], scores[k] = scores[k], 0.0
+            if verdict is None:
+                still_open.append(encounter)
+        self._encounters = still_open
 
     def _claimed_by_others(self, targets, was_lost, scores) -> dict:
         """For each lost target: the boxes of the other targets that are not lost. Its shadow's peak inside one
@@ -148,12 +195,12 @@ class MultiTracker(TrackingLoop):
         return excluded
 
 
-def _extend_paths(targets, claiming: list[bool]) -> None:
-    """Each target holding an object adds its box centre to its path; a lost target's held box says nothing of how
-    its object moves, so its path starts again when it is found."""
+def _extend_paths(targets, claiming: list[bool], length: int) -> None:
+    """Each target holding an object adds its box centre to its path (the last `length` are kept); a lost target's
+    held box says nothing of how its object moves, so its path starts again when it is found."""
     for target, holds in zip(targets, claiming):
         if target.path is None:
-            target.path = deque(maxlen=PATH_LENGTH)
+            target.path = deque(maxlen=length)
         if holds:
             target.path.append(target.state.center.copy())
         else:

@@ -208,11 +208,11 @@ class TrackingLoop:
         searching = [t for t, lost, score in zip(targets, was_lost, scores)
                      if lost and score < threshold and c.redetect_tiles]
         tile_hits = self._search_tiles(frame, searching, excluded)
-        results = []
-        for target, lost, score, response in zip(targets, was_lost, scores, responses):
+        for k, (target, lost) in enumerate(zip(targets, was_lost)):
             if lost:
-                score = target.presence.settle_search(score, tile_hits.get(id(target)), target.state, c)
-            results.append(_result(target, score, response, c.hold_lost_box))
+                scores[k] = target.presence.settle_search(scores[k], tile_hits.get(id(target)), target.state, c)
+        self._settle_identities(targets, scores)
+        results = [_result(t, s, r, c.hold_lost_box) for t, s, r in zip(targets, scores, responses)]
         self._timer.mark()
         self.stage_times = self._timer.stage_times()
         return results
@@ -266,6 +266,10 @@ class TrackingLoop:
                        samples: list) -> None:
         """After the step, before presence settles: where several targets are tracked, the place to keep two from
         holding one object (MultiTracker; tracker/exclusive.py). One target holds what it finds."""
+
+    def _settle_identities(self, targets: list[Target], scores: list) -> None:
+        """After presence has settled: where several targets are tracked, the place to settle which is which after
+        a crossing (MultiTracker with reunite_by_motion; tracker/reunite.py). One target is itself."""
 
     def _claimed_by_others(self, targets: list[Target], was_lost: list[bool], scores: list) -> dict:
         """id(lost target) -> the boxes its re-detection must not take (MultiTracker: the other targets' that are

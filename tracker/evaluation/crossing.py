@@ -18,6 +18,10 @@ Counted per clip (a target in state lost claims nothing: its box is held where i
   object most (IoU >= 0.5), or their boxes overlap with IoU >= 0.5 while their objects do not (where one object
   hides the other, right boxes overlap too); without ground truth, boxes overlapping with IoU >= 0.5. Also
   counted apart: shared frames where both targets are in state tracking (neither flagged);
+* identity F1 (MOT's IDF1, each target bound to the object it was started on): over the clip's frames, 2 IDTP /
+  (2 IDTP + IDFP + IDFN), where IDTP counts frames a target not lost is on its own object (IoU >= 0.5), IDFP
+  frames it claims anything else and IDFN frames its object goes without it. Where IDSW counts every change of
+  object, a target put back on its own object included, IDF1 counts the frames each target is right;
 * each target's success AUC over the clip (OTB's, on every frame after the first, whatever its state).
 """
 from __future__ import annotations
@@ -254,9 +258,19 @@ def count_crossing(boxes, states, gt=None) -> dict:
               "end_states": list(states[-1]) if count else []}
     if gt is not None:
         gt = np.asarray(gt, float)
+        report.update(identity_counts(boxes, states, gt))
         report["auc"] = [float(metrics.success_curve(metrics.rect_iou(boxes[:, k], gt[:, k])).mean())
                          for k in range(targets)]
     return report
+
+
+def identity_counts(boxes: np.ndarray, states, gt: np.ndarray) -> dict:
+    """IDTP, IDFP and IDFN summed over targets (each bound to object k = gt[:, k]) and the clip's IDF1."""
+    own = np.stack([metrics.rect_iou(boxes[:, k], gt[:, k]) for k in range(boxes.shape[1])], 1) >= MATCH_IOU
+    claiming = np.array([[state != "lost" for state in row] for row in states]).reshape(own.shape)
+    tp = int((own & claiming).sum())
+    fp, fn = int(claiming.sum()) - tp, own.size - tp
+    return {"idtp": tp, "idfp": fp, "idfn": fn, "idf1": 2 * tp / max(2 * tp + fp + fn, 1)}
 
 
 def _sharing_pair(boxes: np.ndarray, claiming: list[bool], gt: np.ndarray | None) -> tuple[int, int] | None:
@@ -295,23 +309,32 @@ def run_crossing(clips: list[Clip], make_tracker, progress: bool = True) -> dict
                        "shared_frames": int(sum(r["shared_frames"] for r in report.values())),
                        "shared_frames_both_tracking": int(sum(r["shared_frames_both_tracking"]
                                                               for r in report.values())),
-                       "mean_auc": float(np.mean([a for r in pasted for a in r["auc"]])) if pasted else None}
+                       "mean_auc": float(np.mean([a for r in pasted for a in r["auc"]])) if pasted else None,
+                       "idf1": _pooled_idf1(pasted)}
     return report
 
 
+def _pooled_idf1(reports: list[dict]) -> float | None:
+    """IDF1 over all frames of the clips with ground truth (their counts summed), None without any."""
+    if not reports:
+        return None
+    tp, fp, fn = (sum(r[key] for r in reports) for key in ("idtp", "idfp", "idfn"))
+    return 2 * tp / max(2 * tp + fp + fn, 1)
+
+
 def format_report(report: dict) -> str:
-    lines = [f"{'clip':12s} {'frames':>6s} {'IDSW':>5s} {'shared':>6s} {'both tracking':>13s}  AUC per target    "
-             "end"]
+    lines = [f"{'clip':12s} {'frames':>6s} {'IDSW':>5s} {'IDF1':>5s} {'shared':>6s} {'both tracking':>13s}  "
+             "AUC per target    end"]
     for name, r in report.items():
         if name == "total":
             continue
         auc = " ".join(f"{a:.3f}" for a in r.get("auc", [])) or "(no GT)"
         end = ("together" if r["shared_at_end"] else "apart") + " (" + ", ".join(r["end_states"]) + ")"
-        ids = "-" if "auc" not in r else str(r["total_switches"])
-        lines.append(f"{name:12s} {r['frames']:6d} {ids:>5s} {r['shared_frames']:6d} "
+        ids, idf1 = ("-", "-") if "auc" not in r else (str(r["total_switches"]), f"{r['idf1']:.3f}")
+        lines.append(f"{name:12s} {r['frames']:6d} {ids:>5s} {idf1:>5s} {r['shared_frames']:6d} "
                      f"{r['shared_frames_both_tracking']:13d}  {auc:16s}  {end}")
     total = report["total"]
-    mean = "" if total["mean_auc"] is None else f", mean AUC {total['mean_auc']:.3f}"
+    mean = "" if total["mean_auc"] is None else f", IDF1 {total['idf1']:.3f}, mean AUC {total['mean_auc']:.3f}"
     lines.append(f"total: {total['identity_switches']} identity switches, {total['shared_frames']} shared frames "
                  f"({total['shared_frames_both_tracking']} with both tracking){mean}")
     return "\n".join(lines)
