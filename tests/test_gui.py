@@ -162,17 +162,22 @@ class App:
         self.xdotool("key", "--window", self.window, name)
 
     def drag(self, box) -> None:
-        """Drag `box` in the selection view, and wait until the view shows it being drawn, so that no key is sent
-        before the app has the drag. Without the wait, once in 80 runs under two busy loops the "n" after the
-        first drag found no box, the second drag replaced the first, and one target was tracked. With it, once in
-        15 runs of this file under load a drag never showed at all (10 s): its events can be lost, not only late.
-        Why is open; the failure keeps its last screenshot."""
+        """Drag `box` in the selection view, as one xdotool command, and wait until the view shows it being drawn,
+        so that no key is sent before the app has the drag.
+
+        One command, because separate xdotool processes are separate X connections, and the X server orders
+        requests only within a connection: when Xvfb gets no CPU for a while (two busy loops, or xdist's other
+        worker), a later process's button press can be handled before an earlier one's pointer move. With the
+        server stopped while a move and then a press were sent by two processes, 14 presses in 20 landed where
+        the pointer was before the move; sent by one process, 20 in 20 landed after it. A press at the old place
+        is outside the box, or outside the window, and the drag never shows (once in 15 runs of this file under
+        load, and once in CI); before the wait below, a drag also came late once in 80 runs, and the "n" after it
+        found no box."""
         x, y, w, h = (int(round(v)) for v in box)
-        for step in (["mousemove", "--window", self.window, x, y], ["mousedown", 1],
-                     ["mousemove", "--window", self.window, x + w // 2, y + h // 2],
-                     ["mousemove", "--window", self.window, x + w, y + h], ["mouseup", 1]):
-            self.xdotool(*step)
-            time.sleep(0.2)
+        steps = [["mousemove", "--window", self.window, x, y], ["mousedown", 1],
+                 ["mousemove", "--window", self.window, x + w // 2, y + h // 2],
+                 ["mousemove", "--window", self.window, x + w, y + h], ["mouseup", 1]]
+        self.xdotool(*[arg for step in steps for arg in (*step, "sleep", 0.2)])
         self.wait_for_outline(box, BEING_DRAWN, "the dragged box")
 
     def wait_for_outline(self, box, rgb, what: str, timeout: float = 10) -> None:

@@ -11,6 +11,7 @@ from conftest import DATA
 from tracker import MultiTracker
 from tracker.evaluation.crossing import PasteCase, Walker, count_crossing, paste_clip, track_clip
 from tracker.presence import Presence
+from tracker.result import box_iou
 from tracker.reunite import APART, GAP, HISTORY, SWAP_RATIO, Encounter, hand_over, motion_line, trade_places, verdict
 from tracker.tracking import Target, TargetState
 
@@ -37,7 +38,7 @@ def _encounter(frame=0):
     """Two walkers meeting at (200, 100) on `frame`: the demoted one walks right, the kept one left, 10 px a frame;
     box size 20 px."""
     lines = ((np.array([200.0, 100.0]), np.array([10.0, 0.0])), (np.array([200.0, 100.0]), np.array([-10.0, 0.0])))
-    return Encounter(demoted=None, kept=None, frame=frame, point=np.array([200.0, 100.0]), size=20.0, lines=lines)
+    return Encounter(demoted=None, kept=None, frame=frame, size=20.0, lines=lines)
 
 
 def test_verdict_follows_each_targets_own_motion():
@@ -77,7 +78,7 @@ def test_handing_over_loses_the_kept_target_where_its_motion_leads():
     demoted, kept = _target((100, 100), "template d"), _target((200, 120), "template k")
     demoted.presence.state = "lost"
     kept_presence = kept.presence
-    meeting = Encounter(demoted, kept, 0, np.array([150.0, 110.0]), 20.0,
+    meeting = Encounter(demoted, kept, 0, 20.0,
                         ((np.array([150.0, 110.0]), np.array([10.0, 0.0])),
                          (np.array([150.0, 110.0]), np.array([-10.0, 0.0]))))
     hand_over(meeting, 5)
@@ -86,7 +87,7 @@ def test_handing_over_loses_the_kept_target_where_its_motion_leads():
     assert kept.presence.state == "lost" and kept.state.center.tolist() == [100, 110]
     assert kept.presence.shadow.center.tolist() == [100, 110] and kept.presence.shadow.template == "template k"
     assert len(kept.path) == 0
-    hand_over(Encounter(demoted, kept, 0, np.zeros(2), 20.0, ((np.zeros(2),) * 2, (np.zeros(2), np.array([-90.0, 0])))), 5)
+    hand_over(Encounter(demoted, kept, 0, 20.0, ((np.zeros(2),) * 2, (np.zeros(2), np.array([-90.0, 0])))), 5)
     assert demoted.state.center.tolist() == [100, 110] and kept.state.center.tolist() == [0, 0], "clipped to the frame"
 
 
@@ -111,21 +112,14 @@ def test_twins_that_swapped_in_the_crossing_are_put_back():
         boxes, states, _ = track_clip(clip, trackers[reunite])
         reports[reunite] = count_crossing(boxes, states, clip.gt[1:])
         last = boxes[-10:]
-        own = [np.mean([_iou(last[t, k], clip.gt[-10 + t, k]) for t in range(10)]) for k in range(2)]
-        other = [np.mean([_iou(last[t, k], clip.gt[-10 + t, 1 - k]) for t in range(10)]) for k in range(2)]
+        own = [np.mean([box_iou(last[t, k], clip.gt[-10 + t, k]) for t in range(10)]) for k in range(2)]
+        other = [np.mean([box_iou(last[t, k], clip.gt[-10 + t, 1 - k]) for t in range(10)]) for k in range(2)]
         if reunite:
             assert min(own) > 0.5, f"each target back on its own face: {own}"
         else:
             assert min(other) > 0.5, f"the clip should end swapped without it (else the test checks nothing): {other}"
     assert reports[1]["idf1"] > reports[0]["idf1"] + 0.2
     assert trackers[0]._encounters == [] and trackers[1]._encounters == [], "settled, not left open"
-
-
-def _iou(a, b):
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
 def test_removing_a_target_or_starting_over_forgets_its_encounters(shared_multi_engine):

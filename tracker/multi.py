@@ -137,15 +137,15 @@ class MultiTracker(TrackingLoop):
                 if box_iou(held[k], moved[kept]) >= CONVERGED_IOU:  # no place of its own left: lost on this frame
                     targets[k].presence.complete_low_run(self.config.lost_after)
         if self.config.demote_by_motion or self.config.reunite_by_motion:
-            _extend_paths(targets, claiming, max(PATH_LENGTH, reunite.HISTORY) if self.config.reunite_by_motion else PATH_LENGTH)
+            length = max(PATH_LENGTH, reunite.HISTORY) if self.config.reunite_by_motion else PATH_LENGTH
+            _extend_paths(targets, claiming, length)
 
     def _meet(self, demoted, kept, kept_box) -> None:
         """Remember the encounter of a demoted target and the one kept (reunite.py), unless either is in one
         already: the first convergence's motion is the one from before the crossing."""
         if any(t is e.demoted or t is e.kept for e in self._encounters for t in (demoted, kept)):
             return
-        point = kept_box[:2] + kept_box[2:] / 2
-        encounter = reunite.meet(demoted, kept, self._frame_number, point, np.sqrt(kept_box[2] * kept_box[3]))
+        encounter = reunite.meet(demoted, kept, self._frame_number, np.sqrt(kept_box[2] * kept_box[3]))
         if encounter is not None:
             self._encounters.append(encounter)
 

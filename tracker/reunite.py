@@ -14,9 +14,10 @@ objects are apart, as trackers of many objects settle it: by where each target's
   it holds the demoted target's object. The demoted target takes that object over (tracking), and the kept one
   is lost where its own motion leads, to search for its own object there.
 
-Nothing is decided before the boxes are APART box sizes from where they converged and the two motions lead
-APART box sizes from each other (targets moving alike say nothing), nor after WAIT frames. Distances are in box
-sizes (the square root of the area) at the convergence. The scores follow the places they were measured at.
+Nothing is decided before the two motions lead APART box sizes from each other (targets moving alike say
+nothing) and, for a swap, the two boxes are that far apart too; nor after WAIT frames. Distances are in box
+sizes (the square root of the kept box's area) at the convergence. The scores follow the places they were
+measured at.
 """
 from __future__ import annotations
 
@@ -50,13 +51,12 @@ def motion_line(path) -> tuple[np.ndarray, np.ndarray] | None:
 
 @dataclass
 class Encounter:
-    """Two targets that converged on frame `frame` at `point`: `demoted` and `kept` (MultiTracker's targets), each
-    one's motion line from before (motion_line), `size` the distance unit."""
+    """Two targets that converged on frame `frame`: `demoted` and `kept` (MultiTracker's targets), each one's
+    motion line from before (motion_line), `size` the distance unit."""
 
     demoted: object
     kept: object
     frame: int
-    point: np.ndarray
     size: float
     lines: tuple
 
@@ -65,12 +65,12 @@ class Encounter:
         return tuple(anchor + velocity * (frame - self.frame) for anchor, velocity in self.lines)
 
 
-def meet(demoted, kept, frame: int, point, size: float) -> Encounter | None:
+def meet(demoted, kept, frame: int, size: float) -> Encounter | None:
     """The encounter of two targets converged on `frame`, or None when either has too short a path."""
     lines = (motion_line(demoted.path), motion_line(kept.path))
     if None in lines:
         return None
-    return Encounter(demoted, kept, frame, np.asarray(point, float), max(float(size), 1e-6), lines)
+    return Encounter(demoted, kept, frame, max(float(size), 1e-6), lines)
 
 
 def verdict(encounter: Encounter, frame: int, demoted_centre, kept_centre) -> str | None:
