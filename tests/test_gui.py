@@ -168,8 +168,9 @@ class App:
         One command, because separate xdotool processes are separate X connections, and the X server orders
         requests only within a connection: when Xvfb gets no CPU for a while (two busy loops, or xdist's other
         worker), a later process's button press can be handled before an earlier one's pointer move. With the
-        server stopped while a move and then a press were sent by two processes, 14 presses in 20 landed where
-        the pointer was before the move; sent by one process, 20 in 20 landed after it. A press at the old place
+        server stopped while a move and then a press were sent by two processes, 10 to 14 presses in 20 landed
+        where the pointer was before the move; sent by one process, 20 in 20 landed after it
+        (benchmarks/xdotool_order.sh). A press at the old place
         is outside the box, or outside the window, and the drag never shows (once in 15 runs of this file under
         load, and once in CI); before the wait below, a drag also came late once in 80 runs, and the "n" after it
         found no box."""
@@ -186,8 +187,10 @@ class App:
         while box_coverage(shot := self.screenshot(), box, np.array([rgb])) < 0.5:
             if time.monotonic() > deadline:
                 cv2.imwrite(str(self.folder / "outline-missing.png"), shot[:, :, ::-1])
+                pointer = " ".join(self.xdotool("getmouselocation", "--shell").split())
                 raise AssertionError(f"{what} {box} never showed in the window (last screenshot: "
-                                     f"{self.folder / 'outline-missing.png'}); stderr: {self.stderr()}")
+                                     f"{self.folder / 'outline-missing.png'}); pointer: {pointer}; windows: "
+                                     f"{self.windows()} (using {self.window}); stderr: {self.stderr()}")
             time.sleep(0.1)
 
     def screenshot(self) -> np.ndarray:
