@@ -95,6 +95,7 @@ class App:
         self.err = (tmp_path / "stderr.txt").open("w+")
         self.process = subprocess.Popen(console_script() + args, stdout=self.out, stderr=self.err, env=self.env,
                                         stdin=subprocess.DEVNULL, cwd=tmp_path)
+        self.remapped = 0  # times ensure_painted mapped the window again (failure messages say it)
         self.window = self._find_window()
 
     def xdotool(self, *args) -> str:
@@ -146,6 +147,7 @@ class App:
         60 runs in 60 passed with this, 3 of them remapped."""
         if self._painted_within(2.0):
             return
+        self.remapped += 1
         self.xdotool("windowunmap", "--sync", self.window)
         self.xdotool("windowmap", "--sync", self.window)
         assert self._painted_within(timeout), f"the window stays black; stderr: {self.stderr()}"
@@ -193,7 +195,8 @@ class App:
                 pointer = " ".join(self.xdotool("getmouselocation", "--shell").split())
                 raise AssertionError(f"{what} {box} never showed in the window (last screenshot: "
                                      f"{self.folder / 'outline-missing.png'}); pointer: {pointer}; windows: "
-                                     f"{self.windows()} (using {self.window}); stderr: {self.stderr()}")
+                                     f"{self.windows()} (using {self.window}, mapped again {self.remapped} "
+                                     f"times); stderr: {self.stderr()}")
             time.sleep(0.1)
 
     def screenshot(self) -> np.ndarray:
