@@ -12,14 +12,13 @@ Two rules, both only between targets of one tracker (a SiamTracker has no other 
   tell a look-alike from the target; the scores decide when the drifts are within MOTION_TIE of each other or a
   target has no path yet. A box pulled over slowly, before the boxes converge, has already taken on its
   neighbour's path, and then the wrong target is demoted: reunite.py puts such pairs back once their objects are
-  apart (docs/evaluation.md). Demotion
-  reuses presence's machinery instead of a second state machine: the demoted target's box goes back to where it
-  was before the frame's step and its score is put just under lost_threshold, so presence counts a low frame. One
-  such frame makes it "uncertain"; lost_after of them in a row make it "lost", with its box held where it was last
-  tracked well and its re-detection running as for any lost target. When even the held box overlaps the kept
-  target's that much, the demoted target has no place of its own left: it is lost on this frame (its run of low
-  frames is completed), instead of sitting on the other target's object for lost_after frames. The demoted step
-  teaches the online model nothing.
+  apart (docs/evaluation.md). Demotion reuses presence's machinery instead of a second state machine: the demoted
+  target's box goes back to where it was before the frame's step and its score is put just under lost_threshold,
+  so presence counts a low frame. One such frame makes it "uncertain"; lost_after of them in a row make it
+  "lost", with its box held where it was last tracked well and its re-detection running as for any lost target.
+  When even the held box overlaps the kept target's that much, the demoted target has no place of its own left:
+  it is lost on this frame (its run of low frames is completed), instead of sitting on the other target's object
+  for lost_after frames. The demoted step teaches the online model nothing.
 * Re-detection. A lost target never takes back a place inside the box of another target that is not lost: its
   shadow's peak there scores 0, and tile peaks there are left out (presence.best_tile's `excluded`).
 """

@@ -17,8 +17,8 @@ from collections import deque
 
 import numpy as np
 
-from .errors import UserError
 from . import reunite
+from .errors import UserError
 from .exclusive import CONVERGED_IOU, PATH_LENGTH, box_of, demotions, inside_any
 from .result import TrackResult, box_iou
 from .tracking import TrackingLoop, as_bgr
