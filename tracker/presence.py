@@ -107,7 +107,7 @@ class Presence:
         lost = self.after_tracked(score, config.lost_threshold, config.uncertain_margin, config.lost_after,
                                   state.center, state.size, state.search_side, config.uncertain_after)
         if lost:
-            self.shadow = dataclasses.replace(state, center=state.center.copy(), size=state.size.copy())
+            self.shadow = shadow_of(state)
             if self.last_good:
                 center, size, side = self.last_good
                 state.center, state.size, state.search_side = center.copy(), size.copy(), side
@@ -144,6 +144,12 @@ class Presence:
             state.center, state.size, state.search_side = shadow.center.copy(), shadow.size.copy(), shadow.search_side
             self.shadow, self.followed = None, 0
         return score
+
+
+def shadow_of(state):
+    """A lost target's shadow: a copy of its state (tracking.TargetState) with a place of its own, sharing the
+    target's templates and online model."""
+    return dataclasses.replace(state, center=state.center.copy(), size=state.size.copy())
 
 
 def tile_centres(frame_size: tuple[int, int], spacing: float, start) -> list[np.ndarray]:

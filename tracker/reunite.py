@@ -21,13 +21,11 @@ measured at.
 """
 from __future__ import annotations
 
-import dataclasses
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
-from .presence import Presence
+from .presence import Presence, shadow_of
 
 FIT_FRAMES = 12
 GAP = 4
@@ -110,10 +108,10 @@ def hand_over(encounter: Encounter, frame: int) -> None:
     demoted, kept = encounter.demoted, encounter.kept
     demoted.state.center, demoted.state.size = kept.state.center.copy(), kept.state.size.copy()
     demoted.state.search_side = kept.state.search_side
-    demoted.presence, demoted.path = kept.presence, kept.path
+    demoted.presence = kept.presence
+    demoted.path, kept.path = kept.path, demoted.path
+    kept.path.clear()  # a lost target's path starts again when it is found
     height, width = kept.state.frame_shape
     kept.state.center = np.clip(encounter.expected(frame)[1], 0, [width - 1, height - 1])
-    shadow = dataclasses.replace(kept.state, center=kept.state.center.copy(), size=kept.state.size.copy())
     kept.presence = Presence(state="lost", last_good=(kept.state.center.copy(), kept.state.size.copy(),
-                                                      kept.state.search_side), shadow=shadow)
-    kept.path = deque(maxlen=demoted.path.maxlen if demoted.path is not None else HISTORY)
+                                                      kept.state.search_side), shadow=shadow_of(kept.state))
