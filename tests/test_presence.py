@@ -90,6 +90,26 @@ def test_redetect_follow_takes_back_a_steady_search_from_the_last_place_but_not_
     assert p.state == "lost"
 
 
+def test_a_lost_frame_is_scored_where_its_box_is():
+    """While lost, the box shown is the shadow's: the frame's score is the shadow's own, unless a tile peak at
+    the re-detection line (0.7 here) moved the shadow there; a weaker tile peak elsewhere says nothing of the box,
+    though it still counts for re-detection."""
+    from types import SimpleNamespace
+
+    from tracker.config import TrackerConfig
+
+    target = SimpleNamespace(center=np.array([50.0, 50.0]), size=np.array([20.0, 20.0]), search_side=80.0)
+    shadow = SimpleNamespace(center=np.array([60.0, 52.0]), size=np.array([22.0, 22.0]), search_side=84.0)
+    p = Presence(state="lost", shadow=shadow)
+    config = TrackerConfig(lost_threshold=0.3, uncertain_margin=0.2, redetect_margin=0.4, redetect_confirm=2)
+    assert p.settle_search(0.1, (0.6, np.array([300.0, 200.0])), target, config) == 0.1
+    assert shadow.center.tolist() == [60.0, 52.0]  # not moved by a peak under the line
+    assert p.settle_search(0.1, (0.8, np.array([300.0, 200.0])), target, config) == 0.8
+    assert shadow.center.tolist() == [300.0, 200.0] and p.state == "lost"  # moved there, to confirm
+    assert p.settle_search(0.2, (0.9, np.array([302.0, 201.0])), target, config) == 0.9
+    assert p.state == "tracking" and target.center.tolist() == [302.0, 201.0]
+
+
 def test_tiles_cover_the_frame_nearest_first():
     centres = tile_centres((640, 480), 100, start=(600, 50))
     assert len(centres) == 7 * 5
@@ -194,6 +214,21 @@ def test_state_summary_counts_detection_reacquisition_and_false_takes():
     assert summary["absences_detected"] == "1/1" and summary["frames_to_lost_median"] == 2
     assert summary["false_reacquisitions"] == 1  # left "lost" at frame 6 while the target was away
     assert summary["reacquired"] == "1/1" and summary["frames_to_reacquire_median"] == 2
+    assert summary["false_reacquisitions_by_kind"] == {"while_away": 1, "another_place": 0, "loose_box": 0}
+
+
+def test_state_summary_tells_a_look_alike_from_a_loose_box():
+    from tracker.evaluation.absence import Run, state_summary
+
+    # absent frames 3..4 (lost), back at 5: taken at 5 under a loose box (IoU 0.3), lost again, taken at 8 on
+    # another place (IoU 0.05), lost again, taken at 11 on the target (IoU 0.8)
+    states = ["tracking"] * 3 + ["lost"] * 2 + ["tracking", "lost", "lost", "tracking", "lost", "lost", "tracking"]
+    present = np.array([True] * 3 + [False] * 2 + [True] * 7)
+    ious = np.array([0.8] * 3 + [0.0] * 2 + [0.3, 0.3, 0.3, 0.05, 0.05, 0.05, 0.8])
+    summary = state_summary([Run("s", "cut", 3, 2, np.zeros(12), states, ious, present)])
+    assert summary["false_reacquisitions"] == 2
+    assert summary["false_reacquisitions_by_kind"] == {"while_away": 0, "another_place": 1, "loose_box": 1}
+    assert summary["reacquired"] == "1/1" and summary["frames_to_reacquire_median"] == 7
 
 
 def test_csv_has_the_state_column(tmp_path):

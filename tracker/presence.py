@@ -125,18 +125,21 @@ class Presence:
     def settle_search(self, score: float, tile_hit, state, config) -> float:
         """While lost, after the shadow's step (`score`) and maybe a tile search (`tile_hit`: (score, position)):
         the shadow moves to the best tile peak that clears the re-detection threshold, to look there again next
-        frame. The target (`state`) is taken back only when the same place is confirmed. Returns the frame's score."""
+        frame. The target (`state`) is taken back only when the same place is confirmed. Returns the frame's score:
+        the score of the place the shadow is at now (the box shown while lost), not of a tile peak it did not go
+        to."""
         threshold, shadow = redetect_threshold(config), self.shadow
         followed = score >= config.lost_threshold + config.uncertain_margin
-        position, from_tiles = shadow.center, False
+        best, position, from_tiles = score, shadow.center, False
         if tile_hit is not None and tile_hit[0] > score:
-            score, position, from_tiles = tile_hit[0], tile_hit[1], True
-        if from_tiles and score >= threshold:  # track on from there next frame, at the held size, to confirm
+            best, position, from_tiles = tile_hit[0], tile_hit[1], True
+        if from_tiles and best >= threshold:  # track on from there next frame, at the held size, to confirm
             shadow.center = np.asarray(position, float).copy()
             shadow.size, shadow.search_side = state.size.copy(), state.search_side
             followed = False  # the shadow jumped: what it followed is not what it will follow
+            score = best
         self.followed = self.followed + 1 if followed else 0
-        taken = self.after_search(score, position, threshold, config.redetect_confirm, state.search_side / 4)
+        taken = self.after_search(best, position, threshold, config.redetect_confirm, state.search_side / 4)
         if not taken and config.redetect_follow and self.followed >= config.redetect_follow:
             self._found()
             taken = True

@@ -15,7 +15,8 @@ Per frame it records the score, the state, the box and whether the target is the
 * the state machine as configured: absent frames in state lost, visible frames in state lost, frames from the
   start of the absence to "lost", frames from the target's return until the tracker is on it again (state not
   lost, IoU >= 0.5), and false re-acquisitions (leaving "lost" while the target is absent, or onto a box with
-  IoU < 0.5 after it came back);
+  IoU < 0.5 after it came back), split by what was taken: nothing (the target away), another place (IoU < 0.1,
+  the verifier measures' off-target line) or the target under a loose box (IoU 0.1 to 0.5);
 * the long-term tracking measures of VOT-LT (Lukezic et al. 2020): precision, recall and F-score over the
   score threshold, from the per-frame score and box.
 """
@@ -32,6 +33,7 @@ from tracker.running import TrackRun
 
 from . import metrics
 from .datasets import Sequence
+from .verification import GOOD_IOU, OFF_IOU
 
 KINDS = ("cut", "occlusion")
 
@@ -125,11 +127,12 @@ def flag_rates(runs: list[Run], thresholds) -> list[dict]:
 
 def state_summary(runs: list[Run]) -> dict:
     """The state machine's figures over all runs (see the module docstring)."""
-    lost_absent, lost_visible, delays, reacquire, false_takes, never = [], [], [], [], 0, 0
+    lost_absent, lost_visible, delays, reacquire, never = [], [], [], [], 0
+    takes = {"while_away": 0, "another_place": 0, "loose_box": 0}
     for r in runs:
         lost = np.array([s == "lost" for s in r.states])
         absent = ~r.present
-        visible = r.present & (r.ious >= 0.5)
+        visible = r.present & (r.ious >= GOOD_IOU)
         lost_absent.append(lost[absent])
         lost_visible.append(lost[visible])
         window = lost[r.start:r.start + r.length]
@@ -138,15 +141,15 @@ def state_summary(runs: list[Run]) -> dict:
         # leaving "lost" while the target is still away: a distractor taken for it
         for i in range(r.start + 1, r.start + r.length):
             if lost[i - 1] and not lost[i]:
-                false_takes += 1
+                takes["while_away"] += 1
         back = r.start + r.length
-        found = next((i - back + 1 for i in range(back, len(lost)) if not lost[i] and r.ious[i] >= 0.5), None)
+        found = next((i - back + 1 for i in range(back, len(lost)) if not lost[i] and r.ious[i] >= GOOD_IOU), None)
         reacquire.append(found)
         if found is None:
             never += 1
         for i in range(back, len(lost)):
-            if lost[i - 1] and not lost[i] and r.ious[i] < 0.5:
-                false_takes += 1
+            if lost[i - 1] and not lost[i] and r.ious[i] < GOOD_IOU:
+                takes["another_place" if r.ious[i] < OFF_IOU else "loose_box"] += 1
     detected = [d for d in delays if d is not None]
     found = [f for f in reacquire if f is not None]
     return {
@@ -157,7 +160,8 @@ def state_summary(runs: list[Run]) -> dict:
         "frames_to_lost_median": float(np.median(detected)) if detected else None,
         "reacquired": f"{len(found)}/{len(runs)}",
         "frames_to_reacquire_median": float(np.median(found)) if found else None,
-        "false_reacquisitions": false_takes,
+        "false_reacquisitions": sum(takes.values()),
+        "false_reacquisitions_by_kind": takes,
     }
 
 

@@ -190,13 +190,23 @@ def cmd_absence(args) -> int:
         print(f"  states: absent frames lost {100 * st['absent_frames_lost']:.1f}%, visible frames lost "
               f"{100 * st['visible_frames_lost']:.1f}%; absences detected {st['absences_detected']} (median "
               f"{st['frames_to_lost_median']} frames); re-acquired {st['reacquired']} (median "
-              f"{st['frames_to_reacquire_median']} frames); false re-acquisitions {st['false_reacquisitions']}")
+              f"{st['frames_to_reacquire_median']} frames); false re-acquisitions {st['false_reacquisitions']}"
+              f"{_false_takes(st['false_reacquisitions_by_kind'])}")
         lt = r["long_term"]
         print(f"  VOT-LT: F {lt['f_score']:.3f} (precision {lt['precision']:.3f}, recall {lt['recall']:.3f}, "
               f"at score >= {lt['threshold']})")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     return 0
+
+
+def _false_takes(by_kind: dict) -> str:
+    """What the false re-acquisitions took: nothing (the target away), another place, the target under a loose
+    box; empty when there were none."""
+    if not sum(by_kind.values()):
+        return ""
+    return (f" (while the target was away {by_kind['while_away']}, another place {by_kind['another_place']}, "
+            f"the target under a loose box (IoU 0.1 to 0.5) {by_kind['loose_box']})")
 
 
 # Beside the checkout when siamtrack runs from one (an editable install), else ../shared/data from the working
