@@ -25,6 +25,33 @@ def test_low_frames_make_uncertain_then_lost_once():
     assert p2.state == "uncertain"
 
 
+def test_frames_far_below_the_line_lose_the_target_sooner():
+    """fast_lost_threshold: 2 frames in a row under 0.1 lose the target although lost_after is 5; frames a little
+    under lost_threshold still need all 5, and a frame between the two lines starts the fast run again."""
+    args = dict(lost_threshold=0.3, uncertain_margin=0.2, lost_after=5, center=(10, 10), size=(5, 5), side=20,
+                fast_lost_threshold=0.1, fast_lost_after=2)
+    p = Presence()
+    assert not p.after_tracked(0.9, **args)
+    assert not p.after_tracked(0.05, **args) and p.state == "uncertain"
+    assert p.after_tracked(0.05, **args) and p.state == "lost"
+    p = Presence()
+    assert [p.after_tracked(score, **args) for score in (0.9, 0.05, 0.2, 0.05, 0.2)] == [False] * 5
+    assert p.after_tracked(0.25, **args) and p.state == "lost"  # the fifth low frame in a row, as without it
+    p = Presence()
+    off = {**args, "fast_lost_threshold": 0.0}
+    assert [p.after_tracked(score, **off) for score in (0.9, 0.0, 0.0, 0.0, 0.0)] == [False] * 5
+
+
+def test_fast_lost_threshold_stays_under_lost_threshold():
+    from tracker.config import TrackerConfig
+
+    assert TrackerConfig(lost_threshold=0.3, fast_lost_threshold=0.1).fast_lost_threshold == 0.1
+    with pytest.raises(ValueError, match="fast_lost_threshold must be from 0 .off. to lost_threshold"):
+        TrackerConfig(lost_threshold=0.3, fast_lost_threshold=0.4)
+    with pytest.raises(ValueError, match="fast_lost_after must be from 1"):
+        TrackerConfig(fast_lost_after=0)
+
+
 def test_uncertain_after_shows_uncertain_only_on_a_run_of_unsure_frames():
     p = Presence()
     args = dict(lost_threshold=0.3, uncertain_margin=0.2, lost_after=4, center=(10, 10), size=(5, 5), side=20,

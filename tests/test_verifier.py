@@ -99,7 +99,7 @@ def _frames(folder, count):
 
 
 def test_with_the_shipped_verifier_a_cut_to_another_scene_is_lost_within_a_few_frames():
-    """The shipped default (the verifier on, lost_after 5) flags a cut to another video within 8 frames, and the
+    """The shipped default (the verifier on, lost_after 5, fast_lost_threshold 0.1) flags a cut to another video within 8 frames, and the
     target visible before the cut stays tracked; the previous default (no verifier, the box rule's saturated
     score, lost_after 20) does not."""
     import cv2
@@ -122,7 +122,7 @@ def test_with_the_shipped_verifier_a_cut_to_another_scene_is_lost_within_a_few_f
 
     shipped = states()
     previous = states(verify=0, lost_threshold=0.9, uncertain_margin=0.03, lost_after=20, redetect_margin=0.05,
-                      hold_lost_box=1)
+                      hold_lost_box=1, fast_lost_threshold=0)
     cut = len(seen) - 1
     assert shipped[:cut].count("tracking") >= cut - 2
     assert "lost" in shipped[cut:cut + 8]

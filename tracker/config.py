@@ -168,6 +168,11 @@ class TrackerConfig(_Config):
     # tracked well is usually blur or a turn, not a wrong box.
     uncertain_after: int = 1
     lost_after: int = 20
+    # "lost" sooner on frames that surely are not the target: fast_lost_after frames in a row under
+    # fast_lost_threshold (at most lost_threshold; 0 = off). A target turning or blurred scores a little under
+    # lost_threshold for a few frames; a cut to another scene scores far under it.
+    fast_lost_threshold: float = 0.0
+    fast_lost_after: int = 2
     redetect_margin: float = 0.1
     redetect_confirm: int = 2
     # While lost, also take the target back when the search that goes on from where it was lost (not a tile) has
@@ -237,6 +242,11 @@ class TrackerConfig(_Config):
         _check(0 < self.min_box_side <= 1000, "min_box_side must be in (0, 1000] pixels")
         _check(0 <= self.uncertain_margin <= 1, "uncertain_margin must be in [0, 1]")
         _check(1 <= self.lost_after <= 1000, f"lost_after must be from 1 to 1000 frames, got {self.lost_after}")
+        _check(0 <= self.fast_lost_threshold <= self.lost_threshold,
+               f"fast_lost_threshold must be from 0 (off) to lost_threshold ({self.lost_threshold:g}), got "
+               f"{self.fast_lost_threshold:g}")
+        _check(1 <= self.fast_lost_after <= 1000,
+               f"fast_lost_after must be from 1 to 1000 frames, got {self.fast_lost_after}")
         _check(1 <= self.uncertain_after <= 1000,
                f"uncertain_after must be from 1 to 1000 frames, got {self.uncertain_after}")
         _check(0 <= self.redetect_margin <= 1, "redetect_margin must be in [0, 1]")

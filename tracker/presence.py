@@ -6,7 +6,8 @@ often a look-alike. So the state moves on runs of frames, not single frames:
 * tracking: the score is at least lost_threshold + uncertain_margin;
 * uncertain: a lower score, or a run of low frames (under lost_threshold) shorter than lost_after; the box still
   follows the peak;
-* lost: lost_after low frames in a row. The box goes back to where the target was last seen with a good score
+* lost: lost_after low frames in a row, or fast_lost_after frames in a row under fast_lost_threshold (far below
+  lost_threshold: a frame that surely is not the target, such as a cut to another scene). The box goes back to where the target was last seen with a good score
   and stays there; nothing about the target is updated. Behind it, a shadow of the tracking state keeps
   searching as usual from where the target was lost, and when it scores low a few tiles of the whole frame are
   searched too (one batch through the backbone), nearest first. The target is taken back only when one place
@@ -38,6 +39,7 @@ def redetect_threshold(config) -> float:
 class Presence:
     state: str = "tracking"
     low_run: int = 0  # low frames in a row
+    deep_run: int = 0  # frames in a row under fast_lost_threshold
     unsure_run: int = 0  # frames in a row under the tracking line (lost_threshold + uncertain_margin)
     last_good: tuple | None = None  # (center, size, search_side) at the last frame scored tracking
     candidate: np.ndarray | None = None  # where a re-detection was seen, while lost
@@ -48,20 +50,23 @@ class Presence:
     shadow: object = None  # while lost: a copy of the target's state (tracking.TargetState) that keeps searching
 
     def after_tracked(self, score: float, lost_threshold: float, uncertain_margin: float, lost_after: int,
-                      center, size, side, uncertain_after: int = 1) -> bool:
+                      center, size, side, uncertain_after: int = 1, fast_lost_threshold: float = 0.0,
+                      fast_lost_after: int = 2) -> bool:
         """The state after a normal tracking step that scored `score`; True when the target has just been lost.
         Between lost_threshold and the tracking line, "uncertain" shows from the uncertain_after-th such frame in
-        a row on; a low frame (under lost_threshold) shows it at once."""
+        a row on; a low frame (under lost_threshold) shows it at once. Lost after lost_after low frames in a row,
+        or sooner, after fast_lost_after frames in a row under fast_lost_threshold (0: never sooner)."""
         sure = score >= lost_threshold + uncertain_margin
         self.unsure_run = 0 if sure else self.unsure_run + 1
         if score >= lost_threshold:
-            self.low_run = 0
+            self.low_run = self.deep_run = 0
             self.state = "tracking" if self.unsure_run < uncertain_after else "uncertain"
             if sure:
                 self.last_good = (np.array(center, float), np.array(size, float), float(side))
             return False
         self.low_run += 1
-        if self.low_run < lost_after:
+        self.deep_run = self.deep_run + 1 if score < fast_lost_threshold else 0
+        if self.low_run < lost_after and self.deep_run < fast_lost_after:
             self.state = "uncertain"
             return False
         self.state = "lost"
@@ -98,14 +103,16 @@ class Presence:
         return True
 
     def _found(self) -> None:
-        self.state, self.low_run, self.unsure_run, self.candidate, self.confirmed = "tracking", 0, 0, None, 0
+        self.state, self.low_run, self.deep_run, self.unsure_run = "tracking", 0, 0, 0
+        self.candidate, self.confirmed = None, 0
 
     def settle_tracked(self, score: float, state, config) -> bool:
         """After a tracked target's step: the new presence state. On the frame it is lost, the search goes on from
         there in a shadow of `state`, while the box goes back to where the target was last seen well and stays.
         True when the target has just been lost."""
         lost = self.after_tracked(score, config.lost_threshold, config.uncertain_margin, config.lost_after,
-                                  state.center, state.size, state.search_side, config.uncertain_after)
+                                  state.center, state.size, state.search_side, config.uncertain_after,
+                                  config.fast_lost_threshold, config.fast_lost_after)
         if lost:
             self.shadow = shadow_of(state)
             if self.last_good:
