@@ -7,10 +7,10 @@ often a look-alike. So the state moves on runs of frames, not single frames:
 * uncertain: a lower score, or a run of low frames (under lost_threshold) shorter than lost_after; the box still
   follows the peak;
 * lost: lost_after low frames in a row, or fast_lost_after frames in a row under fast_lost_threshold (far below
-  lost_threshold: a frame that surely is not the target, such as a cut to another scene). The box goes back to where the target was last seen with a good score
-  and stays there; nothing about the target is updated. Behind it, a shadow of the tracking state keeps
-  searching as usual from where the target was lost, and when it scores low a few tiles of the whole frame are
-  searched too (one batch through the backbone), nearest first. The target is taken back only when one place
+  lost_threshold: a frame that surely is not the target, such as a cut to another scene). The box goes back to
+  where the target was last seen with a good score and stays there; nothing about the target is updated.
+  Behind it, a shadow of the tracking state keeps searching as usual from where the target was lost, and when it
+  scores low a few tiles of the whole frame are searched too (one batch through the backbone), nearest first. The target is taken back only when one place
   scores at least lost_threshold + redetect_margin on redetect_confirm frames in a row: one strong frame on a
   distractor is not enough.
 
@@ -39,7 +39,7 @@ def redetect_threshold(config) -> float:
 class Presence:
     state: str = "tracking"
     low_run: int = 0  # low frames in a row
-    deep_run: int = 0  # frames in a row under fast_lost_threshold
+    very_low_run: int = 0  # frames in a row under fast_lost_threshold
     unsure_run: int = 0  # frames in a row under the tracking line (lost_threshold + uncertain_margin)
     last_good: tuple | None = None  # (center, size, search_side) at the last frame scored tracking
     candidate: np.ndarray | None = None  # where a re-detection was seen, while lost
@@ -59,14 +59,14 @@ class Presence:
         sure = score >= lost_threshold + uncertain_margin
         self.unsure_run = 0 if sure else self.unsure_run + 1
         if score >= lost_threshold:
-            self.low_run = self.deep_run = 0
+            self.low_run = self.very_low_run = 0
             self.state = "tracking" if self.unsure_run < uncertain_after else "uncertain"
             if sure:
                 self.last_good = (np.array(center, float), np.array(size, float), float(side))
             return False
         self.low_run += 1
-        self.deep_run = self.deep_run + 1 if score < fast_lost_threshold else 0
-        if self.low_run < lost_after and self.deep_run < fast_lost_after:
+        self.very_low_run = self.very_low_run + 1 if score < fast_lost_threshold else 0
+        if self.low_run < lost_after and self.very_low_run < fast_lost_after:
             self.state = "uncertain"
             return False
         self.state = "lost"
@@ -103,7 +103,7 @@ class Presence:
         return True
 
     def _found(self) -> None:
-        self.state, self.low_run, self.deep_run, self.unsure_run = "tracking", 0, 0, 0
+        self.state, self.low_run, self.very_low_run, self.unsure_run = "tracking", 0, 0, 0
         self.candidate, self.confirmed = None, 0
 
     def settle_tracked(self, score: float, state, config) -> bool:
