@@ -26,9 +26,10 @@ MIN_INSIDE_SHARE = 0.25
 class TrackResult:
     """box: (x, y, w, h) floats; score: 0..1, the network's confidence in the box (the box rule's: with the shipped
     "box" rule the probability of the cell whose box was taken, fused with the online model's response when that
-    is on; with the "peak" rule and the scale pyramid the sigmoid of the response peak; while lost, the best
-    re-detection peak); lost: the target is lost (lost_after frames in a row scored under the lost threshold) and
-    the box is held where it was last seen; state adds "uncertain" between the two. True when not lost, so
+    is on; with the "peak" rule and the scale pyramid the sigmoid of the response peak; while lost, the score of
+    the search's box, or of the re-detection peak the search moved to); lost: the target is lost (lost_after
+    frames in a row scored under the lost threshold, or fast_lost_after under fast_lost_threshold); state adds
+    "uncertain" between the two. True when not lost, so
     `if tracker.update(frame):` reads as OpenCV's ok flag does."""
 
     box: Box
