@@ -46,7 +46,7 @@ def test_fast_lost_threshold_stays_under_lost_threshold():
     from tracker.config import TrackerConfig
 
     assert TrackerConfig(lost_threshold=0.3, fast_lost_threshold=0.1).fast_lost_threshold == 0.1
-    with pytest.raises(ValueError, match="fast_lost_threshold must be from 0 .off. to lost_threshold"):
+    with pytest.raises(ValueError, match="fast_lost_threshold must be from 0 .off. to lost_threshold.*0 turns it off"):
         TrackerConfig(lost_threshold=0.3, fast_lost_threshold=0.4)
     with pytest.raises(ValueError, match="fast_lost_after must be from 1"):
         TrackerConfig(fast_lost_after=0)

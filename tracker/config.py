@@ -244,7 +244,8 @@ class TrackerConfig(_Config):
         _check(1 <= self.lost_after <= 1000, f"lost_after must be from 1 to 1000 frames, got {self.lost_after}")
         _check(0 <= self.fast_lost_threshold <= self.lost_threshold,
                f"fast_lost_threshold must be from 0 (off) to lost_threshold ({self.lost_threshold:g}), got "
-               f"{self.fast_lost_threshold:g}")
+               f"{self.fast_lost_threshold:g}: with a lower lost_threshold, set fast_lost_threshold at or under it "
+               "too (0 turns it off)")
         _check(1 <= self.fast_lost_after <= 1000,
                f"fast_lost_after must be from 1 to 1000 frames, got {self.fast_lost_after}")
         _check(1 <= self.uncertain_after <= 1000,
