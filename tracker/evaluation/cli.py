@@ -23,6 +23,7 @@ from .attributes import attribute_table
 from .datasets import load_dataset
 from .lost import collect_scores, separating_threshold
 from .targets_bench import format_targets, run_targets_bench
+from .verification import GOOD_IOU, OFF_IOU
 
 
 def add_subcommands(subparsers) -> None:
@@ -207,7 +208,7 @@ def _false_takes(by_kind: dict) -> str:
     if not sum(by_kind.values()):
         return ""
     return (f" (while the target was away {by_kind['while_away']}, another place {by_kind['another_place']}, "
-            f"the target under a loose box (IoU 0.1 to 0.5) {by_kind['loose_box']})")
+            f"the target under a loose box (IoU {OFF_IOU:g} to {GOOD_IOU:g}) {by_kind['loose_box']})")
 
 
 # Beside the checkout when siamtrack runs from one (an editable install), else ../shared/data from the working
