@@ -201,3 +201,23 @@ def test_the_absence_weight_sets_how_much_the_made_absences_count():
     np.testing.assert_allclose(fit_calibration(evidence, iou, kind, 1.0), plain(kind >= 0), rtol=1e-4, atol=1e-4)
     biases = [fit_calibration(evidence, iou, kind, w)[-1] for w in (0.0, 0.5, 1.0)]
     assert biases[0] > biases[1] > biases[2]  # the more the absences count, the lower the score starts
+
+
+def test_calibrate_verifier_checks_the_shipped_verifier_on_a_small_set(tmp_path, capfd):
+    """The shipped config stores fast_lost_threshold 0.1; collecting evidence turns lost-and-found off (lost
+    threshold 0), which must turn the fast rule off too rather than fail validation."""
+    import cv2
+
+    from conftest import synthetic_video, write_video
+
+    from tracker.cli import main
+
+    for name, seed in (("a", 1), ("b", 2)):  # two footages: each one's absence is filled with the other's frames
+        frames, gt = synthetic_video(n_frames=110, width=200, height=150, seed=seed)
+        folder = tmp_path / "data" / name
+        folder.mkdir(parents=True)
+        write_video(folder / "video.avi", frames)
+        np.savetxt(folder / "groundtruth.txt", gt, fmt="%.2f", delimiter=",")
+    assert main(["calibrate-verifier", str(tmp_path / "data"), "--check", "--no-progress"]) == 0
+    out = capfd.readouterr().out
+    assert "natural frames  verifier" in out and "absence runs    verifier" in out

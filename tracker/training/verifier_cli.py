@@ -77,7 +77,8 @@ def collect(dataset: str, engine, verifier, progress: bool = True) -> dict[str, 
     _, sequences, problems = load_dataset(Path(dataset))
     if not sequences:
         raise UserError(f"no sequences in {dataset}: {problems}")
-    config = engine.tracker_config.replace(verify=1, lost_threshold=0.0, uncertain_margin=0.0)
+    config = engine.tracker_config.replace(verify=1, lost_threshold=0.0, uncertain_margin=0.0,
+                                           fast_lost_threshold=0.0)  # the shipped config stores 0.1
     trackers: list[_Recording] = []
 
     def make_tracker() -> _Recording:
