@@ -227,11 +227,11 @@ def test_calibrate_lost_names_a_frame_it_cannot_read(tmp_path, capfd):
     from tracker.cli import main
 
     frames, gt = synthetic_video(n_frames=8)
-    for name in ("a", "b"):
+    for name, brightness in (("a", 0), ("b", 40)):  # other footage: a sequence's absent frames come from the other
         folder = tmp_path / "data" / name
         folder.mkdir(parents=True)
         for i, frame in enumerate(frames, 1):
-            cv2.imwrite(str(folder / f"{i:08d}.jpg"), frame)
+            cv2.imwrite(str(folder / f"{i:08d}.jpg"), cv2.add(frame, brightness))
         np.savetxt(folder / "groundtruth.txt", gt, fmt="%.2f", delimiter=",")
     (tmp_path / "data" / "a" / "00000004.jpg").write_bytes(b"not a jpeg")
     assert main(["calibrate-lost", str(tmp_path / "data"), "--absent-frames", "3", "--no-progress"]) == 2

@@ -258,6 +258,30 @@ def test_state_summary_tells_a_look_alike_from_a_loose_box():
     assert summary["reacquired"] == "1/1" and summary["frames_to_reacquire_median"] == 7
 
 
+def _image_sequence(folder, name, colour):
+    import cv2
+
+    from tracker.evaluation.datasets import Sequence
+
+    (folder / name).mkdir()
+    path = folder / name / "00000001.png"
+    cv2.imwrite(str(path), np.full((8, 8, 3), colour, np.uint8))
+    return Sequence(name, [path], np.array([[1.0, 1.0, 4.0, 4.0]]), np.array([True]))
+
+
+def test_an_absence_is_never_filled_with_the_same_footage(tmp_path):
+    """Two targets annotated on one video (val-hard's Skating2-1 and -2) share their frames: a cut from one to
+    the other would show the target while the ground truth says it is away."""
+    from tracker.errors import UserError
+    from tracker.evaluation.datasets import other_footage
+
+    twin_a, twin_b, other = (_image_sequence(tmp_path, n, c) for n, c in (("a-1", 40), ("a-2", 40), ("b", 200)))
+    assert [f.name for f in other_footage([twin_a, twin_b, other])] == ["b", "b", "a-1"]
+    assert [f.name for f in other_footage([other, twin_a, twin_b])] == ["a-1", "b", "b"]
+    with pytest.raises(UserError, match="same footage"):
+        other_footage([twin_a, twin_b])
+
+
 def test_csv_has_the_state_column(tmp_path):
     from test_cli import read_csv
     from tracker.outputs import BoxCsvWriter

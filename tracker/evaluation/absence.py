@@ -5,6 +5,8 @@ saying exactly when the target is gone:
 
 * ``cut``: a cut to another scene. For `length` frames, the frames of another sequence are shown (resized), then
   the sequence goes on where it would have been: the target comes back wherever it went meanwhile.
+  The filler is never the same footage (val-hard's Skating2-1 and Skating2-2 are two targets on one video): a
+  cut to the same scene a few seconds earlier would show the target, while the ground truth says it is away.
 * ``occlusion``: a full occlusion. For `length` frames, the target's box (grown 1.5x) is covered by a patch of
   another sequence's frame, then uncovered.
 
@@ -32,7 +34,7 @@ from tracker.progress import progress as make_progress
 from tracker.running import TrackRun
 
 from . import metrics
-from .datasets import Sequence
+from .datasets import Sequence, other_footage
 from .verification import GOOD_IOU, OFF_IOU
 
 KINDS = ("cut", "occlusion")
@@ -73,20 +75,22 @@ class Run:
     states: list[str]
     ious: np.ndarray  # IoU with the GT where present, 0 where absent
     present: np.ndarray
+    filler: str = ""  # the sequence whose footage filled the absence
 
 
 def run_events(clips: list[Sequence], make_tracker, kinds=KINDS, length: int = 30, after: int = 60,
                progress: bool = True) -> list[Run]:
     """Each clip long enough for `length` absent frames and `after` frames back, once per kind; the absence starts
-    at a third of the clip (at least frame 20), and the filler is the next clip's frames."""
+    at a third of the clip (at least frame 20), and the filler is the next clip of other footage
+    (datasets.other_footage)."""
     usable = [c for c in clips if len(c) >= 20 + length + after]
     if len(usable) < 2:
         raise UserError(f"need at least 2 sequences of {20 + length + after}+ frames, found {len(usable)}")
+    fillers = other_footage(usable)
     runs = []
     bar = make_progress(len(kinds) * sum(len(c) for c in usable), "absence events", "frame", quiet=not progress)
     for kind in kinds:
-        for k, clip in enumerate(usable):
-            other = usable[(k + 1) % len(usable)]
+        for clip, other in zip(usable, fillers):
             start = min(max(20, len(clip) // 3), len(clip) - length - after)
             tracker = make_tracker()
             try:
@@ -113,7 +117,7 @@ def _run_event(clip: Sequence, other: Sequence, kind: str, start: int, length: i
         ious.append(float(metrics.rect_iou(np.array([result.box]), np.array([box]))[0]) if here else 0.0)
         bar.update(1)
     return Run(clip.name, kind, start - 1, length, np.array(scores), states, np.array(ious),
-               np.array(present))  # start - 1: indices count updates, frame 0 is the init
+               np.array(present), other.name)  # start - 1: indices count updates, frame 0 is the init
 
 
 def flag_rates(runs: list[Run], thresholds) -> list[dict]:

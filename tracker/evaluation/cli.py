@@ -179,7 +179,8 @@ def cmd_absence(args) -> int:
     for kind in kinds:
         chosen = [r for r in runs if r.kind == kind]
         report[kind] = {"flag": flag_rates(chosen, np.round(np.arange(0.3, 0.96, 0.05), 2)),
-                        "states": state_summary(chosen), "long_term": long_term_scores(chosen)}
+                        "states": state_summary(chosen), "long_term": long_term_scores(chosen),
+                        "fillers": {r.name: r.filler for r in chosen}}
     print(f"config: {report['config']}")
     for kind in kinds:
         r = report[kind]

@@ -276,3 +276,30 @@ def load_dataset(root, names: list[str] | None = None):
         if w not in found:
             problems[w] = "no such sequence"
     return layout, sequences, problems
+
+
+def other_footage(clips: list[Sequence]) -> list[Sequence]:
+    """For each clip, the next clip (cyclically) that is other footage, to show while its target is away: a
+    different first frame. Two targets annotated on one video (val-hard's Skating2-1 and -2) share their first
+    frame, and a cut from one to the other would show the target."""
+    firsts = [_first_frame(c) for c in clips]
+    fillers = []
+    for k, clip in enumerate(clips):
+        others = [clips[(k + j) % len(clips)] for j in range(1, len(clips))
+                  if not _same_image(firsts[k], firsts[(k + j) % len(clips)])]
+        if not others:
+            raise UserError(f"every other sequence is the same footage as {clip.name}: an absence needs footage "
+                            "without the target; add a sequence from another video")
+        fillers.append(others[0])
+    return fillers
+
+
+def _first_frame(clip: Sequence) -> np.ndarray:
+    try:
+        return next(clip.images(lines=[0]))[1]
+    except ValueError as exc:
+        raise UserError(f"{clip.name}: {exc}") from None
+
+
+def _same_image(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and np.array_equal(a, b)

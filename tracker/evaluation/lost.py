@@ -1,9 +1,9 @@
 """Calibrating the lost flag: how high is the score when the tracker is on its target, and when the target is gone?
 
 Val sequences rarely lose the target outright, so "gone" is made on purpose: the tracker is initialised on one
-sequence and then fed another sequence's frames, where its target does not exist. The threshold that best
-separates the two score distributions (largest recall - false alarm) is what TrackerConfig.lost_threshold is set
-from.
+sequence and then fed another sequence's frames (never the same footage), where its target does not exist. The
+threshold that best separates the two score distributions (largest recall - false alarm) is what
+TrackerConfig.lost_threshold is set from.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from tracker.progress import progress as make_progress
 from tracker.running import TrackRun
 
 from . import metrics
-from .datasets import Sequence
+from .datasets import Sequence, other_footage
 
 
 def collect_scores(sequences: list[Sequence], make_tracker, absent_frames: int = 30, progress: bool = True):
@@ -23,9 +23,9 @@ def collect_scores(sequences: list[Sequence], make_tracker, absent_frames: int =
     tracked, absent = [], []
     bar = make_progress(sum(len(s) + absent_frames for s in sequences), "lost-flag scores", "frame",
                         quiet=not progress)
-    for k, seq in enumerate(sequences):
+    for seq, other in zip(sequences, other_footage(sequences)):
         try:
-            _collect_one(seq, sequences[(k + 1) % len(sequences)], make_tracker(), absent_frames, tracked, absent)
+            _collect_one(seq, other, make_tracker(), absent_frames, tracked, absent)
         except ValueError as exc:  # an image or video that cannot be read: one line naming it, no traceback
             raise UserError(f"{seq.name}: {exc}") from None
         bar.update(len(seq) + absent_frames)
