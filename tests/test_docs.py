@@ -154,6 +154,7 @@ def test_the_figures_the_docs_give_for_the_shipped_weights_are_the_stored_ones()
         "`uncertain_margin` / `redetect_margin`": f"{tracking.uncertain_margin:g} / {tracking.redetect_margin:g}",
         "`lost_after`": str(tracking.lost_after),
         "`fast_lost_threshold` / `fast_lost_after`": f"{tracking.fast_lost_threshold:g} / {tracking.fast_lost_after}",
+        "appearance check (`appearance_gate`)": f"{tracking.appearance_gate:g}",
         "box rule (`box_position`)": tracking.box_position,
     }
     documented = _stored_table()

@@ -311,6 +311,7 @@ def test_absence_command_on_two_sequences(tmp_path):
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
     assert report["config"]["lost_after"] == 3 and report["cut"]["states"]["runs"] == 2
+    assert report["cut"]["fillers"] == {"Crossing": "David", "David": "Crossing"}  # val/list.txt's first two
     flag = report["cut"]["flag"]
     assert [f["absent_flagged"] for f in flag] == sorted(f["absent_flagged"] for f in flag)  # rises with t
     assert "VOT-LT: F" in done.stdout

@@ -199,6 +199,10 @@ class TrackerConfig(_Config):
     # The target verifier (tracker/verifier.py): 1 = the score is its calibrated P(box on target), read from the
     # verifier.npz beside the weights; 0 = the box rule's own score.
     verify: int = 0
+    # The verifier's appearance check (tracker/appearance.py; with verify=0 it does nothing): on a frame the
+    # verifier scores under appearance_gate, the box is also compared with the first box by an ImageNet network,
+    # and the verifier's appearance calibration gives the score. 0 = off.
+    appearance_gate: float = 0.0
     # A second look (tracker/second_look.py; verify=1 only), on a frame the verifier scores under lost_threshold +
     # uncertain_margin: the same search region is scored again against a second template (second_template=1), and/or
     # a region wide_search times larger around the same centre against the first (1.0 = off); the verifier's
@@ -284,6 +288,9 @@ class TrackerConfig(_Config):
                f"second_template_every must be from 1 to 1000 frames, got {self.second_template_every}")
         _check(1 <= self.wide_search <= 4, f"wide_search must be from 1 (off) to 4 (a search region 4x as wide), "
                                            f"got {self.wide_search}")
+        _check(0 <= self.appearance_gate <= 1,
+               f"appearance_gate must be from 0 (off) to 1 (every frame), got {self.appearance_gate}")
+        # appearance_gate is stored on with the shipped weights: verify=0 turns the verifier off with its check
         for key, on in (("second_template", self.second_template == 1), ("wide_search", self.wide_search > 1)):
             _check(not on or self.verify == 1, f"{key}={getattr(self, key):g} needs the target verifier, which "
                                                "picks between the looks: add verify=1 (--set verify=1)")

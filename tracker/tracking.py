@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .appearance import appearance_check_for
 from .box_rules import keep_in_frame, make_box_rule
 from .config import TrackerConfig
 from .crop import context_side, crop_square, mean_colour
@@ -68,6 +69,7 @@ class TargetState:
     frame_shape: tuple[int, int]  # (height, width) of the init frame: every later frame must match it
     online: OnlineTargetModel | None = None  # shared with the shadow while lost, which never teaches it
     identity: np.ndarray | None = None  # (C,8,8) first template's features on the CPU, for the verifier
+    looks: np.ndarray | None = None  # the first box's ImageNet features, for the appearance check (appearance.py)
     second: SecondTemplate | None = None  # with second_template=1 (second_look.py); the shadow shares it
 
 
@@ -114,6 +116,7 @@ class TrackingLoop:
         self.rule = make_box_rule(engine.config, self.config, engine.response_size)
         self.verifier = verifier_for(engine, self.rule, verifier) if self.config.verify else None
         self.evidence: dict[int, np.ndarray] = {}  # id(target state) -> the verifier's evidence of the last step
+        self.appearance = appearance_check_for(engine, self.verifier, self.config)  # None: appearance_gate 0
         self.second_look = second_look_for(engine, self.rule, self.verifier, self.config)  # None: levers off
         self._online = self.config.online_weight > 0
         if self._online and not self.rule.fuses_online:
@@ -172,6 +175,8 @@ class TrackingLoop:
                             fill=fill, template=self.engine.template(exemplar[None]), frame_shape=frame.shape[:2])
         if self.verifier is not None:
             state.identity = self.engine.template_to_numpy(state.template)[0]
+            if self.appearance is not None:
+                state.looks = self.appearance.first(frame, center, (w, h))
             state.second = self.second_look and self.second_look.new_template(state)
         learning = None
         if self._online:
@@ -240,7 +245,7 @@ class TrackingLoop:
             score = self.rule.move(state, logits[rows], None if distances is None else distances[rows],
                                    None if features is None else features[i])
             responses.append(keep_in_frame(frame, state, before[i], score, self.config))
-            scores.append(self._verified(state, features, i, before[i], responses[-1], logits[rows]))
+            scores.append(self._verified(frame, state, features, i, before[i], responses[-1], logits[rows]))
             taken = self.second_look and self.second_look.look(frame, state, before[i], scores[-1])
             if taken:  # a second look's move; the online sample below is cut for the first look's, so none
                 scores[-1], responses[-1], self.evidence[id(state)] = taken
@@ -252,14 +257,18 @@ class TrackingLoop:
         self._timer.mark()
         return scores, samples, responses
 
-    def _verified(self, state: TargetState, features, row: int, before: tuple, response: float, logits) -> float:
+    def _verified(self, frame: np.ndarray, state: TargetState, features, row: int, before: tuple, response: float,
+                  logits) -> float:
         """The frame's score: the box rule's, or the verifier's P(box on target) from the search features under
-        the moved box (crop `row`, cut at `before`'s centre and side) and the crops' logits."""
+        the moved box (crop `row`, cut at `before`'s centre and side) and the crops' logits, with the appearance
+        check where it is unsure."""
         if self.verifier is None or response <= 0:
             return response
-        score, self.evidence[id(state)] = self.verifier.score_move(state.identity, features[row], state.center,
-                                                                   before[0], before[2], self.engine.config,
-                                                                   response, logits)
+        score, evidence = self.verifier.score_move(state.identity, features[row], state.center, before[0],
+                                                   before[2], self.engine.config, response, logits)
+        if self.appearance is not None:
+            score, evidence = self.appearance.look(frame, state.looks, state.center, state.size, score, evidence)
+        self.evidence[id(state)] = evidence
         return score
 
     def _settle_claims(self, targets: list[Target], was_lost: list[bool], before: list, scores: list,
@@ -334,8 +343,11 @@ class TrackingLoop:
                                              frame_size, target.presence.shadow.center,
                                              (excluded or {}).get(id(target), ()))
             if self.verifier is not None and tile is not None and peak > 0:  # the verifier's P(target there)
-                peak, _ = self.verifier.score_move(target.presence.shadow.identity, features[k + tile], position,
-                                                   centres[tile], target.state.search_side, m, peak, logits[k + tile])
+                shadow = target.presence.shadow
+                peak, evidence = self.verifier.score_move(shadow.identity, features[k + tile], position, centres[tile],
+                                                          target.state.search_side, m, peak, logits[k + tile])
+                if self.appearance is not None:
+                    peak, _ = self.appearance.look(frame, shadow.looks, position, target.state.size, peak, evidence)
             hits[id(target)] = (peak, position)
             k += len(centres)
         return hits

@@ -15,11 +15,15 @@ more evidence, all of it already computed by the network run of the frame:
 A logistic map fitted on tracking runs of one validation set (`siamtrack calibrate-verifier`, which adds made
 absences to the natural failures) turns the evidence into a probability; the other set confirms it. All numpy:
 both engines give the same features and logits, so one verifier serves both.
+
+A second map, the appearance calibration, adds one more piece of evidence where the tracker asks for it
+(`appearance_gate`): the cosine of an ImageNet network's features of the box and of the first box
+(tracker/appearance.py).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +35,7 @@ WINDOW = 8  # cells: the exemplar's feature map side (127 px at stride 16)
 VERIFIER_FILE = "verifier.npz"
 EVIDENCE = ("head logit", "response log-odds", "peak logit", "peak margin", "peak-to-sidelobe ratio")
 _ARRAYS = ("projection", "hidden_weight", "hidden_bias", "out_weight", "out_bias", "calibration")
+APPEARANCE_EVIDENCE = "appearance cosine"
 
 
 def window_origin(offset_px: np.ndarray, stride: int, feature_side: int) -> np.ndarray:
@@ -94,6 +99,8 @@ class Verifier:
     out_bias: np.ndarray  # ()
     calibration: np.ndarray  # (6,): the weights of EVIDENCE and a bias
     weights_sha256: str = ""  # the network weights whose features it was trained on
+    # (7,): the weights of EVIDENCE, APPEARANCE_EVIDENCE and a bias; empty: no appearance check
+    appearance_calibration: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def logit(self, template: np.ndarray, window: np.ndarray) -> float:
         """The head's log-odds that `window` (C,8,8) shows the object of `template` (C,8,8)."""
@@ -130,13 +137,27 @@ class Verifier:
         offset = (np.asarray(moved_centre, float) - crop_centre) * model.search_size / crop_side
         return self.score_at(identity, features, offset, model.stride, response, logits)
 
-    def with_calibration(self, calibration) -> "Verifier":
+    @property
+    def has_appearance(self) -> bool:
+        return len(self.appearance_calibration) == len(EVIDENCE) + 2
+
+    def appearance_probability(self, evidence: np.ndarray, cosine: float) -> float:
+        """P(box on target) from the evidence (EVIDENCE's order) and the appearance cosine."""
+        weights = np.asarray(self.appearance_calibration, np.float64)
+        z = float(weights[:-2] @ np.asarray(evidence[:len(EVIDENCE)]) + weights[-2] * cosine + weights[-1])
+        return 1 / (1 + math.exp(-min(max(z, -60.0), 60.0)))
+
+    def with_calibration(self, calibration, appearance_calibration=None) -> "Verifier":
+        """A copy with a new calibration; the appearance calibration is kept unless one is given."""
+        appearance = self.appearance_calibration if appearance_calibration is None else appearance_calibration
         return Verifier(self.projection, self.hidden_weight, self.hidden_bias, self.out_weight, self.out_bias,
-                        np.asarray(calibration, np.float64), self.weights_sha256)
+                        np.asarray(calibration, np.float64), self.weights_sha256,
+                        np.asarray(appearance, np.float64))
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
-        np.savez(path, **{k: getattr(self, k) for k in _ARRAYS}, weights_sha256=np.array(self.weights_sha256))
+        np.savez(path, **{k: getattr(self, k) for k in _ARRAYS}, weights_sha256=np.array(self.weights_sha256),
+                 appearance_calibration=self.appearance_calibration)
         return path
 
 
@@ -146,9 +167,11 @@ def load_verifier(path: str | Path) -> Verifier:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: np.asarray(data[k]) for k in _ARRAYS}
             sha = str(data["weights_sha256"]) if "weights_sha256" in data else ""
+            appearance = np.asarray(data["appearance_calibration"], np.float64) if "appearance_calibration" in data \
+                else np.zeros(0)
     except (OSError, ValueError, KeyError) as exc:
         raise UserError(f"cannot read the verifier {path}: {exc}; re-make it with `siamtrack train-verifier`") from None
-    return Verifier(**arrays, weights_sha256=sha)
+    return Verifier(**arrays, weights_sha256=sha, appearance_calibration=appearance)
 
 
 def find_verifier(engine) -> Verifier:

@@ -173,7 +173,7 @@ def cmd_absence(args) -> int:
     runs = run_events(clips, lambda: SiamTracker(shared.engine, shared.config), kinds, args.length, args.after,
                       progress=not args.no_progress)
     report = {"config": {k: getattr(shared.config, k) for k in (
-        "verify", "lost_threshold", "uncertain_margin", "uncertain_after", "lost_after", "fast_lost_threshold",
+        "verify", "appearance_gate", "lost_threshold", "uncertain_margin", "uncertain_after", "lost_after", "fast_lost_threshold",
         "fast_lost_after", "redetect_margin", "redetect_confirm", "redetect_follow", "redetect_tiles",
         "hold_lost_box")}}
     for kind in kinds:

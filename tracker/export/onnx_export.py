@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -311,3 +312,27 @@ def export_checkpoint(weights: str | Path | None, out_dir: str | Path, *, search
         raise UserError(str(exc)) from None
     source = {"checkpoint": path.name, "checkpoint_sha256": file_sha256(path), "checkpoint_meta": meta}
     return export_onnx(model, tracker_config, out_dir, source=source, **kwargs)
+
+
+def export_appearance(out_dir: str | Path) -> tuple[Path, float]:
+    """appearance.onnx (tracker/appearance.py): EfficientNet-Lite0 with its ImageNet weights, up to stage 5, on
+    one float32 BGR NCHW 127 px crop. Returns (its path, the largest difference from PyTorch on a random crop,
+    relative to the features' largest magnitude)."""
+    import onnx
+    import onnxruntime as ort
+
+    from ..appearance import APPEARANCE_FILE, CROP_SIZE
+    from ..backbone_efficientnet_lite0 import EfficientNetLite0Trunk
+
+    trunk = EfficientNetLite0Trunk(5, pretrained=True).eval()
+    crop = torch.rand(1, 3, CROP_SIZE, CROP_SIZE, generator=torch.Generator().manual_seed(0)) * 255
+    proto, _ = _export_one(trunk, (crop,), ["crop"], ["features"], {})
+    _set_metadata(proto, {"siamtrack_appearance": "efficientnet_lite0 stage 5, ImageNet"},
+                  "siamtrack appearance check: ImageNet features of a box's exemplar crop")
+    out = Path(out_dir) / APPEARANCE_FILE
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, str(out))
+    with torch.no_grad():
+        expected = trunk(crop).numpy()
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"crop": crop.numpy()})[0]
+    return out, float(np.abs(got - expected).max() / max(np.abs(expected).max(), 1e-9))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..appearance import AppearanceCheck, find_appearance
 from ..crop_cache import load_crop_cache
 from ..engines import load_engine
 from ..errors import UserError
@@ -23,7 +24,9 @@ from ..evaluation.metrics import rect_iou
 from ..evaluation.verification import auroc, score_quality
 from ..outputs import check_output_path
 from ..tracking import SiamTracker
-from ..verifier import EVIDENCE, VERIFIER_FILE, load_verifier
+from ..verifier import APPEARANCE_EVIDENCE, EVIDENCE, VERIFIER_FILE, load_verifier
+
+DEFAULT_GATE = 0.6  # the shipped appearance_gate
 
 # torch (training) and scikit-learn are imported inside the commands: `siamtrack --help` and the tracking
 # commands must not pay for them.
@@ -69,20 +72,24 @@ class _Recording(SiamTracker):
         return result
 
 
-def collect(dataset: str, engine, verifier, progress: bool = True) -> dict[str, np.ndarray]:
+def collect(dataset: str, engine, verifier, progress: bool = True, appearance=None) -> dict[str, np.ndarray]:
     """The verifier's evidence and the label (IoU >= 0.5 with the target there) of every tracked frame: one pass
     over each sequence, and the absence events of `siamtrack absence` (a cut to another scene, a full occlusion)
     made from the same sequences, so that frames without the target are not rare. Lost and found is out of the
-    way (lost_threshold 0): the boxes are the plain tracker's."""
+    way (lost_threshold 0): the boxes are the plain tracker's. With `appearance` (an AppearanceNet), the evidence
+    ends with the appearance cosine of every frame."""
     _, sequences, problems = load_dataset(Path(dataset))
     if not sequences:
         raise UserError(f"no sequences in {dataset}: {problems}")
     config = engine.tracker_config.replace(verify=1, lost_threshold=0.0, uncertain_margin=0.0,
-                                           fast_lost_threshold=0.0)  # the shipped config stores 0.1
+                                           fast_lost_threshold=0.0,  # the shipped config stores 0.1
+                                           appearance_gate=0.0)  # the cosine is recorded, never used
     trackers: list[_Recording] = []
 
     def make_tracker() -> _Recording:
         trackers.append(_Recording(engine, config, verifier=verifier))
+        if appearance is not None:
+            trackers[-1].appearance = AppearanceCheck(appearance, 0.0, verifier, record=True)
         return trackers[-1]
 
     evidence, labels, kinds = [], [], []
@@ -120,25 +127,42 @@ def cmd_calibrate_verifier(args: argparse.Namespace) -> int:
     if not 0 <= args.absence_weight <= 1:
         raise UserError(f"--absence-weight must be from 0 to 1, got {args.absence_weight:g}")
     engine = load_engine(args.weights, "onnx", "cpu", None)
+    gate = args.gate if args.gate is not None else (engine.tracker_config.appearance_gate or DEFAULT_GATE)
+    if not 0 < gate <= 1:
+        raise UserError(f"--gate must be in (0, 1], got {gate:g}")
     path = args.verifier or str(Path(engine.weights_folder) / VERIFIER_FILE)
     verifier = load_verifier(path)
-    data = collect(args.dataset, engine, verifier, progress=not args.no_progress)
+    looks = args.appearance if not args.check else verifier.has_appearance
+    data = collect(args.dataset, engine, verifier, progress=not args.no_progress,
+                   appearance=find_appearance(engine) if looks else None)
     labels = data["iou"] >= 0.5
+    base = data["evidence"][:, :len(EVIDENCE)]
     if not args.check:
         if labels.all() or not labels.any():
             raise UserError(f"{args.dataset}: every tracked frame is {'on' if labels.any() else 'off'} the target; "
                             "calibrate on a set where the tracker also fails")
-        verifier = verifier.with_calibration(fit_calibration(data["evidence"], data["iou"], data["kind"],
-                                                             args.absence_weight))
+        verifier = verifier.with_calibration(
+            fit_calibration(base, data["iou"], data["kind"], args.absence_weight),
+            fit_calibration(data["evidence"], data["iou"], data["kind"], args.absence_weight) if looks
+            else None)  # without --appearance, the file's appearance calibration (if any) is kept
         if not verifier.weights_sha256:  # fitted on these weights' features: tie the file to them
             verifier = dataclasses.replace(verifier, weights_sha256=getattr(engine, "weights_sha256", ""))
         verifier.save(path)
         weights = ", ".join(f"{name} {w:+.4f}" for name, w in zip(EVIDENCE, verifier.calibration))
         print(f"calibration: {weights}, bias {verifier.calibration[-1]:+.4f} -> {path}")
-    p = np.array([verifier.probability(e) for e in data["evidence"]])
-    response = 1 / (1 + np.exp(-data["evidence"][:, 1]))
+        if looks:
+            weights = ", ".join(f"{name} {w:+.4f}" for name, w in
+                                zip((*EVIDENCE, APPEARANCE_EVIDENCE), verifier.appearance_calibration))
+            print(f"appearance calibration: {weights}, bias {verifier.appearance_calibration[-1]:+.4f}")
+    p = np.array([verifier.probability(e) for e in base])
+    scores = [("verifier", p)]
+    if looks:  # the appearance check where the verifier is under the gate, as the tracker applies it
+        gated = np.array([verifier.appearance_probability(e[:-1], e[-1]) if q < gate else q
+                          for e, q in zip(data["evidence"], p)])
+        scores.append((f"looks<{gate:g}", gated))
+    scores.append(("response", 1 / (1 + np.exp(-base[:, 1]))))
     for part, rows in (("natural frames", data["kind"] == 0), ("absence runs", data["kind"] > 0)):
-        for name, score in (("verifier", p), ("response", response)):
+        for name, score in scores:
             q = score_quality(score[rows], data["iou"][rows], score[rows] < 0.5, has_state=True)
             print(f"{part:15s} {name:9s} frames {q['frames']} (good {q['good_frames']}, off-target {q['off_frames']}): "
                   f"AUROC {_figure(q['auroc'])}, ECE {_figure(q['ece'])}, median score off-target "
@@ -168,5 +192,11 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     cv.add_argument("--absence-weight", type=float, default=1.0,
                     help="weight of the made absences' frames against the natural frames' 1 (default 1; 0 fits the "
                          "natural frames only: better calibrated there, slower to fall when the target is gone)")
+    cv.add_argument("--appearance", action="store_true",
+                    help="also fit the appearance calibration (the evidence plus the ImageNet cosine, needs "
+                         "appearance.onnx: `siamtrack export-appearance`); --check measures it when the file has one")
+    cv.add_argument("--gate", type=float,
+                    help="the appearance_gate the printed figures apply the appearance check under (default: the "
+                         f"weights' stored one, else {DEFAULT_GATE})")
     cv.add_argument("--no-progress", action="store_true", help="no progress bar")
     cv.set_defaults(func=cmd_calibrate_verifier)
