@@ -31,19 +31,11 @@ class AppearanceNet:
     """The ImageNet trunk on onnxruntime (CPU, one thread): features of a box's exemplar crop."""
 
     def __init__(self, path: str | Path) -> None:
-        import onnxruntime as ort
-
-        from .onnx_engine import _session_options
-        from .onnx_external import check_external_data
+        from .onnx_engine import _session_options, open_graph
 
         self.path = Path(path)
-        check_external_data(self.path)
-        try:
-            self._session = ort.InferenceSession(str(self.path), _session_options(1, False),
-                                                 providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own types for missing / corrupt files
-            raise UserError(f"cannot load {self.path}: {type(exc).__name__}: {exc}; re-make it with `siamtrack "
-                            "export-appearance`") from None
+        self._session = open_graph(self.path, _session_options(1, False), ["CPUExecutionProvider"],
+                                   "; re-make it with `siamtrack export-appearance`")
         self._input = self._session.get_inputs()[0].name
 
     def features(self, frame: np.ndarray, center, size) -> np.ndarray:

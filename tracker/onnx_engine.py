@@ -74,13 +74,19 @@ def _session_options(threads: int | None, spin: bool) -> ort.SessionOptions:
     return options
 
 
-def _open_session(path: Path, options: ort.SessionOptions, providers: list) -> tuple[ort.InferenceSession, dict]:
-    """A graph's session and its siamtrack metadata."""
+def open_graph(path: Path, options: ort.SessionOptions, providers: list, remedy: str = "") -> ort.InferenceSession:
+    """An onnxruntime session of the graph at `path`, its external data checked first; a missing or corrupt file
+    is a UserError (ending with `remedy` when given)."""
     check_external_data(path)
     try:
-        session = ort.InferenceSession(str(path), options, providers=providers)
+        return ort.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own types for missing / corrupt files
-        raise UserError(f"cannot load ONNX graph {path}: {type(exc).__name__}: {exc}") from None
+        raise UserError(f"cannot load ONNX graph {path}: {type(exc).__name__}: {exc}{remedy}") from None
+
+
+def _open_session(path: Path, options: ort.SessionOptions, providers: list) -> tuple[ort.InferenceSession, dict]:
+    """A graph's session and its siamtrack metadata."""
+    session = open_graph(path, options, providers)
     return session, read_metadata(session, path)
 
 
