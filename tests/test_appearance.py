@@ -25,6 +25,34 @@ def test_similarity_is_the_cosine_of_the_central_cells():
     assert similarity(first, -first) == pytest.approx(-1.0)
 
 
+def test_with_the_first_box_in_turns_the_best_turn_counts():
+    rng = np.random.default_rng(1)
+    first, other = rng.normal(size=(2, 6, 8, 8))
+    turns = np.stack([other, first, -first])
+    assert similarity(turns, first) == pytest.approx(1.0)
+    assert similarity(turns, other) == pytest.approx(1.0)
+    assert similarity(turns[:1], first) == pytest.approx(similarity(other, first))
+
+
+def test_a_target_turned_upside_down_still_looks_like_itself():
+    """The first box in four quarter turns: the same box in the frame turned by 180 degrees matches one turn
+    exactly, where the first box alone sees it only as alike."""
+    if not (weights_dir() / APPEARANCE_FILE).is_file():
+        pytest.fail(f"the shipped {APPEARANCE_FILE} is missing: siamtrack export-appearance --out weights/")
+    from conftest import read_frames
+
+    frame = read_frames(DEMO_CLIP)[0]
+    net = AppearanceNet(weights_dir() / APPEARANCE_FILE)
+    height, width = frame.shape[:2]
+    centre, size = (237.5, 292.5), (33, 91)  # the README's walker
+    turns = net.features(frame, centre, size, turns=4)
+    assert turns.shape[0] == 4 and np.allclose(turns[0], net.features(frame, centre, size), atol=1e-5)
+    upside_down = net.features(np.ascontiguousarray(frame[::-1, ::-1]),
+                               (width - centre[0], height - centre[1]), size)
+    assert similarity(turns, upside_down) > 0.999  # the crop turned by two quarter turns, pixel for pixel
+    assert similarity(turns[0], upside_down) < 0.95
+
+
 def test_a_verifier_file_keeps_its_appearance_calibration(tmp_path):
     shipped = load_verifier(weights_dir() / VERIFIER_FILE)
     calibration = np.arange(7, dtype=float) / 10
@@ -36,6 +64,13 @@ def test_a_verifier_file_keeps_its_appearance_calibration(tmp_path):
     np.savez(tmp_path / "old.npz", **{k: getattr(shipped, k) for k in ("projection", "hidden_weight", "hidden_bias",
                                                                        "out_weight", "out_bias", "calibration")})
     assert not load_verifier(tmp_path / "old.npz").has_appearance  # a file from before the check
+    assert load_verifier(tmp_path / "old.npz").appearance_turns == 1  # and from before turns
+    turned = shipped.with_calibration(shipped.calibration, calibration, appearance_turns=4)
+    assert load_verifier(turned.save(tmp_path / "turned.npz")).appearance_turns == 4
+    assert load_verifier(turned.with_calibration(calibration[:6]).save(tmp_path / "kept.npz")).appearance_turns == 4
+    np.savez(tmp_path / "bad.npz", **{**dict(np.load(tmp_path / "turned.npz")), "appearance_turns": np.array(7)})
+    with pytest.raises(UserError, match="appearance_turns must be from 1 to 4"):
+        load_verifier(tmp_path / "bad.npz")
 
 
 def test_the_appearance_probability_follows_its_calibration():

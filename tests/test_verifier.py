@@ -206,18 +206,41 @@ def test_the_absence_weight_sets_how_much_the_made_absences_count():
 def test_calibrate_verifier_checks_the_shipped_verifier_on_a_small_set(tmp_path, capfd):
     """The shipped config stores fast_lost_threshold 0.1; collecting evidence turns lost-and-found off (lost
     threshold 0), which must turn the fast rule off too rather than fail validation."""
-    import cv2
-
-    from conftest import synthetic_video, write_video
-
     from tracker.cli import main
 
-    for name, seed in (("a", 1), ("b", 2)):  # two footages: each one's absence is filled with the other's frames
+    assert main(["calibrate-verifier", str(_two_footages(tmp_path / "data")), "--check", "--no-progress"]) == 0
+    out = capfd.readouterr().out
+    assert "natural frames  verifier" in out and "absence runs    verifier" in out
+
+
+def _two_footages(data):
+    """A small set: two synthetic videos, so that each one's absence is filled with the other's frames."""
+    from conftest import synthetic_video, write_video
+
+    for name, seed in (("a", 1), ("b", 2)):
         frames, gt = synthetic_video(n_frames=110, width=200, height=150, seed=seed)
-        folder = tmp_path / "data" / name
+        folder = data / name
         folder.mkdir(parents=True)
         write_video(folder / "video.avi", frames)
         np.savetxt(folder / "groundtruth.txt", gt, fmt="%.2f", delimiter=",")
-    assert main(["calibrate-verifier", str(tmp_path / "data"), "--check", "--no-progress"]) == 0
-    out = capfd.readouterr().out
-    assert "natural frames  verifier" in out and "absence runs    verifier" in out
+    return data
+
+
+def test_calibrate_verifier_records_the_turns_its_appearance_calibration_was_fitted_on(tmp_path, capfd):
+    import shutil
+
+    from tracker.cli import main
+    from tracker.paths import weights_dir
+
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    for name in ("template.onnx", "search.onnx", "appearance.onnx", VERIFIER_FILE):
+        shutil.copy(weights_dir() / name, folder / name)
+    data = _two_footages(tmp_path / "data")
+    assert main(["calibrate-verifier", str(data), "--weights", str(folder), "--appearance", "--turns", "2",
+                 "--no-progress"]) == 0
+    fitted = load_verifier(folder / VERIFIER_FILE)
+    assert fitted.has_appearance and fitted.appearance_turns == 2
+    assert "appearance calibration:" in capfd.readouterr().out
+    assert main(["calibrate-verifier", str(data), "--weights", str(folder), "--no-progress"]) == 0
+    assert load_verifier(folder / VERIFIER_FILE).appearance_turns == 2  # a refit without --appearance keeps both

@@ -6,6 +6,10 @@ with it. An ImageNet classifier's features (EfficientNet-Lite0 up to stage 5, `a
 `siamtrack export-appearance`) were learned for another task and err elsewhere. The cosine between the first
 box's and the current box's features, pooled over the central 4x4 cells of the 127 px exemplar crop, separates
 val-hard's good from off-target tracking frames at AUROC 0.97 on its own (the verifier's trained head: 0.89).
+A verifier file may ask for the first box in several quarter turns (`calibrate-verifier --turns`; its crop
+rotated by 0, 90, 180 and 270 degrees), the cosine being the best of them: a target that rolls over (a
+motorbike's somersault) then still looks like itself, at the cost of more runs at init only. The shipped file
+uses one turn: four made a stranger after a cut look alike too often (docs/lost-and-found.md).
 
 It costs one small network run per look (about 3 ms on one CPU core), so the tracker asks only when the
 verifier is unsure (`appearance_gate`, tracker/config.py), and the verifier's appearance calibration turns the
@@ -38,20 +42,27 @@ class AppearanceNet:
                                    "; re-make it with `siamtrack export-appearance`")
         self._input = self._session.get_inputs()[0].name
 
-    def features(self, frame: np.ndarray, center, size) -> np.ndarray:
-        """(C, 8, 8) features of the exemplar crop around a box of `size` (w, h) centred at `center` (x, y)."""
+    def features(self, frame: np.ndarray, center, size, turns: int = 1) -> np.ndarray:
+        """(C, 8, 8) features of the exemplar crop around a box of `size` (w, h) centred at `center` (x, y); with
+        turns > 1, (turns, C, 8, 8): the crop turned by k quarter turns, k = 0 .. turns - 1."""
         w, h = float(size[0]), float(size[1])
         crop = crop_square(frame, (float(center[0]), float(center[1])), context_side(w, h, CONTEXT), CROP_SIZE,
                            mean_colour(frame))
+        runs = [self._run(np.rot90(crop, k)) for k in range(turns)]
+        return runs[0] if turns == 1 else np.stack(runs)
+
+    def _run(self, crop: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(crop.transpose(2, 0, 1)[None], dtype=np.float32)
         return self._session.run(None, {self._input: batch})[0][0]
 
 
 def similarity(first: np.ndarray, current: np.ndarray) -> float:
-    """Cosine of the two boxes' features (C, 8, 8), each averaged over the central 4x4 cells."""
-    a = first[:, CENTRE, CENTRE].mean(axis=(1, 2))
+    """Cosine of the two boxes' features (C, 8, 8), each averaged over the central 4x4 cells; with the first box
+    in several turns (T, C, 8, 8), the best cosine of the T."""
+    a = np.asarray(first)[..., CENTRE, CENTRE].mean(axis=(-2, -1)).reshape(-1, first.shape[-3])
     b = current[:, CENTRE, CENTRE].mean(axis=(1, 2))
-    return float(a @ b / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12))
+    norms = np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b), 1e-12)
+    return float(np.max(a @ b / norms))
 
 
 class AppearanceCheck:
@@ -59,11 +70,12 @@ class AppearanceCheck:
     the verifier is unsure of (score under `gate`), scored by the verifier's appearance calibration. `record`:
     look at every box and keep the cosine, never changing a score (calibrate-verifier's collection)."""
 
-    def __init__(self, net: AppearanceNet, gate: float, verifier, record: bool = False) -> None:
-        self.net, self.gate, self.verifier, self.record = net, gate, verifier, record
+    def __init__(self, net: AppearanceNet, gate: float, verifier, record: bool = False, turns: int = 1) -> None:
+        self.net, self.gate, self.verifier, self.record, self.turns = net, gate, verifier, record, turns
 
     def first(self, frame: np.ndarray, center, size) -> np.ndarray:
-        return self.net.features(frame, center, size)
+        """The first box's features, in `turns` quarter turns (as the appearance calibration was fitted)."""
+        return self.net.features(frame, center, size, self.turns)
 
     def look(self, frame: np.ndarray, looks: np.ndarray | None, center, size, score: float,
              evidence: np.ndarray) -> tuple[float, np.ndarray]:
@@ -85,7 +97,8 @@ def appearance_check_for(engine, verifier, config) -> AppearanceCheck | None:
     if not verifier.has_appearance:
         raise UserError("appearance_gate > 0 needs a verifier.npz with an appearance calibration: fit one with "
                         "`siamtrack calibrate-verifier DATASET --appearance`, or set appearance_gate=0")
-    return AppearanceCheck(find_appearance(engine), config.appearance_gate, verifier)
+    return AppearanceCheck(find_appearance(engine), config.appearance_gate, verifier,
+                           turns=verifier.appearance_turns)
 
 
 def find_appearance(engine) -> AppearanceNet:

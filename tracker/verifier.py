@@ -101,6 +101,8 @@ class Verifier:
     weights_sha256: str = ""  # the network weights whose features it was trained on
     # (7,): the weights of EVIDENCE, APPEARANCE_EVIDENCE and a bias; empty: no appearance check
     appearance_calibration: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # how many quarter turns of the first box the appearance cosine takes the best of (1: files from before turns)
+    appearance_turns: int = 1
 
     def logit(self, template: np.ndarray, window: np.ndarray) -> float:
         """The head's log-odds that `window` (C,8,8) shows the object of `template` (C,8,8)."""
@@ -147,17 +149,19 @@ class Verifier:
         z = float(weights[:-2] @ np.asarray(evidence[:len(EVIDENCE)]) + weights[-2] * cosine + weights[-1])
         return 1 / (1 + math.exp(-min(max(z, -60.0), 60.0)))
 
-    def with_calibration(self, calibration, appearance_calibration=None) -> "Verifier":
-        """A copy with a new calibration; the appearance calibration is kept unless one is given."""
+    def with_calibration(self, calibration, appearance_calibration=None, appearance_turns: int | None = None
+                         ) -> "Verifier":
+        """A copy with a new calibration; the appearance calibration (and its turns) is kept unless one is given."""
         appearance = self.appearance_calibration if appearance_calibration is None else appearance_calibration
+        turns = self.appearance_turns if appearance_turns is None else int(appearance_turns)
         return Verifier(self.projection, self.hidden_weight, self.hidden_bias, self.out_weight, self.out_bias,
                         np.asarray(calibration, np.float64), self.weights_sha256,
-                        np.asarray(appearance, np.float64))
+                        np.asarray(appearance, np.float64), turns)
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         np.savez(path, **{k: getattr(self, k) for k in _ARRAYS}, weights_sha256=np.array(self.weights_sha256),
-                 appearance_calibration=self.appearance_calibration)
+                 appearance_calibration=self.appearance_calibration, appearance_turns=np.array(self.appearance_turns))
         return path
 
 
@@ -169,9 +173,13 @@ def load_verifier(path: str | Path) -> Verifier:
             sha = str(data["weights_sha256"]) if "weights_sha256" in data else ""
             appearance = np.asarray(data["appearance_calibration"], np.float64) if "appearance_calibration" in data \
                 else np.zeros(0)
+            turns = int(data["appearance_turns"]) if "appearance_turns" in data else 1
     except (OSError, ValueError, KeyError) as exc:
         raise UserError(f"cannot read the verifier {path}: {exc}; re-make it with `siamtrack train-verifier`") from None
-    return Verifier(**arrays, weights_sha256=sha, appearance_calibration=appearance)
+    if not 1 <= turns <= 4:
+        raise UserError(f"cannot read the verifier {path}: appearance_turns must be from 1 to 4, got {turns}; "
+                        "re-fit it with `siamtrack calibrate-verifier DATASET --appearance`")
+    return Verifier(**arrays, weights_sha256=sha, appearance_calibration=appearance, appearance_turns=turns)
 
 
 def find_verifier(engine) -> Verifier:

@@ -72,12 +72,13 @@ class _Recording(SiamTracker):
         return result
 
 
-def collect(dataset: str, engine, verifier, progress: bool = True, appearance=None) -> dict[str, np.ndarray]:
+def collect(dataset: str, engine, verifier, progress: bool = True, appearance=None, turns: int = 1
+            ) -> dict[str, np.ndarray]:
     """The verifier's evidence and the label (IoU >= 0.5 with the target there) of every tracked frame: one pass
     over each sequence, and the absence events of `siamtrack absence` (a cut to another scene, a full occlusion)
     made from the same sequences, so that frames without the target are not rare. Lost and found is out of the
     way (lost_threshold 0): the boxes are the plain tracker's. With `appearance` (an AppearanceNet), the evidence
-    ends with the appearance cosine of every frame."""
+    ends with the appearance cosine of every frame (the best of the first box's `turns` quarter turns)."""
     _, sequences, problems = load_dataset(Path(dataset))
     if not sequences:
         raise UserError(f"no sequences in {dataset}: {problems}")
@@ -89,7 +90,7 @@ def collect(dataset: str, engine, verifier, progress: bool = True, appearance=No
     def make_tracker() -> _Recording:
         trackers.append(_Recording(engine, config, verifier=verifier))
         if appearance is not None:
-            trackers[-1].appearance = AppearanceCheck(appearance, 0.0, verifier, record=True)
+            trackers[-1].appearance = AppearanceCheck(appearance, 0.0, verifier, record=True, turns=turns)
         return trackers[-1]
 
     evidence, labels, kinds = [], [], []
@@ -126,6 +127,9 @@ def fit_calibration(evidence: np.ndarray, iou: np.ndarray, kind: np.ndarray, abs
 def cmd_calibrate_verifier(args: argparse.Namespace) -> int:
     if not 0 <= args.absence_weight <= 1:
         raise UserError(f"--absence-weight must be from 0 to 1, got {args.absence_weight:g}")
+    if not 1 <= args.turns <= 4 or (args.turns > 1 and not args.appearance):
+        raise UserError(f"--turns must be from 1 to 4 and comes with --appearance, got {args.turns}"
+                        f"{'' if args.appearance else ' without --appearance'}")
     engine = load_engine(args.weights, "onnx", "cpu", None)
     gate = args.gate if args.gate is not None else (engine.tracker_config.appearance_gate or DEFAULT_GATE)
     if not 0 < gate <= 1:
@@ -133,8 +137,9 @@ def cmd_calibrate_verifier(args: argparse.Namespace) -> int:
     path = args.verifier or str(Path(engine.weights_folder) / VERIFIER_FILE)
     verifier = load_verifier(path)
     looks = args.appearance if not args.check else verifier.has_appearance
+    turns = args.turns if not args.check else verifier.appearance_turns  # a check measures the file's own turns
     data = collect(args.dataset, engine, verifier, progress=not args.no_progress,
-                   appearance=find_appearance(engine) if looks else None)
+                   appearance=find_appearance(engine) if looks else None, turns=turns)
     labels = data["iou"] >= 0.5
     base = data["evidence"][:, :len(EVIDENCE)]
     if not args.check:
@@ -144,7 +149,8 @@ def cmd_calibrate_verifier(args: argparse.Namespace) -> int:
         verifier = verifier.with_calibration(
             fit_calibration(base, data["iou"], data["kind"], args.absence_weight),
             fit_calibration(data["evidence"], data["iou"], data["kind"], args.absence_weight) if looks
-            else None)  # without --appearance, the file's appearance calibration (if any) is kept
+            else None,  # without --appearance, the file's appearance calibration (if any) is kept
+            turns if looks else None)
         if not verifier.weights_sha256:  # fitted on these weights' features: tie the file to them
             verifier = dataclasses.replace(verifier, weights_sha256=getattr(engine, "weights_sha256", ""))
         verifier.save(path)
@@ -195,6 +201,9 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     cv.add_argument("--appearance", action="store_true",
                     help="also fit the appearance calibration (the evidence plus the ImageNet cosine, needs "
                          "appearance.onnx: `siamtrack export-appearance`); --check measures it when the file has one")
+    cv.add_argument("--turns", type=int, default=1,
+                    help="with --appearance: compare with the first box in this many quarter turns, the best cosine "
+                         "counting (1 to 4, default 1; 4 keeps a target that rolls over alike, but also a stranger)")
     cv.add_argument("--gate", type=float,
                     help="the appearance_gate the printed figures apply the appearance check under (default: the "
                          f"weights' stored one, else {DEFAULT_GATE})")
