@@ -141,8 +141,8 @@ def test_grayscale_and_bgra_frames(synthetic, default_tracker_factory):
 
 
 def test_tracker_overrides_as_keyword_arguments():
-    tracker = SiamTracker.from_pretrained(scale_damping=0.5, window_influence=0.3, lost_threshold=0.1)
-    assert (tracker.config.scale_damping, tracker.config.window_influence, tracker.config.lost_threshold) == (0.5, 0.3, 0.1)
+    tracker = SiamTracker.from_pretrained(scale_damping=0.5, window_influence=0.3, lost_threshold=0.25)
+    assert (tracker.config.scale_damping, tracker.config.window_influence, tracker.config.lost_threshold) == (0.5, 0.3, 0.25)
     with pytest.raises(UserError, match="unknown key.*bogus"):
         SiamTracker.from_pretrained(bogus=1)
     with pytest.raises(UserError, match="num_scales"):

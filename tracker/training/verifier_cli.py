@@ -26,7 +26,7 @@ from ..outputs import check_output_path
 from ..tracking import SiamTracker
 from ..verifier import APPEARANCE_EVIDENCE, EVIDENCE, VERIFIER_FILE, load_verifier
 
-DEFAULT_GATE = 0.6  # the shipped appearance_gate
+DEFAULT_GATE = 0.66  # the shipped appearance_gate
 
 # torch (training) and scikit-learn are imported inside the commands: `siamtrack --help` and the tracking
 # commands must not pay for them.
