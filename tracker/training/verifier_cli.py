@@ -27,6 +27,8 @@ from ..tracking import SiamTracker
 from ..verifier import APPEARANCE_EVIDENCE, EVIDENCE, VERIFIER_FILE, load_verifier
 
 DEFAULT_GATE = 0.66  # the shipped appearance_gate
+# The shipped file's: chosen on val-hard by the calibration error on natural frames (docs/lost-and-found.md)
+DEFAULT_ABSENCE_WEIGHT = 0.1
 
 # torch (training) and scikit-learn are imported inside the commands: `siamtrack --help` and the tracking
 # commands must not pay for them.
@@ -195,9 +197,10 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     cv.add_argument("--weights", help="exported ONNX folder (default: the shipped pair)")
     cv.add_argument("--verifier", help=f"verifier file (default: {VERIFIER_FILE} beside the weights)")
     cv.add_argument("--check", action="store_true", help="only measure the stored calibration on DATASET")
-    cv.add_argument("--absence-weight", type=float, default=1.0,
-                    help="weight of the made absences' frames against the natural frames' 1 (default 1; 0 fits the "
-                         "natural frames only: better calibrated there, slower to fall when the target is gone)")
+    cv.add_argument("--absence-weight", type=float, default=DEFAULT_ABSENCE_WEIGHT,
+                    help="weight of the made absences' frames against the natural frames' 1 (default "
+                         f"{DEFAULT_ABSENCE_WEIGHT:g}, the shipped file's; 0 fits the natural frames only, 1 every "
+                         "frame alike: lower on natural video, it falls sooner when the target is gone)")
     cv.add_argument("--appearance", action="store_true",
                     help="also fit the appearance calibration (the evidence plus the ImageNet cosine, needs "
                          "appearance.onnx: `siamtrack export-appearance`); --check measures it when the file has one")
