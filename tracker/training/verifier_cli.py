@@ -199,8 +199,9 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     cv.add_argument("--check", action="store_true", help="only measure the stored calibration on DATASET")
     cv.add_argument("--absence-weight", type=float, default=DEFAULT_ABSENCE_WEIGHT,
                     help="weight of the made absences' frames against the natural frames' 1 (default "
-                         f"{DEFAULT_ABSENCE_WEIGHT:g}, the shipped file's; 0 fits the natural frames only, 1 every "
-                         "frame alike: lower on natural video, it falls sooner when the target is gone)")
+                         f"{DEFAULT_ABSENCE_WEIGHT:g}, the shipped file's; 0 fits the natural frames only; 1 counts "
+                         "every frame alike, which scores natural video too low but falls sooner when the target "
+                         "is gone)")
     cv.add_argument("--appearance", action="store_true",
                     help="also fit the appearance calibration (the evidence plus the ImageNet cosine, needs "
                          "appearance.onnx: `siamtrack export-appearance`); --check measures it when the file has one")
