@@ -81,7 +81,7 @@ def test_the_appearance_probability_follows_its_calibration():
 
 
 def test_appearance_gate_is_a_share_and_verify_0_turns_it_off_with_the_verifier():
-    """The shipped weights store appearance_gate 0.8: --set verify=0 must still give the box rule's score."""
+    """The shipped weights store an appearance_gate above 0: --set verify=0 must still give the box rule's score."""
     from tracker import SiamTracker
 
     with pytest.raises(ValueError, match="appearance_gate must be from 0"):

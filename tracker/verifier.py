@@ -38,6 +38,11 @@ _ARRAYS = ("projection", "hidden_weight", "hidden_bias", "out_weight", "out_bias
 APPEARANCE_EVIDENCE = "appearance cosine"
 
 
+def _logistic(z: float) -> float:
+    """A calibration's probability from its log-odds (clamped: math.exp must not overflow)."""
+    return 1 / (1 + math.exp(-min(max(z, -60.0), 60.0)))
+
+
 def window_origin(offset_px: np.ndarray, stride: int, feature_side: int) -> np.ndarray:
     """Top-left cell (fractional x, y) of the 8x8 feature window centred `offset_px` crop pixels from the search
     crop's centre. A 255 px crop's 16x16 map holds the centred 127 px exemplar at cells 4..11 (measured: the
@@ -120,8 +125,7 @@ class Verifier:
         weights = np.asarray(self.calibration, np.float64)
         if len(weights) == 3:  # head, response, bias
             weights = np.array([weights[0], weights[1], 0, 0, 0, weights[2]])
-        z = float(weights[:-1] @ evidence + weights[-1])
-        return 1 / (1 + math.exp(-min(max(z, -60.0), 60.0)))
+        return _logistic(float(weights[:-1] @ evidence + weights[-1]))
 
     def score_at(self, identity: np.ndarray, features: np.ndarray, offset_px, stride: int, response: float,
                  logits: np.ndarray) -> tuple[float, np.ndarray]:
@@ -146,8 +150,8 @@ class Verifier:
     def appearance_probability(self, evidence: np.ndarray, cosine: float) -> float:
         """P(box on target) from the evidence (EVIDENCE's order) and the appearance cosine."""
         weights = np.asarray(self.appearance_calibration, np.float64)
-        z = float(weights[:-2] @ np.asarray(evidence[:len(EVIDENCE)]) + weights[-2] * cosine + weights[-1])
-        return 1 / (1 + math.exp(-min(max(z, -60.0), 60.0)))
+        return _logistic(float(weights[:-2] @ np.asarray(evidence[:len(EVIDENCE)]) + weights[-2] * cosine
+                               + weights[-1]))
 
     def with_calibration(self, calibration, appearance_calibration=None, appearance_turns: int | None = None
                          ) -> "Verifier":
