@@ -117,6 +117,47 @@ def test_redetect_follow_takes_back_a_steady_search_from_the_last_place_but_not_
     assert p.state == "lost"
 
 
+def test_redetect_move_sends_a_search_that_follows_nothing_to_a_weaker_tile_peak_but_does_not_take_it_back():
+    """redetect_move: a search from the last place scoring under fast_lost_threshold (0.1) for lost_after (3)
+    frames in a row moves to a tile peak at lost_threshold (0.3) or more, under the re-detection line (0.7), at the
+    held size; the target stays lost until the line is reached. Off, after fewer such frames, or with the search
+    above fast_lost_threshold, the search stays where it is."""
+    from types import SimpleNamespace
+
+    from tracker.config import TrackerConfig
+
+    def lost_presence():
+        target = SimpleNamespace(center=np.array([50.0, 50.0]), size=np.array([20.0, 20.0]), search_side=80.0)
+        shadow = SimpleNamespace(center=np.array([60.0, 52.0]), size=np.array([22.0, 22.0]), search_side=84.0)
+        return Presence(state="lost", shadow=shadow), target
+
+    config = TrackerConfig(lost_threshold=0.3, uncertain_margin=0.2, redetect_margin=0.4, fast_lost_threshold=0.1,
+                           lost_after=3, redetect_move=1)
+    tile = (0.45, np.array([300.0, 200.0]))
+
+    def searched(scores, tile_peak=tile, settings=config):
+        p, target = lost_presence()
+        for score in scores[:-1]:
+            p.settle_search(score, None, target, settings)
+        return p, target, p.settle_search(scores[-1], tile_peak, target, settings)
+
+    p, target, score = searched([0.05, 0.02, 0.05])
+    assert score == 0.45  # the frame's score: the place the search went to
+    assert p.shadow.center.tolist() == [300.0, 200.0] and p.shadow.size.tolist() == [20.0, 20.0]
+    assert p.state == "lost" and target.center.tolist() == [50.0, 50.0]
+    for scores, settings in (([0.05, 0.05, 0.05], dataclasses.replace(config, redetect_move=0)),
+                             ([0.05, 0.05], config), ([0.05, 0.15, 0.05], config), ([0.05, 0.05, 0.15], config)):
+        p, _, _ = searched(scores, settings=settings)
+        assert p.shadow.center.tolist() == [60.0, 52.0], (scores, settings.redetect_move)
+    p, _, _ = searched([0.05, 0.05, 0.05], (0.25, np.array([300.0, 200.0])))  # under lost_threshold: not worth it
+    assert p.shadow.center.tolist() == [60.0, 52.0]
+    p, target, _ = searched([0.05, 0.05, 0.05])  # moved there, taken back once the line is reached twice
+    p.settle_search(0.8, None, target, config)
+    assert p.state == "lost"
+    p.settle_search(0.8, None, target, config)
+    assert p.state == "tracking" and target.center.tolist() == [300.0, 200.0]
+
+
 def test_a_lost_frame_is_scored_where_its_box_is():
     """While lost, the box shown is the shadow's: the frame's score is the shadow's own, unless a tile peak at
     the re-detection line (0.7 here) moved the shadow there; a weaker tile peak elsewhere says nothing of the box,

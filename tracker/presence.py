@@ -45,6 +45,7 @@ class Presence:
     candidate: np.ndarray | None = None  # where a re-detection was seen, while lost
     confirmed: int = 0  # frames in a row a re-detection was seen there
     followed: int = 0  # while lost, frames in a row the shadow's own search scored at the tracking line
+    idle: int = 0  # while lost, frames in a row the shadow's own search scored under fast_lost_threshold
     next_tile: int = 0  # where the tile sweep goes on next frame
     tiles: list = field(default_factory=list)
     shadow: object = None  # while lost: a copy of the target's state (tracking.TargetState) that keeps searching
@@ -70,7 +71,7 @@ class Presence:
             self.state = "uncertain"
             return False
         self.state = "lost"
-        self.candidate, self.confirmed, self.followed, self.next_tile = None, 0, 0, 0
+        self.candidate, self.confirmed, self.followed, self.idle, self.next_tile = None, 0, 0, 0, 0
         self.tiles = []
         return True
 
@@ -140,10 +141,12 @@ class Presence:
         best, position, from_tiles = score, shadow.center, False
         if tile_hit is not None and tile_hit[0] > score:
             best, position, from_tiles = tile_hit[0], tile_hit[1], True
-        if from_tiles and best >= threshold:  # track on from there next frame, at the held size, to confirm
+        self.idle = self.idle + 1 if score < config.fast_lost_threshold else 0
+        if from_tiles and (best >= threshold or moves_to_tile(self.idle, best, config)):
+            # track on from there next frame, at the held size: to confirm, or to score it at the centre
             shadow.center = np.asarray(position, float).copy()
             shadow.size, shadow.search_side = state.size.copy(), state.search_side
-            followed = False  # the shadow jumped: what it followed is not what it will follow
+            followed, self.idle = False, 0  # the shadow jumped: what it followed is not what it will follow
             score = best
         self.followed = self.followed + 1 if followed else 0
         taken = self.after_search(best, position, threshold, config.redetect_confirm, state.search_side / 4)
@@ -154,6 +157,13 @@ class Presence:
             state.center, state.size, state.search_side = shadow.center.copy(), shadow.size.copy(), shadow.search_side
             self.shadow, self.followed = None, 0
         return score
+
+
+def moves_to_tile(idle: int, peak: float, config) -> bool:
+    """With redetect_move: the search from the last place has scored under fast_lost_threshold for lost_after
+    frames in a row (`idle`: it follows nothing; a dark or blurred target scores that low now and then, not for
+    long), and a tile peak scored `peak`, at least lost_threshold: the search goes there."""
+    return bool(config.redetect_move) and idle >= config.lost_after and peak >= config.lost_threshold
 
 
 def shadow_of(state):
