@@ -118,8 +118,8 @@ def test_redetect_follow_takes_back_a_steady_search_from_the_last_place_but_not_
 
 
 def test_redetect_move_sends_a_search_that_follows_nothing_to_a_weaker_tile_peak_but_does_not_take_it_back():
-    """redetect_move: a search from the last place scoring under fast_lost_threshold (0.1) for lost_after (3)
-    frames in a row moves to a tile peak at lost_threshold (0.3) or more, under the re-detection line (0.7), at the
+    """redetect_move 3: a search from the last place scoring under fast_lost_threshold (0.1) on 3 frames in a
+    row moves to a tile peak at lost_threshold (0.3) or more, under the re-detection line (0.7), at the
     held size; the target stays lost until the line is reached. Off, after fewer such frames, or with the search
     above fast_lost_threshold, the search stays where it is."""
     from types import SimpleNamespace
@@ -132,7 +132,7 @@ def test_redetect_move_sends_a_search_that_follows_nothing_to_a_weaker_tile_peak
         return Presence(state="lost", shadow=shadow), target
 
     config = TrackerConfig(lost_threshold=0.3, uncertain_margin=0.2, redetect_margin=0.4, fast_lost_threshold=0.1,
-                           lost_after=3, redetect_move=1)
+                           redetect_move=3)
     tile = (0.45, np.array([300.0, 200.0]))
 
     def searched(scores, tile_peak=tile, settings=config):

@@ -180,11 +180,11 @@ class TrackerConfig(_Config):
     # followed something steadily from the target's last place (0: off, only the re-detection line counts).
     redetect_follow: int = 0
     redetect_tiles: int = 4
-    # While lost, where the search goes on: 1 = when the search from the target's last place scores under
-    # fast_lost_threshold (it surely follows nothing), it moves to the best tile peak that reaches lost_threshold,
-    # to track that place next frame; 0 = only to a tile peak at the re-detection line. Taking the target back
-    # still needs the re-detection line on redetect_confirm frames (a tile peak scores lower than the same object
-    # tracked at the centre of its search region).
+    # While lost, where the search goes on: N = when the search from the target's last place has scored under
+    # fast_lost_threshold on N frames in a row (it follows nothing), it moves to the best tile peak that reaches
+    # lost_threshold, to track that place next frame; 0 = only to a tile peak at the re-detection line. Taking
+    # the target back still needs the re-detection line on redetect_confirm frames (a tile peak scores lower than
+    # the same object tracked at the centre of its search region).
     redetect_move: int = 0
     # MultiTracker only (tracker/exclusive.py): 1 = when two targets' boxes converge, the one whose box left the
     # path of its own recent motion further is demoted first, the scores deciding only when the two drifts are
@@ -269,7 +269,8 @@ class TrackerConfig(_Config):
         _check(self.reunite_by_motion in (0, 1),
                f"reunite_by_motion must be 0 (off) or 1 (on), got {self.reunite_by_motion!r}")
         _check(0 <= self.redetect_tiles <= 64, f"redetect_tiles must be from 0 to 64, got {self.redetect_tiles}")
-        _check(self.redetect_move in (0, 1), f"redetect_move must be 0 (off) or 1 (on), got {self.redetect_move!r}")
+        _check(0 <= self.redetect_move <= 1000,
+               f"redetect_move must be from 0 (off) to 1000 frames, got {self.redetect_move}")
         _check(self.hold_lost_box in (0, 1), f"hold_lost_box must be 0 or 1, got {self.hold_lost_box!r}")
         _check(self.verify in (0, 1), f"verify must be 0 (off) or 1 (on), got {self.verify!r}")
         self._check_second_look()

@@ -160,10 +160,10 @@ class Presence:
 
 
 def moves_to_tile(idle: int, peak: float, config) -> bool:
-    """With redetect_move: the search from the last place has scored under fast_lost_threshold for lost_after
-    frames in a row (`idle`: it follows nothing; a dark or blurred target scores that low now and then, not for
-    long), and a tile peak scored `peak`, at least lost_threshold: the search goes there."""
-    return bool(config.redetect_move) and idle >= config.lost_after and peak >= config.lost_threshold
+    """With redetect_move N: the search from the last place has scored under fast_lost_threshold on N frames in a
+    row (`idle`: it follows nothing; a dark or blurred target scores that low now and then, not for long), and a
+    tile peak scored `peak`, at least lost_threshold: the search goes there."""
+    return 0 < config.redetect_move <= idle and peak >= config.lost_threshold
 
 
 def shadow_of(state):
