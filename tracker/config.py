@@ -184,7 +184,7 @@ class TrackerConfig(_Config):
     # fast_lost_threshold on N frames in a row (it follows nothing), it moves to the best tile peak that reaches
     # lost_threshold, to track that place next frame; 0 = only to a tile peak at the re-detection line. Taking
     # the target back still needs the re-detection line on redetect_confirm frames (a tile peak scores lower than
-    # the same object tracked at the centre of its search region).
+    # the same object tracked at the centre of its search region). With fast_lost_threshold 0 it never moves.
     redetect_move: int = 0
     # MultiTracker only (tracker/exclusive.py): 1 = when two targets' boxes converge, the one whose box left the
     # path of its own recent motion further is demoted first, the scores deciding only when the two drifts are

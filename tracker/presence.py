@@ -10,7 +10,9 @@ often a look-alike. So the state moves on runs of frames, not single frames:
   lost_threshold: a frame that surely is not the target, such as a cut to another scene). The box goes back to
   where the target was last seen with a good score and stays there; nothing about the target is updated.
   Behind it, a shadow of the tracking state keeps searching as usual from where the target was lost, and when it
-  scores low a few tiles of the whole frame are searched too (one batch through the backbone), nearest first.
+  scores low a few tiles of the whole frame are searched too (one batch through the backbone), nearest first;
+  a shadow that has scored under fast_lost_threshold for redetect_move frames in a row (it follows nothing)
+  moves to the best tile peak at lost_threshold or more, to score that place at the centre of its search.
   The target is taken back only when one place scores at least lost_threshold + redetect_margin on
   redetect_confirm frames in a row: one strong frame on a distractor is not enough.
 
