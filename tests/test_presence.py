@@ -84,17 +84,20 @@ def test_redetection_needs_confirmation_at_one_place():
     assert p.after_search(0.9, (204, 103), **take) and p.state == "tracking"
 
 
+def lost_presence():
+    """A lost target (its box held at (50, 50), 20 px) and its shadow searching at (60, 52), 22 px: what
+    Presence.settle_search reads of them."""
+    from types import SimpleNamespace
+
+    target = SimpleNamespace(center=np.array([50.0, 50.0]), size=np.array([20.0, 20.0]), search_side=80.0)
+    shadow = SimpleNamespace(center=np.array([60.0, 52.0]), size=np.array([22.0, 22.0]), search_side=84.0)
+    return Presence(state="lost", shadow=shadow), target
+
+
 def test_redetect_follow_takes_back_a_steady_search_from_the_last_place_but_not_a_tile_jump():
     """redetect_follow: the shadow's own search at the tracking line (0.5 here) for 3 frames in a row takes the
     target back, under the re-detection line (0.7); a tile that moves the shadow starts the count again."""
-    from types import SimpleNamespace
-
     from tracker.config import TrackerConfig
-
-    def lost_presence():
-        target = SimpleNamespace(center=np.array([50.0, 50.0]), size=np.array([20.0, 20.0]), search_side=80.0)
-        shadow = SimpleNamespace(center=np.array([60.0, 52.0]), size=np.array([22.0, 22.0]), search_side=84.0)
-        return Presence(state="lost", shadow=shadow), target
 
     config = TrackerConfig(lost_threshold=0.3, uncertain_margin=0.2, redetect_margin=0.4, redetect_follow=3)
     p, target = lost_presence()
@@ -122,14 +125,7 @@ def test_redetect_move_sends_a_search_that_follows_nothing_to_a_weaker_tile_peak
     row moves to a tile peak at lost_threshold (0.3) or more, under the re-detection line (0.7), at the
     held size; the target stays lost until the line is reached. Off, after fewer such frames, or with the search
     above fast_lost_threshold, the search stays where it is."""
-    from types import SimpleNamespace
-
     from tracker.config import TrackerConfig
-
-    def lost_presence():
-        target = SimpleNamespace(center=np.array([50.0, 50.0]), size=np.array([20.0, 20.0]), search_side=80.0)
-        shadow = SimpleNamespace(center=np.array([60.0, 52.0]), size=np.array([22.0, 22.0]), search_side=84.0)
-        return Presence(state="lost", shadow=shadow), target
 
     config = TrackerConfig(lost_threshold=0.3, uncertain_margin=0.2, redetect_margin=0.4, fast_lost_threshold=0.1,
                            redetect_move=3)
@@ -162,13 +158,10 @@ def test_a_lost_frame_is_scored_where_its_box_is():
     """While lost, the box shown is the shadow's: the frame's score is the shadow's own, unless a tile peak at
     the re-detection line (0.7 here) moved the shadow there; a weaker tile peak elsewhere says nothing of the box,
     though it still counts for re-detection."""
-    from types import SimpleNamespace
-
     from tracker.config import TrackerConfig
 
-    target = SimpleNamespace(center=np.array([50.0, 50.0]), size=np.array([20.0, 20.0]), search_side=80.0)
-    shadow = SimpleNamespace(center=np.array([60.0, 52.0]), size=np.array([22.0, 22.0]), search_side=84.0)
-    p = Presence(state="lost", shadow=shadow)
+    p, target = lost_presence()
+    shadow = p.shadow
     config = TrackerConfig(lost_threshold=0.3, uncertain_margin=0.2, redetect_margin=0.4, redetect_confirm=2)
     assert p.settle_search(0.1, (0.6, np.array([300.0, 200.0])), target, config) == 0.1
     assert shadow.center.tolist() == [60.0, 52.0]  # not moved by a peak under the line
