@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .correlation import xcorr_depthwise, xcorr_depthwise_owned
+from .correlation import ShiftedProducts, xcorr_depthwise
 
 TOWER_DEPTH = 6
 DEPTHWISE_CELLS = 4  # the central template cells the depthwise branch correlates
@@ -56,6 +56,7 @@ class _DepthwiseMatch(nn.Module):
         super().__init__()
         self.conv_kernel = _pointwise_bn(channels)
         self.conv_search = _pointwise_bn(channels)
+        self.correlate = ShiftedProducts()
 
     def forward(self, templates: torch.Tensor, search: torch.Tensor, owner: torch.Tensor | None) -> torch.Tensor:
         kernel = self.conv_kernel(templates)
@@ -64,10 +65,13 @@ class _DepthwiseMatch(nn.Module):
             # One target: the same arithmetic as several targets in one batch, so a target tracked alone and
             # in company gets the same numbers. (A grouped conv over all templates was 0.1 to 0.6 ms faster per
             # frame, but its kernel changes with the template count: batched and separate tracks then parted by up
-            # to 135 px on `bench --targets 16`, against 0.000 px this way.)
+            # to 135 px on `bench --targets 16`, against 0.000 px this way. The exported graph runs a grouped conv
+            # per crop instead, in a loop: as fast, and the same numbers alone or in company; see
+            # tracker/export/loop_correlation.py.)
             owner = torch.zeros(search.shape[0], dtype=torch.int64, device=search.device)
         if owner is not None:
-            return xcorr_depthwise_owned(padded, kernel, owner)
+            # no group count fixed at export, so N and T stay dynamic in ONNX
+            return self.correlate(padded, kernel.index_select(0, owner))
         return xcorr_depthwise(padded, kernel)
 
 

@@ -44,13 +44,6 @@ def xcorr_depthwise(search: torch.Tensor, template: torch.Tensor) -> torch.Tenso
     return out.reshape(n, c, out.shape[-2], out.shape[-1])
 
 
-def xcorr_depthwise_owned(search: torch.Tensor, templates: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
-    """xcorr_depthwise of each search map (N,C,H,W) against its owner's template, templates (T,C,h,w), owner (N,)
-    -> (N,C,H-h+1,W-w+1): the same numbers as the grouped conv, but with no group count fixed at export, so N and
-    T stay dynamic in ONNX."""
-    return xcorr_shifted_products(search, templates.index_select(0, owner))
-
-
 def xcorr_shifted_products(search: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     """Depthwise correlation of each search map (N,C,H,W) with its own kernel (N,C,h,w) -> (N,C,H-h+1,W-w+1),
     written as a sum of shifted products over the kernel's h*w cells: only Slice, Mul and Add in a graph, which
@@ -63,6 +56,16 @@ def xcorr_shifted_products(search: torch.Tensor, kernels: torch.Tensor) -> torch
             if u or v:
                 out = out + search[:, :, u : u + rows, v : v + cols] * kernels[:, :, u : u + 1, v : v + 1]
     return out
+
+
+class ShiftedProducts(nn.Module):
+    """xcorr_shifted_products as a module without parameters (nothing in the state dict): each search map
+    (N,C,H,W) against its own kernel (N,C,h,w), channel by channel. `siamtrack export` finds the graph nodes of
+    each instance by this class and runs them as a loop of one grouped conv per crop, which onnxruntime runs
+    faster (tracker/export/loop_correlation.py)."""
+
+    def forward(self, search: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+        return xcorr_shifted_products(search, kernels)
 
 
 class CorrelationHead(nn.Module):
@@ -108,6 +111,7 @@ class BoxHead(nn.Module):
         self.adjust_search = _conv_bn_relu(in_channels, channels, padding=0)
         self.tower = nn.Sequential(_conv_bn_relu(channels, channels, 1), _conv_bn_relu(channels, channels, 1))
         self.predict = nn.Conv2d(channels, 4, 1)
+        self.correlate = ShiftedProducts()
         self.stride = stride
         # exp() keeps distances positive; start every side at two strides (a typical target half-size).
         nn.init.normal_(self.predict.weight, std=1e-3)
@@ -118,6 +122,6 @@ class BoxHead(nn.Module):
         if owner is None:
             corr = xcorr_depthwise(self.adjust_search(search), self.adjust_template(template))
         else:
-            corr = xcorr_depthwise_owned(self.adjust_search(search), self.adjust_template(template), owner)
+            corr = self.correlate(self.adjust_search(search), self.adjust_template(template).index_select(0, owner))
         # The clamp bounds a diverging early step (e^8 strides is far beyond any crop), not a trained output.
         return torch.exp(self.predict(self.tower(corr)).clamp(max=8.0)) * self.stride

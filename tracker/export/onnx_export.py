@@ -42,6 +42,7 @@ from ..config import TrackerConfig
 from ..errors import UserError
 from ..model import SiamNet
 from ..paths import SEARCH_ONNX, TEMPLATE_ONNX, default_weights_path
+from .loop_correlation import loop_shifted_products
 from .parity import PARITY_RTOL, check_parity
 
 FORMAT = "siamtrack-onnx/2"  # /2: several targets per search run (the owner input); see onnx_engine.FORMATS
@@ -235,6 +236,7 @@ def _export_graphs(model: SiamNet, layout: str) -> tuple[dict[str, Any], str, tu
                                         ["search", "template", "owner"], search_outputs,
                                         {"search": "n", "owner": "n", "template": "t"})
     exporter.add(how)
+    loop_shifted_products(protos["search"])  # dynamo's graph only: see loop_correlation.py
     return protos, "/".join(sorted(exporter)), tuple(template.shape)
 
 

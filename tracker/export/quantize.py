@@ -61,9 +61,13 @@ def quantize_search_graph(search_path: str | Path, feeds: list[dict]):
 
     graph = onnx.load(str(search_path)).graph
     correlation = [n.name for n in graph.node if n.op_type == "Conv" and "template" in n.input]
+    # the depthwise correlations' convs inside their loops (export/loop_correlation.py): a template is no weight
+    correlation += [inner.name for n in graph.node if n.op_type == "Loop" for a in n.attribute if a.HasField("g")
+                    for inner in a.g.node if inner.op_type == "Conv"]
     with tempfile.TemporaryDirectory() as tmp:
         prepared, quantized = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
-        quant_pre_process(str(search_path), str(prepared))
+        # auto_merge: a Loop's output count (export/loop_correlation.py) is the crop count under another name
+        quant_pre_process(str(search_path), str(prepared), auto_merge=True)
         quantize_static(str(prepared), str(quantized), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=correlation)
         return onnx.load(str(quantized)), correlation
