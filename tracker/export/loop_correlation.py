@@ -92,36 +92,41 @@ def loop_shifted_products(proto) -> int:
     groups = marked_groups(graph)
     if not groups:
         return 0
-    inferred = onnx.shape_inference.infer_shapes(proto)
-    shapes = {v.name: v.type.tensor_type.shape.dim
-              for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
-    constants = {t.name for t in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
-    graph_outputs = {o.name for o in graph.output}
+    inferred = onnx.shape_inference.infer_shapes(proto).graph
+    shapes = {v.name: v.type.tensor_type.shape.dim for v in [*inferred.value_info, *inferred.input, *inferred.output]}
+    constants = {t.name for t in graph.initializer}
+    constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
     nodes = list(graph.node)
     for index, (path, members) in enumerate(groups.items()):
-        inside = {id(n) for n in members}
-        produced = {o for n in members for o in n.output}
-        sources = list(dict.fromkeys(i for n in members for i in n.input if i and i not in produced | constants))
-        users = defaultdict(list)
-        for node in nodes:
-            for name in node.input:
-                users[name].append(node)
-        outputs = [o for o in produced if o in graph_outputs or any(id(u) not in inside for u in users[o])]
-        if len(sources) != 2 or len(outputs) != 1:
-            raise ValueError(f"{path}: expected 2 inputs and 1 output, found {sources} and {outputs}")
-        # the kernels are the input with the smaller maps: (N,C,h,w) against the search maps' (N,C,H,W)
-        search, kernels = sorted(sources, key=lambda name: -(_static_shape(shapes, name)[2] or 0))
-        search_shape, kernel_shape = _static_shape(shapes, search), _static_shape(shapes, kernels)
-        if None in search_shape[1:] + kernel_shape[1:]:
-            raise ValueError(f"{path}: all but the crop count must be static, got {search_shape} and {kernel_shape}")
-        loop, flag = _loop_nodes(search, kernels, outputs[0], search_shape, kernel_shape, f"loop_correlation_{index}")
-        last = next(i for i, n in enumerate(nodes) if outputs[0] in n.output)
-        nodes = [n for n in nodes[:last] if id(n) not in inside] + loop + [n for n in nodes[last + 1:] if id(n) not in inside]
+        nodes, flag = _as_loop(nodes, members, shapes, constants, {o.name for o in graph.output},
+                               f"loop_correlation_{index}", path)
         graph.initializer.append(flag)
     del graph.node[:]
-    graph.node.extend(_without_unused(nodes, graph_outputs))
+    graph.node.extend(_without_unused(nodes, {o.name for o in graph.output}))
     _drop_unused_names(graph)
     return len(groups)
+
+
+def _as_loop(nodes: list, members: list, shapes: dict, constants: set, graph_outputs: set, prefix: str, path: str):
+    """`nodes` with the group `members` (one ShiftedProducts call) replaced by a Loop that writes the group's
+    output, placed where that output was written; and the Loop's condition initializer."""
+    inside = {id(n) for n in members}
+    produced = {o for n in members for o in n.output}
+    sources = list(dict.fromkeys(i for n in members for i in n.input if i and i not in produced | constants))
+    read_outside = {i for n in nodes if id(n) not in inside for i in n.input}
+    outputs = [o for o in produced if o in graph_outputs or o in read_outside]
+    if len(sources) != 2 or len(outputs) != 1:
+        raise ValueError(f"{path}: expected 2 inputs and 1 output, found {sources} and {outputs}")
+    # the kernels are the input with the smaller maps: (N,C,h,w) against the search maps' (N,C,H,W)
+    search, kernels = sorted(sources, key=lambda name: -(_static_shape(shapes, name)[2] or 0))
+    search_shape, kernel_shape = _static_shape(shapes, search), _static_shape(shapes, kernels)
+    if None in search_shape[1:] + kernel_shape[1:]:
+        raise ValueError(f"{path}: all but the crop count must be static, got {search_shape} and {kernel_shape}")
+    loop, flag = _loop_nodes(search, kernels, outputs[0], search_shape, kernel_shape, prefix)
+    last = next(i for i, n in enumerate(nodes) if outputs[0] in n.output)
+    before = [n for n in nodes[:last] if id(n) not in inside]
+    after = [n for n in nodes[last + 1:] if id(n) not in inside]
+    return before + loop + after, flag
 
 
 def _without_unused(nodes: list, graph_outputs: set) -> list:
