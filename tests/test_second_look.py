@@ -191,7 +191,9 @@ def test_the_second_look_runs_only_on_uncertain_frames(deer, onnx_engine, levers
     assert (tracker.second_look.replacements > 0) == bool(levers.get("second_template"))
 
 
-@pytest.mark.parametrize("gate, every, margin", [(0.9, 4, 0.2), (0.5, 2, 0.5)])
+# Each case must replace at least twice on these 40 frames of Deer: at 0.85 every 4 the loop-correlation export
+# replaces 4 times; a gate of 0.9 replaced only once there.
+@pytest.mark.parametrize("gate, every, margin", [(0.85, 4, 0.2), (0.5, 2, 0.5)])
 def test_the_second_template_is_replaced_only_on_confirmed_frames_and_at_most_every_n(deer, onnx_engine, gate, every,
                                                                                       margin):
     """Replaced (not blended: exactly the template of the exemplar at the frame's box) on each frame tracked with a
