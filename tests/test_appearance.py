@@ -147,3 +147,29 @@ def test_export_appearance_rebuilds_the_shipped_file(tmp_path):
     made, shipped = AppearanceNet(path), AppearanceNet(weights_dir() / APPEARANCE_FILE)
     assert np.allclose(made.features(frame, (80, 60), (40, 30)), shipped.features(frame, (80, 60), (40, 30)),
                        atol=1e-4)
+
+
+def test_redetect_look_also_looks_at_a_lost_targets_place_at_the_redetection_line():
+    """redetect_look: a lost target's place scored at the re-detection line gets the appearance check above the
+    gate too (a look-alike that does not look like the first box is not taken back); a tracked box above the
+    gate, and a lost place under the line, are not looked at."""
+    from tracker.appearance import AppearanceCheck
+
+    class Net:
+        def features(self, frame, center, size, turns=1):
+            return np.ones((4, 8, 8))
+
+    class Verifier:
+        def appearance_probability(self, evidence, cosine):
+            return 0.1  # "does not look like the first box"
+
+    looks, evidence = np.ones((1, 4, 8, 8)), np.zeros(5)
+    check = AppearanceCheck(Net(), 0.5, Verifier(), redetect_line=0.75)
+    assert check.look(None, looks, (0, 0), (1, 1), 0.9, evidence)[0] == 0.9  # tracked, sure
+    assert check.look(None, looks, (0, 0), (1, 1), 0.9, evidence, lost=True)[0] == 0.1  # lost, at the line
+    assert check.look(None, looks, (0, 0), (1, 1), 0.7, evidence, lost=True)[0] == 0.7  # lost, under the line
+    assert check.look(None, looks, (0, 0), (1, 1), 0.4, evidence)[0] == 0.1  # under the gate, as before
+    without = AppearanceCheck(Net(), 0.5, Verifier())
+    assert without.look(None, looks, (0, 0), (1, 1), 0.9, evidence, lost=True)[0] == 0.9
+    with pytest.raises(ValueError, match="redetect_look must be 0"):
+        TrackerConfig(redetect_look=2).validate()

@@ -156,6 +156,7 @@ def test_the_figures_the_docs_give_for_the_shipped_weights_are_the_stored_ones()
         "`fast_lost_threshold` / `fast_lost_after`": f"{tracking.fast_lost_threshold:g} / {tracking.fast_lost_after}",
         "appearance check (`appearance_gate`)": f"{tracking.appearance_gate:g}",
         "a lost search that follows nothing moves after (`redetect_move`)": f"{tracking.redetect_move} frames",
+        "a place to take back is also looked at (`redetect_look`)": "on" if tracking.redetect_look else "off",
         "box rule (`box_position`)": tracking.box_position,
     }
     documented = _stored_table()

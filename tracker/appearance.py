@@ -24,6 +24,7 @@ import numpy as np
 from .crop import context_side, crop_square, mean_colour
 from .errors import UserError
 from .paths import weights_dir
+from .presence import redetect_threshold
 
 APPEARANCE_FILE = "appearance.onnx"
 CROP_SIZE = 127  # the exemplar crop, with SiamFC's context
@@ -70,18 +71,21 @@ class AppearanceCheck:
     the verifier is unsure of (score under `gate`), scored by the verifier's appearance calibration. `record`:
     look at every box and keep the cosine, never changing a score (calibrate-verifier's collection)."""
 
-    def __init__(self, net: AppearanceNet, gate: float, verifier, record: bool = False, turns: int = 1) -> None:
+    def __init__(self, net: AppearanceNet, gate: float, verifier, record: bool = False, turns: int = 1,
+                 redetect_line: float | None = None) -> None:
         self.net, self.gate, self.verifier, self.record, self.turns = net, gate, verifier, record, turns
+        self.redetect_line = redetect_line  # redetect_look: a lost target's place scored this or more is looked at
 
     def first(self, frame: np.ndarray, center, size) -> np.ndarray:
         """The first box's features, in `turns` quarter turns (as the appearance calibration was fitted)."""
         return self.net.features(frame, center, size, self.turns)
 
     def look(self, frame: np.ndarray, looks: np.ndarray | None, center, size, score: float,
-             evidence: np.ndarray) -> tuple[float, np.ndarray]:
+             evidence: np.ndarray, lost: bool = False) -> tuple[float, np.ndarray]:
         """(score, evidence) of a verified box: with a look, the appearance calibration's score and the evidence
-        with the cosine appended; without, as they came and NaN appended."""
-        unsure = score < self.gate
+        with the cosine appended; without, as they came and NaN appended. `lost`: the box is a lost target's
+        search, which with redetect_line is also looked at when it scores at that line."""
+        unsure = score < self.gate or (lost and self.redetect_line is not None and score >= self.redetect_line)
         if looks is None or not (unsure or self.record):
             return score, np.append(evidence, np.nan)
         cosine = similarity(looks, self.net.features(frame, center, size))
@@ -98,7 +102,8 @@ def appearance_check_for(engine, verifier, config) -> AppearanceCheck | None:
         raise UserError("appearance_gate > 0 needs a verifier.npz with an appearance calibration: fit one with "
                         "`siamtrack calibrate-verifier DATASET --appearance`, or set appearance_gate=0")
     return AppearanceCheck(find_appearance(engine), config.appearance_gate, verifier,
-                           turns=verifier.appearance_turns)
+                           turns=verifier.appearance_turns,
+                           redetect_line=redetect_threshold(config) if config.redetect_look else None)
 
 
 def find_appearance(engine) -> AppearanceNet:

@@ -186,6 +186,11 @@ class TrackerConfig(_Config):
     # the target back still needs the re-detection line on redetect_confirm frames (a tile peak scores lower than
     # the same object tracked at the centre of its search region). With fast_lost_threshold 0 it never moves.
     redetect_move: int = 0
+    # With the appearance check on (verify 1, appearance_gate > 0): 1 = while lost, a place scored at the
+    # re-detection line (lost_threshold + redetect_margin) is compared with the first box too, whatever
+    # appearance_gate says, so that a look-alike must also look like the target to be taken back; 0 = only under
+    # appearance_gate.
+    redetect_look: int = 0
     # MultiTracker only (tracker/exclusive.py): 1 = when two targets' boxes converge, the one whose box left the
     # path of its own recent motion further is demoted first, the scores deciding only when the two drifts are
     # alike; 0 = the scores decide.
@@ -271,6 +276,7 @@ class TrackerConfig(_Config):
         _check(0 <= self.redetect_tiles <= 64, f"redetect_tiles must be from 0 to 64, got {self.redetect_tiles}")
         _check(0 <= self.redetect_move <= 1000,
                f"redetect_move must be from 0 (off) to 1000 frames, got {self.redetect_move}")
+        _check(self.redetect_look in (0, 1), f"redetect_look must be 0 (off) or 1 (on), got {self.redetect_look!r}")
         _check(self.hold_lost_box in (0, 1), f"hold_lost_box must be 0 or 1, got {self.hold_lost_box!r}")
         _check(self.verify in (0, 1), f"verify must be 0 (off) or 1 (on), got {self.verify!r}")
         self._check_second_look()

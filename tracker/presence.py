@@ -14,7 +14,8 @@ often a look-alike. So the state moves on runs of frames, not single frames:
   a shadow that has scored under fast_lost_threshold for redetect_move frames in a row (it follows nothing)
   moves to the best tile peak at lost_threshold or more, to score that place at the centre of its search.
   The target is taken back only when one place scores at least lost_threshold + redetect_margin on
-  redetect_confirm frames in a row: one strong frame on a distractor is not enough.
+  redetect_confirm frames in a row: one strong frame on a distractor is not enough. (With redetect_look, a place
+  that scores that much is also compared with the first box (tracker/appearance.py) before its score counts.)
 
 Presence owns all of that: the state, the shadow, the tile plan and the re-detection decision. The tracking loop
 (tracking.py) only runs the network for the shadow and the tiles.

@@ -201,7 +201,7 @@ class TrackingLoop:
         # A lost target's box stays put; its shadow searches on as if it were tracked.
         stepping = [t.presence.shadow if lost else t.state for t, lost in zip(targets, was_lost)]
         before = [(s.center, s.size, s.search_side) for s in stepping]
-        scores, samples, responses = self._track_steps(frame, stepping, before)
+        scores, samples, responses = self._track_steps(frame, stepping, before, was_lost)
         self._settle_claims(targets, was_lost, before, scores, samples)
         for target, lost, score, sample in zip(targets, was_lost, scores, samples):
             if not lost:
@@ -222,13 +222,12 @@ class TrackingLoop:
         self.stage_times = self._timer.stage_times()
         return results
 
-    def _track_steps(self, frame: np.ndarray, states: list[TargetState],
-                     before: list[tuple]) -> tuple[list[float], list, list[float]]:
+    def _track_steps(self, frame: np.ndarray, states: list[TargetState], before: list[tuple], lost: list[bool]):
         """One frame of ordinary tracking for each state (a target's, or its shadow's while lost; `before`: each
-        one's (center, size, search_side) as the frame found it), all crops in one network run: the scores, with
-        the states moved, each state's would-be online sample (None without
-        the online model) and the box rule's own scores (the scores are the verifier's when it is on). A
-        non-finite answer leaves a state as it was and scores 0."""
+        one's (center, size, search_side) as the frame found it; `lost`: each one is a lost target's shadow), all
+        crops in one network run: the scores, with the states moved, each state's would-be online sample (None
+        without the online model) and the box rule's own scores (the scores are the verifier's when it is on).
+        A non-finite answer leaves a state as it was and scores 0."""
         per = self.rule.crops_per_target
         crops = self._crop_buffer(per * len(states))
         for i, state in enumerate(states):
@@ -245,7 +244,7 @@ class TrackingLoop:
             score = self.rule.move(state, logits[rows], None if distances is None else distances[rows],
                                    None if features is None else features[i])
             responses.append(keep_in_frame(frame, state, before[i], score, self.config))
-            scores.append(self._verified(frame, state, features, i, before[i], responses[-1], logits[rows]))
+            scores.append(self._verified(frame, state, features, i, before[i], responses[-1], logits[rows], lost[i]))
             taken = self.second_look and self.second_look.look(frame, state, before[i], scores[-1])
             if taken:  # a second look's move; the online sample below is cut for the first look's, so none
                 scores[-1], responses[-1], self.evidence[id(state)] = taken
@@ -258,7 +257,7 @@ class TrackingLoop:
         return scores, samples, responses
 
     def _verified(self, frame: np.ndarray, state: TargetState, features, row: int, before: tuple, response: float,
-                  logits) -> float:
+                  logits, lost: bool = False) -> float:
         """The frame's score: the box rule's, or the verifier's P(box on target) from the search features under
         the moved box (crop `row`, cut at `before`'s centre and side) and the crops' logits, with the appearance
         check where it is unsure."""
@@ -267,7 +266,7 @@ class TrackingLoop:
         score, evidence = self.verifier.score_move(state.identity, features[row], state.center, before[0],
                                                    before[2], self.engine.config, response, logits)
         if self.appearance is not None:
-            score, evidence = self.appearance.look(frame, state.looks, state.center, state.size, score, evidence)
+            score, evidence = self.appearance.look(frame, state.looks, state.center, state.size, score, evidence, lost)
         self.evidence[id(state)] = evidence
         return score
 
@@ -347,7 +346,8 @@ class TrackingLoop:
                 peak, evidence = self.verifier.score_move(shadow.identity, features[k + tile], position, centres[tile],
                                                           target.state.search_side, m, peak, logits[k + tile])
                 if self.appearance is not None:
-                    peak, _ = self.appearance.look(frame, shadow.looks, position, target.state.size, peak, evidence)
+                    peak, _ = self.appearance.look(frame, shadow.looks, position, target.state.size, peak, evidence,
+                                                   lost=True)
             hits[id(target)] = (peak, position)
             k += len(centres)
         return hits
