@@ -66,11 +66,10 @@ class _DepthwiseMatch(nn.Module):
             # in company gets the same numbers. (A grouped conv over all templates was 0.1 to 0.6 ms faster per
             # frame, but its kernel changes with the template count: batched and separate tracks then parted by up
             # to 135 px on `bench --targets 16`, against 0.000 px this way. The exported graph runs a grouped conv
-            # per crop instead, in a loop: as fast, and the same numbers alone or in company; see
-            # tracker/export/loop_correlation.py.)
+            # per crop instead, in a loop: faster than these shifted products, and the same numbers alone or in
+            # company; see tracker/export/loop_correlation.py.)
             owner = torch.zeros(search.shape[0], dtype=torch.int64, device=search.device)
         if owner is not None:
-            # no group count fixed at export, so N and T stay dynamic in ONNX
             return self.correlate(padded, kernel.index_select(0, owner))
         return xcorr_depthwise(padded, kernel)
 

@@ -129,16 +129,19 @@ def _as_loop(nodes: list, members: list, shapes: dict, constants: set, graph_out
     return before + loop + after, flag
 
 
+def _reads(node) -> list[str]:
+    """The names `node` reads: its inputs, and the outer-graph names its subgraphs (a Loop body) read."""
+    inner = [i for a in node.attribute if a.HasField("g") for n in a.g.node for i in n.input]
+    return [*node.input, *inner]
+
+
 def _without_unused(nodes: list, graph_outputs: set) -> list:
-    """`nodes` less those whose outputs nothing reads (a Loop body reads names of the outer graph too)."""
+    """`nodes` less those whose outputs nothing reads."""
     needed, kept = set(graph_outputs), []
     for node in reversed(nodes):
         if any(o in needed for o in node.output):
             kept.append(node)
-            needed.update(node.input)
-            for attribute in node.attribute:
-                if attribute.HasField("g"):
-                    needed.update(i for inner in attribute.g.node for i in inner.input)
+            needed.update(_reads(node))
     return kept[::-1]
 
 
@@ -146,11 +149,8 @@ def _drop_unused_names(graph) -> None:
     """Initializers and value_info of names that no node reads or writes any more."""
     used = {o.name for o in graph.output}
     for node in graph.node:
-        used.update(node.input)
+        used.update(_reads(node))
         used.update(node.output)
-        for attribute in node.attribute:
-            if attribute.HasField("g"):
-                used.update(i for inner in attribute.g.node for i in inner.input)
     keep = [t for t in graph.initializer if t.name in used]
     del graph.initializer[:]
     graph.initializer.extend(keep)
