@@ -191,6 +191,11 @@ class TrackerConfig(_Config):
     # appearance_gate says, so that a look-alike must also look like the target to be taken back; 0 = only under
     # appearance_gate.
     redetect_look: int = 0
+    # With the verifier on (verify 1): a tracked frame whose box's search features match the previous frame's under
+    # this cosine (cell by cell, the central 4x4 of the 8x8 window) is a jump onto something else: it and any later
+    # place that looks more like what the box jumped onto than like the target before score at most 0.05, so the
+    # target is lost and not taken back there (tracker/jumps.py); 0 = off.
+    jump_cosine: float = 0.0
     # MultiTracker only (tracker/exclusive.py): 1 = when two targets' boxes converge, the one whose box left the
     # path of its own recent motion further is demoted first, the scores deciding only when the two drifts are
     # alike; 0 = the scores decide.
@@ -277,6 +282,7 @@ class TrackerConfig(_Config):
         _check(0 <= self.redetect_move <= 1000,
                f"redetect_move must be from 0 (off) to 1000 frames, got {self.redetect_move}")
         _check(self.redetect_look in (0, 1), f"redetect_look must be 0 (off) or 1 (on), got {self.redetect_look!r}")
+        _check(0 <= self.jump_cosine < 1, f"jump_cosine must be from 0 (off) to under 1, got {self.jump_cosine}")
         _check(self.hold_lost_box in (0, 1), f"hold_lost_box must be 0 or 1, got {self.hold_lost_box!r}")
         _check(self.verify in (0, 1), f"verify must be 0 (off) or 1 (on), got {self.verify!r}")
         self._check_second_look()

@@ -21,7 +21,7 @@ from . import reunite
 from .errors import UserError
 from .exclusive import CONVERGED_IOU, PATH_LENGTH, box_of, demotions, inside_any
 from .result import TrackResult, box_iou
-from .tracking import TrackingLoop, as_bgr
+from .tracking import TrackingLoop, as_bgr, check_frame_size
 
 
 class MultiTracker(TrackingLoop):
@@ -57,7 +57,7 @@ class MultiTracker(TrackingLoop):
         frame = as_bgr(frame)
         with self._targets_lock:
             for target in self._targets.values():
-                self._check_frame(frame, target)
+                check_frame_size(frame, target)
             target = self._new_target(frame, box, box_format)
             target_id, self._next_id = self._next_id, self._next_id + 1
             self._targets[target_id] = target
@@ -111,7 +111,7 @@ class MultiTracker(TrackingLoop):
             ids, targets = list(self._targets), list(self._targets.values())
             if not targets:
                 return {}
-            self._check_frame(frame, targets[0])
+            check_frame_size(frame, targets[0])
             self._frame_number += 1
             return dict(zip(ids, self._step(frame, targets)))
 

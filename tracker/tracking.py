@@ -23,6 +23,7 @@ from .crop import context_side, crop_square, mean_colour
 from .cv2_compat import OpenCVTracker
 from .engines import Engine, load_engine
 from .errors import UserError
+from .jumps import jump_watch_for
 from .online import LearningSchedule, OnlineTargetModel, first_frame_model, frame_sample
 from .presence import Presence, best_tile, redetect_threshold
 from .response import fused_scores
@@ -55,6 +56,14 @@ def as_bgr(frame: np.ndarray) -> np.ndarray:
     raise UserError(f"frame must be HxW, HxWx3 or HxWx4, got shape {frame.shape}")
 
 
+def check_frame_size(frame: np.ndarray, target) -> None:
+    """Every frame must have the init frame's size: a target's boxes are in its pixels."""
+    if frame.shape[:2] != target.state.frame_shape:
+        (h0, w0), (h1, w1) = target.state.frame_shape, frame.shape[:2]
+        raise UserError(f"frame size changed from {w0}x{h0} (the init frame) to {w1}x{h1}: boxes would be "
+                        "wrong; call init(frame, box) again on a frame of the new size")
+
+
 @dataclass
 class TargetState:
     """Where a target is (its shadow, while lost, is a copy of this that keeps searching)."""
@@ -71,6 +80,10 @@ class TargetState:
     identity: np.ndarray | None = None  # (C,8,8) first template's features on the CPU, for the verifier
     looks: np.ndarray | None = None  # the first box's ImageNet features, for the appearance check (appearance.py)
     second: SecondTemplate | None = None  # with second_template=1 (second_look.py); the shadow shares it
+    # with jump_cosine (jumps.py): the search features under the box last frame, and the two sides of the last jump
+    window: np.ndarray | None = None
+    remembered: np.ndarray | None = None
+    stranger: np.ndarray | None = None
 
 
 @dataclass
@@ -118,6 +131,7 @@ class TrackingLoop:
         self.evidence: dict[int, np.ndarray] = {}  # id(target state) -> the verifier's evidence of the last step
         self.appearance = appearance_check_for(engine, self.verifier, self.config)  # None: appearance_gate 0
         self.second_look = second_look_for(engine, self.rule, self.verifier, self.config)  # None: levers off
+        self.jumps = jump_watch_for(engine, self.verifier, self.config)  # None: jump_cosine 0
         self._online = self.config.online_weight > 0
         if self._online and not self.rule.fuses_online:
             raise UserError("the online target model fuses with the box rule: it needs a model with a box head and "
@@ -184,13 +198,6 @@ class TrackingLoop:
             learning = LearningSchedule(c.online_update_every, c.online_distractor)
         return Target(state, Presence(last_good=(center.copy(), np.array([w, h], float), search_side)), learning)
 
-    @staticmethod
-    def _check_frame(frame: np.ndarray, target: Target) -> None:
-        if frame.shape[:2] != target.state.frame_shape:
-            (h0, w0), (h1, w1) = target.state.frame_shape, frame.shape[:2]
-            raise UserError(f"frame size changed from {w0}x{h0} (the init frame) to {w1}x{h1}: boxes would be "
-                            "wrong; call init(frame, box) again on a frame of the new size")
-
     # -- any number of targets' step -------------------------------------------------------------------------
 
     def _step(self, frame: np.ndarray, targets: list[Target]) -> list[TrackResult]:
@@ -216,6 +223,8 @@ class TrackingLoop:
         for k, (target, lost) in enumerate(zip(targets, was_lost)):
             if lost:
                 scores[k] = target.presence.settle_search(scores[k], tile_hits.get(id(target)), target.state, c)
+                if target.presence.state != "lost" and self.jumps is not None:
+                    self.jumps.forget(target.state)
         self._settle_identities(targets, scores)
         results = [_result(t, s, r, c.hold_lost_box) for t, s, r in zip(targets, scores, responses)]
         self._timer.mark()
@@ -268,7 +277,8 @@ class TrackingLoop:
         if self.appearance is not None:
             score, evidence = self.appearance.look(frame, state.looks, state.center, state.size, score, evidence, lost)
         self.evidence[id(state)] = evidence
-        return score
+        jumps = self.jumps
+        return score if jumps is None else jumps.after_step(state, features[row], before[0], before[2], score, lost)
 
     def _settle_claims(self, targets: list[Target], was_lost: list[bool], before: list, scores: list,
                        samples: list) -> None:
@@ -348,6 +358,9 @@ class TrackingLoop:
                 if self.appearance is not None:
                     peak, _ = self.appearance.look(frame, shadow.looks, position, target.state.size, peak, evidence,
                                                    lost=True)
+                if self.jumps is not None:
+                    peak = self.jumps.tile_score(shadow, features[k + tile], position, centres[tile],
+                                                 target.state.search_side, peak)
             hits[id(target)] = (peak, position)
             k += len(centres)
         return hits
@@ -392,5 +405,5 @@ class SiamTracker(TrackingLoop):
         with self._one_frame():
             if self._target is None:
                 raise RuntimeError("call init(frame, box) before update(frame)")
-            self._check_frame(frame, self._target)
+            check_frame_size(frame, self._target)
             return self._step(frame, [self._target])[0]
