@@ -23,7 +23,7 @@ import numpy as np
 from tracker.evaluation import metrics
 from tracker.evaluation.absence import KINDS, run_events
 from tracker.evaluation.datasets import load_dataset
-from tracker.jumps import JumpWatch, box_window, cell_cosine
+from tracker.jumps import JumpWatch, cell_cosine
 from tracker.options import add_model_options, load_tracker
 from tracker.running import TrackRun
 from tracker.tracking import SiamTracker
@@ -34,22 +34,21 @@ LINES = (0.5, 0.55, 0.6, 0.65, 0.7)
 class RecordingWatch(JumpWatch):
     """Records each step's cosine with the window before (NaN: none before) and whether the target was lost."""
 
-    def __init__(self, model, watch: JumpWatch | None) -> None:
-        super().__init__(watch.line if watch else 0.0, model)
+    def __init__(self, watch: JumpWatch | None) -> None:
+        super().__init__(watch.line if watch else 0.0)
         self.acting, self.steps = watch is not None, []
 
-    def after_step(self, state, features, crop_centre, crop_side, score, lost):
-        window = box_window(features, state.center, crop_centre, crop_side, self.model)
+    def after_step(self, state, window, score, lost):
         self.steps.append((cell_cosine(state.window, window) if state.window is not None else np.nan, lost))
         if self.acting:
-            return super().after_step(state, features, crop_centre, crop_side, score, lost)
+            return super().after_step(state, window, score, lost)
         state.window = window
         return score
 
 
 def recording_tracker(shared) -> SiamTracker:
     tracker = SiamTracker(shared.engine, shared.config)
-    tracker.jumps = RecordingWatch(shared.engine.config, tracker.jumps)
+    tracker.jumps = RecordingWatch(tracker.jumps)
     return tracker
 
 

@@ -9,34 +9,14 @@ from conftest import DATA, iou
 from tracker import SiamTracker
 from tracker.config import TrackerConfig
 from tracker.config import ModelConfig
-from tracker.jumps import STRANGER_SCORE, JumpWatch, box_window, cell_cosine, jump_watch_for
+from tracker.jumps import STRANGER_SCORE, JumpWatch, cell_cosine, jump_watch_for
+from tracker.verifier import box_window
 
 MODEL = ModelConfig()  # 255 px search crops at stride 16: a 16x16 feature map, whose centred 8x8 is the box
 
 
 class State:
     window = remembered = stranger = None
-    center = np.zeros(2)
-
-
-class Watch(JumpWatch):
-    """JumpWatch fed 8x8 windows as they are: each is put at the centre of a 16x16 map of zeros, under a box at
-    the crop's centre."""
-
-    def __init__(self, line: float = 0.65) -> None:
-        super().__init__(line, MODEL)
-
-    def after_step(self, state, window, score, lost):
-        return super().after_step(state, embedded(window), (0, 0), 255.0, score, lost)
-
-    def tile_score(self, state, window, score):
-        return super().tile_score(state, embedded(window), (0, 0), (0, 0), 255.0, score)
-
-
-def embedded(window: np.ndarray) -> np.ndarray:
-    features = np.zeros((window.shape[0], 16, 16))
-    features[:, 4:12, 4:12] = window
-    return features
 
 
 def windows(seed: int, count: int, channels: int = 8) -> np.ndarray:
@@ -55,7 +35,7 @@ def test_cell_cosine_reads_the_central_cells_only():
 
 def test_a_steady_box_keeps_its_score_and_a_jump_caps_it_and_remembers_both_sides():
     target, stranger = windows(1, 2)
-    watch, state = Watch(), State()
+    watch, state = JumpWatch(0.65), State()
     rng = np.random.default_rng(2)
     for _ in range(5):  # the target changes a little from frame to frame
         assert watch.after_step(state, target + 0.2 * rng.normal(size=target.shape), 0.9, lost=False) == 0.9
@@ -74,7 +54,7 @@ def test_what_comes_with_a_jump_from_the_stranger_is_not_the_stranger_and_taking
     """The target back after a cut: its window is unlike the stranger's (a jump from it), so its own score counts,
     even where it is no more like the target before than like the stranger; a target taken back forgets."""
     target, stranger, other = windows(4, 3)
-    watch, state = Watch(), State()
+    watch, state = JumpWatch(0.65), State()
     watch.after_step(state, target, 0.9, lost=False)
     watch.after_step(state, stranger, 0.9, lost=False)
     assert state.stranger is not None
@@ -86,7 +66,7 @@ def test_what_comes_with_a_jump_from_the_stranger_is_not_the_stranger_and_taking
 
 def test_a_place_about_as_like_the_target_as_the_stranger_is_not_the_stranger():
     target, stranger = windows(6, 2)
-    watch, state = Watch(), State()
+    watch, state = JumpWatch(0.65), State()
     watch.after_step(state, target, 0.9, lost=False)
     watch.after_step(state, stranger, 0.9, lost=False)
     between = target + stranger  # a cosine of about 0.7 with each
@@ -96,7 +76,7 @@ def test_a_place_about_as_like_the_target_as_the_stranger_is_not_the_stranger():
 
 def test_a_lost_search_does_not_jump_and_a_first_frame_has_nothing_to_jump_from():
     a, b = windows(3, 2)
-    watch, state = Watch(), State()
+    watch, state = JumpWatch(0.65), State()
     assert watch.after_step(state, a, 0.7, lost=False) == 0.7  # nothing before it
     assert watch.after_step(state, b, 0.7, lost=True) == 0.7  # a lost target's search moves freely
     assert state.stranger is None
@@ -110,12 +90,9 @@ def test_the_window_under_a_box_at_the_crop_centre_is_the_centred_one():
 
 
 def test_the_watch_needs_the_verifier_and_a_line():
-    class Engine:
-        config = MODEL
-
-    assert jump_watch_for(Engine(), None, TrackerConfig(jump_cosine=0.65)) is None
-    assert jump_watch_for(Engine(), object(), TrackerConfig()) is None
-    assert jump_watch_for(Engine(), object(), TrackerConfig(jump_cosine=0.65)).line == 0.65
+    assert jump_watch_for(None, TrackerConfig(jump_cosine=0.65)) is None
+    assert jump_watch_for(object(), TrackerConfig()) is None
+    assert jump_watch_for(object(), TrackerConfig(jump_cosine=0.65)).line == 0.65
     for bad in (-0.1, 1.0):
         with pytest.raises(ValueError, match="jump_cosine must be from 0"):
             TrackerConfig(jump_cosine=bad).validate()

@@ -3,9 +3,9 @@
 A target that moves, turns or blurs changes its look a little from frame to frame; the search features under the
 box (the 8x8 window the verifier reads) stay alike, cell by cell. When the tracker lands on another object, or
 the scene cuts to another shot, or a cover slides over the target, they change at once. Measured on the 27
-sequences of val and val-hard: while the target was tracked, no frame's window matched the previous frame's
-under a cosine of 0.65 (the least was 0.68, MotorRolling's somersault); the first frame of a made cut or cover
-(`siamtrack absence`) did in 84% of the cuts (docs/lost-and-found.md). Such a frame is a jump.
+sequences of val and val-hard, no tracked frame's window matched the previous frame's under a cosine of 0.7,
+while the first frame of every made cut and of most made covers (`siamtrack absence`) did under 0.65
+(`python benchmarks/jump_cosines.py`, docs/lost-and-found.md). Such a frame is a jump.
 
 After a jump the siamese score often stays high: the tracker sits on another face, another body, which the
 template matches nearly as well. So the jump leaves a memory: the window from before it (the target) and the one
@@ -15,13 +15,11 @@ verifier says, and scores at most `STRANGER_SCORE`: two such frames in a row los
 lost target is not taken back there. The stranger's memory follows its look from frame to frame; what comes into
 view with a jump from it (the target, back after a cut) is not the stranger.
 
-Zero network cost: the features are the frame's own run's; two cosines per place.
+Zero network cost: the window is the one the verifier scored (verifier.box_window); two cosines per place.
 """
 from __future__ import annotations
 
 import numpy as np
-
-from .verifier import feature_window, window_origin
 
 CENTRE = slice(2, 6)  # the central 4x4 of the 8x8 window: the box, without most of its context
 STRANGER_SCORE = 0.05  # P(box on target) of a jump frame and of a place that looks like the stranger
@@ -39,28 +37,17 @@ def cell_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(((a * b).sum(axis=0) / norms).mean())
 
 
-def box_window(features: np.ndarray, moved_centre, crop_centre, crop_side: float, model) -> np.ndarray:
-    """The (C, 8, 8) window of a search crop's features (C, H, W) under a box centred at `moved_centre` (frame
-    pixels), the crop cut around `crop_centre`, `crop_side` frame pixels a side; model: the network's ModelConfig."""
-    offset = (np.asarray(moved_centre, float) - np.asarray(crop_centre, float)) * model.search_size / crop_side
-    return feature_window(features, window_origin(offset, model.stride, features.shape[-1]))
-
-
 class JumpWatch:
     """The jump test and the stranger's memory, kept on each target's state (tracking.TargetState: `window`, the
     box's window last frame; `remembered` and `stranger`, the two sides of the last jump)."""
 
-    def __init__(self, line: float, model) -> None:
+    def __init__(self, line: float) -> None:
         self.line = line  # jump_cosine (tracker/config.py)
-        self.model = model  # the network's ModelConfig: where a box lies in a crop's features
 
-    def after_step(self, state, features: np.ndarray, crop_centre, crop_side: float, score: float, lost: bool
-                   ) -> float:
-        """The frame's score for the place the state's search moved to (state.center) in a search crop cut around
-        `crop_centre`, `crop_side` frame pixels a side, whose features are `features` (C, H, W): STRANGER_SCORE on
-        a jump (a tracked target only: a lost target's search has nothing steady to jump from) or on the
-        stranger, else `score`."""
-        window = box_window(features, state.center, crop_centre, crop_side, self.model)
+    def after_step(self, state, window: np.ndarray, score: float, lost: bool) -> float:
+        """The frame's score for the place the state's search moved to, whose search features are `window`
+        (C, 8, 8: verifier.box_window): STRANGER_SCORE on a jump (a tracked target only: a lost target's search has
+        nothing steady to jump from) or on the stranger, else `score`."""
         before, state.window = state.window, window
         if not lost and before is not None and cell_cosine(before, window) < self.line:
             state.remembered, state.stranger = before, window
@@ -72,7 +59,7 @@ class JumpWatch:
 
     def is_stranger(self, state, window: np.ndarray) -> bool:
         """Since the last jump: `window` is steady with what the box jumped onto (no jump from it) and more like it
-        than like the target before."""
+        than like the target before, by STRANGER_MARGIN."""
         if state.stranger is None:
             return False
         alike = cell_cosine(window, state.stranger)
@@ -84,17 +71,15 @@ class JumpWatch:
         over."""
         state.window = state.remembered = state.stranger = None
 
-    def tile_score(self, state, features: np.ndarray, position, tile_centre, tile_side: float, score: float
-                   ) -> float:
-        """A lost target's tile peak at `position` (the tile's features, centre and side as in after_step):
-        STRANGER_SCORE on the stranger, else `score`."""
-        window = box_window(features, position, tile_centre, tile_side, self.model)
+    def tile_score(self, state, window: np.ndarray, score: float) -> float:
+        """A lost target's tile peak, whose search features are `window`: STRANGER_SCORE on the stranger, else
+        `score`."""
         return min(score, STRANGER_SCORE) if self.is_stranger(state, window) else score
 
 
-def jump_watch_for(engine, verifier, config) -> JumpWatch | None:
+def jump_watch_for(verifier, config) -> JumpWatch | None:
     """The jump watch with jump_cosine > 0 and the verifier on (it reads the search features the verifier
     reads); else None."""
     if verifier is None or not config.jump_cosine:
         return None
-    return JumpWatch(config.jump_cosine, engine.config)
+    return JumpWatch(config.jump_cosine)

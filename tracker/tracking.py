@@ -30,7 +30,7 @@ from .response import fused_scores
 from .result import TrackResult, check_box
 from .second_look import SecondTemplate, second_look_for
 from .timing import StageTimer
-from .verifier import Verifier, verifier_for
+from .verifier import Verifier, box_window, verifier_for
 
 MAX_FRAME_SIDE = 32766  # cv2.warpAffine asserts every side < SHRT_MAX (32,767)
 
@@ -131,7 +131,7 @@ class TrackingLoop:
         self.evidence: dict[int, np.ndarray] = {}  # id(target state) -> the verifier's evidence of the last step
         self.appearance = appearance_check_for(engine, self.verifier, self.config)  # None: appearance_gate 0
         self.second_look = second_look_for(engine, self.rule, self.verifier, self.config)  # None: levers off
-        self.jumps = jump_watch_for(engine, self.verifier, self.config)  # None: jump_cosine 0
+        self.jumps = jump_watch_for(self.verifier, self.config)  # None: jump_cosine 0
         self._online = self.config.online_weight > 0
         if self._online and not self.rule.fuses_online:
             raise UserError("the online target model fuses with the box rule: it needs a model with a box head and "
@@ -272,13 +272,12 @@ class TrackingLoop:
         check where it is unsure."""
         if self.verifier is None or response <= 0:
             return response
-        score, evidence = self.verifier.score_move(state.identity, features[row], state.center, before[0],
-                                                   before[2], self.engine.config, response, logits)
+        window = box_window(features[row], state.center, before[0], before[2], self.engine.config)
+        score, evidence = self.verifier.score_window(state.identity, window, response, logits)
         if self.appearance is not None:
             score, evidence = self.appearance.look(frame, state.looks, state.center, state.size, score, evidence, lost)
         self.evidence[id(state)] = evidence
-        jumps = self.jumps
-        return score if jumps is None else jumps.after_step(state, features[row], before[0], before[2], score, lost)
+        return score if self.jumps is None else self.jumps.after_step(state, window, score, lost)
 
     def _settle_claims(self, targets: list[Target], was_lost: list[bool], before: list, scores: list,
                        samples: list) -> None:
@@ -353,14 +352,13 @@ class TrackingLoop:
                                              (excluded or {}).get(id(target), ()))
             if self.verifier is not None and tile is not None and peak > 0:  # the verifier's P(target there)
                 shadow = target.presence.shadow
-                peak, evidence = self.verifier.score_move(shadow.identity, features[k + tile], position, centres[tile],
-                                                          target.state.search_side, m, peak, logits[k + tile])
+                window = box_window(features[k + tile], position, centres[tile], target.state.search_side, m)
+                peak, evidence = self.verifier.score_window(shadow.identity, window, peak, logits[k + tile])
                 if self.appearance is not None:
                     peak, _ = self.appearance.look(frame, shadow.looks, position, target.state.size, peak, evidence,
                                                    lost=True)
                 if self.jumps is not None:
-                    peak = self.jumps.tile_score(shadow, features[k + tile], position, centres[tile],
-                                                 target.state.search_side, peak)
+                    peak = self.jumps.tile_score(shadow, window, peak)
             hits[id(target)] = (peak, position)
             k += len(centres)
         return hits

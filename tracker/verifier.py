@@ -64,6 +64,14 @@ def feature_window(features: np.ndarray, origin) -> np.ndarray:
     return ((1 - fy) * ((1 - fx) * at(y0, x0) + fx * at(y0, x1)) + fy * ((1 - fx) * at(y1, x0) + fx * at(y1, x1)))
 
 
+def box_window(features: np.ndarray, moved_centre, crop_centre, crop_side: float, model) -> np.ndarray:
+    """The (C,8,8) window of a search crop's features (C,H,W) under a box centred at `moved_centre` (frame pixels),
+    the crop cut around `crop_centre`, `crop_side` frame pixels a side; model: the network's ModelConfig
+    (search_size, stride)."""
+    offset = (np.asarray(moved_centre, float) - crop_centre) * model.search_size / crop_side
+    return feature_window(features, window_origin(offset, model.stride, features.shape[-1]))
+
+
 def response_shape(logits: np.ndarray) -> np.ndarray:
     """(peak logit, its margin over the best cell outside the peak's 5x5 neighbourhood, peak-to-sidelobe ratio)
     of a box rule's logits ((R,R), or (S,R,R) for several crops: the crop holding the peak)."""
@@ -127,21 +135,20 @@ class Verifier:
             weights = np.array([weights[0], weights[1], 0, 0, 0, weights[2]])
         return _logistic(float(weights[:-1] @ evidence + weights[-1]))
 
-    def score_at(self, identity: np.ndarray, features: np.ndarray, offset_px, stride: int, response: float,
-                 logits: np.ndarray) -> tuple[float, np.ndarray]:
-        """(P(the target is there), the evidence) for a box centred `offset_px` crop pixels from the centre of a
-        search crop whose trunk features are `features` (C,H,W) and whose response is `logits`, the box rule having
-        scored it `response`. identity: the first template's features (C,8,8)."""
-        window = feature_window(features, window_origin(offset_px, stride, features.shape[-1]))
+    def score_window(self, identity: np.ndarray, window: np.ndarray, response: float,
+                     logits: np.ndarray) -> tuple[float, np.ndarray]:
+        """(P(the target is there), the evidence) for a box whose search features are `window` (C,8,8: box_window)
+        in a search crop whose response is `logits`, the box rule having scored it `response`. identity: the first
+        template's features (C,8,8)."""
         evidence = self.evidence(self.logit(identity, window), response, logits)
         return self.probability(evidence), evidence
 
     def score_move(self, identity: np.ndarray, features: np.ndarray, moved_centre, crop_centre, crop_side: float,
                    model, response: float, logits: np.ndarray) -> tuple[float, np.ndarray]:
-        """score_at for a box the box rule moved to `moved_centre` (frame pixels) in a search crop cut around
-        `crop_centre`, `crop_side` frame pixels a side; model: the network's ModelConfig (search_size, stride)."""
-        offset = (np.asarray(moved_centre, float) - crop_centre) * model.search_size / crop_side
-        return self.score_at(identity, features, offset, model.stride, response, logits)
+        """score_window for a box the box rule moved to `moved_centre` (frame pixels) in a search crop cut around
+        `crop_centre`, `crop_side` frame pixels a side, whose trunk features are `features` (C,H,W)."""
+        window = box_window(features, moved_centre, crop_centre, crop_side, model)
+        return self.score_window(identity, window, response, logits)
 
     @property
     def has_appearance(self) -> bool:
