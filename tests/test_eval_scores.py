@@ -62,6 +62,10 @@ def test_state_column_and_score_quality(dataset, tmp_path):
     assert (mine["good_frames"], mine["off_frames"]) == (24, 12)
     assert mine["auroc"] == 1.0 and mine["off_flagged"] == 1.0 and mine["good_flagged"] == 0.5
     assert mine["ece"] == pytest.approx((0.1 + 0.1 + 0.2) / 3) and mine["off_median_score"] == pytest.approx(0.1)
+    # Per sequence, where the flags fall: each of its 6 good frames half tracking, half uncertain; 3 off, all lost.
+    assert scored["mine"]["sequences"]["a"]["flags"] == {"good": 6, "good_uncertain": 3, "good_lost": 0, "off": 3,
+                                                         "off_tracking": 0}
+    assert "flags" not in scored["peer"]["sequences"]["a"]  # no states: its lost flag is all it says
     peer = scored["peer"]["overall"]["score_quality"]
     assert peer["good_flagged"] == 0.0 and peer["off_flagged"] == 1.0 and peer["flag"].startswith("lost flag only")
     # A folder written before the state was kept (two columns): read, judged by the lost flag.
@@ -91,6 +95,10 @@ def test_eval_reports_score_quality_and_attributes(dataset, tmp_path, capsys):
         assert heading in printed and heading in (out / "summary.md").read_text()
     assert "| mine | 24 | 12 | 1.000 | 1.000 | 0.500 | 0.133 | 0.100 | uncertain or lost |" in printed
     assert "| OCC (occlusion) | 2 |" in printed
+    # Per sequence, in summary.md only (with the per-sequence table).
+    written = (out / "summary.md").read_text()
+    assert "## Where the flags fall" not in printed and "| a | mine | 6 | 3 | 0 | 3 | 0 |" in written
+    assert "| a | peer |" not in written.split("## Where the flags fall")[1].split("##")[0]
     assert (out / "reliability.png").stat().st_size > 0
 
 

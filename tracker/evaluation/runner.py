@@ -147,13 +147,20 @@ def score(out: Path, sequences: list[Sequence], tracker_names: list[str] | None 
             try:
                 boxes, tt, dt, sc = read_result(out, name, seq.name)
                 m = metrics.sequence_metrics(boxes, seq.gt, seq.valid, seq.image_size)
+                flags = None
                 if sc is not None and len(sc) == len(boxes):
-                    scored_runs.append((sc, metrics.rect_iou(np.nan_to_num(boxes, nan=-1e6), seq.gt), seq.valid))
+                    ious = metrics.rect_iou(np.nan_to_num(boxes, nan=-1e6), seq.gt)
+                    scored_runs.append((sc, ious, seq.valid))
+                    if sc.shape[1] > 2:  # a tracker with states: where its flags fall on this sequence
+                        frames = np.asarray(seq.valid, bool) & (np.arange(len(sc)) > 0)
+                        flags = verification.flag_counts(ious[frames], sc[frames, 2])
             except (OSError, ValueError) as e:
                 missing[seq.name] = str(e).splitlines()[0]
                 continue
             per_seq.append(m)
             entry = {k: v for k, v in m.items() if k != "got_ious"}
+            if flags is not None:
+                entry["flags"] = flags
             if tt is not None:
                 track_s, e2e_s = float(tt.sum()), float(tt.sum() + (dt.sum() if dt is not None else 0.0))
                 entry["fps_tracker"] = _fps(len(tt), track_s)
@@ -257,6 +264,7 @@ def markdown(summary: dict) -> str:
             e = t["sequences"].get(seq)
             if e:
                 lines.append("| " + " | ".join([seq, name, str(e["frames"])] + [_fmt(e.get(k), k) for k, _ in _COLUMNS]) + " |")
+    lines += _flag_lines(summary.get("sequences", []), trk)
     lost_rows = [(name, t["overall"]["lost_flag"]) for name, t in trk.items() if (t.get("overall") or {}).get("lost_flag")]
     if lost_rows:
         lines += ["", "## Lost flag", "", "Frames after the first: *missed* = IoU 0, *tracked* = IoU >= 0.5. "
@@ -303,6 +311,24 @@ def _score_quality_lines(trackers: dict) -> list[str]:
                      f"{_fmt(q['off_flagged'], 'r')} | {_fmt(q['good_flagged'], 'r')} | {_fmt(q['ece'], 'r')} | "
                      f"{_fmt(q['off_median_score'], 'r')} | {q['flag']} |")
     return lines
+
+
+def _flag_lines(sequences: list[str], trackers: dict) -> list[str]:
+    """Per sequence, the mistakes of the flags (trackers with states): good frames flagged, off-target unflagged."""
+    rows = []
+    for seq in sequences:
+        for name, t in trackers.items():
+            f = (t["sequences"].get(seq) or {}).get("flags")
+            if f and (f["good_uncertain"] or f["good_lost"] or f["off_tracking"]):
+                rows.append(f"| {seq} | {name} | {f['good']} | {f['good_uncertain']} | {f['good_lost']} | "
+                            f"{f['off']} | {f['off_tracking']} |")
+    if not rows:
+        return []
+    return ["", "## Where the flags fall", "", "Per sequence, trackers with states, sequences with a mistake only: "
+            f"good frames (IoU >= {verification.GOOD_IOU}) in state uncertain or lost, and off-target frames (IoU < "
+            f"{verification.OFF_IOU}) in state tracking.", "",
+            "| sequence | tracker | good | good, uncertain | good, lost | off | off, tracking |",
+            "|---|---|---|---|---|---|---|", *rows]
 
 
 def write_summary(out: Path, summary: dict) -> list[Path]:

@@ -9,6 +9,8 @@ reproduces every figure from the result files:
 * The expected calibration error (ECE) of the score read as P(IoU >= 0.5), over all scored frames: 10 equal-width
   score bins, |observed frequency of IoU >= 0.5 - mean score| per bin, weighted by the bin's share of frames.
 * The reliability curve behind the ECE (per bin: frames, mean score, observed frequency) for the diagram.
+* Per sequence, where the flags fall (flag_counts): good frames in state uncertain and in state lost, off-target
+  frames left in state tracking. The pooled shares hide that a few sequences hold most of the mistakes.
 """
 from __future__ import annotations
 
@@ -79,3 +81,13 @@ def score_quality(score, iou, flagged, has_state: bool) -> dict:
         "off_median_score": float(np.median(score[off])) if off.any() else None,
         "bins": bins,
     }
+
+
+def flag_counts(iou, state) -> dict:
+    """One sequence's good and off-target frames by state (STATE codes 0 tracking, 1 uncertain, 2 lost), from its
+    scored frames' IoU and state."""
+    iou, state = np.nan_to_num(np.asarray(iou, float)), np.asarray(state)
+    good, off = iou >= GOOD_IOU, iou < OFF_IOU
+    return {"good": int(good.sum()), "good_uncertain": int((good & (state == 1)).sum()),
+            "good_lost": int((good & (state == 2)).sum()), "off": int(off.sum()),
+            "off_tracking": int((off & (state == 0)).sum())}
