@@ -351,6 +351,53 @@ def test_mined_negatives_draw_the_search_crop_from_the_look_alikes(cache):
         PairDataset(folders, recipe, recipe.model_config, 4)
 
 
+class _MarkerEngine:
+    """An engine for the verifier's sampler whose features are the crop's colours, max-pooled per 16 px cell, so
+    a feature window shows the marker colour under it."""
+
+    @staticmethod
+    def _pooled(images: np.ndarray, cells: int) -> np.ndarray:
+        side = 16 * cells
+        padded = np.zeros((len(images), side, side, 3), np.float32)
+        padded[:, :images.shape[1], :images.shape[2]] = images
+        return padded.reshape(len(images), cells, 16, cells, 16, 3).max(axis=(2, 4)).transpose(0, 3, 1, 2)
+
+    def template(self, exemplar):
+        return self._pooled(exemplar, 8)
+
+    def search_with_features(self, crops, template):
+        return None, None, self._pooled(crops, 16)
+
+
+def _marker_colour(window: np.ndarray):
+    """The marker colour a (3,8,8) window of _MarkerEngine's features shows (channels over 75 are lit)."""
+    lit = window.reshape(3, -1).max(axis=1) > 75
+    return next((c for c in [*VIDEO_COLOURS.values(), *STILL_COLOURS] if tuple(np.array(c) > 0) == tuple(lit)), None)
+
+
+def test_the_verifier_sampler_adds_a_mined_look_alike_against_each_template(cache):
+    from tracker.training.verifier import sample_verifier_data
+
+    folders = load_crop_cache(cache)
+    plain = sample_verifier_data(_MarkerEngine(), folders, pairs_per_folder=6, seed=1, batch=4)
+    assert not plain.look_alike.any()
+    look_alikes = mine_look_alikes(folders, _centre_colour, neighbours=2)
+    samples = sample_verifier_data(_MarkerEngine(), folders, pairs_per_folder=6, seed=1, batch=4,
+                                   look_alikes=look_alikes)
+    pairs = len(samples.templates)
+    assert pairs == 12 and samples.look_alike.sum() == pairs  # one per pair, each against its own template
+    assert sorted(samples.owner[samples.look_alike]) == list(range(pairs))
+    assert (samples.iou[samples.look_alike] == 0).all()
+    closest = {(0, 0, 255): {(0, 255, 255), (255, 0, 255)}, (0, 255, 0): {(0, 255, 255), (255, 255, 0)}}
+    for row in np.flatnonzero(samples.look_alike):
+        template = _marker_colour(samples.templates[samples.owner[row]].astype(np.float32))
+        assert folders[samples.folder[row]].path.name in VIDEO_COLOURS  # counted with the template's video
+        assert _marker_colour(samples.windows[row].astype(np.float32)) in closest[template], template
+    on_target = samples.iou >= 0.5
+    assert all(_marker_colour(samples.windows[r].astype(np.float32)) ==
+               _marker_colour(samples.templates[samples.owner[r]].astype(np.float32)) for r in np.flatnonzero(on_target))
+
+
 @pytest.mark.parametrize("max_shift", [0.0, 20.0])
 def test_max_shift_respected(cache, max_shift):
     ds = dataset(cache, clean(max_shift=max_shift, negative_prob=0.0, flip_prob=0.5), length=24)

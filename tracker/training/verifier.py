@@ -3,7 +3,9 @@
 Samples: a template from one crop of a video and, from another crop of the same video up to `max_gap` crops
 later, a search crop as tracking cuts it (shifted up to `max_shift` px, scaled by up to `scale_jitter`); the
 window of its trunk features at the target is a positive, windows elsewhere in the same crop (the scene's own
-background and distractors, IoU < 0.1 with the target) and windows of other videos' targets are negatives.
+background and distractors, IoU < 0.1 with the target) and windows of other videos' targets are negatives: one
+drawn at random and, with `look_alikes` (training/data.py's mine_look_alikes), one of the template's mined
+look-alikes, the other video's target it looks most like (another face for a face, another walker for a walker).
 Features come from the same engine that tracks, so the head learns on exactly what it sees when tracking.
 """
 from __future__ import annotations
@@ -32,6 +34,7 @@ class VerifierSamples:
     owner: np.ndarray  # (S,) index of each window's template
     iou: np.ndarray  # (S,) IoU of the window's box with the target (0 for other videos)
     folder: np.ndarray  # (S,) index of the template's folder (for splits by video)
+    look_alike: np.ndarray  # (S,) True for the windows on a mined look-alike
 
     @property
     def labels(self) -> np.ndarray:
@@ -73,7 +76,9 @@ def _candidates(offset: np.ndarray, size: np.ndarray, rng, negatives: int) -> li
 
 def sample_verifier_data(engine, folders: list[CropFolder], pairs_per_folder: int, seed: int = 0,
                          max_gap: int = 0, max_shift: float = 48, scale_jitter: float = 0.15,
-                         negatives: int = 2, batch: int = 32) -> VerifierSamples:
+                         negatives: int = 2, batch: int = 32, look_alikes: list[np.ndarray] | None = None
+                         ) -> VerifierSamples:
+    """look_alikes: mine_look_alikes(folders, ...): each pair adds a window of one of its template's look-alikes."""
     rng = np.random.default_rng(seed)
     videos = [k for k, f in enumerate(folders) if not f.is_still and len(f.files) >= 2]
     # The template is the first crop half the time (tracking keeps the first frame's), else any crop; the search
@@ -86,7 +91,12 @@ def sample_verifier_data(engine, folders: list[CropFolder], pairs_per_folder: in
             reach = n - 1 - i if max_gap == 0 else min(max_gap, n - 1 - i)
             plan.append((k, i, i + int(rng.integers(1, reach + 1))))
     rng.shuffle(plan)
-    templates, windows, owner, ious, folder_of = [], [], [], [], []
+    templates, windows, owner, ious, folder_of, mined = [], [], [], [], [], []
+
+    def add(window, of_pair, iou, folder, look_alike=False):
+        windows.append(window.astype(np.float16)), owner.append(of_pair), ious.append(iou)
+        folder_of.append(folder), mined.append(look_alike)
+
     bar = make_progress(len(plan), "verifier samples", "pair")
     dummy, made = None, 0
     for start in range(0, len(plan), batch):
@@ -102,18 +112,29 @@ def sample_verifier_data(engine, folders: list[CropFolder], pairs_per_folder: in
         templates.append(t.astype(np.float16))
         for n, ((k, _, _), (_, offset, size)) in enumerate(zip(chunk, cut)):
             for centre, iou in _candidates(offset, size, rng, negatives):
-                windows.append(feature_window(features[n], window_origin(centre, 16, 16)).astype(np.float16))
-                owner.append(base + n), ious.append(iou), folder_of.append(k)
+                add(feature_window(features[n], window_origin(centre, 16, 16)), base + n, iou, k)
             # another video's target, against this pair's template: the look-alike from elsewhere
             other = (n + 1 + rng.integers(len(chunk) - 1)) % len(chunk) if len(chunk) > 1 else None
             if other is not None and folders[chunk[other][0]].video != folders[k].video:
-                o_offset = cut[other][1]
-                windows.append(feature_window(features[other], window_origin(o_offset, 16, 16)).astype(np.float16))
-                owner.append(base + n), ious.append(0.0), folder_of.append(k)
+                add(feature_window(features[other], window_origin(cut[other][1], 16, 16)), base + n, 0.0, k)
+        if look_alikes:
+            for n, window in enumerate(_look_alike_windows(engine, folders, look_alikes, chunk, rng, dummy,
+                                                           max_shift, scale_jitter)):
+                add(window, base + n, 0.0, chunk[n][0], look_alike=True)
         bar.update(len(chunk))
     bar.close()
     return VerifierSamples(np.concatenate(templates), np.stack(windows), np.array(owner), np.array(ious),
-                           np.array(folder_of))
+                           np.array(folder_of), np.array(mined, bool))
+
+
+def _look_alike_windows(engine, folders, look_alikes, chunk, rng, dummy, max_shift, scale_jitter) -> list:
+    """For each (folder, template crop, search crop) of `chunk`: the feature window on one of the template crop's
+    mined look-alikes (another video's target), cut as a search crop like the pair's own."""
+    picks = [look_alikes[k][i][rng.integers(len(look_alikes[k][i]))] for k, i, _ in chunk]
+    cut = [_search_crop(PairDataset._read(folders[f], c), folders[f].boxes[c], rng, max_shift, scale_jitter)
+           for f, c in picks]
+    features = engine.search_with_features(np.stack([c[0] for c in cut]), dummy)[2]
+    return [feature_window(features[n], window_origin(offset, 16, 16)) for n, (_, offset, _) in enumerate(cut)]
 
 
 class VerifierNet(nn.Module):

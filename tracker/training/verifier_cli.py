@@ -24,7 +24,7 @@ from ..evaluation.metrics import rect_iou
 from ..evaluation.verification import auroc, score_quality
 from ..outputs import check_output_path
 from ..tracking import SiamTracker
-from ..verifier import APPEARANCE_EVIDENCE, EVIDENCE, VERIFIER_FILE, load_verifier
+from ..verifier import APPEARANCE_EVIDENCE, EVIDENCE, VERIFIER_FILE, find_verifier, load_verifier
 
 DEFAULT_GATE = 0.66  # the shipped appearance_gate
 # The shipped file's: chosen on val-hard by the calibration error on natural frames (docs/lost-and-found.md)
@@ -41,7 +41,17 @@ def cmd_train_verifier(args: argparse.Namespace) -> int:
     engine = load_engine(args.weights, "onnx", "cpu", None)
     if not engine.has_features:
         raise UserError("these weights were exported without search features: re-export them with `siamtrack export`")
-    samples = sample_verifier_data(engine, load_crop_cache(args.data), args.pairs_per_folder, seed=args.seed)
+    cache = load_crop_cache(args.data)
+    look_alikes = None
+    if args.look_alikes:
+        from .data import mine_look_alikes
+
+        def pooled_template(exemplars):  # the template's features averaged over its cells
+            return np.concatenate([engine.template_to_numpy(engine.template(e[None])).mean(axis=(2, 3))
+                                   for e in exemplars])
+
+        look_alikes = mine_look_alikes(cache, pooled_template, args.look_alikes)
+    samples = sample_verifier_data(engine, cache, args.pairs_per_folder, seed=args.seed, look_alikes=look_alikes)
     rng = np.random.default_rng(args.seed)
     folders = np.unique(samples.folder)
     held = rng.choice(folders, max(1, len(folders) // 6), replace=False)  # whole videos held out, to report on
@@ -56,6 +66,15 @@ def cmd_train_verifier(args: argparse.Namespace) -> int:
     print(f"held-out videos: {len(held)}, windows {len(rows)} ({labels.sum()} on the target)")
     print(f"AUROC on them: trained head {auroc(head_logits(verifier, samples, rows), labels):.3f}, "
           f"untrained cosine (central 4x4) {auroc(cosine[:, 2:6, 2:6].mean(axis=(1, 2)), labels):.3f}")
+    if args.look_alikes:  # the windows that matter most: on target vs on the other video it looks most like
+        hard = labels | samples.look_alike[rows]
+        try:  # the head these weights have now (the same held-out videos: the split depends on the seed alone)
+            current = f", the weights' current head {auroc(head_logits(find_verifier(engine), samples, rows[hard]), labels[hard]):.3f}"
+        except UserError:
+            current = ""
+        print(f"AUROC on target vs mined look-alikes ({(~labels & hard).sum()} windows): trained head "
+              f"{auroc(head_logits(verifier, samples, rows[hard]), labels[hard]):.3f}{current}, untrained cosine "
+              f"{auroc(cosine[hard][:, 2:6, 2:6].mean(axis=(1, 2)), labels[hard]):.3f}")
     verifier.save(args.out)
     print(f"wrote {args.out} (uncalibrated: run `siamtrack calibrate-verifier DATASET --verifier {args.out}`)")
     return 0
@@ -189,6 +208,9 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     tv.add_argument("--weights", help="exported ONNX folder whose features it learns on (default: the shipped pair)")
     tv.add_argument("--out", required=True, help=f"where to write the verifier (e.g. weights/{VERIFIER_FILE})")
     tv.add_argument("--pairs-per-folder", type=int, default=120, help="template/search pairs per video (default 120)")
+    tv.add_argument("--look-alikes", type=int, default=0, metavar="N",
+                    help="also show each pair's template one of its N mined look-alikes (the other videos' targets "
+                         "whose template features are closest) as a negative (default 0: none, the shipped file's)")
     tv.add_argument("--epochs", type=int, default=8)
     tv.add_argument("--seed", type=int, default=0)
     tv.set_defaults(func=cmd_train_verifier)
