@@ -276,6 +276,7 @@ def test_state_summary_counts_detection_reacquisition_and_false_takes():
     assert summary["false_reacquisitions"] == 1  # left "lost" at frame 6 while the target was away
     assert summary["reacquired"] == "1/1" and summary["frames_to_reacquire_median"] == 2
     assert summary["false_reacquisitions_by_kind"] == {"while_away": 1, "another_place": 0, "loose_box": 0}
+    assert summary["false_reacquisition_events"] == [{"sequence": "s", "frame": 7, "taken": "while_away", "iou": 0.0}]
 
 
 def test_state_summary_tells_a_look_alike_from_a_loose_box():
@@ -290,6 +291,10 @@ def test_state_summary_tells_a_look_alike_from_a_loose_box():
     assert summary["false_reacquisitions"] == 2
     assert summary["false_reacquisitions_by_kind"] == {"while_away": 0, "another_place": 1, "loose_box": 1}
     assert summary["reacquired"] == "1/1" and summary["frames_to_reacquire_median"] == 7
+    # Each listed by the clip's frame (updates count from frame 1; frame 0 is the init) and its IoU.
+    assert summary["false_reacquisition_events"] == [
+        {"sequence": "s", "frame": 6, "taken": "loose_box", "iou": 0.3},
+        {"sequence": "s", "frame": 9, "taken": "another_place", "iou": 0.05}]
 
 
 def _image_sequence(folder, name, colour):

@@ -18,7 +18,8 @@ Per frame it records the score, the state, the box and whether the target is the
   start of the absence to "lost", frames from the target's return until the tracker is on it again (state not
   lost, IoU >= 0.5), and false re-acquisitions (leaving "lost" while the target is absent, or onto a box with
   IoU < 0.5 after it came back), split by what was taken: nothing (the target away), another place (IoU < 0.1,
-  the verifier measures' off-target line) or the target under a loose box (IoU 0.1 to 0.5);
+  the verifier measures' off-target line) or the target under a loose box (IoU 0.1 to 0.5), each one listed
+  with its clip, frame (counted from the clip's first frame, the init) and IoU;
 * the long-term tracking measures of VOT-LT (Lukezic et al. 2020): precision, recall and F-score over the
   score threshold, from the per-frame score and box.
 """
@@ -133,6 +134,11 @@ def state_summary(runs: list[Run]) -> dict:
     """The state machine's figures over all runs (see the module docstring)."""
     lost_absent, lost_visible, delays, reacquire, never = [], [], [], [], 0
     takes = {"while_away": 0, "another_place": 0, "loose_box": 0}
+    events = []  # each false re-acquisition: where, on which frame of the clip, what it took
+
+    def take(r: Run, i: int, kind: str) -> None:
+        takes[kind] += 1
+        events.append({"sequence": r.name, "frame": i + 1, "taken": kind, "iou": round(float(r.ious[i]), 3)})
     for r in runs:
         lost = np.array([s == "lost" for s in r.states])
         absent = ~r.present
@@ -145,7 +151,7 @@ def state_summary(runs: list[Run]) -> dict:
         # leaving "lost" while the target is still away: a distractor taken for it
         for i in range(r.start + 1, r.start + r.length):
             if lost[i - 1] and not lost[i]:
-                takes["while_away"] += 1
+                take(r, i, "while_away")
         back = r.start + r.length
         found = next((i - back + 1 for i in range(back, len(lost)) if not lost[i] and r.ious[i] >= GOOD_IOU), None)
         reacquire.append(found)
@@ -153,7 +159,7 @@ def state_summary(runs: list[Run]) -> dict:
             never += 1
         for i in range(back, len(lost)):
             if lost[i - 1] and not lost[i] and r.ious[i] < GOOD_IOU:
-                takes["another_place" if r.ious[i] < OFF_IOU else "loose_box"] += 1
+                take(r, i, "another_place" if r.ious[i] < OFF_IOU else "loose_box")
     detected = [d for d in delays if d is not None]
     found = [f for f in reacquire if f is not None]
     return {
@@ -166,6 +172,7 @@ def state_summary(runs: list[Run]) -> dict:
         "frames_to_reacquire_median": float(np.median(found)) if found else None,
         "false_reacquisitions": sum(takes.values()),
         "false_reacquisitions_by_kind": takes,
+        "false_reacquisition_events": events,
     }
 
 

@@ -195,12 +195,19 @@ def cmd_absence(args) -> int:
               f"{st['frames_to_lost_median']} frames); re-acquired {st['reacquired']} (median "
               f"{st['frames_to_reacquire_median']} frames); false re-acquisitions {st['false_reacquisitions']}"
               f"{_false_takes(st['false_reacquisitions_by_kind'])}")
+        for event in st["false_reacquisition_events"]:
+            print(f"    false re-acquisition: {event['sequence']} frame {event['frame']}, "
+                  f"{_TAKEN[event['taken']]} (IoU {event['iou']:.2f})")
         lt = r["long_term"]
         print(f"  VOT-LT: F {lt['f_score']:.3f} (precision {lt['precision']:.3f}, recall {lt['recall']:.3f}, "
               f"at score >= {lt['threshold']})")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     return 0
+
+
+_TAKEN = {"while_away": "while the target was away", "another_place": "another place",
+          "loose_box": "the target under a loose box"}
 
 
 def _false_takes(by_kind: dict) -> str:
