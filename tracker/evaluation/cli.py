@@ -197,7 +197,7 @@ def cmd_absence(args) -> int:
               f"{_false_takes(st['false_reacquisitions_by_kind'])}")
         for event in st["false_reacquisition_events"]:
             print(f"    false re-acquisition: {event['sequence']} frame {event['frame']}, "
-                  f"{_TAKEN[event['taken']]} (IoU {event['iou']:.2f})")
+                  f"{_TAKEN[event['taken']]} (IoU {event['iou']:.3f})")
         lt = r["long_term"]
         print(f"  VOT-LT: F {lt['f_score']:.3f} (precision {lt['precision']:.3f}, recall {lt['recall']:.3f}, "
               f"at score >= {lt['threshold']})")
