@@ -671,6 +671,18 @@ def test_recipes_load():
     assert box.model_config.box_head_channels > 0 and box.tracker_config.num_scales == 1 and box.freeze_after_epoch == 1
 
 
+@pytest.mark.parametrize("option, value", [("--pairs-per-folder", "0"), ("--epochs", "0"), ("--look-alikes", "-1")])
+def test_train_verifier_refuses_counts_out_of_range(tmp_path, capsys, option, value):
+    assert main(["train-verifier", "--out", str(tmp_path / "v.npz"), option, value]) == 2
+    assert f"{option} must be" in capsys.readouterr().err and not (tmp_path / "v.npz").exists()
+
+
+def test_train_verifier_needs_a_video_folder(tmp_path, capsys):
+    write_folder(tmp_path / "stills__synth", STILL_COLOURS, np.random.default_rng(0), still=True)
+    assert main(["train-verifier", "--out", str(tmp_path / "v.npz"), "--data", str(tmp_path)]) == 2
+    assert "none has 2 or more crops" in capsys.readouterr().err
+
+
 def test_train_cli_missing_config(capsys):
     assert main(["train", "--config", "nonexistent"]) == 2
     err = capsys.readouterr().err

@@ -20,6 +20,7 @@ from torch import nn
 
 from ..crop import crop_square, mean_colour
 from ..crop_cache import CACHE_SIDE, CropFolder
+from ..errors import UserError
 from ..result import box_iou
 from ..progress import progress as make_progress
 from ..verifier import WINDOW, Verifier, feature_window, window_origin
@@ -81,6 +82,9 @@ def sample_verifier_data(engine, folders: list[CropFolder], pairs_per_folder: in
     """look_alikes: mine_look_alikes(folders, ...): each pair adds a window of one of its template's look-alikes."""
     rng = np.random.default_rng(seed)
     videos = [k for k, f in enumerate(folders) if not f.is_still and len(f.files) >= 2]
+    if not videos:
+        raise UserError("the verifier learns on video folders of the crop cache, and none has 2 or more crops: "
+                        "point --data at a crop cache with videos (../shared/data/train)")
     # The template is the first crop half the time (tracking keeps the first frame's), else any crop; the search
     # crop comes up to max_gap crops later (0: anywhere later in the video), so the head sees the target change.
     plan = []

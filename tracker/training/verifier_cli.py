@@ -37,6 +37,10 @@ DEFAULT_ABSENCE_WEIGHT = 0.1
 def cmd_train_verifier(args: argparse.Namespace) -> int:
     from .verifier import head_logits, sample_verifier_data, train_head
 
+    for option, value, least in (("--pairs-per-folder", args.pairs_per_folder, 1), ("--epochs", args.epochs, 1),
+                                 ("--look-alikes", args.look_alikes, 0)):
+        if value < least:
+            raise UserError(f"{option} must be {least} or more, got {value}")
     check_output_path(args.out, "--out")
     engine = load_engine(args.weights, "onnx", "cpu", None)
     if not engine.has_features:
