@@ -157,8 +157,9 @@ def test_the_figures_the_docs_give_for_the_shipped_weights_are_the_stored_ones()
         "appearance check (`appearance_gate`)": f"{tracking.appearance_gate:g}",
         "a lost search that follows nothing moves after (`redetect_move`)": f"{tracking.redetect_move} frames",
         "a place to take back is also looked at (`redetect_look`)": "on" if tracking.redetect_look else "off",
-        "a box that jumps is lost at once (`jump_cosine`)": f"{tracking.jump_cosine:g}" if tracking.jump_cosine
-        else "off",
+        "a box that jumps is lost at once (`jump_cosine` / `jump_at_cuts`)":
+            "off" if not tracking.jump_cosine else f"{tracking.jump_cosine:g} / " + (
+                f"{tracking.jump_at_cuts:g} (at shot cuts only)" if tracking.jump_at_cuts else "0 (on any frame)"),
         "box rule (`box_position`)": tracking.box_position,
     }
     documented = _stored_table()

@@ -98,6 +98,46 @@ def test_the_watch_needs_the_verifier_and_a_line():
             TrackerConfig(jump_cosine=bad).validate()
 
 
+def scene(seed: int, size=(240, 320)) -> np.ndarray:
+    """A frame of smoothly blended colours (its own palette per seed), as a scene's colours."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    palette = rng.integers(0, 256, (6, 3))
+    blocks = np.kron(palette[rng.integers(0, 6, (size[0] // 20, size[1] // 20))], np.ones((20, 20, 1)))
+    return cv2.GaussianBlur(blocks.astype(np.uint8), (0, 0), 6)
+
+
+def test_a_shot_cut_is_a_change_of_colours_not_of_places():
+    from tracker.cuts import ShotCuts, colour_distance, colour_histogram
+
+    first, other = scene(0), scene(1)
+    moved = np.roll(first, (12, 30), axis=(0, 1))  # the camera pans: the same colours elsewhere
+    assert colour_distance(colour_histogram(first), colour_histogram(first)) == pytest.approx(0.0, abs=1e-6)
+    assert colour_distance(colour_histogram(first), colour_histogram(moved)) < 0.15  # 0.09
+    assert colour_distance(colour_histogram(first), colour_histogram(other)) > 0.6  # 0.90
+    cuts = ShotCuts(0.3)
+    assert [cuts.is_cut(f) for f in (first, moved, moved, other, other, first)] == \
+        [False, False, False, True, False, True]  # never the first frame seen
+
+
+def test_with_jump_at_cuts_a_box_jumps_only_on_a_frame_that_starts_a_new_shot():
+    target, stranger = windows(5, 2)
+    watch, state = JumpWatch(0.65, cut_threshold=0.3), State()
+    watch.see_frame(scene(0))
+    assert watch.after_step(state, target, 0.9, lost=False) == 0.9
+    watch.see_frame(scene(0))  # the same shot: the box moving onto the stranger is not a jump
+    assert watch.after_step(state, stranger, 0.9, lost=False) == 0.9 and state.stranger is None
+    watch.see_frame(scene(2))  # a cut, and the box's window changes with it
+    assert watch.after_step(state, target, 0.9, lost=False) == STRANGER_SCORE
+    assert state.remembered is stranger and state.stranger is target
+    assert jump_watch_for(object(), TrackerConfig(jump_cosine=0.65, jump_at_cuts=0.3)).cuts.threshold == 0.3
+    assert jump_watch_for(object(), TrackerConfig(jump_cosine=0.65)).cuts is None  # any frame
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="jump_at_cuts must be from 0"):
+            TrackerConfig(jump_at_cuts=bad).validate()
+
+
 @pytest.fixture(scope="module")
 def cut_to_a_face():
     """val-hard's BlurBody (a man's body) with 30 frames of Boy (a boy's face, where the tracker stays at a verifier
@@ -132,3 +172,6 @@ def test_a_cut_to_a_look_alike_is_lost_at_once_and_the_target_is_taken_back_when
     assert ((states[back:back + 10] != "lost") & (ious[back:back + 10] >= 0.5)).any()
     without, _, _ = states_through(cut_to_a_face, jump_cosine=0.0)
     assert (without[absent] == "lost").sum() < 5  # without the watch the boy's face is taken for the man
+    at_cuts, at_cuts_ious, _ = states_through(cut_to_a_face, jump_cosine=0.65, jump_at_cuts=0.3)
+    assert (at_cuts[absent][1:] == "lost").all()  # the cut into Boy is a shot cut: the same as on any frame
+    assert ((at_cuts[back:back + 10] != "lost") & (at_cuts_ious[back:back + 10] >= 0.5)).any()

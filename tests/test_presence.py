@@ -277,6 +277,9 @@ def test_state_summary_counts_detection_reacquisition_and_false_takes():
     assert summary["reacquired"] == "1/1" and summary["frames_to_reacquire_median"] == 2
     assert summary["false_reacquisitions_by_kind"] == {"while_away": 1, "another_place": 0, "loose_box": 0}
     assert summary["false_reacquisition_events"] == [{"sequence": "s", "frame": 7, "taken": "while_away", "iou": 0.0}]
+    # absent at 3..7: lost at 4, 5 and 7 of them
+    assert summary["per_run"] == [{"sequence": "s", "filler": "", "absent_frames_lost": 0.6, "frames_to_lost": 2,
+                                   "frames_to_reacquire": 2}]
 
 
 def test_state_summary_tells_a_look_alike_from_a_loose_box():

@@ -196,6 +196,11 @@ class TrackerConfig(_Config):
     # place that looks more like what the box jumped onto than like the target before score at most 0.05, so the
     # target is lost and not taken back there (tracker/jumps.py); 0 = off.
     jump_cosine: float = 0.0
+    # With jump_cosine > 0: 0 = a box can jump on any frame; > 0 = only on a frame that starts a new shot of edited
+    # video, whose colour histogram is this Bhattacharyya distance or more from the previous frame's (0 to 1,
+    # tracker/cuts.py). Where one pedestrian passes another, the box's window changes as much as at a cut, and
+    # what re-detection would then take is a look-alike (docs/lost-and-found.md).
+    jump_at_cuts: float = 0.0
     # MultiTracker only (tracker/exclusive.py): 1 = when two targets' boxes converge, the one whose box left the
     # path of its own recent motion further is demoted first, the scores deciding only when the two drifts are
     # alike; 0 = the scores decide.
@@ -283,6 +288,8 @@ class TrackerConfig(_Config):
                f"redetect_move must be from 0 (off) to 1000 frames, got {self.redetect_move}")
         _check(self.redetect_look in (0, 1), f"redetect_look must be 0 (off) or 1 (on), got {self.redetect_look!r}")
         _check(0 <= self.jump_cosine < 1, f"jump_cosine must be from 0 (off) to under 1, got {self.jump_cosine}")
+        _check(0 <= self.jump_at_cuts <= 1,
+               f"jump_at_cuts must be from 0 (jumps on any frame) to 1, got {self.jump_at_cuts}")
         _check(self.hold_lost_box in (0, 1), f"hold_lost_box must be 0 or 1, got {self.hold_lost_box!r}")
         _check(self.verify in (0, 1), f"verify must be 0 (off) or 1 (on), got {self.verify!r}")
         self._check_second_look()

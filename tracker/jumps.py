@@ -15,11 +15,17 @@ verifier says, and scores at most `STRANGER_SCORE`: two such frames in a row los
 lost target is not taken back there. The stranger's memory follows its look from frame to frame; what comes into
 view with a jump from it (the target, back after a cut) is not the stranger.
 
+With jump_at_cuts (the shipped setting), a box can jump only on a frame that starts a new shot of edited video
+(tracker/cuts.py): where one pedestrian passes another the window changes as much, and re-detection after such a
+loss takes another look-alike as readily as the one the box slid onto (docs/lost-and-found.md).
+
 Zero network cost: the window is the one the verifier scored (verifier.box_window); two cosines per place.
 """
 from __future__ import annotations
 
 import numpy as np
+
+from .cuts import ShotCuts
 
 CENTRE = slice(2, 6)  # the central 4x4 of the 8x8 window: the box, without most of its context
 STRANGER_SCORE = 0.05  # P(box on target) of a jump frame and of a place that looks like the stranger
@@ -41,15 +47,25 @@ class JumpWatch:
     """The jump test and the stranger's memory, kept on each target's state (tracking.TargetState: `window`, the
     box's window last frame; `remembered` and `stranger`, the two sides of the last jump)."""
 
-    def __init__(self, line: float) -> None:
+    def __init__(self, line: float, cut_threshold: float = 0.0) -> None:
         self.line = line  # jump_cosine (tracker/config.py)
+        self.cuts = ShotCuts(cut_threshold) if cut_threshold else None  # jump_at_cuts: jumps only at shot cuts
+        self.may_jump = True  # whether this frame can hold a jump (with jump_at_cuts: it starts a new shot)
+
+    def see_frame(self, frame: np.ndarray) -> None:
+        """Every frame, before any target steps in it: with jump_at_cuts, whether a box can jump in this frame. (A
+        target's first step has no window before it to jump from, so the frame it was started on need not be
+        seen.)"""
+        if self.cuts is not None:
+            self.may_jump = self.cuts.is_cut(frame)
 
     def after_step(self, state, window: np.ndarray, score: float, lost: bool) -> float:
         """The frame's score for the place the state's search moved to, whose search features are `window`
         (C, 8, 8: verifier.box_window): STRANGER_SCORE on a jump (a tracked target only: a lost target's search has
-        nothing steady to jump from) or on the stranger, else `score`."""
+        nothing steady to jump from; with jump_at_cuts, on a frame that starts a new shot only) or on the stranger,
+        else `score`."""
         before, state.window = state.window, window
-        if not lost and before is not None and cell_cosine(before, window) < self.line:
+        if self.may_jump and not lost and before is not None and cell_cosine(before, window) < self.line:
             state.remembered, state.stranger = before, window
             return min(score, STRANGER_SCORE)
         if self.is_stranger(state, window):
@@ -82,4 +98,4 @@ def jump_watch_for(verifier, config) -> JumpWatch | None:
     reads); else None."""
     if verifier is None or not config.jump_cosine:
         return None
-    return JumpWatch(config.jump_cosine)
+    return JumpWatch(config.jump_cosine, config.jump_at_cuts)

@@ -204,6 +204,8 @@ class TrackingLoop:
         """One frame for every target (a BGR frame of their size): their results, in order."""
         self._timer.start()
         c, self.evidence = self.config, {}
+        if self.jumps is not None:
+            self.jumps.see_frame(frame)
         was_lost = [t.presence.state == "lost" for t in targets]
         # A lost target's box stays put; its shadow searches on as if it were tracked.
         stepping = [t.presence.shadow if lost else t.state for t, lost in zip(targets, was_lost)]

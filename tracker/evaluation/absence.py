@@ -19,7 +19,8 @@ Per frame it records the score, the state, the box and whether the target is the
   lost, IoU >= 0.5), and false re-acquisitions (leaving "lost" while the target is absent, or onto a box with
   IoU < 0.5 after it came back), split by what was taken: nothing (the target away), another place (IoU < 0.1,
   the verifier measures' off-target line) or the target under a loose box (IoU 0.1 to 0.5), each one listed
-  with its clip, frame (counted from the clip's first frame, the init) and IoU;
+  with its clip, frame (counted from the clip's first frame, the init) and IoU; and each run's own share of
+  absent frames lost, frames to "lost" and frames to re-acquisition (`per_run`);
 * the long-term tracking measures of VOT-LT (Lukezic et al. 2020): precision, recall and F-score over the
   score threshold, from the per-frame score and box.
 """
@@ -133,6 +134,7 @@ def flag_rates(runs: list[Run], thresholds) -> list[dict]:
 def state_summary(runs: list[Run]) -> dict:
     """The state machine's figures over all runs (see the module docstring)."""
     lost_absent, lost_visible, delays, reacquire, never = [], [], [], [], 0
+    per_run = []  # each run's own figures, to see which sequences a setting changes
     takes = {"while_away": 0, "another_place": 0, "loose_box": 0}
     events = []  # each false re-acquisition: where, on which frame of the clip, what it took
 
@@ -157,6 +159,9 @@ def state_summary(runs: list[Run]) -> dict:
         reacquire.append(found)
         if found is None:
             never += 1
+        per_run.append({"sequence": r.name, "filler": r.filler,
+                        "absent_frames_lost": round(float(lost[absent].mean()), 3),
+                        "frames_to_lost": delays[-1], "frames_to_reacquire": found})
         for i in range(back, len(lost)):
             if lost[i - 1] and not lost[i] and r.ious[i] < GOOD_IOU:
                 take(r, i, "another_place" if r.ious[i] < OFF_IOU else "loose_box")
@@ -173,6 +178,7 @@ def state_summary(runs: list[Run]) -> dict:
         "false_reacquisitions": sum(takes.values()),
         "false_reacquisitions_by_kind": takes,
         "false_reacquisition_events": events,
+        "per_run": per_run,
     }
 
 

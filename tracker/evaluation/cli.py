@@ -175,7 +175,7 @@ def cmd_absence(args) -> int:
     report = {"config": {k: getattr(shared.config, k) for k in (
         "verify", "appearance_gate", "lost_threshold", "uncertain_margin", "uncertain_after", "lost_after",
         "fast_lost_threshold", "fast_lost_after", "redetect_margin", "redetect_confirm", "redetect_follow",
-        "redetect_tiles", "redetect_move", "redetect_look", "jump_cosine", "hold_lost_box")}}
+        "redetect_tiles", "redetect_move", "redetect_look", "jump_cosine", "jump_at_cuts", "hold_lost_box")}}
     for kind in kinds:
         chosen = [r for r in runs if r.kind == kind]
         report[kind] = {"flag": flag_rates(chosen, np.round(np.arange(0.3, 0.96, 0.05), 2)),
