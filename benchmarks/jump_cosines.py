@@ -11,7 +11,9 @@ cell by cell over the central 4x4. Per set, with the tracker's settings (the shi
 * made absences (`siamtrack absence`'s cuts and covers, 30 frames): the cosine on each absence's first frame, and
   the share of them under each line.
 
-A watch whose line no cosine reaches only records, so the tracker's boxes and states are the configured ones.
+The watch records every step's cosine and acts as configured (with jump_at_cuts, at shot cuts only), so the
+tracker's boxes and states are the configured ones; `--set jump_cosine=0` only records (the figures in
+docs/lost-and-found.md were measured so).
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ class RecordingWatch(JumpWatch):
     """Records each step's cosine with the window before (NaN: none before) and whether the target was lost."""
 
     def __init__(self, watch: JumpWatch | None) -> None:
-        super().__init__(watch.line if watch else 0.0)
+        super().__init__(watch.line if watch else 0.0, watch.cuts.threshold if watch and watch.cuts else 0.0)
         self.acting, self.steps = watch is not None, []
 
     def after_step(self, state, window, score, lost):
