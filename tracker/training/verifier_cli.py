@@ -109,7 +109,8 @@ def collect(dataset: str, engine, verifier, progress: bool = True, appearance=No
         raise UserError(f"no sequences in {dataset}: {problems}")
     config = engine.tracker_config.replace(verify=1, lost_threshold=0.0, uncertain_margin=0.0,
                                            fast_lost_threshold=0.0,  # the shipped config stores one above 0
-                                           appearance_gate=0.0)  # the cosine is recorded, never used
+                                           appearance_gate=0.0,  # the cosine is recorded, never used
+                                           jump_cosine=0.0)  # the shipped config stores a jump watch
     trackers: list[_Recording] = []
 
     def make_tracker() -> _Recording:
